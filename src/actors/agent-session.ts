@@ -1,0 +1,250 @@
+import type { HTTPChunk } from '../codec/http-chunk.js';
+import { ResetCode } from '../codec/http-chunk.js';
+import {
+  AbortError,
+  AgentBusyError,
+  AgentTimeoutError,
+  AgentUnavailableError,
+  MailboxFullError,
+  type JettyError,
+} from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { BeginOptions, ChannelStatus, ExchangeDuplex } from '../streams/exchange-duplex.js';
+import { Actor } from './actor.js';
+
+/** Default cap on exchanges in flight per agent; bounds the edge's memory per agent. */
+export const DEFAULT_MAX_EXCHANGES = 128;
+/** How long the edge waits for the agent to open a stream for an Open before answering 504. */
+export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
+/** Idle streams kept per session; extra ones are closed when they come back. */
+export const DEFAULT_MAX_IDLE_STREAMS = 64;
+
+/** The agent's control channel, as the session needs it (gRPC Register stream or WebSocket). */
+export interface SessionControl {
+  /** Ask the agent to open a stream for this exchange; the request HEADERS ride along. */
+  sendOpen(head: HTTPChunk): void;
+  /** The public side of this exchange went away: abort the origin request. */
+  sendCancel(exchangeId: string, code: ResetCode): void;
+  /** End the control channel (the session is over). */
+  close(err: Error): void;
+}
+
+/** A stream the agent opened that can carry exchanges one at a time. */
+export interface ExchangeStream {
+  readonly status: ChannelStatus;
+  begin(id: string, options?: BeginOptions): ExchangeDuplex;
+  close(err: Error | undefined): void;
+}
+
+export interface AgentSessionInit {
+  id: string;
+  name: string;
+  transport: string;
+  control: SessionControl;
+  logger: Logger;
+  /** Cap on exchanges in flight; default DEFAULT_MAX_EXCHANGES. */
+  maxExchanges?: number;
+  /** Wait for a stream after Open, in ms; default DEFAULT_OPEN_TIMEOUT_MS. */
+  openTimeoutMs?: number;
+  /** Idle streams kept; default DEFAULT_MAX_IDLE_STREAMS. */
+  maxIdleStreams?: number;
+}
+
+export interface OpenExchangeOptions {
+  signal?: AbortSignal;
+}
+
+interface Pending {
+  resolve: (exchange: ExchangeDuplex) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Messages of the AgentSession actor. */
+export type SessionMessage =
+  | { type: 'OpenExchange'; head: HTTPChunk; resolve: Pending['resolve']; reject: Pending['reject'] }
+  | { type: 'StreamIdle'; stream: ExchangeStream }
+  | { type: 'StreamAttached'; exchangeId: string; stream: ExchangeStream }
+  | { type: 'OpenTimeout'; exchangeId: string }
+  | { type: 'ExchangeClosed'; exchange: ExchangeDuplex };
+
+export interface SessionStats {
+  openExchanges: number;
+  idleStreams: number;
+  pendingOpens: number;
+}
+
+/**
+ * One connected agent. Owns its idle streams, the exchanges in flight and the Opens waiting for a
+ * stream. Bytes never pass through the mailbox: it carries lifecycle only.
+ *
+ * Teardown order (cleanup): pending Opens rejected (502) → exchanges aborted → idle streams closed →
+ * control channel closed.
+ */
+export class AgentSession extends Actor<SessionMessage> {
+  readonly id: string;
+  readonly name: string;
+  readonly transport: string;
+  private readonly control: SessionControl;
+  private readonly log: Logger;
+  private readonly maxExchanges: number;
+  private readonly openTimeoutMs: number;
+  private readonly maxIdleStreams: number;
+  private readonly idle: ExchangeStream[] = [];
+  private readonly exchanges = new Set<ExchangeDuplex>();
+  private readonly pending = new Map<string, Pending>();
+
+  constructor(init: AgentSessionInit) {
+    super();
+    this.id = init.id;
+    this.name = init.name;
+    this.transport = init.transport;
+    this.control = init.control;
+    this.log = init.logger;
+    this.maxExchanges = init.maxExchanges ?? DEFAULT_MAX_EXCHANGES;
+    this.openTimeoutMs = init.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
+    this.maxIdleStreams = init.maxIdleStreams ?? DEFAULT_MAX_IDLE_STREAMS;
+  }
+
+  stats(): SessionStats {
+    return { openExchanges: this.exchanges.size, idleStreams: this.idle.length, pendingOpens: this.pending.size };
+  }
+
+  /**
+   * Starts an exchange whose request begins with `head` (request HEADERS with exchangeId). Resolves
+   * with the duplex once a stream carries it; rejects with AgentBusyError, AgentTimeoutError or
+   * AgentUnavailableError.
+   */
+  openExchange(head: HTTPChunk, options?: OpenExchangeOptions): Promise<ExchangeDuplex> {
+    if (this.stopped) return Promise.reject(new AgentUnavailableError('agent session closed'));
+    options?.signal?.throwIfAborted();
+    return new Promise<ExchangeDuplex>((resolve, reject) => {
+      try {
+        this.send({ type: 'OpenExchange', head, resolve, reject });
+      } catch (err) {
+        reject(err instanceof MailboxFullError ? new AgentBusyError('agent session overloaded', { cause: err }) : err);
+      }
+    });
+  }
+
+  /** A stream is free to carry the next exchange. */
+  offerStream(stream: ExchangeStream): void {
+    this.sendOrClose(stream, { type: 'StreamIdle', stream });
+  }
+
+  /** The agent opened `stream` to answer the Open of `exchangeId`. */
+  attachStream(exchangeId: string, stream: ExchangeStream): void {
+    this.sendOrClose(stream, { type: 'StreamAttached', exchangeId, stream });
+  }
+
+  private sendOrClose(stream: ExchangeStream, msg: SessionMessage): void {
+    try {
+      this.send(msg);
+    } catch (err) {
+      stream.close(err as JettyError);
+    }
+  }
+
+  protected handle(msg: SessionMessage): void {
+    switch (msg.type) {
+      case 'OpenExchange':
+        return this.onOpen(msg.head, msg.resolve, msg.reject);
+      case 'StreamIdle':
+        return this.onIdle(msg.stream);
+      case 'StreamAttached':
+        return this.onAttached(msg.exchangeId, msg.stream);
+      case 'OpenTimeout': {
+        const p = this.pending.get(msg.exchangeId);
+        if (!p) return;
+        this.pending.delete(msg.exchangeId);
+        p.reject(new AgentTimeoutError(`agent did not take exchange within ${this.openTimeoutMs} ms`));
+        this.control.sendCancel(msg.exchangeId, ResetCode.CANCEL);
+        return;
+      }
+      case 'ExchangeClosed':
+        this.exchanges.delete(msg.exchange);
+        if (msg.exchange.error) this.control.sendCancel(msg.exchange.id, ResetCode.CANCEL);
+        return;
+    }
+  }
+
+  private onOpen(head: HTTPChunk, resolve: Pending['resolve'], reject: Pending['reject']): void {
+    if (this.exchanges.size + this.pending.size >= this.maxExchanges) {
+      reject(new AgentBusyError(`agent has ${this.maxExchanges} exchanges in flight`));
+      return;
+    }
+    const id = head.exchangeId ?? '';
+    let stream: ExchangeStream | undefined;
+    while ((stream = this.idle.pop()) !== undefined) {
+      if (stream.status === 'idle') {
+        resolve(this.track(stream.begin(id)));
+        return;
+      }
+    }
+    const timer = setTimeout(() => this.sendSafe({ type: 'OpenTimeout', exchangeId: id }), this.openTimeoutMs);
+    this.pending.set(id, { resolve, reject, timer });
+    this.control.sendOpen(head);
+  }
+
+  private onIdle(stream: ExchangeStream): void {
+    if (stream.status !== 'idle') return;
+    if (this.idle.length >= this.maxIdleStreams) {
+      stream.close(undefined);
+      return;
+    }
+    this.idle.push(stream);
+  }
+
+  private onAttached(exchangeId: string, stream: ExchangeStream): void {
+    const p = this.pending.get(exchangeId);
+    if (!p) {
+      // The Open timed out or its client left: the agent started for nothing; ending the stream
+      // tells it to abort the origin request.
+      stream.close(new AbortError(`no exchange ${exchangeId} waiting`));
+      return;
+    }
+    this.pending.delete(exchangeId);
+    clearTimeout(p.timer);
+    p.resolve(this.track(stream.begin(exchangeId, { headSent: true })));
+  }
+
+  private track(exchange: ExchangeDuplex): ExchangeDuplex {
+    this.exchanges.add(exchange);
+    void exchange.closed.then(() => this.sendSafe({ type: 'ExchangeClosed', exchange }));
+    return exchange;
+  }
+
+  private sendSafe(msg: SessionMessage): void {
+    if (this.stopped) {
+      if (msg.type === 'ExchangeClosed') this.exchanges.delete(msg.exchange);
+      return;
+    }
+    try {
+      this.send(msg);
+    } catch (err) {
+      this.log.warn({ err, session: this.id }, 'session mailbox refused a lifecycle message');
+      this.abort(err as Error);
+    }
+  }
+
+  protected dropped(msg: SessionMessage, err: Error): void {
+    const reason = new AgentUnavailableError('agent session closed', { cause: err });
+    if (msg.type === 'OpenExchange') msg.reject(reason);
+    else if (msg.type === 'StreamIdle' || msg.type === 'StreamAttached') msg.stream.close(reason);
+    else if (msg.type === 'ExchangeClosed') this.exchanges.delete(msg.exchange);
+  }
+
+  protected cleanup(err: Error): void {
+    const reason = new AgentUnavailableError('agent session closed', { cause: err });
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(reason);
+    }
+    this.pending.clear();
+    for (const exchange of this.exchanges) exchange.abort(reason);
+    this.exchanges.clear();
+    for (const stream of this.idle) stream.close(reason);
+    this.idle.length = 0;
+    this.control.close(err);
+  }
+}

@@ -1,0 +1,213 @@
+import type { Duplex, Readable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
+import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
+import { AbortError, AgentUnavailableError, ExchangeResetError, NameTakenError, ProtocolError, UsageError, toError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
+import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
+import {
+  EXCHANGE_METADATA_KEY,
+  GRPC_COMMON_OPTIONS,
+  GRPC_STREAM_WINDOW_BYTES,
+  SESSION_METADATA_KEY,
+  TUNNEL_AGENT_SERVICE,
+} from '../streams/grpc-service.js';
+import { ReadableReader } from '../streams/readable-reader.js';
+
+/** Idle ForwardHTTP streams the agent keeps open so the edge can start exchanges without a round trip. */
+export const MIN_IDLE_STREAMS = 8;
+/** Idle streams beyond this are closed when their exchange ends. */
+export const MAX_IDLE_STREAMS = 64;
+/** How long to wait for the edge to answer Hello. */
+export const REGISTER_TIMEOUT_MS = 10_000;
+
+const TunnelAgentClient = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
+type Client = InstanceType<typeof TunnelAgentClient>;
+type RegisterCall = grpc.ClientDuplexStream<AgentMessage, EdgeMessage>;
+type ForwardCall = grpc.ClientDuplexStream<HTTPChunk, HTTPChunk>;
+
+/** Called for every exchange the edge starts; the connection does not wait for it. */
+export type ExchangeHandler = (head: HTTPChunk, exchange: ExchangeDuplex) => Promise<void>;
+
+export interface GrpcConnectionInit {
+  /** The edge's gRPC address, `host:port`. */
+  address: string;
+  name: string;
+  version: string;
+  logger: Logger;
+  onExchange: ExchangeHandler;
+}
+
+/**
+ * The agent's gRPC session: Register control stream plus a pool of ForwardHTTP streams.
+ * Teardown order (close): exchanges aborted → streams cancelled → control stream cancelled →
+ * channel closed → `closed` settles.
+ */
+export class GrpcConnection {
+  readonly name: string;
+  readonly url: string;
+  readonly sessionId: string;
+  /** Resolves with the reason once the session is over (edge gone, closed locally). */
+  readonly closed: Promise<Error>;
+  private readonly client: Client;
+  private readonly control: RegisterCall;
+  private readonly reader: ReadableReader<EdgeMessage>;
+  private readonly init: GrpcConnectionInit;
+  private readonly log: Logger;
+  private readonly active = new Map<string, ExchangeDuplex>();
+  private readonly channels = new Set<GrpcExchangeChannel>();
+  private idleCount = 0;
+  private closeError: Error | undefined;
+  private resolveClosed!: (err: Error) => void;
+
+  private constructor(init: GrpcConnectionInit, client: Client, control: RegisterCall, reader: ReadableReader<EdgeMessage>, registered: { name: string; url: string; sessionId: string }) {
+    this.init = init;
+    this.log = init.logger;
+    this.client = client;
+    this.control = control;
+    this.reader = reader;
+    this.name = registered.name;
+    this.url = registered.url;
+    this.sessionId = registered.sessionId;
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+  }
+
+  /**
+   * Dials the edge and registers `init.name`. Rejects with NameTakenError (name live elsewhere),
+   * UsageError (name refused) or AgentUnavailableError (edge unreachable).
+   */
+  static async connect(init: GrpcConnectionInit): Promise<GrpcConnection> {
+    const client = new TunnelAgentClient(init.address, grpc.credentials.createInsecure(), {
+      ...GRPC_COMMON_OPTIONS,
+      'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES,
+    });
+    const control = client.register() as RegisterCall;
+    const reader = new ReadableReader<EdgeMessage>(control as unknown as Readable);
+    control.on('error', () => undefined);
+    control.write({ hello: { name: init.name, version: init.version } });
+    const timer = setTimeout(
+      () => reader.interrupt(new AgentUnavailableError(`edge at ${init.address} did not answer within ${REGISTER_TIMEOUT_MS} ms`)),
+      REGISTER_TIMEOUT_MS,
+    );
+    let first: EdgeMessage | null;
+    try {
+      first = await reader.read();
+    } catch (err) {
+      reader.release();
+      control.cancel();
+      client.close();
+      throw registrationError(err, init.address);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!first || !('registered' in first) || !first.registered) {
+      reader.release();
+      control.cancel();
+      client.close();
+      throw new AgentUnavailableError('edge ended the control stream without registering');
+    }
+    const conn = new GrpcConnection(init, client, control, reader, first.registered);
+    conn.start();
+    return conn;
+  }
+
+  stats(): { openExchanges: number; idleStreams: number } {
+    return { openExchanges: this.active.size, idleStreams: this.idleCount };
+  }
+
+  private start(): void {
+    for (let i = 0; i < MIN_IDLE_STREAMS; i++) this.openStream(undefined);
+    void this.controlLoop();
+  }
+
+  private async controlLoop(): Promise<void> {
+    try {
+      for (;;) {
+        const msg = await this.reader.read();
+        if (msg === null) throw new AgentUnavailableError('edge closed the control stream');
+        if ('open' in msg && msg.open) this.openStream(msg.open.headers);
+        else if ('cancel' in msg && msg.cancel) {
+          this.active.get(msg.cancel.exchangeId)?.abort(new ExchangeResetError('cancelled by the edge', msg.cancel.code), msg.cancel.code);
+        } else if ('ping' in msg && msg.ping) this.control.write({ pong: { nonce: msg.ping.nonce } });
+      }
+    } catch (err) {
+      this.close(err instanceof AgentUnavailableError ? err : new AgentUnavailableError('lost the edge', { cause: err }));
+    }
+  }
+
+  /** Opens a ForwardHTTP stream: idle (no head) or carrying the exchange of an Open. */
+  private openStream(head: HTTPChunk | undefined): void {
+    if (this.closeError) return;
+    const metadata = new grpc.Metadata();
+    metadata.set(SESSION_METADATA_KEY, this.sessionId);
+    if (head) metadata.set(EXCHANGE_METADATA_KEY, head.exchangeId ?? '');
+    const call = this.client.forwardHTTP(metadata) as ForwardCall;
+    const channel = new GrpcExchangeChannel({
+      call: call as unknown as Duplex,
+      terminate: () => call.cancel(),
+      onClose: (ch) => this.channels.delete(ch),
+    });
+    this.channels.add(channel);
+    void this.serveChannel(channel, head);
+  }
+
+  private async serveChannel(channel: GrpcExchangeChannel, first: HTTPChunk | undefined): Promise<void> {
+    let head = first;
+    for (;;) {
+      if (head === undefined) {
+        this.idleCount++;
+        try {
+          const next = await channel.next();
+          if (next === null) break;
+          if (next.kind !== ChunkKind.HEADERS || !next.method) throw new ProtocolError(`exchange must start with request HEADERS, got kind ${next.kind}`);
+          head = next;
+        } catch (err) {
+          if (channel.status !== 'closed') {
+            this.log.warn({ err: toError(err).message }, 'closing a broken exchange stream');
+            channel.close(toError(err));
+          }
+          break;
+        } finally {
+          this.idleCount--;
+        }
+        if (this.idleCount < MIN_IDLE_STREAMS) this.openStream(undefined);
+      }
+      const exchange = channel.begin(head.exchangeId ?? '');
+      this.active.set(exchange.id, exchange);
+      await this.init.onExchange(head, exchange);
+      await exchange.closed;
+      this.active.delete(exchange.id);
+      head = undefined;
+      if (channel.status !== 'idle') break;
+      if (this.idleCount >= MAX_IDLE_STREAMS) {
+        channel.close(undefined);
+        break;
+      }
+    }
+  }
+
+  /** Ends the session. Idempotent. */
+  close(err: Error = new AbortError('agent closing')): void {
+    if (this.closeError) return;
+    this.closeError = err;
+    for (const exchange of this.active.values()) exchange.abort(err);
+    for (const channel of this.channels) channel.close(err);
+    this.reader.interrupt(err);
+    this.reader.release();
+    this.control.cancel();
+    this.client.close();
+    this.resolveClosed(err);
+  }
+}
+
+function registrationError(err: unknown, address: string): Error {
+  const code = (err as { code?: unknown }).code;
+  const details = (err as { details?: unknown }).details;
+  if (code === grpc.status.ALREADY_EXISTS) return new NameTakenError(String(details), { cause: err });
+  if (code === grpc.status.INVALID_ARGUMENT) return new UsageError(String(details), { cause: err });
+  if (err instanceof AgentUnavailableError) return err;
+  return new AgentUnavailableError(`cannot register with the edge at ${address}: ${toError(err).message}`, { cause: err });
+}

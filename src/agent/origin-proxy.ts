@@ -1,0 +1,114 @@
+import { Agent as HttpAgent, request, type ClientRequest, type IncomingMessage } from 'node:http';
+import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import { endToEndFields, flatFields } from '../codec/http-fields.js';
+import { ExchangeResetError, toError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
+import { writeBody, flushHeadUnlessBodyReady } from '../streams/http-sink.js';
+import { incomingChunks, type ByteCounter } from '../streams/http-source.js';
+
+/** Idle keep-alive connections kept to the origin. */
+export const ORIGIN_MAX_FREE_SOCKETS = 64;
+
+export interface OriginProxyInit {
+  /** The local service, e.g. http://localhost:3000. */
+  origin: URL;
+  logger: Logger;
+}
+
+const CONTINUE_HEAD: HTTPChunk = Object.freeze({ kind: ChunkKind.HEADERS, status: 100, headers: [] }) as HTTPChunk;
+
+/**
+ * Serves exchanges against the local service: the request chunks become an HTTP/1.1 request (Node
+ * frames the body: Content-Length when the client gave one, chunked otherwise, never both), the
+ * response becomes chunks. A reset from either side destroys the origin request at once.
+ */
+export class OriginProxy {
+  private readonly origin: URL;
+  private readonly log: Logger;
+  private readonly agent: HttpAgent;
+
+  constructor(init: OriginProxyInit) {
+    this.origin = init.origin;
+    this.log = init.logger;
+    this.agent = new HttpAgent({ keepAlive: true, maxFreeSockets: ORIGIN_MAX_FREE_SOCKETS });
+  }
+
+  /** Handles one exchange whose request HEADERS are `head`; resolves when it is over, never rejects. */
+  async serve(head: HTTPChunk, exchange: ExchangeDuplex): Promise<void> {
+    const started = performance.now();
+    const up: ByteCounter = { bytes: 0 };
+    const down: ByteCounter = { bytes: 0 };
+    let status = 0;
+    const req = request({
+      protocol: this.origin.protocol,
+      hostname: this.origin.hostname.replace(/^\[|\]$/g, ''),
+      port: this.origin.port || 80,
+      method: head.method,
+      path: head.target,
+      headers: flatFields(endToEndFields(flatFields(head.headers))),
+      agent: this.agent,
+      setHost: false,
+    });
+    // A reset from the edge (or a dead session) must reach the origin even when nothing is being read.
+    void exchange.closed.then(() => {
+      if (exchange.error) req.destroy(exchange.error);
+    });
+    const response = this.responseChunks(req, (s) => (status = s), down);
+    const upload = (async () => {
+      const body = await flushHeadUnlessBodyReady(req, exchange.source[Symbol.asyncIterator]());
+      await writeBody(req, body, up);
+    })();
+    const results = await Promise.allSettled([upload, exchange.sink(response)]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      req.destroy();
+      exchange.abort(toError(failed.reason), ResetCode.ORIGIN_ERROR);
+    }
+    const entry = {
+      id: head.exchangeId,
+      method: head.method,
+      path: head.target,
+      status,
+      bytesIn: up.bytes,
+      bytesOut: down.bytes,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+    };
+    if (exchange.error) this.log.info({ ...entry, err: exchange.error.message }, 'request failed');
+    else this.log.info(entry, 'request');
+  }
+
+  private async *responseChunks(
+    req: ClientRequest,
+    onStatus: (status: number) => void,
+    counter: ByteCounter,
+  ): AsyncGenerator<HTTPChunk> {
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
+      req.once('response', resolve);
+      req.once('error', (err) =>
+        reject(new ExchangeResetError(`origin request failed: ${err.message}`, ResetCode.ORIGIN_ERROR, { cause: err })),
+      );
+    });
+    const continued = new Promise<void>((resolve) => req.once('continue', resolve));
+    if ((await Promise.race([continued.then(() => true), response.then(() => false)])) === true) {
+      yield CONTINUE_HEAD;
+    }
+    const res = await response;
+    onStatus(res.statusCode ?? 0);
+    const head: HTTPChunk = {
+      kind: ChunkKind.HEADERS,
+      status: res.statusCode,
+      headers: endToEndFields(res.rawHeaders),
+    };
+    try {
+      yield* incomingChunks(res, head, counter);
+    } catch (err) {
+      throw new ExchangeResetError('origin response broke off', ResetCode.ORIGIN_ERROR, { cause: err });
+    }
+  }
+
+  /** Closes idle origin connections. */
+  close(): void {
+    this.agent.destroy();
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * HTTPChunk: the unit every transport carries (proto/tunnel.proto, jetty.tunnel.v1.HTTPChunk).
+ * The same object shape is used in memory and handed to protobufjs, so no chunk is converted on the
+ * data path.
+ */
+
+/** HTTPChunk.Kind on the wire. */
+export enum ChunkKind {
+  HEADERS = 1,
+  DATA = 2,
+  TRAILERS = 3,
+  END = 4,
+  RESET = 5,
+}
+
+/** ResetCode on the wire. */
+export enum ResetCode {
+  UNSPECIFIED = 0,
+  CANCEL = 1,
+  ORIGIN_ERROR = 2,
+  PROTOCOL_ERROR = 3,
+  INTERNAL = 4,
+}
+
+/** One header line; repeats are kept as separate entries, in order. */
+export interface Header {
+  name: string;
+  value: string;
+}
+
+export interface HTTPChunk {
+  kind: ChunkKind;
+  /** Request HEADERS: exchange and request id. */
+  exchangeId?: string;
+  /** Request HEADERS. */
+  method?: string;
+  /** Request HEADERS: origin-form target. */
+  target?: string;
+  /** Response HEADERS. */
+  status?: number;
+  /** HEADERS and TRAILERS. */
+  headers?: Header[];
+  /** DATA. */
+  data?: Uint8Array;
+  /** RESET. */
+  code?: ResetCode;
+  reason?: string;
+}
+
+/** The END chunk; shared because it carries no state. */
+export const END_CHUNK: HTTPChunk = Object.freeze({ kind: ChunkKind.END }) as HTTPChunk;
+
+export function dataChunk(data: Uint8Array): HTTPChunk {
+  return { kind: ChunkKind.DATA, data };
+}
+
+export function resetChunk(code: ResetCode, reason: string): HTTPChunk {
+  return { kind: ChunkKind.RESET, code, reason };
+}
+
+/** Body bytes a chunk carries (0 for anything but DATA). */
+export function chunkBodyBytes(chunk: HTTPChunk): number {
+  return chunk.kind === ChunkKind.DATA && chunk.data !== undefined ? chunk.data.byteLength : 0;
+}

@@ -1,0 +1,120 @@
+import { readFileSync } from 'node:fs';
+import protobuf from 'protobufjs';
+import { FrameTooLargeError, ProtocolError } from '../errors.js';
+import { ChunkKind, type HTTPChunk } from './http-chunk.js';
+
+/** Largest DATA payload a sender puts in one chunk; bigger reads are split. */
+export const MAX_CHUNK_DATA_BYTES = 256 * 1024;
+/** Largest encoded frame a decoder accepts: one full DATA chunk plus room for headers. */
+export const MAX_FRAME_BYTES = MAX_CHUNK_DATA_BYTES + 64 * 1024;
+
+// The schema is the repository's proto file, parsed once; no code generation step.
+const PROTO_TEXT = readFileSync(new URL('../../../proto/tunnel.proto', import.meta.url), 'utf8');
+const root = protobuf.parse(PROTO_TEXT, { keepCase: false }).root;
+const HTTPChunkType = root.lookupType('jetty.tunnel.v1.HTTPChunk');
+const AgentMessageType = root.lookupType('jetty.tunnel.v1.AgentMessage');
+const EdgeMessageType = root.lookupType('jetty.tunnel.v1.EdgeMessage');
+
+/** Sent by the agent on Register. */
+export type AgentMessage =
+  | { hello: { name: string; version: string }; pong?: undefined }
+  | { pong: { nonce: number }; hello?: undefined };
+
+/** Sent by the edge on Register. */
+export type EdgeMessage =
+  | { registered: { name: string; url: string; sessionId: string } }
+  | { open: { headers: HTTPChunk } }
+  | { cancel: { exchangeId: string; code: number } }
+  | { ping: { nonce: number } };
+
+export interface DecodeOptions {
+  /** Frames above this many bytes are rejected; default MAX_FRAME_BYTES. */
+  maxFrameBytes?: number;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Field values: visible ASCII, obs-text, space and tab; never CR, LF or NUL.
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+function checkSize(bytes: Uint8Array, options?: DecodeOptions): void {
+  const max = options?.maxFrameBytes ?? MAX_FRAME_BYTES;
+  if (bytes.byteLength > max) {
+    throw new FrameTooLargeError(`frame of ${bytes.byteLength} bytes exceeds ${max}`);
+  }
+}
+
+function decodeWith<T>(type: protobuf.Type, bytes: Uint8Array, what: string, options?: DecodeOptions): T {
+  checkSize(bytes, options);
+  try {
+    return type.decode(bytes) as unknown as T;
+  } catch (err) {
+    throw new ProtocolError(`malformed ${what} frame`, { cause: err });
+  }
+}
+
+/** Checks the rules the HTTP layers rely on; throws ProtocolError naming the broken one. */
+export function validateChunk(chunk: HTTPChunk): HTTPChunk {
+  switch (chunk.kind) {
+    case ChunkKind.HEADERS:
+      if (chunk.method) {
+        if (!TOKEN.test(chunk.method)) throw new ProtocolError('invalid request method');
+        if (!chunk.target || !(chunk.target.startsWith('/') || chunk.target === '*')) {
+          throw new ProtocolError('request target must be origin-form');
+        }
+      } else if (!chunk.status || chunk.status < 100 || chunk.status > 999) {
+        throw new ProtocolError('HEADERS without method or valid status');
+      }
+      validateFields(chunk);
+      return chunk;
+    case ChunkKind.TRAILERS:
+      validateFields(chunk);
+      return chunk;
+    case ChunkKind.DATA:
+    case ChunkKind.END:
+    case ChunkKind.RESET:
+      return chunk;
+    default:
+      throw new ProtocolError(`unknown chunk kind ${String(chunk.kind)}`);
+  }
+}
+
+function validateFields(chunk: HTTPChunk): void {
+  for (const h of chunk.headers ?? []) {
+    if (!TOKEN.test(h.name)) throw new ProtocolError(`invalid header name ${JSON.stringify(h.name)}`);
+    if (!FIELD_VALUE.test(h.value)) throw new ProtocolError(`invalid value for header ${h.name}`);
+  }
+}
+
+export function encodeChunk(chunk: HTTPChunk): Uint8Array {
+  return HTTPChunkType.encode(chunk as unknown as protobuf.Message).finish();
+}
+
+/** Decodes and validates one HTTPChunk frame. */
+export function decodeChunk(bytes: Uint8Array, options?: DecodeOptions): HTTPChunk {
+  return validateChunk(decodeWith<HTTPChunk>(HTTPChunkType, bytes, 'HTTPChunk', options));
+}
+
+export function encodeAgentMessage(msg: AgentMessage): Uint8Array {
+  return AgentMessageType.encode(msg as unknown as protobuf.Message).finish();
+}
+
+export function decodeAgentMessage(bytes: Uint8Array, options?: DecodeOptions): AgentMessage {
+  const msg = decodeWith<AgentMessage>(AgentMessageType, bytes, 'AgentMessage', options);
+  if (!msg.hello && !msg.pong) throw new ProtocolError('empty AgentMessage');
+  return msg;
+}
+
+export function encodeEdgeMessage(msg: EdgeMessage): Uint8Array {
+  return EdgeMessageType.encode(msg as unknown as protobuf.Message).finish();
+}
+
+export function decodeEdgeMessage(bytes: Uint8Array, options?: DecodeOptions): EdgeMessage {
+  const msg = decodeWith<Record<string, unknown>>(EdgeMessageType, bytes, 'EdgeMessage', options);
+  const open = msg.open as { headers?: HTTPChunk } | undefined;
+  if (open) {
+    if (!open.headers) throw new ProtocolError('Open without headers');
+    validateChunk(open.headers);
+  }
+  if (!msg.registered && !open && !msg.cancel && !msg.ping) throw new ProtocolError('empty EdgeMessage');
+  return msg as unknown as EdgeMessage;
+}

@@ -1,0 +1,146 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { MemoryRegistry, type Registry } from '../actors/registry.js';
+import { formatHostPort, parseHostPort } from '../address.js';
+import type { Logger } from '../logger.js';
+import { GrpcEndpoint } from './grpc-endpoint.js';
+import { Router } from './router.js';
+
+/** Path on the edge's own host where agents learn what the edge offers. */
+export const DISCOVERY_PATH = '/_jetty/discovery';
+/** Public listener: how long a client may take to send its request head, in ms. */
+export const HEADERS_TIMEOUT_MS = 30_000;
+/** Public listener: idle keep-alive connections are closed after this many ms. */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
+export interface EdgeInit {
+  /** Public HTTP listener, `host:port`; default 0.0.0.0:8080. */
+  listen?: string;
+  /** gRPC listener for agents, `host:port`; default 0.0.0.0:8091. */
+  grpcListen?: string;
+  /** Tunnels are `NAME.DOMAIN`; default `localhost`. */
+  domain?: string;
+  logger: Logger;
+  registry?: Registry;
+  /** Per-agent cap on exchanges in flight. */
+  maxExchangesPerAgent?: number;
+  /** How long to wait for an agent to take an exchange, in ms. */
+  openTimeoutMs?: number;
+}
+
+export interface EdgeStats {
+  sessions: number;
+  openExchanges: number;
+  idleStreams: number;
+}
+
+/**
+ * The edge: public HTTP listener → router → registry → agent sessions, and the gRPC endpoint the
+ * agents dial. Teardown order (close): public listener stops accepting → agent sessions and gRPC
+ * server end → public connections closed.
+ */
+export class Edge {
+  readonly domain: string;
+  readonly publicPort: number;
+  readonly grpcPort: number;
+  private readonly http: Server;
+  private readonly grpc: GrpcEndpoint;
+  private readonly log: Logger;
+  private closing: Promise<void> | undefined;
+
+  private constructor(domain: string, http: Server, grpc: GrpcEndpoint, publicPort: number, grpcPort: number, log: Logger) {
+    this.domain = domain;
+    this.http = http;
+    this.grpc = grpc;
+    this.publicPort = publicPort;
+    this.grpcPort = grpcPort;
+    this.log = log;
+  }
+
+  static async start(init: EdgeInit): Promise<Edge> {
+    const domain = (init.domain ?? 'localhost').toLowerCase();
+    const listen = parseHostPort(init.listen ?? '0.0.0.0:8080');
+    const grpcListen = parseHostPort(init.grpcListen ?? '0.0.0.0:8091');
+    const registry = init.registry ?? new MemoryRegistry();
+    const log = init.logger;
+    let publicPort = listen.port;
+    const publicUrl = (name: string): string =>
+      `http://${name}.${domain}${publicPort === 80 ? '' : `:${publicPort}`}`;
+    const grpc = new GrpcEndpoint({
+      registry,
+      logger: log,
+      publicUrl,
+      maxExchanges: init.maxExchangesPerAgent,
+      openTimeoutMs: init.openTimeoutMs,
+    });
+    let grpcPort = 0;
+    const ownHost = (req: IncomingMessage, res: ServerResponse): void => {
+      if (req.url === DISCOVERY_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
+        const body = JSON.stringify({ version: 1, domain, publicPort, transports: { grpc: { port: grpcPort } } });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+        return;
+      }
+      const body = `404 Not Found\nThis is a Jetty edge. Tunnels live at http://NAME.${domain}:${publicPort}/\n`;
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    const router = new Router({ domain, registry, logger: log, ownHost });
+    const http = createServer({
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      // Streaming bodies have no total deadline; idle and header timeouts bound slow clients.
+      requestTimeout: 0,
+      noDelay: true,
+    });
+    http.on('request', router.handle);
+    // Expect: 100-continue goes to the origin, whose 100 (or final status) comes back through the tunnel.
+    http.on('checkContinue', router.handle);
+    http.on('clientError', (err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+      log.debug({ err: err.message }, 'public client error');
+    });
+    try {
+      grpcPort = await grpc.listen(formatHostPort(grpcListen.host, grpcListen.port));
+      await new Promise<void>((resolve, reject) => {
+        http.once('error', reject);
+        http.listen(listen.port, listen.host, () => {
+          http.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      await grpc.close();
+      http.close();
+      throw err;
+    }
+    publicPort = (http.address() as AddressInfo).port;
+    log.info({ listen: formatHostPort(listen.host, publicPort), grpc: formatHostPort(grpcListen.host, grpcPort), domain }, 'edge listening');
+    return new Edge(domain, http, grpc, publicPort, grpcPort, log);
+  }
+
+  /** Counts for the gauge and for tests: all must be zero once the edge is quiet. */
+  stats(): EdgeStats {
+    const out: EdgeStats = { sessions: 0, openExchanges: 0, idleStreams: 0 };
+    for (const s of this.grpc.allSessions()) {
+      const st = s.stats();
+      out.sessions++;
+      out.openExchanges += st.openExchanges + st.pendingOpens;
+      out.idleStreams += st.idleStreams;
+    }
+    return out;
+  }
+
+  /** Stops listening, ends agent sessions and public connections. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+      await this.grpc.close();
+      this.http.closeAllConnections();
+      await httpClosed;
+      this.log.info('edge closed');
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,208 @@
+import { randomUUID } from 'node:crypto';
+import type { Http2Server, ServerHttp2Session } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { AgentSession } from '../actors/agent-session.js';
+import type { Registry } from '../actors/registry.js';
+import type { HTTPChunk } from '../codec/http-chunk.js';
+import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
+import { AgentUnavailableError, NameTakenError, ProtocolError, toError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
+import {
+  EXCHANGE_METADATA_KEY,
+  GRPC_COMMON_OPTIONS,
+  GRPC_CONNECTION_WINDOW_BYTES,
+  GRPC_MAX_CONCURRENT_STREAMS,
+  GRPC_STREAM_WINDOW_BYTES,
+  SESSION_METADATA_KEY,
+  TUNNEL_AGENT_SERVICE,
+} from '../streams/grpc-service.js';
+import { ReadableReader } from '../streams/readable-reader.js';
+import { isValidTunnelName } from '../tunnel-name.js';
+
+/** How long a new Register stream may take to send Hello. */
+export const HELLO_TIMEOUT_MS = 10_000;
+
+type RegisterCall = grpc.ServerDuplexStream<AgentMessage, EdgeMessage>;
+type ForwardCall = grpc.ServerDuplexStream<HTTPChunk, HTTPChunk>;
+
+export interface GrpcEndpointInit {
+  registry: Registry;
+  logger: Logger;
+  /** The public URL of a tunnel name. */
+  publicUrl: (name: string) => string;
+  /** Per-agent exchange cap; see AgentSession. */
+  maxExchanges?: number;
+  openTimeoutMs?: number;
+}
+
+function fail(call: Duplex, code: grpc.status, details: string): void {
+  // grpc-js server calls turn an 'error' carrying {code, details} into that status.
+  call.emit('error', Object.assign(new Error(details), { code, details }));
+}
+
+/**
+ * The edge's gRPC side: agents Register (one control stream each) and open ForwardHTTP streams.
+ * Teardown order (close): sessions aborted (their exchanges and streams with them) → server
+ * shut down → sessions forced.
+ */
+export class GrpcEndpoint {
+  private readonly server: grpc.Server;
+  private readonly init: GrpcEndpointInit;
+  private readonly log: Logger;
+  private readonly sessions = new Map<string, AgentSession>();
+
+  constructor(init: GrpcEndpointInit) {
+    this.init = init;
+    this.log = init.logger;
+    this.server = new grpc.Server({
+      ...GRPC_COMMON_OPTIONS,
+      'grpc.max_concurrent_streams': GRPC_MAX_CONCURRENT_STREAMS,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    });
+    this.server.addService(TUNNEL_AGENT_SERVICE, {
+      register: (call: RegisterCall) => void this.onRegister(call),
+      forwardHTTP: (call: ForwardCall) => this.onForward(call),
+    });
+  }
+
+  /** Live sessions, by id. */
+  allSessions(): Iterable<AgentSession> {
+    return this.sessions.values();
+  }
+
+  /** Binds `host:port`; resolves with the bound port. */
+  async listen(address: string): Promise<number> {
+    const port = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    this.raiseWindows();
+    return port;
+  }
+
+  /**
+   * grpc-js's server takes no window option, so each HTTP/2 session gets its windows here; without it
+   * a stream moves at most 64 KiB per round trip. test/edge/grpc-endpoint.test.ts fails if this stops
+   * working after a grpc-js upgrade.
+   */
+  private raiseWindows(): void {
+    const servers = (this.server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
+    if (!(servers instanceof Map)) throw new Error('grpc-js internals changed: cannot raise HTTP/2 windows');
+    for (const h2 of servers.keys()) {
+      h2.on('session', (session: ServerHttp2Session) => {
+        session.settings({ initialWindowSize: GRPC_STREAM_WINDOW_BYTES });
+        const raise = (): void => session.setLocalWindowSize(GRPC_CONNECTION_WINDOW_BYTES);
+        if (session.socket?.connecting === false) raise();
+        else session.once('connect', raise);
+      });
+    }
+  }
+
+  private async onRegister(call: RegisterCall): Promise<void> {
+    const reader = new ReadableReader<AgentMessage>(call as unknown as Duplex);
+    call.on('error', () => undefined);
+    let hello: AgentMessage | null;
+    const timer = setTimeout(() => reader.interrupt(new ProtocolError('no Hello in time')), HELLO_TIMEOUT_MS);
+    try {
+      hello = await reader.read();
+    } catch (err) {
+      this.log.warn({ err: toError(err).message, peer: call.getPeer() }, 'agent registration failed');
+      reader.release();
+      fail(call as unknown as Duplex, grpc.status.INVALID_ARGUMENT, toError(err).message);
+      return;
+    } finally {
+      clearTimeout(timer);
+    }
+    const name = hello?.hello?.name ?? '';
+    if (!isValidTunnelName(name)) {
+      reader.release();
+      fail(call as unknown as Duplex, grpc.status.INVALID_ARGUMENT, `invalid tunnel name "${name}": use lower-case letters, digits and hyphens`);
+      return;
+    }
+    const session = new AgentSession({
+      id: randomUUID(),
+      name,
+      transport: 'grpc',
+      logger: this.log,
+      maxExchanges: this.init.maxExchanges,
+      openTimeoutMs: this.init.openTimeoutMs,
+      control: {
+        sendOpen: (head) => call.write({ open: { headers: head } }),
+        sendCancel: (exchangeId, code) => {
+          if (call.writable) call.write({ cancel: { exchangeId, code } });
+        },
+        close: () => {
+          if (call.writable) call.end();
+        },
+      },
+    });
+    try {
+      await this.init.registry.claim(name, session);
+    } catch (err) {
+      reader.release();
+      session.abort(toError(err));
+      const code = err instanceof NameTakenError ? grpc.status.ALREADY_EXISTS : grpc.status.INTERNAL;
+      this.log.info({ name, peer: call.getPeer(), reason: toError(err).message }, 'agent registration refused');
+      fail(call as unknown as Duplex, code, toError(err).message);
+      return;
+    }
+    this.sessions.set(session.id, session);
+    void session.closed.then(() => {
+      this.sessions.delete(session.id);
+      void this.init.registry.release(name, session);
+      this.log.info({ name, session: session.id }, 'agent disconnected');
+    });
+    call.write({ registered: { name, url: this.init.publicUrl(name), sessionId: session.id } });
+    this.log.info({ name, session: session.id, peer: call.getPeer(), transport: 'grpc' }, 'agent registered');
+    // The control stream lives as long as the session: its end (or failure) ends the session.
+    try {
+      while ((await reader.read()) !== null) {
+        // Pong and later control messages; liveness comes from HTTP/2 keepalive for now.
+      }
+      session.abort(new AgentUnavailableError('agent closed its control stream'));
+    } catch (err) {
+      session.abort(new AgentUnavailableError('agent control stream failed', { cause: err }));
+    } finally {
+      reader.release();
+    }
+  }
+
+  private onForward(call: ForwardCall): void {
+    const sessionId = String(call.metadata.get(SESSION_METADATA_KEY)[0] ?? '');
+    const session = this.sessions.get(sessionId);
+    if (!session) {
+      fail(call as unknown as Duplex, grpc.status.NOT_FOUND, 'unknown session');
+      return;
+    }
+    const channel = new GrpcExchangeChannel({
+      call: call as unknown as Duplex,
+      terminate: (c) => c.end(),
+      onIdle: (ch) => session.offerStream(ch),
+    });
+    const exchangeId = call.metadata.get(EXCHANGE_METADATA_KEY)[0];
+    if (exchangeId !== undefined) session.attachStream(String(exchangeId), channel);
+    else session.offerStream(channel);
+  }
+
+  /** Ends every session and the server. */
+  async close(): Promise<void> {
+    const err = new AgentUnavailableError('edge shutting down');
+    const closing = [...this.sessions.values()].map((s) => {
+      s.abort(err);
+      return s.closed;
+    });
+    await Promise.all(closing);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 1000);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Jetty's error taxonomy: one class per failure a caller can act on, each with a stable `code`.
+ * Errors know nothing of HTTP, gRPC or WebSocket; each boundary maps them (see edge/error-pages.ts).
+ */
+export class JettyError extends Error {
+  readonly code: string = 'ERR_JETTY';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** A frame could not be decoded or breaks the protocol's rules. */
+export class ProtocolError extends JettyError {
+  override readonly code = 'ERR_PROTOCOL';
+}
+
+/** A frame is larger than the configured limit. */
+export class FrameTooLargeError extends JettyError {
+  override readonly code = 'ERR_FRAME_TOO_LARGE';
+}
+
+/** No agent holds the requested tunnel name. */
+export class TunnelNotFoundError extends JettyError {
+  override readonly code = 'ERR_TUNNEL_NOT_FOUND';
+}
+
+/** The agent went away, refused the exchange or could not reach its origin. */
+export class AgentUnavailableError extends JettyError {
+  override readonly code = 'ERR_AGENT_UNAVAILABLE';
+}
+
+/** The agent did not take the exchange in time. */
+export class AgentTimeoutError extends JettyError {
+  override readonly code = 'ERR_AGENT_TIMEOUT';
+}
+
+/** The agent already has as many exchanges in flight as it may. */
+export class AgentBusyError extends JettyError {
+  override readonly code = 'ERR_AGENT_BUSY';
+}
+
+/** The public request is malformed or ambiguous (smuggling-shaped). */
+export class BadRequestError extends JettyError {
+  override readonly code = 'ERR_BAD_REQUEST';
+}
+
+/** The exchange was reset by the peer; `resetCode` is the wire ResetCode. */
+export class ExchangeResetError extends JettyError {
+  override readonly code = 'ERR_EXCHANGE_RESET';
+  constructor(
+    message: string,
+    readonly resetCode: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The transport under an exchange closed before the exchange finished. */
+export class TransportClosedError extends JettyError {
+  override readonly code = 'ERR_TRANSPORT_CLOSED';
+}
+
+/** A mailbox is full (bounded) or its actor stopped. */
+export class MailboxFullError extends JettyError {
+  override readonly code = 'ERR_MAILBOX_FULL';
+}
+
+export class ActorStoppedError extends JettyError {
+  override readonly code = 'ERR_ACTOR_STOPPED';
+}
+
+/** The requested tunnel name is held by another live agent. */
+export class NameTakenError extends JettyError {
+  override readonly code = 'ERR_NAME_TAKEN';
+}
+
+/** A command-line flag, environment variable or config value is wrong (exit code 2). */
+export class UsageError extends JettyError {
+  override readonly code = 'ERR_USAGE';
+}
+
+/** An operation was aborted through its AbortSignal. */
+export class AbortError extends JettyError {
+  override readonly code = 'ERR_ABORTED';
+}
+
+/** Narrows an unknown thrown value to an Error. */
+export function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

@@ -1,0 +1,31 @@
+import type { HTTPChunk, ResetCode } from '../codec/http-chunk.js';
+
+/**
+ * One tunnelled HTTP exchange, whatever the transport. The local side writes its half through
+ * `sink` and reads the peer's half from `source`.
+ *
+ * END and RESET are transport framing and never reach the application: `source` ends after the
+ * peer's END and throws on its RESET or on transport loss; `sink` sends END when its input ends and
+ * RESET when its input throws.
+ */
+export interface ExchangeDuplex {
+  /** Exchange (and request) id. */
+  readonly id: string;
+  /** The peer's chunks: HEADERS, DATA*, [TRAILERS]. Pull-based: nothing is read until asked. */
+  readonly source: AsyncIterable<HTTPChunk>;
+  /** Sends chunks with backpressure; resolves once END is written. */
+  sink(source: AsyncIterable<HTTPChunk>): Promise<void>;
+  /** Aborts both directions now: the peer gets RESET, a pending read throws `err`. Idempotent. */
+  abort(err: Error, code?: ResetCode): void;
+  /** Settles once both directions are finished; `error` is set if the exchange did not complete. */
+  readonly closed: Promise<void>;
+  readonly error: Error | undefined;
+}
+
+/** What a stream that carries exchanges one at a time is doing: waiting, carrying one, or gone. */
+export type ChannelStatus = 'idle' | 'busy' | 'closed';
+
+export interface BeginOptions {
+  /** The request HEADERS already reached the peer another way (inside Open): skip them in sink(). */
+  headSent?: boolean;
+}

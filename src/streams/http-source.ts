@@ -1,0 +1,44 @@
+import type { IncomingMessage } from 'node:http';
+import { ChunkKind, dataChunk, type HTTPChunk } from '../codec/http-chunk.js';
+import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
+import { AbortError } from '../errors.js';
+
+/** Counts body bytes as they pass (for the request log). */
+export interface ByteCounter {
+  bytes: number;
+}
+
+/**
+ * An incoming HTTP message (a public request on the edge, an origin response on the agent) as
+ * chunks: `head`, then DATA as it arrives, then TRAILERS if any. Pull-based: the socket is read only
+ * as fast as the consumer asks (Node's highWaterMark, 16 KiB by default, is the bound here).
+ * Throws AbortError if the peer goes away before the message is complete.
+ */
+export async function* incomingChunks(
+  msg: IncomingMessage,
+  head: HTTPChunk,
+  counter?: ByteCounter,
+): AsyncGenerator<HTTPChunk> {
+  yield head;
+  try {
+    for await (const buf of msg as AsyncIterable<Buffer>) {
+      if (counter) counter.bytes += buf.byteLength;
+      if (buf.byteLength <= MAX_CHUNK_DATA_BYTES) {
+        yield dataChunk(buf);
+      } else {
+        for (let off = 0; off < buf.byteLength; off += MAX_CHUNK_DATA_BYTES) {
+          yield dataChunk(buf.subarray(off, off + MAX_CHUNK_DATA_BYTES));
+        }
+      }
+    }
+  } catch (err) {
+    throw new AbortError('peer went away mid-message', { cause: err });
+  }
+  if (!msg.complete) throw new AbortError('message ended before it was complete');
+  const raw = msg.rawTrailers;
+  if (raw.length > 0) {
+    const headers = [];
+    for (let i = 0; i < raw.length; i += 2) headers.push({ name: raw[i], value: raw[i + 1] });
+    yield { kind: ChunkKind.TRAILERS, headers };
+  }
+}
