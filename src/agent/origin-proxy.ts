@@ -50,6 +50,9 @@ export class OriginProxy {
       agent: this.agent,
       setHost: false,
     });
+    // Failures surface through the response pipeline; this listener only keeps a late second
+    // 'error' (after a destroy) from being unhandled.
+    req.on('error', () => undefined);
     // A reset from the edge (or a dead session) must reach the origin even when nothing is being read.
     void exchange.closed.then(() => {
       if (exchange.error) req.destroy(exchange.error);

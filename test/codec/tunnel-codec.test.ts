@@ -1,0 +1,112 @@
+import fc from 'fast-check';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ChunkKind, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk.js';
+import {
+  decodeAgentMessage,
+  decodeChunk,
+  decodeEdgeMessage,
+  encodeAgentMessage,
+  encodeChunk,
+  encodeEdgeMessage,
+  MAX_FRAME_BYTES,
+} from '../../src/codec/tunnel-codec.js';
+
+const test = suite('codec/tunnel-codec');
+const SEED = 20261126;
+
+const token = fc.stringMatching(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}$/);
+const fieldValue = fc.stringMatching(/^[\x20-\x7e\t]{0,40}$/);
+const header = fc.record({ name: token, value: fieldValue });
+
+const chunkArb: fc.Arbitrary<HTTPChunk> = fc.oneof(
+  fc.record({
+    kind: fc.constant(ChunkKind.HEADERS),
+    exchangeId: fc.uuid(),
+    method: fc.constantFrom('GET', 'POST', 'PUT', 'HEAD', 'OPTIONS'),
+    target: fc.stringMatching(/^\/[a-z0-9/?=&%-]{0,30}$/),
+    headers: fc.array(header, { maxLength: 8 }),
+  }),
+  fc.record({ kind: fc.constant(ChunkKind.HEADERS), status: fc.integer({ min: 100, max: 599 }), headers: fc.array(header, { maxLength: 8 }) }),
+  fc.record({ kind: fc.constant(ChunkKind.DATA), data: fc.uint8Array({ minLength: 1, maxLength: 4096 }) }),
+  fc.record({ kind: fc.constant(ChunkKind.TRAILERS), headers: fc.array(header, { minLength: 1, maxLength: 4 }) }),
+  fc.constant({ kind: ChunkKind.END }),
+  fc.record({ kind: fc.constant(ChunkKind.RESET), code: fc.constantFrom(ResetCode.CANCEL, ResetCode.ORIGIN_ERROR), reason: fc.string({ maxLength: 30 }) }),
+);
+
+/** Compares a decoded chunk with its source, treating proto3 defaults as absent. */
+function same(decoded: HTTPChunk, original: HTTPChunk): void {
+  assert.is(decoded.kind, original.kind);
+  assert.is(decoded.exchangeId || undefined, original.exchangeId || undefined);
+  assert.is(decoded.method || undefined, original.method || undefined);
+  assert.is(decoded.target || undefined, original.target || undefined);
+  assert.is(decoded.status || undefined, original.status || undefined);
+  assert.equal([...(decoded.headers ?? [])].map((h) => [h.name, h.value]), (original.headers ?? []).map((h) => [h.name, h.value]));
+  assert.equal(Buffer.from(decoded.data ?? []), Buffer.from(original.data ?? []));
+  assert.is(decoded.code || undefined, original.code || undefined);
+  assert.is(decoded.reason || undefined, original.reason || undefined);
+}
+
+test('every HTTPChunk survives encode → decode', () => {
+  fc.assert(
+    fc.property(chunkArb, (chunk) => same(decodeChunk(encodeChunk(chunk)), chunk)),
+    { seed: SEED, numRuns: 300 },
+  );
+});
+
+test('repeated headers keep their order (two Set-Cookie stay two)', () => {
+  const chunk: HTTPChunk = {
+    kind: ChunkKind.HEADERS,
+    status: 200,
+    headers: [
+      { name: 'Set-Cookie', value: 'a=1' },
+      { name: 'X-Other', value: 'x' },
+      { name: 'Set-Cookie', value: 'b=2' },
+    ],
+  };
+  same(decodeChunk(encodeChunk(chunk)), chunk);
+});
+
+test('DATA bytes decode without base64 and without copying per byte', () => {
+  const data = new Uint8Array(100_000).fill(7);
+  const encoded = encodeChunk({ kind: ChunkKind.DATA, data });
+  assert.ok(encoded.byteLength < data.byteLength + 16, 'raw bytes on the wire');
+  assert.is(decodeChunk(encoded).data!.byteLength, data.byteLength);
+});
+
+test('a frame above the limit is rejected with ERR_FRAME_TOO_LARGE', () => {
+  const encoded = encodeChunk({ kind: ChunkKind.DATA, data: new Uint8Array(MAX_FRAME_BYTES + 1) });
+  assert.throws(() => decodeChunk(encoded), (err: { code: string }) => err.code === 'ERR_FRAME_TOO_LARGE');
+});
+
+test('garbage bytes are a ProtocolError, never a crash', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+      try {
+        decodeChunk(bytes);
+      } catch (err) {
+        assert.ok(['ERR_PROTOCOL', 'ERR_FRAME_TOO_LARGE'].includes((err as { code: string }).code), String(err));
+      }
+    }),
+    { seed: SEED, numRuns: 500 },
+  );
+});
+
+test('HEADERS that would inject header lines are refused', () => {
+  const bad = encodeChunk({ kind: ChunkKind.HEADERS, status: 200, headers: [{ name: 'X', value: 'a\r\nInjected: 1' }] });
+  assert.throws(() => decodeChunk(bad), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+  const badTarget = encodeChunk({ kind: ChunkKind.HEADERS, method: 'GET', target: 'http://evil/', headers: [] });
+  assert.throws(() => decodeChunk(badTarget), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+test('control messages round-trip', () => {
+  const hello = decodeAgentMessage(encodeAgentMessage({ hello: { name: 'demo', version: '1' } }));
+  assert.is(hello.hello?.name, 'demo');
+  const open = decodeEdgeMessage(
+    encodeEdgeMessage({ open: { headers: { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/', headers: [] } } }),
+  );
+  assert.ok('open' in open && open.open.headers.exchangeId === 'x');
+  assert.throws(() => decodeAgentMessage(new Uint8Array()), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+test.run();

@@ -1,0 +1,102 @@
+import { createHash } from 'node:crypto';
+import { createServer, request, type IncomingMessage, type OutgoingHttpHeaders, type RequestListener, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Agent } from '../../src/agent/agent.js';
+import { Edge } from '../../src/edge/edge-server.js';
+import { silentLogger } from '../../src/logger.js';
+
+/** Resolves once `check()` is true; rejects after `timeoutMs` (a deadline, not a sleep). */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export interface Origin {
+  server: Server;
+  port: number;
+  url: URL;
+  close(): Promise<void>;
+}
+
+export async function startOrigin(handler: RequestListener): Promise<Origin> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    url: new URL(`http://127.0.0.1:${port}`),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export async function startEdge(init: Partial<Parameters<typeof Edge.start>[0]> = {}): Promise<Edge> {
+  return Edge.start({ listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', logger: silentLogger(), ...init });
+}
+
+export async function startAgent(edge: Edge, origin: URL, name: string): Promise<Agent> {
+  return Agent.start({ edge: new URL(`http://127.0.0.1:${edge.publicPort}`), origin, name, logger: silentLogger() });
+}
+
+export interface Fetched {
+  res: IncomingMessage;
+  body: Buffer;
+}
+
+export interface SendOptions {
+  method?: string;
+  headers?: OutgoingHttpHeaders | string[];
+  body?: Buffer | string;
+}
+
+/** One request to the edge at 127.0.0.1 with Host `name.localhost` (Node does not resolve *.localhost). */
+export function send(edge: Edge, name: string, path: string, options: SendOptions = {}): Promise<Fetched> {
+  return new Promise((resolve, reject) => {
+    const headers = options.headers ?? {};
+    const req = request({
+      host: '127.0.0.1',
+      port: edge.publicPort,
+      method: options.method ?? 'GET',
+      path,
+      headers: Array.isArray(headers) ? headers : { host: `${name}.localhost:${edge.publicPort}`, ...headers },
+      agent: false,
+    });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('error', reject);
+      res.on('end', () => resolve({ res, body: Buffer.concat(parts) }));
+    });
+    req.end(options.body);
+  });
+}
+
+export function sha256(data: Buffer | Iterable<Buffer>): string {
+  const h = createHash('sha256');
+  if (Buffer.isBuffer(data)) h.update(data);
+  else for (const d of data) h.update(d);
+  return h.digest('hex');
+}
+
+/** Deterministic pseudo-random bytes (xorshift), so big bodies need no fixture files. */
+export function patternBytes(size: number, seed = 1): Buffer {
+  const buf = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  let i = 0;
+  for (; i + 4 <= size; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    buf.writeUInt32LE(x >>> 0, i);
+  }
+  for (; i < size; i++) buf[i] = i & 0xff;
+  return buf;
+}
