@@ -2,7 +2,17 @@ import type { Duplex } from 'node:stream';
 import { ChunkKind, END_CHUNK, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
 import { AbortError, ExchangeResetError, TransportClosedError, toError } from '../errors.js';
 import type { BeginOptions, ChannelStatus, ExchangeDuplex } from './exchange-duplex.js';
+import { GRPC_STREAM_WINDOW_BYTES } from './grpc-service.js';
 import { ReadableReader } from './readable-reader.js';
+import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
+
+/** objectMode high-water mark of a grpc-js call, in messages, on each side. */
+const CALL_HIGH_WATER_MARK_CHUNKS = 16;
+/**
+ * Most body bytes one exchange can have sent but not yet consumed: the receiver's stream window
+ * plus a call's objectMode buffer of full chunks on each side (DESIGN.md §3 budget).
+ */
+export const EXCHANGE_BUFFER_BOUND_BYTES = GRPC_STREAM_WINDOW_BYTES + 2 * CALL_HIGH_WATER_MARK_CHUNKS * MAX_CHUNK_DATA_BYTES;
 
 export interface GrpcExchangeChannelInit {
   /** A grpc-js duplex call of HTTPChunk, client or server side (objectMode). */
@@ -22,8 +32,8 @@ export interface GrpcExchangeChannelInit {
  * A ForwardHTTP call seen as a sequence of exchanges, one at a time. HTTP/2 flow control then applies
  * per exchange: a stalled exchange fills its own stream window and no other.
  *
- * Bound: what a stalled exchange holds is the stream's HTTP/2 window plus the call's objectMode
- * high-water mark (16 chunks of at most MAX_CHUNK_DATA_BYTES) on each side.
+ * Bound: what a stalled exchange holds is EXCHANGE_BUFFER_BOUND_BYTES (the stream's HTTP/2 window
+ * plus the call's objectMode high-water mark on each side).
  *
  * Teardown order: exchange.abort → RESET written (best effort) → call terminated → reader
  * interrupted (pending read throws) → listeners released → onClose.

@@ -1,0 +1,156 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { AgentSession, type ExchangeStream, type SessionControl } from '../../src/actors/agent-session.js';
+import { ChunkKind, type HTTPChunk } from '../../src/codec/http-chunk.js';
+import { AbortError } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
+import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
+import { waitFor } from '../helpers/harness.js';
+
+const test = suite('actors/agent-session');
+
+class FakeControl implements SessionControl {
+  opens: HTTPChunk[] = [];
+  cancels: string[] = [];
+  closed = false;
+  sendOpen(head: HTTPChunk): void {
+    this.opens.push(head);
+  }
+  sendCancel(id: string): void {
+    this.cancels.push(id);
+  }
+  close(): void {
+    this.closed = true;
+  }
+}
+
+/** A stream whose exchanges finish when the test says so. */
+class FakeStream implements ExchangeStream {
+  status: 'idle' | 'busy' | 'closed' = 'idle';
+  finish: Array<(err?: Error) => void> = [];
+  begin(id: string): ExchangeDuplex {
+    this.status = 'busy';
+    let resolve!: () => void;
+    const closed = new Promise<void>((r) => (resolve = r));
+    const exchange: ExchangeDuplex & { error: Error | undefined } = {
+      id,
+      source: (async function* () {})(),
+      sink: async () => undefined,
+      abort: (err) => {
+        exchange.error ??= err;
+        resolve();
+      },
+      closed,
+      error: undefined,
+    };
+    this.finish.push((err) => {
+      exchange.error = err;
+      this.status = err ? 'closed' : 'idle';
+      resolve();
+    });
+    return exchange;
+  }
+  close(): void {
+    this.status = 'closed';
+  }
+}
+
+const head = (id: string): HTTPChunk => ({ kind: ChunkKind.HEADERS, exchangeId: id, method: 'GET', target: '/', headers: [] });
+
+function session(control: SessionControl, init: Partial<ConstructorParameters<typeof AgentSession>[0]> = {}): AgentSession {
+  return new AgentSession({ id: 's', name: 'n', transport: 'test', control, logger: silentLogger(), ...init });
+}
+
+test('an idle stream carries the exchange without asking the agent', async () => {
+  const control = new FakeControl();
+  const s = session(control);
+  const stream = new FakeStream();
+  s.offerStream(stream);
+  const exchange = await s.openExchange(head('a'));
+  assert.is(exchange.id, 'a');
+  assert.is(control.opens.length, 0);
+  stream.finish[0]();
+  await waitFor(() => s.stats().openExchanges === 0);
+  s.abort(new AbortError('done'));
+  await s.closed;
+});
+
+test('with no idle stream the request HEADERS ride in Open and the attached stream takes over', async () => {
+  const control = new FakeControl();
+  const s = session(control);
+  const opening = s.openExchange(head('b'));
+  await waitFor(() => control.opens.length === 1);
+  assert.is(control.opens[0].exchangeId, 'b');
+  s.attachStream('b', new FakeStream());
+  assert.is((await opening).id, 'b');
+  s.abort(new AbortError('done'));
+  await s.closed;
+});
+
+test('an Open nobody answers rejects with ERR_AGENT_TIMEOUT and cancels on the agent', async () => {
+  const control = new FakeControl();
+  const s = session(control, { openTimeoutMs: 20 });
+  try {
+    await s.openExchange(head('c'));
+    assert.unreachable();
+  } catch (err) {
+    assert.is((err as { code: string }).code, 'ERR_AGENT_TIMEOUT');
+  }
+  assert.equal(control.cancels, ['c']);
+  assert.is(s.stats().pendingOpens, 0);
+  s.abort(new AbortError('done'));
+  await s.closed;
+});
+
+test('exchanges beyond the cap are refused with ERR_AGENT_BUSY', async () => {
+  const control = new FakeControl();
+  const s = session(control, { maxExchanges: 2 });
+  const streams = [new FakeStream(), new FakeStream()];
+  for (const st of streams) s.offerStream(st);
+  await s.openExchange(head('1'));
+  await s.openExchange(head('2'));
+  try {
+    await s.openExchange(head('3'));
+    assert.unreachable();
+  } catch (err) {
+    assert.is((err as { code: string }).code, 'ERR_AGENT_BUSY');
+  }
+  s.abort(new AbortError('done'));
+  await s.closed;
+});
+
+test('abort rejects pending Opens, aborts exchanges, closes control: nothing left behind', async () => {
+  const control = new FakeControl();
+  const s = session(control);
+  const stream = new FakeStream();
+  s.offerStream(stream);
+  const running = await s.openExchange(head('x'));
+  const pending = s.openExchange(head('y'));
+  await waitFor(() => control.opens.length === 1);
+  s.abort(new AbortError('agent gone'));
+  await s.closed;
+  try {
+    await pending;
+    assert.unreachable();
+  } catch (err) {
+    assert.is((err as { code: string }).code, 'ERR_AGENT_UNAVAILABLE');
+  }
+  assert.ok(running.error);
+  assert.ok(control.closed);
+  assert.equal(s.stats(), { openExchanges: 0, idleStreams: 0, pendingOpens: 0 });
+  await assert.not.throws(() => s.openExchange(head('z')).catch(() => undefined));
+});
+
+test('a failed exchange sends Cancel so the agent aborts the origin request', async () => {
+  const control = new FakeControl();
+  const s = session(control);
+  const stream = new FakeStream();
+  s.offerStream(stream);
+  await s.openExchange(head('f'));
+  stream.finish[0](new AbortError('client left'));
+  await waitFor(() => control.cancels.includes('f'));
+  s.abort(new AbortError('done'));
+  await s.closed;
+});
+
+test.run();

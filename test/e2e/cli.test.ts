@@ -1,0 +1,105 @@
+import { request } from 'node:http';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startOrigin, type Origin } from '../helpers/harness.js';
+import { jetty, type Running } from '../helpers/process.js';
+
+const test = suite<{ started: Running[]; origin?: Origin }>('e2e/cli');
+
+test.before.each((ctx) => {
+  ctx.started = [];
+});
+
+test.after.each(async (ctx) => {
+  // Only processes this test started, by their handles (PIDs).
+  await Promise.all(ctx.started.map((r) => r.kill()));
+  await ctx.origin?.close();
+  ctx.origin = undefined;
+});
+
+function get(port: number, host: string, path = '/'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function startEdgeProcess(ctx: { started: Running[] }): Promise<number> {
+  const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0']);
+  ctx.started.push(edge);
+  const m = await edge.line(/^Jetty edge on http:\/\/localhost:(\d+) /);
+  return Number(m[1]);
+}
+
+test('an unknown flag exits 2 with one line naming it', async () => {
+  const run = jetty(['edge', '--bogus']);
+  assert.is(await run.exited, 2);
+  assert.match(run.stderr, /--bogus/);
+  assert.is(run.stderr.trim().split('\n').length, 1);
+});
+
+test('bad values exit 2 naming the problem', async () => {
+  for (const [args, re] of [
+    [['http', '3000', '--transport', 'pigeon'], /--transport/],
+    [['http', 'not a target'], /target/],
+    [['http', '3000', '--name', 'Bad_Name'], /--name/],
+    [['edge', '--listen', 'nowhere'], /nowhere/],
+    [['launch'], /unknown command/],
+  ] as const) {
+    const run = jetty([...args]);
+    assert.is(await run.exited, 2, args.join(' '));
+    assert.match(run.stderr, re);
+  }
+});
+
+test('--help on each command exits 0 with usage', async () => {
+  for (const args of [['--help'], ['edge', '--help'], ['http', '--help']]) {
+    const run = jetty(args);
+    assert.is(await run.exited, 0);
+    assert.match(run.stdout, /Usage: jetty/);
+  }
+});
+
+test('edge + agent processes: Forwarding line, traffic, refusal of a live name, random names', async (ctx) => {
+  ctx.origin = await startOrigin((req, res) => res.end(`origin saw ${req.url}`));
+  const port = await startEdgeProcess(ctx);
+  const agent = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'cli']);
+  ctx.started.push(agent);
+  const fwd = await agent.line(/^Forwarding (\S+) -> (\S+)$/);
+  assert.is(fwd[1], `http://cli.localhost:${port}`);
+  assert.is(fwd[2], `http://localhost:${ctx.origin.port}`);
+  assert.equal(await get(port, `cli.localhost:${port}`, '/x'), { status: 200, body: 'origin saw /x' });
+
+  const second = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'cli']);
+  ctx.started.push(second);
+  assert.is(await second.exited, 1);
+  assert.match(second.stderr, /in use/);
+
+  const anon = jetty(['http', String(ctx.origin.port)], { JETTY_EDGE: `http://127.0.0.1:${port}` });
+  ctx.started.push(anon);
+  const named = await anon.line(/^Forwarding http:\/\/([a-z]+-[a-z]+-\d{4})\.localhost:\d+ -> /);
+  assert.equal(await get(port, `${named[1]}.localhost`), { status: 200, body: 'origin saw /' });
+});
+
+test('an agent whose edge goes away exits 1 with the reason; no edge at all exits 1', async (ctx) => {
+  ctx.origin = await startOrigin((_req, res) => res.end());
+  const port = await startEdgeProcess(ctx);
+  const agent = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'orphan']);
+  ctx.started.push(agent);
+  await agent.line(/^Forwarding /);
+  await ctx.started[0].kill();
+  assert.is(await agent.exited, 1);
+  assert.match(agent.stderr, /edge/);
+  const lonely = jetty(['http', '1234', '--edge', `http://127.0.0.1:${port}`]);
+  ctx.started.push(lonely);
+  assert.is(await lonely.exited, 1);
+  assert.match(lonely.stderr, /cannot reach the edge/);
+});
+
+test.run();

@@ -1,0 +1,72 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** bin/jetty.js of this checkout (tests run from dist/test/...). */
+export const JETTY_BIN = fileURLToPath(new URL('../../../bin/jetty.js', import.meta.url));
+
+export interface Running {
+  child: ChildProcess;
+  stdout: string;
+  stderr: string;
+  exited: Promise<number | null>;
+  /** Resolves with the first stdout line matching `re`; rejects on exit or after `timeoutMs`. */
+  line(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  kill(): Promise<number | null>;
+}
+
+/** Starts `jetty ...args` as a real process; logs are silenced unless the test asks. */
+export function jetty(args: string[], env: Record<string, string> = {}): Running {
+  const child = spawn(process.execPath, [JETTY_BIN, ...args], {
+    env: { ...process.env, JETTY_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const run: Running = {
+    child,
+    stdout: '',
+    stderr: '',
+    exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+    line(re, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const check = (): boolean => {
+          for (const l of run.stdout.split('\n')) {
+            const m = re.exec(l);
+            if (m) {
+              cleanup();
+              resolve(m);
+              return true;
+            }
+          }
+          return false;
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`no line ${re} within ${timeoutMs} ms; stdout=${run.stdout} stderr=${run.stderr}`));
+        }, timeoutMs);
+        const onExit = (): void => {
+          if (!check()) {
+            cleanup();
+            reject(new Error(`exited before printing ${re}; stderr=${run.stderr}`));
+          }
+        };
+        const cleanup = (): void => {
+          clearTimeout(timer);
+          child.stdout!.off('data', check);
+          child.off('exit', onExit);
+        };
+        if (check()) return;
+        child.stdout!.on('data', check);
+        child.once('exit', onExit);
+      });
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return run.exited;
+    },
+  };
+  child.stdout!.setEncoding('utf8');
+  child.stderr!.setEncoding('utf8');
+  // Registered before line() listeners so run.stdout is current when they check.
+  child.stdout!.prependListener('data', (d: string) => (run.stdout += d));
+  child.stderr!.on('data', (d: string) => (run.stderr += d));
+  return run;
+}

@@ -1,0 +1,201 @@
+import type { Duplex } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
+import fc from 'fast-check';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
+import { AbortError } from '../../src/errors.js';
+import { EXCHANGE_BUFFER_BOUND_BYTES, GrpcExchangeChannel } from '../../src/streams/grpc-exchange-channel.js';
+import { GRPC_COMMON_OPTIONS, GRPC_STREAM_WINDOW_BYTES, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
+import { waitFor } from '../helpers/harness.js';
+
+interface Ctx {
+  server: grpc.Server;
+  client: grpc.Client & { forwardHTTP: (md?: grpc.Metadata) => grpc.ClientDuplexStream<HTTPChunk, HTTPChunk> };
+  serverCalls: Duplex[];
+}
+
+const test = suite<Ctx>('streams/grpc-exchange-channel');
+const SEED = 20261126;
+
+test.before(async (ctx) => {
+  ctx.serverCalls = [];
+  ctx.server = new grpc.Server(GRPC_COMMON_OPTIONS);
+  ctx.server.addService(TUNNEL_AGENT_SERVICE, {
+    register: (call: grpc.ServerDuplexStream<unknown, unknown>) => call.end(),
+    forwardHTTP: (call: grpc.ServerDuplexStream<HTTPChunk, HTTPChunk>) => void ctx.serverCalls.push(call as unknown as Duplex),
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    ctx.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const Client = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
+  ctx.client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+    ...GRPC_COMMON_OPTIONS,
+    'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES,
+  }) as unknown as Ctx['client'];
+});
+
+test.after((ctx) => {
+  ctx.client.close();
+  ctx.server.forceShutdown();
+});
+
+/** A connected pair: `sender` wraps the server call, `receiver` the client call. */
+async function pair(ctx: Ctx) {
+  const before = ctx.serverCalls.length;
+  const clientCall = ctx.client.forwardHTTP(new grpc.Metadata());
+  await waitFor(() => ctx.serverCalls.length > before, 2000, 'server call');
+  const serverCall = ctx.serverCalls[before];
+  const sender = new GrpcExchangeChannel({ call: serverCall, terminate: (c) => c.end() });
+  const receiver = new GrpcExchangeChannel({ call: clientCall as unknown as Duplex, terminate: () => clientCall.cancel() });
+  return { sender, receiver, clientCall, serverCall };
+}
+
+test('bytes in = bytes out under random pause schedules, and unconsumed bytes stay within the bound', async (ctx) => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.integer({ min: 1, max: 256 * 1024 }), { minLength: 1, maxLength: 120 }),
+      fc.array(fc.integer({ min: 0, max: 15 }), { minLength: 1, maxLength: 40 }),
+      async (sizes, pauses) => {
+        const { sender, receiver } = await pair(ctx);
+        const out = sender.begin('x');
+        let sent = 0;
+        let received = 0;
+        let maxAhead = 0;
+        async function* produce(): AsyncGenerator<HTTPChunk> {
+          yield { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'POST', target: '/', headers: [] };
+          let seed = 0;
+          for (const size of sizes) {
+            const data = Buffer.alloc(size, seed++ & 0xff);
+            sent += size;
+            maxAhead = Math.max(maxAhead, sent - received);
+            yield dataChunk(data);
+          }
+        }
+        const sending = out.sink(produce());
+        const head = await receiver.next();
+        assert.is(head?.kind, ChunkKind.HEADERS);
+        const inbound = receiver.begin('x');
+        let expectByte = 0;
+        let reads = 0;
+        let sizeIndex = 0;
+        let offsetInChunk = 0;
+        for await (const chunk of inbound.source) {
+          const data = chunk.data!;
+          // Byte values tell which chunk a byte came from: checks order and content, not just counts.
+          for (let i = 0; i < data.length; i += 4096) {
+            assert.is(data[i], expectByte & 0xff);
+          }
+          received += data.length;
+          offsetInChunk += data.length;
+          while (sizeIndex < sizes.length && offsetInChunk >= sizes[sizeIndex]) {
+            offsetInChunk -= sizes[sizeIndex++];
+            expectByte++;
+          }
+          const pause = pauses[reads++ % pauses.length];
+          if (pause > 10) await delay(pause);
+        }
+        await sending;
+        assert.is(received, sent);
+        assert.ok(maxAhead <= EXCHANGE_BUFFER_BOUND_BYTES, `sender got ${maxAhead} bytes ahead`);
+        sender.close(undefined);
+        receiver.close(undefined);
+      },
+    ),
+    { seed: SEED, numRuns: 8 },
+  );
+});
+
+test('a stalled reader holds the sender to the bound', async (ctx) => {
+  const { sender, receiver } = await pair(ctx);
+  const out = sender.begin('s');
+  let sent = 0;
+  const block = Buffer.alloc(64 * 1024);
+  async function* endless(): AsyncGenerator<HTTPChunk> {
+    yield { kind: ChunkKind.HEADERS, exchangeId: 's', method: 'GET', target: '/', headers: [] };
+    for (;;) {
+      sent += block.length;
+      yield dataChunk(block);
+    }
+  }
+  const sending = out.sink(endless()).catch((err: Error) => err);
+  await receiver.next();
+  receiver.begin('s');
+  let last = -1;
+  await waitFor(() => {
+    const stable = sent === last;
+    last = sent;
+    return stable;
+  }, 5000, 'sender to stall');
+  assert.ok(sent <= EXCHANGE_BUFFER_BOUND_BYTES, `sent ${sent} bytes to a reader that reads nothing`);
+  out.abort(new AbortError('test over'));
+  assert.ok((await sending) instanceof Error);
+  receiver.close(undefined);
+});
+
+test('abort at any step releases the call listeners and fails the peer', async (ctx) => {
+  await fc.assert(
+    fc.asyncProperty(fc.integer({ min: 0, max: 5 }), async (abortAfter) => {
+      const { sender, receiver, clientCall } = await pair(ctx);
+      const baseline = clientCall.listenerCount('readable');
+      const out = sender.begin('a');
+      const sending = out.sink(
+        (async function* () {
+          yield { kind: ChunkKind.HEADERS, exchangeId: 'a', method: 'GET', target: '/', headers: [] } as HTTPChunk;
+          for (let i = 0; ; i++) yield dataChunk(Buffer.alloc(1024, i));
+        })(),
+      ).catch(() => undefined);
+      await receiver.next();
+      const inbound = receiver.begin('a');
+      let n = 0;
+      let failure: unknown;
+      try {
+        for await (const _ of inbound.source) {
+          if (n++ === abortAfter) inbound.abort(new AbortError('stop'));
+        }
+      } catch (err) {
+        failure = err;
+      }
+      assert.ok(failure, 'reader ends with an error');
+      await inbound.closed;
+      await sending;
+      await waitFor(() => sender.status === 'closed', 2000, 'peer to see the abort');
+      assert.is(receiver.status, 'closed');
+      assert.ok(clientCall.listenerCount('readable') < baseline);
+    }),
+    { seed: SEED, numRuns: 6 },
+  );
+});
+
+test('a clean exchange leaves both ends idle and the stream carries the next one', async (ctx) => {
+  const { sender, receiver } = await pair(ctx);
+  for (const id of ['one', 'two']) {
+    const out = sender.begin(id);
+    const request = out.sink(
+      (async function* () {
+        yield { kind: ChunkKind.HEADERS, exchangeId: id, method: 'GET', target: '/', headers: [] } as HTTPChunk;
+      })(),
+    );
+    const head = await receiver.next();
+    assert.is(head?.exchangeId, id);
+    const inbound = receiver.begin(id);
+    for await (const _ of inbound.source) assert.unreachable('no request body');
+    await inbound.sink(
+      (async function* () {
+        yield { kind: ChunkKind.HEADERS, status: 200, headers: [] } as HTTPChunk;
+        yield dataChunk(Buffer.from(id));
+      })(),
+    );
+    await request;
+    const got: string[] = [];
+    for await (const c of out.source) if (c.kind === ChunkKind.DATA) got.push(Buffer.from(c.data!).toString());
+    assert.equal(got, [id]);
+    assert.is(sender.status, 'idle');
+    assert.is(receiver.status, 'idle');
+  }
+  sender.close(undefined);
+  receiver.close(undefined);
+});
+
+test.run();
