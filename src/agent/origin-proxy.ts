@@ -19,7 +19,8 @@ export interface OriginProxyInit {
 const CONTINUE_HEAD: HTTPChunk = Object.freeze({ kind: ChunkKind.HEADERS, status: 100, headers: [] }) as HTTPChunk;
 
 /**
- * Serves exchanges against the local service: the request chunks become an HTTP/1.1 request (Node
+ * Serves exchanges against the local service (the edge has already stripped hop-by-hop fields and
+ * Transfer-Encoding from the request head): the request chunks become an HTTP/1.1 request (Node
  * frames the body: Content-Length when the client gave one, chunked otherwise, never both), the
  * response becomes chunks. A reset from either side destroys the origin request at once.
  */
@@ -31,7 +32,7 @@ export class OriginProxy {
   constructor(init: OriginProxyInit) {
     this.origin = init.origin;
     this.log = init.logger;
-    this.agent = new HttpAgent({ keepAlive: true, maxFreeSockets: ORIGIN_MAX_FREE_SOCKETS });
+    this.agent = new HttpAgent({ keepAlive: true, maxFreeSockets: ORIGIN_MAX_FREE_SOCKETS, noDelay: true });
   }
 
   /** Handles one exchange whose request HEADERS are `head`; resolves when it is over, never rejects. */
@@ -46,7 +47,7 @@ export class OriginProxy {
       port: this.origin.port || 80,
       method: head.method,
       path: head.target,
-      headers: flatFields(endToEndFields(flatFields(head.headers))),
+      headers: flatFields(head.headers),
       agent: this.agent,
       setHost: false,
     });
@@ -58,10 +59,8 @@ export class OriginProxy {
       if (exchange.error) req.destroy(exchange.error);
     });
     const response = this.responseChunks(req, (s) => (status = s), down);
-    const upload = (async () => {
-      const body = await flushHeadUnlessBodyReady(req, exchange.source[Symbol.asyncIterator]());
-      await writeBody(req, body, up);
-    })();
+    flushHeadUnlessBodyReady(req, () => exchange.buffered);
+    const upload = writeBody(req, exchange.source[Symbol.asyncIterator](), up);
     const results = await Promise.allSettled([upload, exchange.sink(response)]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {

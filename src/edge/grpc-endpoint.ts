@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { AgentSession } from '../actors/agent-session.js';
@@ -83,19 +84,19 @@ export class GrpcEndpoint {
   }
 
   /**
-   * grpc-js's server takes no window option, so each HTTP/2 session gets its windows here; without it
-   * a stream moves at most 64 KiB per round trip. test/edge/grpc-endpoint.test.ts fails if this stops
+   * grpc-js's server takes no window option (nor sets TCP_NODELAY), so each HTTP/2 session gets its
+   * windows here; without it a stream moves at most 64 KiB per round trip. test/edge/grpc-endpoint.test.ts fails if this stops
    * working after a grpc-js upgrade.
    */
   private raiseWindows(): void {
     const servers = (this.server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
     if (!(servers instanceof Map)) throw new Error('grpc-js internals changed: cannot raise HTTP/2 windows');
     for (const h2 of servers.keys()) {
+      // Small frames (HEADERS, END, control) must not wait for Nagle + delayed ACK (≈40 ms).
+      h2.on('connection', (socket: Socket) => socket.setNoDelay(true));
       h2.on('session', (session: ServerHttp2Session) => {
         session.settings({ initialWindowSize: GRPC_STREAM_WINDOW_BYTES });
-        const raise = (): void => session.setLocalWindowSize(GRPC_CONNECTION_WINDOW_BYTES);
-        if (session.socket?.connecting === false) raise();
-        else session.once('connect', raise);
+        session.setLocalWindowSize(GRPC_CONNECTION_WINDOW_BYTES);
       });
     }
   }

@@ -99,7 +99,7 @@ export class Router {
     // The upload fails on its own only when the client leaves; the exchange abort then ends the download.
     upload.catch((err: unknown) => exchange.abort(toError(err), ResetCode.CANCEL));
     try {
-      return await writeResponse(res, exchange.source[Symbol.asyncIterator](), down);
+      return await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, down);
     } catch (err) {
       exchange.abort(toError(err), ResetCode.CANCEL);
       req.destroy();

@@ -17,6 +17,8 @@ export interface ExchangeDuplex {
   sink(source: AsyncIterable<HTTPChunk>): Promise<void>;
   /** Aborts both directions now: the peer gets RESET, a pending read throws `err`. Idempotent. */
   abort(err: Error, code?: ResetCode): void;
+  /** True when the peer's next chunk is already here, so reading it will not wait. */
+  readonly buffered: boolean;
   /** Settles once both directions are finished; `error` is set if the exchange did not complete. */
   readonly closed: Promise<void>;
   readonly error: Error | undefined;

@@ -126,6 +126,11 @@ export class GrpcExchangeChannel {
     if (this.status !== 'closed' && this.call.writable) this.call.write(chunk);
   }
 
+  /** @internal chunks already received and not yet read. */
+  get bufferedChunks(): number {
+    return this.call.readableLength;
+  }
+
   /** @internal */
   read(): Promise<HTTPChunk | null> {
     return this.reader.read();
@@ -187,6 +192,10 @@ class ChannelExchange implements ExchangeDuplex {
       // The consumer stopped reading before END: nobody will take the rest, so the exchange is over.
       if (!this.readDone && !this.error) this.fail(new AbortError('exchange reader stopped'), ResetCode.CANCEL);
     }
+  }
+
+  get buffered(): boolean {
+    return this.channel.bufferedChunks > 0;
   }
 
   async sink(source: AsyncIterable<HTTPChunk>): Promise<void> {

@@ -1,5 +1,4 @@
 import type { OutgoingMessage, ServerResponse } from 'node:http';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
 import { flatFields } from '../codec/http-fields.js';
 import { ProtocolError, TransportClosedError } from '../errors.js';
@@ -54,29 +53,12 @@ export async function writeBody(
 }
 
 /**
- * Sends the head right away when the first body chunk is not already waiting, so a client sees the
- * status of an event stream or long poll before any body exists; otherwise the head leaves with the
- * first body bytes in one packet.
+ * Sends the head right away unless the first body chunk is already here: a client then sees the
+ * status of an event stream or long poll before any body exists, while a small message still leaves
+ * as one packet.
  */
-export async function flushHeadUnlessBodyReady(
-  out: OutgoingMessage,
-  chunks: AsyncIterator<HTTPChunk>,
-): Promise<AsyncIterator<HTTPChunk>> {
-  const first = chunks.next();
-  let ready = false;
-  void first.then(() => (ready = true), () => (ready = true));
-  await nextTurn();
-  if (!ready) out.flushHeaders();
-  let used = false;
-  return {
-    next: () => {
-      if (!used) {
-        used = true;
-        return first;
-      }
-      return chunks.next();
-    },
-  };
+export function flushHeadUnlessBodyReady(out: OutgoingMessage, bodyReady: () => boolean): void {
+  if (!bodyReady()) out.flushHeaders();
 }
 
 /**
@@ -87,6 +69,7 @@ export async function flushHeadUnlessBodyReady(
 export async function writeResponse(
   res: ServerResponse,
   chunks: AsyncIterator<HTTPChunk>,
+  bodyReady: () => boolean,
   counter?: ByteCounter,
 ): Promise<number> {
   for (;;) {
@@ -98,8 +81,8 @@ export async function writeResponse(
       continue;
     }
     res.writeHead(head.status, flatFields(head.headers));
-    const body = await flushHeadUnlessBodyReady(res, chunks);
-    await writeBody(res, body, counter);
+    flushHeadUnlessBodyReady(res, bodyReady);
+    await writeBody(res, chunks, counter);
     return head.status;
   }
 }

@@ -42,6 +42,7 @@ class FakeStream implements ExchangeStream {
       },
       closed,
       error: undefined,
+      buffered: false,
     };
     this.finish.push((err) => {
       exchange.error = err;
