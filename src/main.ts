@@ -1,7 +1,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Agent, AGENT_TRANSPORTS, AGENT_VERSION, type AgentTransport } from './agent/agent.js';
+import { Agent, AGENT_TRANSPORTS, AGENT_VERSION, WS_CODEC_NAMES, type AgentTransport, type WsCodecChoice } from './agent/agent.js';
+import { DEFAULT_PING_INTERVAL_MS } from './actors/heartbeat.js';
+import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from './streams/ws-mux.js';
 import { parseHostPort } from './address.js';
-import { Edge } from './edge/edge-server.js';
+import { Edge, EDGE_TRANSPORTS, type EdgeTransport } from './edge/edge-server.js';
 import { UsageError, toError } from './errors.js';
 import { createLogger, LOG_LEVELS } from './logger.js';
 import { isValidTunnelName } from './tunnel-name.js';
@@ -28,6 +30,9 @@ Options:
   --listen HOST:PORT       public HTTP listener        (JETTY_LISTEN, default 0.0.0.0:8080)
   --grpc-listen HOST:PORT  gRPC listener for agents    (JETTY_GRPC_LISTEN, default 0.0.0.0:8091)
   --domain DOMAIN          tunnels are NAME.DOMAIN     (JETTY_DOMAIN, default localhost)
+  --transports LIST        offered to agents: grpc,websocket (JETTY_TRANSPORTS, default both)
+  --ping-interval MS       liveness ping interval; 3 missed = dead (JETTY_PING_INTERVAL, default ${DEFAULT_PING_INTERVAL_MS})
+  --ws-window BYTES        WebSocket credit window per exchange (JETTY_WS_WINDOW, default ${DEFAULT_WS_WINDOW_BYTES})
   --log-level LEVEL        ${LOG_LEVELS.join('|')}  (JETTY_LOG_LEVEL, default info)
   -h, --help               show this help
 `;
@@ -41,7 +46,9 @@ once traffic can flow.
 Options:
   --edge URL           the edge's public URL            (JETTY_EDGE, default http://127.0.0.1:8080)
   --name NAME          tunnel name, a DNS label         (JETTY_NAME, default: random, e.g. swift-otter-4821)
-  --transport MODE     ${AGENT_TRANSPORTS.join('|')}                  (JETTY_TRANSPORT, default auto)
+  --transport MODE     ${AGENT_TRANSPORTS.join('|')}        (JETTY_TRANSPORT, default auto: gRPC, else WebSocket)
+  --ws-codec CODEC     ${WS_CODEC_NAMES.join('|')} frames on WebSocket     (JETTY_WS_CODEC, default proto)
+  --ws-window BYTES    WebSocket credit window per exchange (JETTY_WS_WINDOW, default ${DEFAULT_WS_WINDOW_BYTES})
   --log-level LEVEL    ${LOG_LEVELS.join('|')}  (JETTY_LOG_LEVEL, default info)
   -h, --help           show this help
 `;
@@ -63,6 +70,14 @@ function setting(values: Values, flag: string, env: string, fallback: string): s
   const v = values[flag];
   if (typeof v === 'string') return v;
   return process.env[env] ?? fallback;
+}
+
+/** A whole number within [min, max], or UsageError naming the flag. */
+function intSetting(values: Values, flag: string, env: string, fallback: number, min: number, max: number): number {
+  const text = setting(values, flag, env, String(fallback));
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) throw new UsageError(`invalid --${flag} "${text}" (want a whole number from ${min} to ${max})`);
+  return n;
 }
 
 function logLevel(values: Values): string {
@@ -106,6 +121,9 @@ async function runEdge(argv: string[]): Promise<number> {
       listen: { type: 'string' },
       'grpc-listen': { type: 'string' },
       domain: { type: 'string' },
+      transports: { type: 'string' },
+      'ping-interval': { type: 'string' },
+      'ws-window': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -121,9 +139,20 @@ async function runEdge(argv: string[]): Promise<number> {
   parseHostPort(listen);
   parseHostPort(grpcListen);
   if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(domain)) throw new UsageError(`invalid --domain "${domain}"`);
+  const transports = setting(values, 'transports', 'JETTY_TRANSPORTS', EDGE_TRANSPORTS.join(','))
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  for (const t of transports) {
+    if (!(EDGE_TRANSPORTS as readonly string[]).includes(t)) throw new UsageError(`invalid --transports entry "${t}" (want ${EDGE_TRANSPORTS.join(',')})`);
+  }
+  if (transports.length === 0) throw new UsageError('--transports must name at least one transport');
+  const pingIntervalMs = intSetting(values, 'ping-interval', 'JETTY_PING_INTERVAL', DEFAULT_PING_INTERVAL_MS, 100, 3_600_000);
+  const wsWindowBytes = intSetting(values, 'ws-window', 'JETTY_WS_WINDOW', DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES, 1 << 30);
   const logger = createLogger(logLevel(values), 'edge');
-  const edge = await Edge.start({ listen, grpcListen, domain, logger });
-  process.stdout.write(`Jetty edge on http://${domain}:${edge.publicPort} (agents: grpc on port ${edge.grpcPort})\n`);
+  const edge = await Edge.start({ listen, grpcListen, domain, logger, transports: transports as EdgeTransport[], pingIntervalMs, wsWindowBytes });
+  const offered = [transports.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', transports.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
+  process.stdout.write(`Jetty edge on http://${domain}:${edge.publicPort} (agents: ${offered})\n`);
   onSignals(() => edge.close());
   await new Promise(() => undefined);
   return EXIT_OK;
@@ -136,6 +165,8 @@ async function runHttp(argv: string[]): Promise<number> {
       edge: { type: 'string' },
       name: { type: 'string' },
       transport: { type: 'string' },
+      'ws-codec': { type: 'string' },
+      'ws-window': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -163,8 +194,19 @@ async function runHttp(argv: string[]): Promise<number> {
   if (!(AGENT_TRANSPORTS as readonly string[]).includes(transport)) {
     throw new UsageError(`invalid --transport "${transport}" (want ${AGENT_TRANSPORTS.join('|')})`);
   }
+  const wsCodec = setting(values, 'ws-codec', 'JETTY_WS_CODEC', 'proto');
+  if (!(WS_CODEC_NAMES as readonly string[]).includes(wsCodec)) throw new UsageError(`invalid --ws-codec "${wsCodec}" (want ${WS_CODEC_NAMES.join('|')})`);
+  const wsWindowBytes = intSetting(values, 'ws-window', 'JETTY_WS_WINDOW', DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES, 1 << 30);
   const logger = createLogger(logLevel(values), 'agent');
-  const agent = await Agent.start({ edge: edgeUrl, origin, name, transport: transport as AgentTransport, logger });
+  const agent = await Agent.start({
+    edge: edgeUrl,
+    origin,
+    name,
+    transport: transport as AgentTransport,
+    wsCodec: wsCodec as WsCodecChoice,
+    wsWindowBytes,
+    logger,
+  });
   const shown = `${origin.protocol}//${origin.host}`;
   process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${agent.transport}\n`);
   process.stdout.write(`Forwarding ${agent.url} -> ${shown}\n`);

@@ -21,6 +21,12 @@ export const DEFAULT_MAX_IDLE_STREAMS = 64;
 
 /** The agent's control channel, as the session needs it (gRPC Register stream or WebSocket). */
 export interface SessionControl {
+  /**
+   * Transports that multiplex on one connection (WebSocket) start an exchange directly: the request
+   * HEADERS go out now and the returned duplex's sink skips them. Without it, the session uses its
+   * pool of agent-opened streams and sendOpen.
+   */
+  openDirect?(head: HTTPChunk): ExchangeDuplex;
   /** Ask the agent to open a stream for this exchange; the request HEADERS ride along. */
   sendOpen(head: HTTPChunk): void;
   /** The public side of this exchange went away: abort the origin request. */
@@ -174,6 +180,14 @@ export class AgentSession extends Actor<SessionMessage> {
       return;
     }
     const id = head.exchangeId ?? '';
+    if (this.control.openDirect) {
+      try {
+        resolve(this.track(this.control.openDirect(head)));
+      } catch (err) {
+        reject(new AgentUnavailableError('agent connection closed', { cause: err }));
+      }
+      return;
+    }
     let stream: ExchangeStream | undefined;
     while ((stream = this.idle.pop()) !== undefined) {
       if (stream.status === 'idle') {

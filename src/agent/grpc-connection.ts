@@ -1,5 +1,6 @@
 import type { Duplex, Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
+import { Heartbeat } from '../actors/heartbeat.js';
 import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
 import { AbortError, AgentUnavailableError, ExchangeResetError, NameTakenError, ProtocolError, UsageError, toError } from '../errors.js';
@@ -37,6 +38,8 @@ export interface GrpcConnectionInit {
   version: string;
   logger: Logger;
   onExchange: ExchangeHandler;
+  /** How long registration may take, in ms; default REGISTER_TIMEOUT_MS (auto mode uses less). */
+  timeoutMs?: number;
 }
 
 /**
@@ -58,6 +61,7 @@ export class GrpcConnection {
   private readonly active = new Map<string, ExchangeDuplex>();
   private readonly channels = new Set<GrpcExchangeChannel>();
   private idleCount = 0;
+  private heartbeat: Heartbeat | undefined;
   private closeError: Error | undefined;
   private resolveClosed!: (err: Error) => void;
 
@@ -88,9 +92,10 @@ export class GrpcConnection {
     const reader = new ReadableReader<EdgeMessage>(control as unknown as Readable);
     control.on('error', () => undefined);
     control.write({ hello: { name: init.name, version: init.version } });
+    const timeoutMs = init.timeoutMs ?? REGISTER_TIMEOUT_MS;
     const timer = setTimeout(
-      () => reader.interrupt(new AgentUnavailableError(`edge at ${init.address} did not answer within ${REGISTER_TIMEOUT_MS} ms`)),
-      REGISTER_TIMEOUT_MS,
+      () => reader.interrupt(new AgentUnavailableError(`edge at ${init.address} did not answer within ${timeoutMs} ms`)),
+      timeoutMs,
     );
     let first: EdgeMessage | null;
     try {
@@ -110,7 +115,7 @@ export class GrpcConnection {
       throw new AgentUnavailableError('edge ended the control stream without registering');
     }
     const conn = new GrpcConnection(init, client, control, reader, first.registered);
-    conn.start();
+    conn.start(first.registered.pingIntervalMs ?? 0);
     return conn;
   }
 
@@ -118,7 +123,13 @@ export class GrpcConnection {
     return { openExchanges: this.active.size, idleStreams: this.idleCount };
   }
 
-  private start(): void {
+  private start(pingIntervalMs: number): void {
+    if (pingIntervalMs > 0) {
+      this.heartbeat = new Heartbeat({
+        intervalMs: pingIntervalMs,
+        onDead: (silentMs) => this.close(new AgentUnavailableError(`lost the edge: no ping for ${silentMs} ms`)),
+      });
+    }
     for (let i = 0; i < MIN_IDLE_STREAMS; i++) this.openStream(undefined);
     void this.controlLoop();
   }
@@ -131,7 +142,10 @@ export class GrpcConnection {
         if ('open' in msg && msg.open) this.openStream(msg.open.headers);
         else if ('cancel' in msg && msg.cancel) {
           this.active.get(msg.cancel.exchangeId)?.abort(new ExchangeResetError('cancelled by the edge', msg.cancel.code), msg.cancel.code);
-        } else if ('ping' in msg && msg.ping) this.control.write({ pong: { nonce: msg.ping.nonce } });
+        } else if ('ping' in msg && msg.ping) {
+          this.heartbeat?.alive();
+          this.control.write({ pong: { nonce: msg.ping.nonce } });
+        }
       }
     } catch (err) {
       this.close(err instanceof AgentUnavailableError ? err : new AgentUnavailableError('lost the edge', { cause: err }));
@@ -193,6 +207,7 @@ export class GrpcConnection {
   close(err: Error = new AbortError('agent closing')): void {
     if (this.closeError) return;
     this.closeError = err;
+    this.heartbeat?.stop();
     for (const exchange of this.active.values()) exchange.abort(err);
     for (const channel of this.channels) channel.close(err);
     this.reader.interrupt(err);

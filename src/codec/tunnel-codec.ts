@@ -10,19 +10,21 @@ export const MAX_FRAME_BYTES = MAX_CHUNK_DATA_BYTES + 64 * 1024;
 
 // The schema is the repository's proto file, parsed once; no code generation step.
 const PROTO_TEXT = readFileSync(new URL('../../../proto/tunnel.proto', import.meta.url), 'utf8');
-const root = protobuf.parse(PROTO_TEXT, { keepCase: false }).root;
+/** The parsed schema, for the other codecs of this folder. */
+export const tunnelRoot = protobuf.parse(PROTO_TEXT, { keepCase: false }).root;
+const root = tunnelRoot;
 const HTTPChunkType = root.lookupType('jetty.tunnel.v1.HTTPChunk');
 const AgentMessageType = root.lookupType('jetty.tunnel.v1.AgentMessage');
 const EdgeMessageType = root.lookupType('jetty.tunnel.v1.EdgeMessage');
 
 /** Sent by the agent on Register. */
 export type AgentMessage =
-  | { hello: { name: string; version: string }; pong?: undefined }
+  | { hello: { name: string; version: string; window?: number }; pong?: undefined }
   | { pong: { nonce: number }; hello?: undefined };
 
 /** Sent by the edge on Register. */
 export type EdgeMessage =
-  | { registered: { name: string; url: string; sessionId: string } }
+  | { registered: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number } }
   | { open: { headers: HTTPChunk } }
   | { cancel: { exchangeId: string; code: number } }
   | { ping: { nonce: number } };

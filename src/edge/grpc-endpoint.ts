@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { AgentSession } from '../actors/agent-session.js';
+import { Heartbeat } from '../actors/heartbeat.js';
 import type { Registry } from '../actors/registry.js';
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
@@ -36,6 +37,8 @@ export interface GrpcEndpointInit {
   /** Per-agent exchange cap; see AgentSession. */
   maxExchanges?: number;
   openTimeoutMs?: number;
+  /** Liveness ping interval on Register, in ms. */
+  pingIntervalMs: number;
 }
 
 function fail(call: Duplex, code: grpc.status, details: string): void {
@@ -155,12 +158,22 @@ export class GrpcEndpoint {
       void this.init.registry.release(name, session);
       this.log.info({ name, session: session.id }, 'agent disconnected');
     });
-    call.write({ registered: { name, url: this.init.publicUrl(name), sessionId: session.id } });
+    const heartbeat = new Heartbeat({
+      intervalMs: this.init.pingIntervalMs,
+      onTick: (nonce) => call.write({ ping: { nonce } }),
+      onDead: (silentMs) => {
+        this.log.warn({ name, session: session.id, silentMs }, 'agent missed its pings: closing the session');
+        session.abort(new AgentUnavailableError(`agent silent for ${silentMs} ms`));
+      },
+    });
+    void session.closed.then(() => heartbeat.stop());
+    call.write({ registered: { name, url: this.init.publicUrl(name), sessionId: session.id, pingIntervalMs: this.init.pingIntervalMs } });
     this.log.info({ name, session: session.id, peer: call.getPeer(), transport: 'grpc' }, 'agent registered');
     // The control stream lives as long as the session: its end (or failure) ends the session.
     try {
-      while ((await reader.read()) !== null) {
-        // Pong and later control messages; liveness comes from HTTP/2 keepalive for now.
+      let msg: AgentMessage | null;
+      while ((msg = await reader.read()) !== null) {
+        if (msg.pong) heartbeat.alive();
       }
       session.abort(new AgentUnavailableError('agent closed its control stream'));
     } catch (err) {

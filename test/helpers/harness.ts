@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type OutgoingHttpHeaders, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Agent } from '../../src/agent/agent.js';
+import { Agent, type AgentInit } from '../../src/agent/agent.js';
 import { Edge } from '../../src/edge/edge-server.js';
 import { silentLogger } from '../../src/logger.js';
 
@@ -41,8 +41,8 @@ export async function startEdge(init: Partial<Parameters<typeof Edge.start>[0]> 
   return Edge.start({ listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', logger: silentLogger(), ...init });
 }
 
-export async function startAgent(edge: Edge, origin: URL, name: string): Promise<Agent> {
-  return Agent.start({ edge: new URL(`http://127.0.0.1:${edge.publicPort}`), origin, name, logger: silentLogger() });
+export async function startAgent(edge: Edge, origin: URL, name: string, options: Partial<AgentInit> = {}): Promise<Agent> {
+  return Agent.start({ edge: new URL(`http://127.0.0.1:${edge.publicPort}`), origin, name, logger: silentLogger(), ...options });
 }
 
 export interface Fetched {

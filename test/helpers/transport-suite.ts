@@ -3,9 +3,9 @@ import { request, type IncomingMessage, type RequestListener, type ServerRespons
 import { connect } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Agent } from '../../src/agent/agent.js';
+import type { Agent, AgentInit } from '../../src/agent/agent.js';
 import type { Edge } from '../../src/edge/edge-server.js';
-import { patternBytes, send, sha256, startAgent, startEdge, startOrigin, waitFor, type Origin } from '../helpers/harness.js';
+import { patternBytes, send, sha256, startAgent as startAgentWith, startEdge, startOrigin, waitFor, type Origin } from './harness.js';
 
 interface Ctx {
   edge: Edge;
@@ -14,9 +14,16 @@ interface Ctx {
   handler: RequestListener;
 }
 
-const test = suite<Ctx>('e2e/tunnel (grpc)');
 const NAME = 'demo';
 const MiB = 1024 * 1024;
+
+/**
+ * The one end-to-end suite every transport and codec runs unchanged: `options` picks the agent's
+ * transport (gRPC, WebSocket+protobuf, WebSocket+JSON).
+ */
+export function transportSuite(label: string, options: Partial<AgentInit>): void {
+const test = suite<Ctx>(`e2e/tunnel (${label})`);
+const startAgent = (edge: Edge, origin: URL, name: string): Promise<Agent> => startAgentWith(edge, origin, name, options);
 
 test.before(async (ctx) => {
   ctx.handler = (_req, res) => res.end('ok');
@@ -448,4 +455,9 @@ test('a second agent asking for a live name is refused with ERR_NAME_TAKEN', asy
   assert.is(body.toString(), 'still mine');
 });
 
+test('the agent uses the transport it was asked for', (ctx) => {
+  assert.is(ctx.agent.transport, options.transport === 'websocket' ? `websocket/jetty.v1.${options.wsCodec ?? 'proto'}` : 'grpc');
+});
+
 test.run();
+}

@@ -1,0 +1,122 @@
+import { WebSocket } from 'ws';
+import { Heartbeat } from '../actors/heartbeat.js';
+import { MAX_WS_FRAME_BYTES, WS_CODECS, type WsCodecName } from '../codec/ws-frame.js';
+import { AbortError, AgentUnavailableError, NameTakenError, ProtocolError, UsageError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { WsMux } from '../streams/ws-mux.js';
+import type { ExchangeHandler } from './grpc-connection.js';
+import { REGISTER_TIMEOUT_MS } from './grpc-connection.js';
+
+/** Close codes the edge uses to refuse a Hello (see edge/ws-endpoint.ts). */
+const CLOSE_NAME_TAKEN = 4409;
+const CLOSE_BAD_HELLO = 4400;
+
+export interface WsConnectionInit {
+  /** ws://host:port/_jetty/ws */
+  url: string;
+  codec: WsCodecName;
+  name: string;
+  version: string;
+  /** DATA bytes the agent accepts per exchange before returning credit. */
+  windowBytes: number;
+  /**
+   * Mask client frames with a zero key. RFC 6455 masking protects intermediaries from
+   * browser-script-controlled bytes; an agent is not a browser, and masking costs most of the upload
+   * throughput (bench/README.md). Default true.
+   */
+  zeroMask?: boolean;
+  logger: Logger;
+  onExchange: ExchangeHandler;
+}
+
+/** A zero masking key: frames stay valid (MASK bit set), the XOR pass changes nothing. */
+const zeroMask = (mask: Buffer): void => {
+  mask.fill(0);
+};
+
+/**
+ * The agent's WebSocket session: one socket, exchanges multiplexed with per-exchange credit.
+ * Teardown order (close): heartbeat stopped → mux closed (exchanges fail, socket closed) → `closed`.
+ */
+export class WsConnection {
+  readonly closed: Promise<Error>;
+  private constructor(
+    readonly name: string,
+    readonly url: string,
+    private readonly mux: WsMux,
+    closed: Promise<Error>,
+  ) {
+    this.closed = closed;
+  }
+
+  static connect(init: WsConnectionInit): Promise<WsConnection> {
+    const codec = WS_CODECS[init.codec];
+    const socket = new WebSocket(init.url, [codec.name], {
+      perMessageDeflate: false,
+      maxPayload: MAX_WS_FRAME_BYTES,
+      handshakeTimeout: REGISTER_TIMEOUT_MS,
+      generateMask: init.zeroMask === false ? undefined : zeroMask,
+    });
+    let heartbeat: Heartbeat | undefined;
+    let resolveClosed!: (err: Error) => void;
+    const closed = new Promise<Error>((resolve) => (resolveClosed = resolve));
+    return new Promise<WsConnection>((resolve, reject) => {
+      let registered = false;
+      const timer = setTimeout(() => mux.close(new AgentUnavailableError(`edge at ${init.url} did not register us within ${REGISTER_TIMEOUT_MS} ms`)), REGISTER_TIMEOUT_MS);
+      let closeCode = 0;
+      socket.on('close', (code) => (closeCode = code));
+      const mux: WsMux = new WsMux({
+        socket,
+        codec,
+        role: 'agent',
+        localWindow: init.windowBytes,
+        onExchange: (head, exchange) => void init.onExchange(head, exchange),
+        onControl: (frame) => {
+          if (!('edge' in frame)) return mux.protocolError('agent control message from the edge');
+          const m = frame.edge;
+          if ('ping' in m && m.ping) {
+            heartbeat?.alive();
+            mux.sendControl({ stream: 0, agent: { pong: { nonce: m.ping.nonce } } });
+          } else if ('registered' in m && m.registered && !registered) {
+            registered = true;
+            clearTimeout(timer);
+            const r = m.registered;
+            if ((r.window ?? 0) > 0) mux.remoteWindow = r.window!;
+            const interval = r.pingIntervalMs ?? 0;
+            if (interval > 0) {
+              heartbeat = new Heartbeat({
+                intervalMs: interval,
+                onDead: (silentMs) => mux.close(new AgentUnavailableError(`lost the edge: no ping for ${silentMs} ms`), 1001),
+              });
+            }
+            resolve(new WsConnection(r.name, r.url, mux, closed));
+          }
+        },
+        onClose: (err) => {
+          clearTimeout(timer);
+          heartbeat?.stop();
+          if (registered) {
+            resolveClosed(err instanceof AgentUnavailableError ? err : new AgentUnavailableError(`lost the edge: ${err.message}`, { cause: err }));
+            return;
+          }
+          // The close code arrives with the 'close' event that ended the mux.
+          setImmediate(() => {
+            const reason = err.message.replace(/^WebSocket closed \(\d+ ?/, '').replace(/\)$/, '');
+            if (closeCode === CLOSE_NAME_TAKEN) reject(new NameTakenError(reason));
+            else if (closeCode === CLOSE_BAD_HELLO) reject(new UsageError(reason));
+            else reject(err instanceof ProtocolError ? err : new AgentUnavailableError(`cannot register with the edge at ${init.url}: ${err.message}`, { cause: err }));
+          });
+        },
+      });
+      socket.on('open', () => mux.sendControl({ stream: 0, agent: { hello: { name: init.name, version: init.version, window: init.windowBytes } } }));
+    });
+  }
+
+  stats(): { openExchanges: number } {
+    return { openExchanges: this.mux.openStreams };
+  }
+
+  close(err: Error = new AbortError('agent closing')): void {
+    this.mux.close(err, 1001);
+  }
+}

@@ -1,0 +1,198 @@
+import protobuf from 'protobufjs';
+import { FrameTooLargeError, ProtocolError } from '../errors.js';
+import { ChunkKind, type Header, type HTTPChunk } from './http-chunk.js';
+import { MAX_FRAME_BYTES, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
+
+/** WebSocket subprotocol of binary protobuf WsFrames (the default). */
+export const WS_PROTOCOL_PROTO = 'jetty.v1.proto';
+/** WebSocket subprotocol of the seed's legacy JSON text frames (base64 bodies). */
+export const WS_PROTOCOL_JSON = 'jetty.v1.json';
+export const WS_PROTOCOLS = [WS_PROTOCOL_PROTO, WS_PROTOCOL_JSON] as const;
+export type WsCodecName = (typeof WS_PROTOCOLS)[number];
+
+/** Largest WebSocket message accepted: a full DATA chunk, base64-inflated, plus room for fields. */
+export const MAX_WS_FRAME_BYTES = Math.ceil((MAX_FRAME_BYTES * 4) / 3) + 1024;
+
+/** One WebSocket message. Stream 0 carries control; exchanges use odd ids opened by the edge. */
+export type WsFrame =
+  | { stream: number; chunk: HTTPChunk }
+  | { stream: number; credit: number }
+  | { stream: 0; agent: AgentMessage }
+  | { stream: 0; edge: EdgeMessage };
+
+const WsFrameType = tunnelRoot.lookupType('jetty.tunnel.v1.WsFrame');
+
+function checkFrame(frame: Record<string, unknown>): WsFrame {
+  const stream = frame.stream;
+  if (typeof stream !== 'number' || !Number.isInteger(stream) || stream < 0) throw new ProtocolError('frame without a valid stream id');
+  if (frame.chunk) {
+    if (stream === 0) throw new ProtocolError('exchange chunk on the control stream');
+    validateChunk(frame.chunk as HTTPChunk);
+  } else if (typeof frame.credit === 'number' && (frame.credit as number) > 0) {
+    if (stream === 0) throw new ProtocolError('credit on the control stream');
+  } else if (frame.agent || frame.edge) {
+    if (stream !== 0) throw new ProtocolError('control message outside stream 0');
+  } else {
+    throw new ProtocolError('empty frame');
+  }
+  return frame as unknown as WsFrame;
+}
+
+export function encodeWsFrameProto(frame: WsFrame): Uint8Array {
+  return WsFrameType.encode(frame as unknown as protobuf.Message).finish();
+}
+
+export function decodeWsFrameProto(bytes: Uint8Array): WsFrame {
+  if (bytes.byteLength > MAX_WS_FRAME_BYTES) throw new FrameTooLargeError(`frame of ${bytes.byteLength} bytes exceeds ${MAX_WS_FRAME_BYTES}`);
+  let decoded: protobuf.Message;
+  try {
+    decoded = WsFrameType.decode(bytes);
+  } catch (err) {
+    throw new ProtocolError('malformed WsFrame', { cause: err });
+  }
+  // Read the oneof through its virtual field so proto3 defaults on the prototype do not count.
+  const body = (decoded as unknown as { body?: string }).body;
+  const raw = decoded as unknown as Record<string, unknown>;
+  const frame: Record<string, unknown> = { stream: raw.stream };
+  if (body) frame[body] = raw[body];
+  return checkFrame(frame);
+}
+
+// ---- legacy JSON frames: {"stream":1,"type":"data","data":"<base64>"} ----
+
+const KIND_NAMES: Record<number, string> = {
+  [ChunkKind.HEADERS]: 'headers',
+  [ChunkKind.DATA]: 'data',
+  [ChunkKind.TRAILERS]: 'trailers',
+  [ChunkKind.END]: 'end',
+  [ChunkKind.RESET]: 'reset',
+};
+const KINDS_BY_NAME: Record<string, ChunkKind> = Object.fromEntries(Object.entries(KIND_NAMES).map(([k, v]) => [v, Number(k)]));
+
+type Json = Record<string, unknown>;
+
+const pairs = (headers: Header[] | undefined): string[][] => (headers ?? []).map((h) => [h.name, h.value]);
+
+function unpair(value: unknown): Header[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ProtocolError('headers must be a list of [name, value] pairs');
+  return value.map((p) => {
+    if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string' || typeof p[1] !== 'string') {
+      throw new ProtocolError('headers must be a list of [name, value] pairs');
+    }
+    return { name: p[0], value: p[1] };
+  });
+}
+
+function str(v: unknown, what: string): string {
+  if (v === undefined) return '';
+  if (typeof v !== 'string') throw new ProtocolError(`${what} must be a string`);
+  return v;
+}
+
+function num(v: unknown, what: string): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ProtocolError(`${what} must be a number`);
+  return v;
+}
+
+export function encodeWsFrameJson(frame: WsFrame): string {
+  const out: Json = { stream: frame.stream };
+  if ('chunk' in frame) {
+    const c = frame.chunk;
+    out.type = KIND_NAMES[c.kind];
+    if (c.kind === ChunkKind.HEADERS) {
+      if (c.method) Object.assign(out, { exchangeId: c.exchangeId, method: c.method, target: c.target });
+      else out.status = c.status;
+      out.headers = pairs(c.headers);
+    } else if (c.kind === ChunkKind.TRAILERS) out.headers = pairs(c.headers);
+    else if (c.kind === ChunkKind.DATA) out.data = Buffer.from(c.data!.buffer, c.data!.byteOffset, c.data!.byteLength).toString('base64');
+    else if (c.kind === ChunkKind.RESET) Object.assign(out, { code: c.code ?? 0, reason: c.reason ?? '' });
+  } else if ('credit' in frame) {
+    Object.assign(out, { type: 'credit', bytes: frame.credit });
+  } else if ('agent' in frame) {
+    const m = frame.agent;
+    if (m.hello) Object.assign(out, { type: 'hello', ...m.hello });
+    else Object.assign(out, { type: 'pong', nonce: m.pong!.nonce });
+  } else {
+    const m = frame.edge;
+    if ('registered' in m && m.registered) Object.assign(out, { type: 'registered', ...m.registered });
+    else if ('ping' in m && m.ping) Object.assign(out, { type: 'ping', nonce: m.ping.nonce });
+    else if ('cancel' in m && m.cancel) Object.assign(out, { type: 'cancel', ...m.cancel });
+    else throw new ProtocolError('Open is not used on WebSocket');
+  }
+  return JSON.stringify(out);
+}
+
+export function decodeWsFrameJson(text: string): WsFrame {
+  if (text.length > MAX_WS_FRAME_BYTES) throw new FrameTooLargeError(`frame of ${text.length} bytes exceeds ${MAX_WS_FRAME_BYTES}`);
+  let j: Json;
+  try {
+    j = JSON.parse(text) as Json;
+  } catch (err) {
+    throw new ProtocolError('malformed JSON frame', { cause: err });
+  }
+  if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new ProtocolError('JSON frame must be an object');
+  const stream = j.stream;
+  const type = j.type;
+  if (typeof type !== 'string') throw new ProtocolError('JSON frame without a type');
+  const kind = KINDS_BY_NAME[type];
+  let frame: Json;
+  if (kind !== undefined) {
+    const chunk: HTTPChunk = { kind };
+    if (kind === ChunkKind.HEADERS) {
+      if (j.method !== undefined) {
+        chunk.exchangeId = str(j.exchangeId, 'exchangeId');
+        chunk.method = str(j.method, 'method');
+        chunk.target = str(j.target, 'target');
+      } else chunk.status = num(j.status, 'status');
+      chunk.headers = unpair(j.headers);
+    } else if (kind === ChunkKind.TRAILERS) chunk.headers = unpair(j.headers);
+    else if (kind === ChunkKind.DATA) chunk.data = Buffer.from(str(j.data, 'data'), 'base64');
+    else if (kind === ChunkKind.RESET) {
+      chunk.code = num(j.code, 'code');
+      chunk.reason = str(j.reason, 'reason');
+    }
+    frame = { stream, chunk };
+  } else if (type === 'credit') frame = { stream, credit: num(j.bytes, 'bytes') };
+  else if (type === 'hello') frame = { stream, agent: { hello: { name: str(j.name, 'name'), version: str(j.version, 'version'), window: num(j.window, 'window') } } };
+  else if (type === 'pong') frame = { stream, agent: { pong: { nonce: num(j.nonce, 'nonce') } } };
+  else if (type === 'registered') {
+    frame = {
+      stream,
+      edge: { registered: { name: str(j.name, 'name'), url: str(j.url, 'url'), sessionId: str(j.sessionId, 'sessionId'), window: num(j.window, 'window'), pingIntervalMs: num(j.pingIntervalMs, 'pingIntervalMs') } },
+    };
+  } else if (type === 'ping') frame = { stream, edge: { ping: { nonce: num(j.nonce, 'nonce') } } };
+  else if (type === 'cancel') frame = { stream, edge: { cancel: { exchangeId: str(j.exchangeId, 'exchangeId'), code: num(j.code, 'code') } } };
+  else throw new ProtocolError(`unknown JSON frame type "${type}"`);
+  return checkFrame(frame);
+}
+
+/** Encoder/decoder pair for one subprotocol. */
+export interface WsCodec {
+  readonly name: WsCodecName;
+  readonly binary: boolean;
+  encode(frame: WsFrame): Uint8Array | string;
+  decode(data: Buffer, isBinary: boolean): WsFrame;
+}
+
+export const WS_CODECS: Record<WsCodecName, WsCodec> = {
+  [WS_PROTOCOL_PROTO]: {
+    name: WS_PROTOCOL_PROTO,
+    binary: true,
+    encode: encodeWsFrameProto,
+    decode: (data, isBinary) => {
+      if (!isBinary) throw new ProtocolError('text frame on the protobuf subprotocol');
+      return decodeWsFrameProto(data);
+    },
+  },
+  [WS_PROTOCOL_JSON]: {
+    name: WS_PROTOCOL_JSON,
+    binary: false,
+    encode: encodeWsFrameJson,
+    decode: (data, isBinary) => {
+      if (isBinary) throw new ProtocolError('binary frame on the JSON subprotocol');
+      return decodeWsFrameJson(data.toString('utf8'));
+    },
+  },
+};

@@ -1,0 +1,322 @@
+import type { WebSocket } from 'ws';
+import { ChunkKind, END_CHUNK, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
+import type { WsCodec, WsFrame } from '../codec/ws-frame.js';
+import { AbortError, ExchangeResetError, ProtocolError, TransportClosedError, toError } from '../errors.js';
+import type { ExchangeDuplex } from './exchange-duplex.js';
+
+/** Default per-exchange receive window on WebSocket, in DATA bytes (credit returned at half). */
+export const DEFAULT_WS_WINDOW_BYTES = 1024 * 1024;
+/** Smallest window either side may announce: one full DATA chunk. */
+export const MIN_WS_WINDOW_BYTES = 256 * 1024;
+/** Socket-level write buffer above which a writer waits for the socket to flush. */
+export const WS_SOCKET_HIGH_WATER_BYTES = 1024 * 1024;
+
+export interface WsMuxInit {
+  socket: WebSocket;
+  codec: WsCodec;
+  /** The edge opens exchanges on odd ids; the agent answers on them. */
+  role: 'edge' | 'agent';
+  /** DATA bytes we accept per exchange before we return credit. */
+  localWindow: number;
+  /** Control frames (stream 0). */
+  onControl: (frame: WsFrame) => void;
+  /** Agent: the edge opened an exchange with these request HEADERS. */
+  onExchange?: (head: HTTPChunk, exchange: ExchangeDuplex) => void;
+  /** The socket is gone or the session broke the protocol; `err` says why. Called once. */
+  onClose: (err: Error) => void;
+}
+
+/**
+ * Many exchanges over one WebSocket without head-of-line blocking: each exchange has its own credit
+ * window per direction, so a stalled reader stops only its own sender. The socket is always read;
+ * what one exchange may buffer here is bounded by the window it granted.
+ *
+ * Teardown order (close): every stream fails (pending reads throw, writers wake) → socket closed with
+ * a code → onClose.
+ */
+export class WsMux {
+  /** The peer's window per exchange (from its Hello / Registered). */
+  remoteWindow = DEFAULT_WS_WINDOW_BYTES;
+  readonly localWindow: number;
+  private readonly init: WsMuxInit;
+  private readonly socket: WebSocket;
+  private readonly streams = new Map<number, MuxStream>();
+  private nextStreamId = 1;
+  private highestPeerStream = 0;
+  private closeError: Error | undefined;
+
+  constructor(init: WsMuxInit) {
+    this.init = init;
+    this.socket = init.socket;
+    this.localWindow = init.localWindow;
+    this.socket.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
+    this.socket.on('close', (code: number, reason: Buffer) => this.shutdown(new TransportClosedError(`WebSocket closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`)));
+    this.socket.on('error', (err: Error) => this.shutdown(new TransportClosedError(`WebSocket failed: ${err.message}`, { cause: err })));
+  }
+
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Edge: starts an exchange whose request HEADERS are `head` (sent now; sink() skips them). */
+  open(head: HTTPChunk): ExchangeDuplex {
+    if (this.closeError) throw this.closeError;
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), true);
+    this.streams.set(id, stream);
+    this.sendNow({ stream: id, chunk: head });
+    return stream;
+  }
+
+  /** Sends a control frame (stream 0). */
+  sendControl(frame: WsFrame): void {
+    this.sendNow(frame);
+  }
+
+  /** @internal writes a frame, waiting while the socket's buffer is above its high-water mark. */
+  async write(frame: WsFrame): Promise<void> {
+    if (this.closeError) throw this.closeError;
+    const data = this.init.codec.encode(frame);
+    if (this.socket.bufferedAmount < WS_SOCKET_HIGH_WATER_BYTES) {
+      this.socket.send(data, { binary: this.init.codec.binary });
+      return;
+    }
+    await new Promise<void>((resolve, reject) =>
+      this.socket.send(data, { binary: this.init.codec.binary }, (err) => (err ? reject(new TransportClosedError('WebSocket write failed', { cause: err })) : resolve())),
+    );
+  }
+
+  /** @internal writes without waiting (HEADERS, credit, RESET, control: small and bounded in count). */
+  sendNow(frame: WsFrame): void {
+    if (this.closeError || this.socket.readyState !== this.socket.OPEN) return;
+    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary });
+  }
+
+  /** @internal */
+  release(stream: MuxStream): void {
+    this.streams.delete(stream.streamId);
+  }
+
+  /** Closes the socket and fails every exchange. Idempotent. */
+  close(err: Error, code = 1000): void {
+    if (this.closeError) return;
+    this.shutdown(err);
+    this.socket.close(code, err.message.slice(0, 120));
+  }
+
+  /** Breaks the session for a peer that broke the protocol; the reason is logged by onClose. */
+  protocolError(message: string): void {
+    this.close(new ProtocolError(message), 1002);
+  }
+
+  private shutdown(err: Error): void {
+    if (this.closeError) return;
+    this.closeError = err;
+    for (const s of this.streams.values()) s.fail(err, undefined);
+    this.streams.clear();
+    this.init.onClose(err);
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.closeError) return;
+    let frame: WsFrame;
+    try {
+      frame = this.init.codec.decode(data, isBinary);
+    } catch (err) {
+      this.close(toError(err), err instanceof ProtocolError ? 1002 : 1009);
+      return;
+    }
+    if (frame.stream === 0) {
+      this.init.onControl(frame);
+      return;
+    }
+    const stream = this.streams.get(frame.stream);
+    if ('credit' in frame) {
+      stream?.credit(frame.credit);
+      return;
+    }
+    if (!('chunk' in frame)) return;
+    if (stream) {
+      stream.deliver(frame.chunk);
+      return;
+    }
+    this.onUnknownStream(frame.stream, frame.chunk);
+  }
+
+  private onUnknownStream(id: number, chunk: HTTPChunk): void {
+    const peerOpens = this.init.role === 'agent';
+    if (peerOpens && id > this.highestPeerStream && id % 2 === 1 && chunk.kind === ChunkKind.HEADERS && chunk.method) {
+      this.highestPeerStream = id;
+      const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), false);
+      this.streams.set(id, stream);
+      this.init.onExchange?.(chunk, stream);
+      return;
+    }
+    const known = peerOpens ? id <= this.highestPeerStream : id < this.nextStreamId;
+    // Frames for an exchange that just ended (ours reset it, or END crossed a RESET) are dropped;
+    // anything else names a stream that never existed: reset just that id.
+    if (!known && chunk.kind !== ChunkKind.RESET) this.sendNow({ stream: id, chunk: resetChunk(ResetCode.PROTOCOL_ERROR, `unknown stream ${id}`) });
+  }
+}
+
+class MuxStream implements ExchangeDuplex {
+  readonly source: AsyncIterable<HTTPChunk>;
+  readonly closed: Promise<void>;
+  error: Error | undefined;
+  private queue: HTTPChunk[] = [];
+  private readWaiter: (() => void) | undefined;
+  private creditWaiter: (() => void) | undefined;
+  private recvAllowed: number;
+  private consumed = 0;
+  private sendCredit: number;
+  private readDone = false;
+  private writeDone = false;
+  private settled = false;
+  private resolveClosed!: () => void;
+
+  constructor(
+    private readonly mux: WsMux,
+    readonly streamId: number,
+    readonly id: string,
+    private readonly headSent: boolean,
+  ) {
+    this.recvAllowed = mux.localWindow;
+    this.sendCredit = mux.remoteWindow;
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    this.source = this.read();
+  }
+
+  get buffered(): boolean {
+    return this.queue.length > 0;
+  }
+
+  /** A chunk from the peer. DATA beyond the window we granted breaks the session. */
+  deliver(chunk: HTTPChunk): void {
+    if (this.settled) return;
+    if (chunk.kind === ChunkKind.RESET) {
+      // A reset aborts both directions now, even when nobody is reading (a sender waiting for credit).
+      this.fail(new ExchangeResetError(chunk.reason || 'reset by peer', chunk.code ?? ResetCode.UNSPECIFIED), undefined);
+      return;
+    }
+    if (chunk.kind === ChunkKind.DATA) {
+      const n = chunk.data!.byteLength;
+      if (n > this.recvAllowed) {
+        this.mux.protocolError(`stream ${this.streamId} sent ${n} bytes with ${this.recvAllowed} bytes of credit`);
+        return;
+      }
+      this.recvAllowed -= n;
+    }
+    this.queue.push(chunk);
+    this.wakeReader();
+  }
+
+  /** The peer consumed `n` bytes of ours. */
+  credit(n: number): void {
+    if (this.settled) return;
+    this.sendCredit += n;
+    if (this.sendCredit > this.mux.remoteWindow) {
+      this.mux.protocolError(`stream ${this.streamId} granted credit beyond its window`);
+      return;
+    }
+    const w = this.creditWaiter;
+    this.creditWaiter = undefined;
+    w?.();
+  }
+
+  private wakeReader(): void {
+    const w = this.readWaiter;
+    this.readWaiter = undefined;
+    w?.();
+  }
+
+  private async *read(): AsyncGenerator<HTTPChunk> {
+    try {
+      for (;;) {
+        while (this.queue.length === 0) {
+          if (this.error) throw this.error;
+          await new Promise<void>((resolve) => (this.readWaiter = resolve));
+        }
+        const chunk = this.queue.shift()!;
+        if (chunk.kind === ChunkKind.END) {
+          this.readDone = true;
+          this.maybeDone();
+          return;
+        }
+        if (chunk.kind === ChunkKind.DATA) this.consume(chunk.data!.byteLength);
+        yield chunk;
+      }
+    } finally {
+      if (!this.readDone && !this.error) this.fail(new AbortError('exchange reader stopped'), ResetCode.CANCEL);
+    }
+  }
+
+  /** Credit goes back only for bytes the application took, batched at half the window. */
+  private consume(n: number): void {
+    this.consumed += n;
+    if (this.consumed >= this.mux.localWindow / 2) {
+      this.recvAllowed += this.consumed;
+      this.mux.sendNow({ stream: this.streamId, credit: this.consumed });
+      this.consumed = 0;
+    }
+  }
+
+  async sink(source: AsyncIterable<HTTPChunk>): Promise<void> {
+    try {
+      let first = this.headSent;
+      for await (const chunk of source) {
+        if (this.error) throw this.error;
+        if (first) {
+          first = false;
+          if (chunk.kind === ChunkKind.HEADERS) continue;
+        }
+        if (chunk.kind === ChunkKind.DATA) {
+          const n = chunk.data!.byteLength;
+          while (this.sendCredit < n) {
+            await new Promise<void>((resolve) => (this.creditWaiter = resolve));
+            if (this.error) throw this.error;
+          }
+          this.sendCredit -= n;
+        }
+        await this.mux.write({ stream: this.streamId, chunk });
+      }
+      if (this.error) throw this.error;
+      await this.mux.write({ stream: this.streamId, chunk: END_CHUNK });
+      this.writeDone = true;
+      this.maybeDone();
+    } catch (err) {
+      const e = toError(err);
+      this.fail(e, e instanceof ExchangeResetError ? e.resetCode : ResetCode.INTERNAL);
+      throw this.error ?? e;
+    }
+  }
+
+  abort(err: Error, code: ResetCode = ResetCode.INTERNAL): void {
+    this.fail(err, code);
+  }
+
+  fail(err: Error, code: ResetCode | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.error = err;
+    if (code !== undefined && !(this.writeDone && this.readDone)) {
+      this.mux.sendNow({ stream: this.streamId, chunk: resetChunk(code, err.message) });
+    }
+    this.queue = [];
+    this.wakeReader();
+    const w = this.creditWaiter;
+    this.creditWaiter = undefined;
+    w?.();
+    this.mux.release(this);
+    this.resolveClosed();
+  }
+
+  private maybeDone(): void {
+    if (!this.readDone || !this.writeDone || this.settled) return;
+    this.settled = true;
+    this.mux.release(this);
+    this.resolveClosed();
+  }
+}

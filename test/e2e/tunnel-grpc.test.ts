@@ -1,0 +1,3 @@
+import { transportSuite } from '../helpers/transport-suite.js';
+
+transportSuite('grpc', { transport: 'grpc' });

@@ -1,0 +1,3 @@
+import { transportSuite } from '../helpers/transport-suite.js';
+
+transportSuite('websocket+protobuf', { transport: 'websocket', wsCodec: 'proto' });
