@@ -29,6 +29,7 @@ Runs the public edge: tunnels are served at http://NAME.DOMAIN:PORT/.
 Options:
   --listen HOST:PORT       public HTTP listener        (JETTY_LISTEN, default 0.0.0.0:8080)
   --grpc-listen HOST:PORT  gRPC listener for agents    (JETTY_GRPC_LISTEN, default 0.0.0.0:8091)
+  --grpc-public-port PORT  gRPC port agents are told to dial (JETTY_GRPC_PUBLIC_PORT, default: the bound one)
   --domain DOMAIN          tunnels are NAME.DOMAIN     (JETTY_DOMAIN, default localhost)
   --transports LIST        offered to agents: grpc,websocket (JETTY_TRANSPORTS, default both)
   --ping-interval MS       liveness ping interval; 3 missed = dead (JETTY_PING_INTERVAL, default ${DEFAULT_PING_INTERVAL_MS})
@@ -122,6 +123,7 @@ async function runEdge(argv: string[]): Promise<number> {
       'grpc-listen': { type: 'string' },
       domain: { type: 'string' },
       transports: { type: 'string' },
+      'grpc-public-port': { type: 'string' },
       'ping-interval': { type: 'string' },
       'ws-window': { type: 'string' },
       'log-level': { type: 'string' },
@@ -149,8 +151,9 @@ async function runEdge(argv: string[]): Promise<number> {
   if (transports.length === 0) throw new UsageError('--transports must name at least one transport');
   const pingIntervalMs = intSetting(values, 'ping-interval', 'JETTY_PING_INTERVAL', DEFAULT_PING_INTERVAL_MS, 100, 3_600_000);
   const wsWindowBytes = intSetting(values, 'ws-window', 'JETTY_WS_WINDOW', DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES, 1 << 30);
+  const grpcPublicPort = intSetting(values, 'grpc-public-port', 'JETTY_GRPC_PUBLIC_PORT', 0, 0, 65535) || undefined;
   const logger = createLogger(logLevel(values), 'edge');
-  const edge = await Edge.start({ listen, grpcListen, domain, logger, transports: transports as EdgeTransport[], pingIntervalMs, wsWindowBytes });
+  const edge = await Edge.start({ listen, grpcListen, grpcPublicPort, domain, logger, transports: transports as EdgeTransport[], pingIntervalMs, wsWindowBytes });
   const offered = [transports.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', transports.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
   process.stdout.write(`Jetty edge on http://${domain}:${edge.publicPort} (agents: ${offered})\n`);
   onSignals(() => edge.close());

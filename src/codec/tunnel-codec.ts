@@ -17,17 +17,19 @@ const HTTPChunkType = root.lookupType('jetty.tunnel.v1.HTTPChunk');
 const AgentMessageType = root.lookupType('jetty.tunnel.v1.AgentMessage');
 const EdgeMessageType = root.lookupType('jetty.tunnel.v1.EdgeMessage');
 
-/** Sent by the agent on Register. */
-export type AgentMessage =
-  | { hello: { name: string; version: string; window?: number }; pong?: undefined }
-  | { pong: { nonce: number }; hello?: undefined };
+/** Sent by the agent on Register (exactly one field set). */
+export interface AgentMessage {
+  hello?: { name: string; version: string; window?: number } | null;
+  pong?: { nonce: number } | null;
+}
 
-/** Sent by the edge on Register. */
-export type EdgeMessage =
-  | { registered: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number } }
-  | { open: { headers: HTTPChunk } }
-  | { cancel: { exchangeId: string; code: number } }
-  | { ping: { nonce: number } };
+/** Sent by the edge on Register (exactly one field set). */
+export interface EdgeMessage {
+  registered?: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number } | null;
+  open?: { headers: HTTPChunk } | null;
+  cancel?: { exchangeId: string; code: number } | null;
+  ping?: { nonce: number } | null;
+}
 
 export interface DecodeOptions {
   /** Frames above this many bytes are rejected; default MAX_FRAME_BYTES. */

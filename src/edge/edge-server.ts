@@ -36,6 +36,11 @@ export interface EdgeInit {
   maxExchangesPerAgent?: number;
   /** How long to wait for an agent to take an exchange, in ms. */
   openTimeoutMs?: number;
+  /**
+   * gRPC port agents are told to dial, when it differs from the bound one (NAT, load balancer);
+   * default the bound port.
+   */
+  grpcPublicPort?: number;
   /** Transports offered to agents; default both. */
   transports?: readonly EdgeTransport[];
   /** Liveness ping interval, in ms; default DEFAULT_PING_INTERVAL_MS. */
@@ -96,7 +101,7 @@ export class Edge {
     const ownHost = (req: IncomingMessage, res: ServerResponse): void => {
       if (req.url === DISCOVERY_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
         const offered: Record<string, unknown> = {};
-        if (grpc) offered.grpc = { port: grpcPort };
+        if (grpc) offered.grpc = { port: init.grpcPublicPort ?? grpcPort };
         if (ws) offered.websocket = { path: WS_PATH };
         const body = JSON.stringify({ version: 1, domain, publicPort, transports: offered });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });

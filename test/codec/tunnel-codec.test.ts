@@ -105,7 +105,7 @@ test('control messages round-trip', () => {
   const open = decodeEdgeMessage(
     encodeEdgeMessage({ open: { headers: { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/', headers: [] } } }),
   );
-  assert.ok('open' in open && open.open.headers.exchangeId === 'x');
+  assert.is(open.open?.headers.exchangeId, 'x');
   assert.throws(() => decodeAgentMessage(new Uint8Array()), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
 });
 

@@ -51,6 +51,8 @@ test('bad values exit 2 naming the problem', async () => {
     [['http', '3000', '--name', 'Bad_Name'], /--name/],
     [['edge', '--listen', 'nowhere'], /nowhere/],
     [['launch'], /unknown command/],
+    [['edge', '--transports', 'grpc,carrier'], /--transports/],
+    [['http', '3000', '--ws-codec', 'xml'], /--ws-codec/],
   ] as const) {
     const run = jetty([...args]);
     assert.is(await run.exited, 2, args.join(' '));
@@ -100,6 +102,22 @@ test('an agent whose edge goes away exits 1 with the reason; no edge at all exit
   ctx.started.push(lonely);
   assert.is(await lonely.exited, 1);
   assert.match(lonely.stderr, /cannot reach the edge/);
+});
+
+test('forcing a transport the edge does not offer exits 1 with the reason; the line before Forwarding names the transport', async (ctx) => {
+  ctx.origin = await startOrigin((_req, res) => res.end('ws'));
+  const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--transports', 'websocket']);
+  ctx.started.push(edge);
+  const port = Number((await edge.line(/^Jetty edge on http:\/\/localhost:(\d+) \(agents: websocket\)/))[1]);
+  const forced = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--transport', 'grpc']);
+  ctx.started.push(forced);
+  assert.is(await forced.exited, 1);
+  assert.match(forced.stderr, /does not offer grpc/);
+  const auto = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'wsauto']);
+  ctx.started.push(auto);
+  await auto.line(/^Forwarding /);
+  assert.match(auto.stdout, /over websocket\/jetty\.v1\.proto\nForwarding /);
+  assert.equal(await get(port, 'wsauto.localhost'), { status: 200, body: 'ws' });
 });
 
 test.run();

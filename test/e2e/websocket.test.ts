@@ -1,0 +1,135 @@
+import { once } from 'node:events';
+import { request, type IncomingMessage } from 'node:http';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Agent } from '../../src/agent/agent.js';
+import { ChunkKind, END_CHUNK } from '../../src/codec/http-chunk.js';
+import { MAX_WS_FRAME_BYTES } from '../../src/codec/ws-frame.js';
+import type { Edge } from '../../src/edge/edge-server.js';
+import { RawWsAgent } from '../helpers/raw-ws-agent.js';
+import { send, startAgent, startEdge, startOrigin, waitFor, type Origin } from '../helpers/harness.js';
+
+interface Ctx {
+  edge: Edge;
+  origin: Origin;
+  good: Agent;
+  raw?: RawWsAgent;
+}
+
+const test = suite<Ctx>('e2e/websocket');
+
+test.before(async (ctx) => {
+  ctx.origin = await startOrigin((_req, res) => res.end('good'));
+  ctx.edge = await startEdge({ pingIntervalMs: 60_000 });
+  ctx.good = await startAgent(ctx.edge, ctx.origin.url, 'good', { transport: 'websocket' });
+});
+
+test.after.each(async (ctx) => {
+  await ctx.raw?.close();
+  ctx.raw = undefined;
+  // Whatever one agent did, the edge keeps serving the others.
+  const { body } = await send(ctx.edge, 'good', '/');
+  assert.is(body.toString(), 'good');
+  await waitFor(() => ctx.edge.stats().openExchanges === 0, 5000, 'exchanges released');
+});
+
+test.after(async (ctx) => {
+  await ctx.good.close();
+  await ctx.edge.close();
+  await ctx.origin.close();
+});
+
+test('a malformed frame closes that session (1002) and its pending exchange gets 502', async (ctx) => {
+  ctx.raw = await RawWsAgent.connect(ctx.edge, 'bad-frame');
+  const pending = send(ctx.edge, 'bad-frame', '/');
+  await ctx.raw.nextExchange();
+  ctx.raw.sendRaw(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]));
+  await ctx.raw.closed;
+  assert.is(ctx.raw.closeCode, 1002);
+  assert.is((await pending).res.statusCode, 502);
+  assert.is((await send(ctx.edge, 'bad-frame', '/')).res.statusCode, 404);
+});
+
+test('an oversize frame closes that session (1009)', async (ctx) => {
+  ctx.raw = await RawWsAgent.connect(ctx.edge, 'too-big');
+  ctx.raw.sendRaw(Buffer.alloc(MAX_WS_FRAME_BYTES + 1));
+  await ctx.raw.closed;
+  assert.is(ctx.raw.closeCode, 1009);
+});
+
+test('a frame for an unknown stream is answered with RESET on that stream only', async (ctx) => {
+  ctx.raw = await RawWsAgent.connect(ctx.edge, 'unknown-stream');
+  ctx.raw.send({ stream: 99, chunk: { kind: ChunkKind.DATA, data: Buffer.from('x') } });
+  const reset = await ctx.raw.next((f) => f.stream === 99 && 'chunk' in f && f.chunk.kind === ChunkKind.RESET);
+  assert.ok(reset);
+  // The session still carries exchanges.
+  const pending = send(ctx.edge, 'unknown-stream', '/');
+  const { stream } = await ctx.raw.nextExchange();
+  ctx.raw.send({ stream, chunk: { kind: ChunkKind.HEADERS, status: 204, headers: [] } });
+  ctx.raw.send({ stream, chunk: END_CHUNK });
+  assert.is((await pending).res.statusCode, 204);
+});
+
+test('frames for an exchange that already ended are dropped; the next exchange works', async (ctx) => {
+  ctx.raw = await RawWsAgent.connect(ctx.edge, 'late-frames');
+  for (const round of [1, 2]) {
+    const pending = send(ctx.edge, 'late-frames', '/');
+    const { stream } = await ctx.raw.nextExchange();
+    ctx.raw.send({ stream, chunk: { kind: ChunkKind.HEADERS, status: 200, headers: [{ name: 'content-length', value: '2' }] } });
+    ctx.raw.send({ stream, chunk: { kind: ChunkKind.DATA, data: Buffer.from('ok') } });
+    ctx.raw.send({ stream, chunk: END_CHUNK });
+    const { body } = await pending;
+    assert.is(body.toString(), 'ok', `round ${round}`);
+    await waitFor(() => ctx.edge.stats().openExchanges === 0);
+    ctx.raw.send({ stream, chunk: { kind: ChunkKind.DATA, data: Buffer.from('late') } });
+  }
+  assert.is(ctx.raw.ws.readyState, ctx.raw.ws.OPEN);
+});
+
+test('a peer that overruns its credit window is a protocol error that closes its session', async (ctx) => {
+  ctx.raw = await RawWsAgent.connect(ctx.edge, 'overrun');
+  // A public client that reads nothing: the edge consumes nothing and grants no more credit.
+  const req = request({ host: '127.0.0.1', port: ctx.edge.publicPort, path: '/', headers: { host: 'overrun.localhost' }, agent: false });
+  req.on('error', () => undefined);
+  const response = once(req, 'response').then(([res]) => {
+    (res as IncomingMessage).pause();
+    return res as IncomingMessage;
+  });
+  req.end();
+  const { stream } = await ctx.raw.nextExchange();
+  const registered = await ctx.raw.next((f) => 'edge' in f && !!f.edge.registered);
+  const window = ('edge' in registered && registered.edge.registered?.window) || 0;
+  assert.ok(window > 0);
+  ctx.raw.send({ stream, chunk: { kind: ChunkKind.HEADERS, status: 200, headers: [] } });
+  const block = Buffer.alloc(128 * 1024);
+  // More than the window plus what the paused client's socket buffers can absorb.
+  for (let sent = 0; sent <= window * 2 + 32 * 1024 * 1024; sent += block.length) ctx.raw.send({ stream, chunk: { kind: ChunkKind.DATA, data: block } });
+  await ctx.raw.closed;
+  assert.is(ctx.raw.closeCode, 1002, ctx.raw.closeReason);
+  assert.match(ctx.raw.closeReason, /credit/);
+  // Reading what was buffered ends in an error: the response was cut, never completed.
+  const res = await response;
+  const outcome = await new Promise<string>((resolve) => {
+    res.on('error', () => resolve('error'));
+    res.on('end', () => resolve(res.complete ? 'complete' : 'cut'));
+    res.resume();
+  });
+  assert.is.not(outcome, 'complete');
+});
+
+test('an agent that stops answering pings is declared dead: its exchange gets 502, its name is freed', async (ctx) => {
+  const edge = await startEdge({ pingIntervalMs: 100 });
+  const raw = await RawWsAgent.connect(edge, 'silent');
+  try {
+    const pending = send(edge, 'silent', '/');
+    await raw.nextExchange();
+    await raw.closed;
+    assert.is((await pending).res.statusCode, 502);
+    assert.is((await send(edge, 'silent', '/')).res.statusCode, 404);
+  } finally {
+    await raw.close();
+    await edge.close();
+  }
+});
+
+test.run();

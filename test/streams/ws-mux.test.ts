@@ -1,0 +1,126 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { WebSocket, WebSocketServer } from 'ws';
+import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
+import { WS_CODECS, WS_PROTOCOL_PROTO } from '../../src/codec/ws-frame.js';
+import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
+import { WsMux } from '../../src/streams/ws-mux.js';
+import { waitFor } from '../helpers/harness.js';
+
+const test = suite('streams/ws-mux');
+const WINDOW = 256 * 1024;
+const MiB = 1024 * 1024;
+
+/** An edge-role and an agent-role mux over a real loopback WebSocket. */
+async function pair() {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await once(wss, 'listening');
+  const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`);
+  const [serverSocket] = (await once(wss, 'connection')) as [WebSocket];
+  await once(client, 'open').catch(() => undefined);
+  const inbound: Array<{ head: HTTPChunk; exchange: ExchangeDuplex }> = [];
+  const codec = WS_CODECS[WS_PROTOCOL_PROTO];
+  const noop = (): void => undefined;
+  const edge = new WsMux({ socket: serverSocket, codec, role: 'edge', localWindow: WINDOW, onControl: noop, onClose: noop });
+  const agent = new WsMux({
+    socket: client,
+    codec,
+    role: 'agent',
+    localWindow: WINDOW,
+    onControl: noop,
+    onClose: noop,
+    onExchange: (head, exchange) => inbound.push({ head, exchange }),
+  });
+  edge.remoteWindow = WINDOW;
+  agent.remoteWindow = WINDOW;
+  const close = async (): Promise<void> => {
+    edge.close(new Error('test over'));
+    client.terminate();
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+  };
+  return { edge, agent, inbound, close };
+}
+
+const head = (id: string): HTTPChunk => ({ kind: ChunkKind.HEADERS, exchangeId: id, method: 'POST', target: '/', headers: [] });
+
+/** A request body of `total` bytes that counts what the sink has pulled. */
+function body(id: string, total: number, counter: { pulled: number }, block = 64 * 1024): AsyncGenerator<HTTPChunk> {
+  return (async function* () {
+    yield head(id);
+    for (let sent = 0; sent < total; sent += block) {
+      counter.pulled += block;
+      yield dataChunk(Buffer.alloc(block, 1));
+    }
+  })();
+}
+
+async function drain(exchange: ExchangeDuplex): Promise<number> {
+  let n = 0;
+  for await (const c of exchange.source) if (c.kind === ChunkKind.DATA) n += c.data!.byteLength;
+  return n;
+}
+
+test('a stalled exchange holds its sender to the window while another on the same socket runs to completion', async () => {
+  const { edge, inbound, close } = await pair();
+  try {
+    // Baseline: the same transfer alone on a socket.
+    const alone = { pulled: 0 };
+    const a0 = edge.open(head('alone'));
+    const t0 = performance.now();
+    void a0.sink(body('alone', 32 * MiB, alone));
+    await waitFor(() => inbound.length === 1);
+    assert.is(await drain(inbound[0].exchange), 32 * MiB);
+    const aloneMs = performance.now() - t0;
+
+    const stalled = { pulled: 0 };
+    const moving = { pulled: 0 };
+    const s = edge.open(head('stalled'));
+    const stalledSink = s.sink(body('stalled', 64 * MiB, stalled)).catch((err: Error) => err);
+    await waitFor(() => inbound.length === 2);
+    // Nobody reads the stalled exchange on the agent side.
+    const m = edge.open(head('moving'));
+    const t1 = performance.now();
+    void m.sink(body('moving', 32 * MiB, moving));
+    await waitFor(() => inbound.length === 3);
+    assert.is(await drain(inbound[2].exchange), 32 * MiB);
+    const besideMs = performance.now() - t1;
+
+    // The stalled sender stops after its window (plus the one chunk it pulled and is holding).
+    assert.ok(stalled.pulled <= WINDOW + 64 * 1024, `stalled sender pulled ${stalled.pulled} bytes`);
+    // Not a speed target (that lives in the bench): only that the stall does not serialise the socket.
+    assert.ok(besideMs < aloneMs * 4 + 1000, `beside a stalled exchange: ${besideMs.toFixed(0)} ms, alone: ${aloneMs.toFixed(0)} ms`);
+    s.abort(new Error('test over'));
+    assert.ok((await stalledSink) instanceof Error);
+  } finally {
+    await close();
+  }
+});
+
+test('credit returns only as the reader consumes, and the bytes arrive intact', async () => {
+  const { edge, inbound, close } = await pair();
+  try {
+    const counter = { pulled: 0 };
+    const e = edge.open(head('slow'));
+    const sending = e.sink(body('slow', 4 * MiB, counter, 10_000));
+    await waitFor(() => inbound.length === 1);
+    const it = inbound[0].exchange.source[Symbol.asyncIterator]();
+    let got = 0;
+    for (;;) {
+      // The sender can never be more than a window (and one chunk) ahead of this reader.
+      assert.ok(counter.pulled - got <= WINDOW + 10_000, `sender ${counter.pulled - got} bytes ahead`);
+      const { value, done } = await it.next();
+      if (done) break;
+      got += value.data!.byteLength;
+      if (got % (512 * 1024) < 10_000) await new Promise((r) => setTimeout(r, 1));
+    }
+    await sending;
+    assert.ok(got >= 4 * MiB);
+    assert.is(got, counter.pulled);
+  } finally {
+    await close();
+  }
+});
+
+test.run();
