@@ -1,6 +1,7 @@
 // `npm run bench`: origin, edge and agent as separate processes on loopback; every figure is the median of
 // RUNS runs, each beside a direct-to-origin baseline measured in the same go. Prints a markdown table.
-// Environment: BENCH_RUNS (3), BENCH_GIB (1), BENCH_SECONDS (5, per req/s run), BENCH_TRANSPORTS (grpc).
+// Environment: BENCH_RUNS (3), BENCH_GIB (1), BENCH_SECONDS (5, per req/s run),
+// BENCH_TRANSPORTS (grpc,websocket,websocket-json,websocket-masked).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,14 @@ const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const GIB = Number(process.env.BENCH_GIB ?? 1);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? 'grpc').split(',');
+const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? 'grpc,websocket,websocket-json,websocket-masked').split(',');
+/** Agent flags per bench transport label. */
+const AGENT_FLAGS: Record<string, string[]> = {
+  grpc: ['--transport', 'grpc'],
+  websocket: ['--transport', 'websocket'],
+  'websocket-json': ['--transport', 'websocket', '--ws-codec', 'json'],
+  'websocket-masked': ['--transport', 'websocket', '--ws-mask', 'random'],
+};
 const BYTES = Math.round(GIB * 1024 ** 3);
 const MB = 1e6;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -101,7 +109,8 @@ async function measure(t: Target, file: string, originBase: string): Promise<Fig
   const h = ['-H', `Host: ${t.host}`];
   const down = await withRss(t.pids, () => curl([...h, `${t.base}/bytes?n=${BYTES}`]));
   if (down.result.size !== BYTES) throw new Error(`${t.label}: download got ${down.result.size} bytes`);
-  const up = await withRss(t.pids, () => curl([...h, '-X', 'POST', '-H', 'Content-Type: application/octet-stream', '--data-binary', `@${file}`, `${t.base}/sink`]));
+  // -T streams the file (--data-binary would load 1 GiB into curl's memory first).
+  const up = await withRss(t.pids, () => curl([...h, '-X', 'POST', '-H', 'Content-Type: application/octet-stream', '-T', file, `${t.base}/sink`]));
   const cannon = await autocannon({ url: `${t.base}/small`, connections: 50, duration: SECONDS, headers: { host: t.host } });
   const slow = await withRss(t.pids, () => curl([...h, '--limit-rate', '5M', '--max-time', '10', `${t.base}/endless`]));
   let stats = { written: 0, pauses: 0, aborted: false };
@@ -138,7 +147,7 @@ async function main(): Promise<void> {
       started.push(edge.proc.child);
       const port = Number(edge.match[1]);
       const agent = await start(
-        [BIN, 'http', `127.0.0.1:${originPort}`, '--edge', `http://127.0.0.1:${port}`, '--name', 'bench', '--transport', transport],
+        [BIN, 'http', `127.0.0.1:${originPort}`, '--edge', `http://127.0.0.1:${port}`, '--name', 'bench', ...AGENT_FLAGS[transport]],
         /^Forwarding /m,
       );
       started.push(agent.proc.child);

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Agent, AGENT_TRANSPORTS, AGENT_VERSION, WS_CODEC_NAMES, type AgentTransport, type WsCodecChoice } from './agent/agent.js';
+import { Agent, AGENT_TRANSPORTS, AGENT_VERSION, WS_CODEC_NAMES, WS_MASK_NAMES, type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/agent.js';
 import { DEFAULT_PING_INTERVAL_MS } from './actors/heartbeat.js';
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from './streams/ws-mux.js';
 import { parseHostPort } from './address.js';
@@ -50,6 +50,7 @@ Options:
   --transport MODE     ${AGENT_TRANSPORTS.join('|')}        (JETTY_TRANSPORT, default auto: gRPC, else WebSocket)
   --ws-codec CODEC     ${WS_CODEC_NAMES.join('|')} frames on WebSocket     (JETTY_WS_CODEC, default proto)
   --ws-window BYTES    WebSocket credit window per exchange (JETTY_WS_WINDOW, default ${DEFAULT_WS_WINDOW_BYTES})
+  --ws-mask MASK       ${WS_MASK_NAMES.join('|')} WebSocket masking key   (JETTY_WS_MASK, default zero: see README)
   --log-level LEVEL    ${LOG_LEVELS.join('|')}  (JETTY_LOG_LEVEL, default info)
   -h, --help           show this help
 `;
@@ -170,6 +171,7 @@ async function runHttp(argv: string[]): Promise<number> {
       transport: { type: 'string' },
       'ws-codec': { type: 'string' },
       'ws-window': { type: 'string' },
+      'ws-mask': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -200,6 +202,8 @@ async function runHttp(argv: string[]): Promise<number> {
   const wsCodec = setting(values, 'ws-codec', 'JETTY_WS_CODEC', 'proto');
   if (!(WS_CODEC_NAMES as readonly string[]).includes(wsCodec)) throw new UsageError(`invalid --ws-codec "${wsCodec}" (want ${WS_CODEC_NAMES.join('|')})`);
   const wsWindowBytes = intSetting(values, 'ws-window', 'JETTY_WS_WINDOW', DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES, 1 << 30);
+  const wsMask = setting(values, 'ws-mask', 'JETTY_WS_MASK', 'zero');
+  if (!(WS_MASK_NAMES as readonly string[]).includes(wsMask)) throw new UsageError(`invalid --ws-mask "${wsMask}" (want ${WS_MASK_NAMES.join('|')})`);
   const logger = createLogger(logLevel(values), 'agent');
   const agent = await Agent.start({
     edge: edgeUrl,
@@ -208,6 +212,7 @@ async function runHttp(argv: string[]): Promise<number> {
     transport: transport as AgentTransport,
     wsCodec: wsCodec as WsCodecChoice,
     wsWindowBytes,
+    wsMask: wsMask as WsMaskChoice,
     logger,
   });
   const shown = `${origin.protocol}//${origin.host}`;

@@ -13,6 +13,8 @@ export type AgentTransport = (typeof AGENT_TRANSPORTS)[number];
 /** WebSocket codecs: binary protobuf frames (default) or the legacy JSON frames. */
 export const WS_CODEC_NAMES = ['proto', 'json'] as const;
 export type WsCodecChoice = (typeof WS_CODEC_NAMES)[number];
+export const WS_MASK_NAMES = ['zero', 'random'] as const;
+export type WsMaskChoice = (typeof WS_MASK_NAMES)[number];
 
 /** Where agents ask the edge what it offers (edge's own host). */
 export const DISCOVERY_PATH = '/_jetty/discovery';
@@ -36,6 +38,8 @@ export interface AgentInit {
   wsCodec?: WsCodecChoice;
   /** WebSocket: DATA bytes accepted per exchange before credit returns. */
   wsWindowBytes?: number;
+  /** WebSocket frame masking: `zero` key (default, see WsConnectionInit.zeroMask) or `random` per RFC 6455. */
+  wsMask?: WsMaskChoice;
   logger: Logger;
 }
 
@@ -127,6 +131,7 @@ export class Agent {
         name,
         version: AGENT_VERSION,
         windowBytes: init.wsWindowBytes ?? DEFAULT_WS_WINDOW_BYTES,
+        zeroMask: init.wsMask !== 'random',
         logger: log,
         onExchange,
       });
