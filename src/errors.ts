@@ -78,6 +78,49 @@ export class NameTakenError extends JettyError {
   override readonly code = 'ERR_NAME_TAKEN';
 }
 
+/** The agent presented no token or a wrong one. */
+export class UnauthorizedError extends JettyError {
+  override readonly code = 'ERR_UNAUTHORIZED';
+}
+
+/** The agent's token does not cover the tunnel name it asked for. */
+export class NameNotAllowedError extends JettyError {
+  override readonly code = 'ERR_NAME_NOT_ALLOWED';
+}
+
+/** A limit refused the request; `retryAfterS` tells the client when to try again, if known. */
+export class LimitError extends JettyError {
+  override readonly code: string = 'ERR_LIMIT';
+  constructor(
+    message: string,
+    /** Which limit, for the rejections metric. */
+    readonly limit: string,
+    readonly retryAfterS?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Per-tunnel request rate or concurrency exceeded (429). */
+export class TunnelLimitError extends LimitError {
+  override readonly code = 'ERR_TUNNEL_LIMIT';
+}
+
+/** Request head too large or too many header lines (431). */
+export class HeadersTooLargeError extends LimitError {
+  override readonly code = 'ERR_HEADERS_TOO_LARGE';
+}
+
+/** The edge is draining or at its agent limit (503). */
+export class EdgeUnavailableError extends LimitError {
+  override readonly code = 'ERR_EDGE_UNAVAILABLE';
+}
+
+/** An exchange passed its idle timeout with no bytes either way. */
+export class IdleTimeoutError extends JettyError {
+  override readonly code = 'ERR_IDLE_TIMEOUT';
+}
+
 /** A command-line flag, environment variable or config value is wrong (exit code 2). */
 export class UsageError extends JettyError {
   override readonly code = 'ERR_USAGE';

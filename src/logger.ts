@@ -1,16 +1,35 @@
-import { destination, pino, type Logger } from 'pino';
+import { destination, pino, transport, type Logger } from 'pino';
 
 export type { Logger };
 
 /** Log level names accepted by `--log-level` / `JETTY_LOG_LEVEL`. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** `auto`: pretty when stderr is a TTY (and NO_COLOR unset keeps colours), JSON otherwise. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** Fields never logged in clear, wherever they appear in a log object. */
+export const REDACTED_PATHS = [
+  'headers.authorization',
+  'headers.cookie',
+  'headers["set-cookie"]',
+  'headers["proxy-authorization"]',
+  'token',
+  '*.token',
+];
 
 /**
- * Creates the process logger: JSON lines on stderr (stdout carries the stable lines scripts grep).
- * `silent` is what tests use.
+ * Creates the process logger on stderr (stdout carries the stable lines scripts grep): JSON lines,
+ * or pino-pretty on a TTY. `silent` is what tests use.
  */
-export function createLogger(level: string = 'info', name?: string): Logger {
-  return pino({ level, name, base: undefined }, destination({ fd: 2, sync: false }));
+export function createLogger(level: string = 'info', name?: string, format: LogFormat = 'auto'): Logger {
+  const pretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
+  const options = { level, name, base: undefined, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
+  if (pretty) {
+    const colorize = !process.env.NO_COLOR;
+    return pino(options, transport({ target: 'pino-pretty', options: { destination: 2, colorize, ignore: 'pid,hostname' } }));
+  }
+  return pino(options, destination({ fd: 2, sync: false }));
 }
 
 /** A logger that writes nothing. */

@@ -31,6 +31,8 @@ export interface SessionControl {
   sendOpen(head: HTTPChunk): void;
   /** The public side of this exchange went away: abort the origin request. */
   sendCancel(exchangeId: string, code: ResetCode): void;
+  /** Tell the agent this edge is draining: finish what is in flight, reconnect elsewhere. */
+  sendDrain?(): void;
   /** End the control channel (the session is over). */
   close(err: Error): void;
 }
@@ -91,6 +93,8 @@ export class AgentSession extends Actor<SessionMessage> {
   readonly id: string;
   readonly name: string;
   readonly transport: string;
+  /** Set by drain(): the session takes no new exchanges. */
+  draining = false;
   private readonly control: SessionControl;
   private readonly log: Logger;
   private readonly maxExchanges: number;
@@ -110,6 +114,18 @@ export class AgentSession extends Actor<SessionMessage> {
     this.maxExchanges = init.maxExchanges ?? DEFAULT_MAX_EXCHANGES;
     this.openTimeoutMs = init.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
     this.maxIdleStreams = init.maxIdleStreams ?? DEFAULT_MAX_IDLE_STREAMS;
+  }
+
+  /** Exchanges in flight or waiting for a stream (the pool picks the lowest). */
+  get load(): number {
+    return this.exchanges.size + this.pending.size;
+  }
+
+  /** Takes no new exchanges and tells the agent; in-flight ones go on. */
+  drain(): void {
+    if (this.draining || this.stopped) return;
+    this.draining = true;
+    this.control.sendDrain?.();
   }
 
   stats(): SessionStats {

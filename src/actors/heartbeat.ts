@@ -9,6 +9,8 @@ export interface HeartbeatInit {
   onTick?: (nonce: number) => void;
   /** Called once when the peer has been silent for PING_MISSES intervals. */
   onDead: (silentMs: number) => void;
+  /** Round-trip time of an answered ping, in ms. */
+  onRtt?: (rttMs: number) => void;
 }
 
 /**
@@ -25,8 +27,15 @@ export class Heartbeat {
     this.timer.unref();
   }
 
-  alive(): void {
+  private pingSentAt = 0;
+
+  /** A sign of life; with the nonce of the last ping, also a round-trip measurement. */
+  alive(nonce?: number): void {
     this.last = Date.now();
+    if (nonce !== undefined && nonce === this.nonce && this.pingSentAt > 0) {
+      this.init.onRtt?.(this.last - this.pingSentAt);
+      this.pingSentAt = 0;
+    }
   }
 
   stop(): void {
@@ -40,6 +49,9 @@ export class Heartbeat {
       this.init.onDead(silent);
       return;
     }
-    this.init.onTick?.(++this.nonce);
+    if (this.init.onTick) {
+      this.pingSentAt = Date.now();
+      this.init.onTick(++this.nonce);
+    }
   }
 }

@@ -1,42 +1,131 @@
 import { NameTakenError } from '../errors.js';
 import type { AgentSession } from './agent-session.js';
 
+export interface ClaimOptions {
+  /**
+   * Who the session speaks for: the token's hash, or '' when the edge runs open. Sessions of the
+   * same non-empty owner and name form a pool; anyone else is refused.
+   */
+  owner: string;
+  /** The id of this agent's previous session: it takes over from it (reconnect after a network loss). */
+  resume?: string;
+}
+
+export interface ReleaseOptions {
+  /** The agent may come back (connection lost): hold the name and its requests for the grace period. */
+  reconnecting: boolean;
+}
+
 /**
- * Which session serves which tunnel name. The in-memory registry is the embedded default; a shared
+ * Which sessions serve which tunnel name. The in-memory registry is the embedded default; a shared
  * one (several edges behind a load balancer) implements the same interface.
  */
 export interface Registry {
-  /** Gives `name` to `session`; throws NameTakenError when another live session holds it. */
-  claim(name: string, session: AgentSession): Promise<void>;
-  /** Frees `name` if `session` still holds it. */
-  release(name: string, session: AgentSession): Promise<void>;
-  /** The session serving `name` on this edge. */
+  /** Adds `session` under `name`; throws NameTakenError when another owner holds it. */
+  claim(name: string, session: AgentSession, options: ClaimOptions): Promise<void>;
+  /** Removes `session` from `name`. */
+  release(name: string, session: AgentSession, options: ReleaseOptions): Promise<void>;
+  /** The healthy session of `name` with the fewest exchanges in flight. */
   lookup(name: string): AgentSession | undefined;
+  /** While `name` is in its reconnect grace, resolves once a session is back (or undefined at the deadline). */
+  waitFor(name: string, timeoutMs: number): Promise<AgentSession | undefined>;
   /** Every live session (for stats and drain). */
   sessions(): Iterable<AgentSession>;
 }
 
-export class MemoryRegistry implements Registry {
-  private readonly byName = new Map<string, AgentSession>();
+interface Pool {
+  owner: string;
+  members: Set<AgentSession>;
+  /** Set while empty and waiting for its agent to reconnect. */
+  graceUntil?: number;
+  graceTimer?: NodeJS.Timeout;
+  waiters: Set<(s: AgentSession | undefined) => void>;
+}
 
-  async claim(name: string, session: AgentSession): Promise<void> {
-    const holder = this.byName.get(name);
-    if (holder && holder !== session && !holder.stopped) {
-      throw new NameTakenError(`tunnel name "${name}" is in use by another agent`);
+export class MemoryRegistry implements Registry {
+  private readonly pools = new Map<string, Pool>();
+
+  /** @param reconnectGraceMs how long an emptied name stays reserved for its agent. */
+  constructor(private readonly reconnectGraceMs = 0) {}
+
+  async claim(name: string, session: AgentSession, options: ClaimOptions): Promise<void> {
+    let pool = this.pools.get(name);
+    if (pool) {
+      for (const m of pool.members) if (m.stopped) pool.members.delete(m);
+      const replacing = options.resume ? [...pool.members].find((m) => m.id === options.resume) : undefined;
+      const sameOwner = pool.owner === options.owner;
+      const joinable = pool.members.size === 0 ? sameOwner || pool.graceUntil === undefined : sameOwner && options.owner !== '';
+      if (!joinable && !(replacing && sameOwner)) {
+        throw new NameTakenError(`tunnel name "${name}" is in use by another agent`);
+      }
+      replacing?.abort(new NameTakenError('replaced by its reconnected agent'));
+      if (replacing) pool.members.delete(replacing);
+    } else {
+      pool = { owner: options.owner, members: new Set(), waiters: new Set() };
+      this.pools.set(name, pool);
     }
-    this.byName.set(name, session);
+    pool.owner = options.owner;
+    clearTimeout(pool.graceTimer);
+    pool.graceUntil = undefined;
+    pool.members.add(session);
+    for (const w of pool.waiters) w(session);
+    pool.waiters.clear();
   }
 
-  async release(name: string, session: AgentSession): Promise<void> {
-    if (this.byName.get(name) === session) this.byName.delete(name);
+  async release(name: string, session: AgentSession, options: ReleaseOptions): Promise<void> {
+    const pool = this.pools.get(name);
+    if (!pool || !pool.members.delete(session) || pool.members.size > 0) return;
+    if (!options.reconnecting || this.reconnectGraceMs <= 0) {
+      this.drop(name, pool);
+      return;
+    }
+    pool.graceUntil = Date.now() + this.reconnectGraceMs;
+    pool.graceTimer = setTimeout(() => this.drop(name, pool), this.reconnectGraceMs);
+    pool.graceTimer.unref();
+  }
+
+  private drop(name: string, pool: Pool): void {
+    if (this.pools.get(name) !== pool || pool.members.size > 0) return;
+    this.pools.delete(name);
+    for (const w of pool.waiters) w(undefined);
+    pool.waiters.clear();
   }
 
   lookup(name: string): AgentSession | undefined {
-    const s = this.byName.get(name);
-    return s && !s.stopped ? s : undefined;
+    const pool = this.pools.get(name);
+    if (!pool) return undefined;
+    let best: AgentSession | undefined;
+    let bestLoad = Infinity;
+    for (const s of pool.members) {
+      if (s.stopped || s.draining) continue;
+      const load = s.load;
+      if (load < bestLoad) {
+        best = s;
+        bestLoad = load;
+      }
+    }
+    return best;
+  }
+
+  waitFor(name: string, timeoutMs: number): Promise<AgentSession | undefined> {
+    const pool = this.pools.get(name);
+    if (!pool || pool.graceUntil === undefined) return Promise.resolve(undefined);
+    const wait = Math.min(timeoutMs, pool.graceUntil - Date.now());
+    if (wait <= 0) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const done = (s: AgentSession | undefined): void => {
+        clearTimeout(timer);
+        pool.waiters.delete(done);
+        resolve(s);
+      };
+      const timer = setTimeout(() => done(undefined), wait);
+      pool.waiters.add(done);
+    });
   }
 
   sessions(): Iterable<AgentSession> {
-    return this.byName.values();
+    const all: AgentSession[] = [];
+    for (const p of this.pools.values()) all.push(...p.members);
+    return all;
   }
 }

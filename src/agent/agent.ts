@@ -1,10 +1,11 @@
 import { WS_PROTOCOL_JSON, WS_PROTOCOL_PROTO } from '../codec/ws-frame.js';
-import { AgentUnavailableError, NameTakenError, UsageError, toError } from '../errors.js';
+import { EventEmitter } from 'node:events';
+import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError, UnauthorizedError, UsageError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { GrpcConnection } from './grpc-connection.js';
 import { randomName } from './names.js';
-import { OriginProxy } from './origin-proxy.js';
+import { OriginProxy, type RequestRecord } from './origin-proxy.js';
 import { WsConnection } from './ws-connection.js';
 
 /** Transports an agent may ask for; auto prefers gRPC and falls back to WebSocket. */
@@ -40,6 +41,8 @@ export interface AgentInit {
   wsWindowBytes?: number;
   /** WebSocket frame masking: `zero` key (default, see WsConnectionInit.zeroMask) or `random` per RFC 6455. */
   wsMask?: WsMaskChoice;
+  /** Agent token, when the edge requires one. */
+  token?: string;
   logger: Logger;
 }
 
@@ -66,89 +69,239 @@ export async function discover(edge: URL): Promise<Discovery> {
 
 type Connection = GrpcConnection | WsConnection;
 
+/** Reconnect backoff: first delay, factor 2 per attempt, full jitter, capped. */
+export const RECONNECT_BASE_MS = 250;
+export const RECONNECT_CAP_MS = 30_000;
+
+/** Delay before reconnect attempt `attempt` (0-based): random in [0, min(cap, base·2^attempt)]. */
+export function backoffMs(attempt: number, random: () => number = Math.random): number {
+  return Math.round(random() * Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** attempt));
+}
+
+/** Refusals no retry can fix: the agent stops and says why. */
+function isFinal(err: unknown): boolean {
+  return err instanceof UnauthorizedError || err instanceof NameNotAllowedError || err instanceof UsageError;
+}
+
+export interface AgentEvents {
+  /** Connected (first time or again) over `transport`. */
+  connected: [url: string, transport: string, reconnect: boolean];
+  /** The connection was lost; the next attempt comes in `delayMs`. */
+  reconnecting: [reason: string, delayMs: number];
+  /** One exchange finished (the origin proxy's log entry). */
+  request: [entry: RequestRecord];
+}
+
 /**
  * The agent: discovers the edge, picks a transport, registers its tunnel and serves exchanges
- * against the origin. Teardown order (close): connection closed (exchanges aborted) → origin
- * connections closed.
+ * against the origin. A lost connection is retried forever (backoff with jitter, cap 30 s),
+ * reclaiming the name with the previous session id. Teardown order (close): reconnect loop stopped →
+ * connections closed (exchanges aborted) → origin connections closed → `closed` settles.
  */
-export class Agent {
-  readonly url: string;
+export class Agent extends EventEmitter<AgentEvents> {
   readonly name: string;
-  /** `grpc` or `websocket/<subprotocol>`. */
-  readonly transport: string;
-  /** Resolves with the reason once the agent stops serving (edge lost, or close()). */
+  /** Resolves with the reason once the agent stops for good (close(), or a refusal no retry fixes). */
   readonly closed: Promise<Error>;
-  private readonly connection: Connection;
+  private connection: Connection;
+  private currentTransport: string;
+  /** Round trip to the edge measured at the last connect, ms. */
+  rttMs: number;
+  private readonly init: AgentInit;
+  private readonly proxy: OriginProxy;
+  private readonly live = new Set<Connection>();
+  private stopped: Error | undefined;
+  private resolveClosed!: (err: Error) => void;
+  private wake: (() => void) | undefined;
+  private reconnecting = false;
 
-  private constructor(connection: Connection, transport: string, proxy: OriginProxy) {
-    this.connection = connection;
-    this.url = connection.url;
-    this.name = connection.name;
-    this.transport = transport;
-    this.closed = connection.closed.then((err) => {
-      proxy.close();
-      return err;
-    });
+  private constructor(init: AgentInit, proxy: OriginProxy, first: { conn: Connection; transport: string; rttMs: number }) {
+    super();
+    this.rttMs = first.rttMs;
+    this.init = init;
+    this.proxy = proxy;
+    this.connection = first.conn;
+    this.currentTransport = first.transport;
+    this.name = first.conn.name;
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    proxy.onRequest = (entry) => this.emit('request', entry);
+    this.watch(first.conn);
   }
 
+  get url(): string {
+    return this.connection.url;
+  }
+
+  /** `grpc` or `websocket/<subprotocol>`. */
+  get transport(): string {
+    return this.currentTransport;
+  }
+
+  /** True while a connection is registered (the agent's /readyz). */
+  get connected(): boolean {
+    return this.live.size > 0 && !this.stopped;
+  }
+
+  /** Connects once; the first failure is the caller's (exit 1), later ones are retried. */
   static async start(init: AgentInit): Promise<Agent> {
-    const found = await discover(init.edge);
-    const mode = init.transport ?? 'auto';
-    const offered = Object.keys(found.transports).join(', ') || 'nothing';
-    if (mode !== 'auto' && !found.transports[mode]) {
-      throw new AgentUnavailableError(`the edge at ${init.edge.origin} does not offer ${mode} (it offers ${offered})`);
-    }
     const proxy = new OriginProxy({ origin: init.origin, logger: init.logger });
-    const name = init.name ?? randomName();
-    const onExchange = proxy.serve.bind(proxy);
-    const log = init.logger;
     try {
-      if (found.transports.grpc && mode !== 'websocket') {
-        try {
-          const conn = await GrpcConnection.connect({
-            address: `${init.edge.hostname}:${found.transports.grpc.port}`,
-            name,
-            version: AGENT_VERSION,
-            logger: log,
-            onExchange,
-            timeoutMs: mode === 'auto' && found.transports.websocket ? GRPC_FALLBACK_TIMEOUT_MS : undefined,
-          });
-          return new Agent(conn, 'grpc', proxy);
-        } catch (err) {
-          // Refusals are final; only an unreachable gRPC port makes auto try WebSocket.
-          if (mode === 'grpc' || !found.transports.websocket || err instanceof NameTakenError || err instanceof UsageError) throw err;
-          log.warn({ reason: toError(err).message }, 'gRPC unavailable, falling back to WebSocket');
-        }
-      }
-      const path = found.transports.websocket?.path;
-      if (!path) throw new AgentUnavailableError(`the edge at ${init.edge.origin} offers no transport this agent speaks (it offers ${offered})`);
-      const wsUrl = new URL(path, init.edge);
-      wsUrl.protocol = init.edge.protocol === 'https:' ? 'wss:' : 'ws:';
-      const codec = init.wsCodec === 'json' ? WS_PROTOCOL_JSON : WS_PROTOCOL_PROTO;
-      const conn = await WsConnection.connect({
-        url: wsUrl.href,
-        codec,
-        name,
-        version: AGENT_VERSION,
-        windowBytes: init.wsWindowBytes ?? DEFAULT_WS_WINDOW_BYTES,
-        zeroMask: init.wsMask !== 'random',
-        logger: log,
-        onExchange,
-      });
-      return new Agent(conn, `websocket/${codec}`, proxy);
+      let self: Agent | undefined;
+      const first = await connect({ ...init, name: init.name ?? randomName() }, proxy, undefined, () => self?.onEdgeDrain());
+      self = new Agent({ ...init, name: first.conn.name }, proxy, first);
+      return self;
     } catch (err) {
       proxy.close();
       throw err;
     }
   }
 
+  private watch(conn: Connection): void {
+    this.live.add(conn);
+    void conn.closed.then((reason) => {
+      this.live.delete(conn);
+      if (this.stopped || conn !== this.connection) return;
+      void this.reconnect(reason, conn.sessionId);
+    });
+  }
+
+  private async reconnect(reason: Error, resume: string): Promise<void> {
+    // One loop at a time (a drain and a lost connection can both ask).
+    if (this.reconnecting) return;
+    this.reconnecting = true;
+    try {
+      await this.reconnectLoop(reason, resume);
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
+  private async reconnectLoop(reason: Error, resume: string): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      const delay = backoffMs(attempt);
+      this.emit('reconnecting', attempt === 0 ? reason.message : `attempt ${attempt}: ${reason.message}`, delay);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, delay);
+        this.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      if (this.stopped) return;
+      try {
+        const next = await connect(this.init, this.proxy, resume, () => this.onEdgeDrain());
+        if (this.stopped) {
+          next.conn.close();
+          return;
+        }
+        this.connection = next.conn;
+        this.currentTransport = next.transport;
+        this.rttMs = next.rttMs;
+        this.watch(next.conn);
+        this.emit('connected', next.conn.url, next.transport, true);
+        return;
+      } catch (err) {
+        if (isFinal(err)) {
+          this.stop(toError(err));
+          return;
+        }
+        reason = toError(err);
+      }
+    }
+  }
+
+  /** The edge is draining: find another one now; the old connection finishes what it carries. */
+  private onEdgeDrain(): void {
+    const old = this.connection;
+    this.init.logger.info('edge is draining: reconnecting');
+    void this.reconnect(new AgentUnavailableError('edge is draining'), '').then(() => {
+      if (this.connection !== old) old.close();
+    });
+  }
+
   stats(): { openExchanges: number } {
-    return { openExchanges: this.connection.stats().openExchanges };
+    let n = 0;
+    for (const c of this.live) n += c.stats().openExchanges;
+    return { openExchanges: n };
+  }
+
+  /**
+   * Graceful stop (SIGTERM): leaves the pool (the edge sends nothing new), lets in-flight exchanges
+   * finish for up to `graceMs`, then closes.
+   */
+  async leave(graceMs: number): Promise<void> {
+    for (const c of this.live) c.leave();
+    const deadline = Date.now() + graceMs;
+    while (this.stats().openExchanges > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await this.close();
   }
 
   /** Stops serving; in-flight exchanges are aborted. */
   async close(): Promise<void> {
-    this.connection.close();
+    this.stop(new AbortError('agent closed'));
     await this.closed;
   }
+
+  private stop(reason: Error): void {
+    if (this.stopped) return;
+    this.stopped = reason;
+    this.wake?.();
+    for (const c of this.live) c.close();
+    this.proxy.close();
+    this.resolveClosed(reason);
+  }
+}
+
+/** Discovers the edge and connects over the transport negotiation picks. */
+async function connect(init: AgentInit, proxy: OriginProxy, resume: string | undefined, onDrain: () => void): Promise<{ conn: Connection; transport: string; rttMs: number }> {
+  const t0 = performance.now();
+  const found = await discover(init.edge);
+  // One HTTP round trip to the edge (discovery), as seen at connect time.
+  const rttMs = performance.now() - t0;
+  const mode = init.transport ?? 'auto';
+  const offered = Object.keys(found.transports).join(', ') || 'nothing';
+  if (mode !== 'auto' && !found.transports[mode]) {
+    throw new AgentUnavailableError(`the edge at ${init.edge.origin} does not offer ${mode} (it offers ${offered})`);
+  }
+  const name = init.name ?? randomName();
+  const onExchange = proxy.serve.bind(proxy);
+  const log = init.logger;
+  if (found.transports.grpc && mode !== 'websocket') {
+    try {
+      const conn = await GrpcConnection.connect({
+        address: `${init.edge.hostname}:${found.transports.grpc.port}`,
+        name,
+        version: AGENT_VERSION,
+        logger: log,
+        onExchange,
+        token: init.token,
+        resume,
+        onDrain,
+        timeoutMs: mode === 'auto' && found.transports.websocket ? GRPC_FALLBACK_TIMEOUT_MS : undefined,
+      });
+      return { conn, transport: 'grpc', rttMs };
+    } catch (err) {
+      // Refusals are final; only an unreachable gRPC port makes auto try WebSocket.
+      if (mode === 'grpc' || !found.transports.websocket || err instanceof NameTakenError || isFinal(err)) throw err;
+      log.warn({ reason: toError(err).message }, 'gRPC unavailable, falling back to WebSocket');
+    }
+  }
+  const path = found.transports.websocket?.path;
+  if (!path) throw new AgentUnavailableError(`the edge at ${init.edge.origin} offers no transport this agent speaks (it offers ${offered})`);
+  const wsUrl = new URL(path, init.edge);
+  wsUrl.protocol = init.edge.protocol === 'https:' ? 'wss:' : 'ws:';
+  const codec = init.wsCodec === 'json' ? WS_PROTOCOL_JSON : WS_PROTOCOL_PROTO;
+  const conn = await WsConnection.connect({
+    url: wsUrl.href,
+    codec,
+    name,
+    version: AGENT_VERSION,
+    windowBytes: init.wsWindowBytes ?? DEFAULT_WS_WINDOW_BYTES,
+    zeroMask: init.wsMask !== 'random',
+    logger: log,
+    onExchange,
+    token: init.token,
+    resume,
+    onDrain,
+  });
+  return { conn, transport: `websocket/${codec}`, rttMs };
 }

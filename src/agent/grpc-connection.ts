@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Heartbeat } from '../actors/heartbeat.js';
 import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
-import { AbortError, AgentUnavailableError, ExchangeResetError, NameTakenError, ProtocolError, UsageError, toError } from '../errors.js';
+import { AbortError, AgentUnavailableError, ExchangeResetError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, UsageError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
@@ -40,6 +40,12 @@ export interface GrpcConnectionInit {
   onExchange: ExchangeHandler;
   /** How long registration may take, in ms; default REGISTER_TIMEOUT_MS (auto mode uses less). */
   timeoutMs?: number;
+  /** Sent as `authorization: Bearer …` metadata, never in a URL. */
+  token?: string;
+  /** The previous session id after a reconnect. */
+  resume?: string;
+  /** The edge is draining: it sends no new exchanges on this connection. */
+  onDrain?: () => void;
 }
 
 /**
@@ -88,10 +94,12 @@ export class GrpcConnection {
       ...GRPC_COMMON_OPTIONS,
       'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES,
     });
-    const control = client.register() as RegisterCall;
+    const md = new grpc.Metadata();
+    if (init.token) md.set('authorization', `Bearer ${init.token}`);
+    const control = client.register(md) as RegisterCall;
     const reader = new ReadableReader<EdgeMessage>(control as unknown as Readable);
     control.on('error', () => undefined);
-    control.write({ hello: { name: init.name, version: init.version } });
+    control.write({ hello: { name: init.name, version: init.version, resume: init.resume ?? '' } });
     const timeoutMs = init.timeoutMs ?? REGISTER_TIMEOUT_MS;
     const timer = setTimeout(
       () => reader.interrupt(new AgentUnavailableError(`edge at ${init.address} did not answer within ${timeoutMs} ms`)),
@@ -142,10 +150,10 @@ export class GrpcConnection {
         if ('open' in msg && msg.open) this.openStream(msg.open.headers);
         else if ('cancel' in msg && msg.cancel) {
           this.active.get(msg.cancel.exchangeId)?.abort(new ExchangeResetError('cancelled by the edge', msg.cancel.code), msg.cancel.code);
-        } else if ('ping' in msg && msg.ping) {
+        } else if (msg.ping) {
           this.heartbeat?.alive();
           this.control.write({ pong: { nonce: msg.ping.nonce } });
-        }
+        } else if (msg.drain) this.init.onDrain?.();
       }
     } catch (err) {
       this.close(err instanceof AgentUnavailableError ? err : new AgentUnavailableError('lost the edge', { cause: err }));
@@ -203,6 +211,11 @@ export class GrpcConnection {
     }
   }
 
+  /** Tells the edge this agent is leaving: no new exchanges; those in flight go on. */
+  leave(): void {
+    if (!this.closeError && this.control.writable) this.control.write({ drain: { gracePeriodMs: 0 } });
+  }
+
   /** Ends the session. Idempotent. */
   close(err: Error = new AbortError('agent closing')): void {
     if (this.closeError) return;
@@ -223,6 +236,8 @@ function registrationError(err: unknown, address: string): Error {
   const details = (err as { details?: unknown }).details;
   if (code === grpc.status.ALREADY_EXISTS) return new NameTakenError(String(details), { cause: err });
   if (code === grpc.status.INVALID_ARGUMENT) return new UsageError(String(details), { cause: err });
+  if (code === grpc.status.UNAUTHENTICATED) return new UnauthorizedError(`the edge refused the token: ${String(details)}`, { cause: err });
+  if (code === grpc.status.PERMISSION_DENIED) return new NameNotAllowedError(String(details), { cause: err });
   if (err instanceof AgentUnavailableError) return err;
   return new AgentUnavailableError(`cannot register with the edge at ${address}: ${toError(err).message}`, { cause: err });
 }

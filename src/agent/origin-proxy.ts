@@ -10,6 +10,18 @@ import { incomingChunks, type ByteCounter } from '../streams/http-source.js';
 /** Idle keep-alive connections kept to the origin. */
 export const ORIGIN_MAX_FREE_SOCKETS = 64;
 
+/** What the agent reports of one finished exchange (its log line, and the live status view). */
+export interface RequestRecord {
+  id: string | undefined;
+  method: string | undefined;
+  path: string | undefined;
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  ms: number;
+  err?: string;
+}
+
 export interface OriginProxyInit {
   /** The local service, e.g. http://localhost:3000. */
   origin: URL;
@@ -28,6 +40,8 @@ export class OriginProxy {
   private readonly origin: URL;
   private readonly log: Logger;
   private readonly agent: HttpAgent;
+  /** Called after every exchange (the agent's status view listens here). */
+  onRequest: ((entry: RequestRecord) => void) | undefined;
 
   constructor(init: OriginProxyInit) {
     this.origin = init.origin;
@@ -67,8 +81,8 @@ export class OriginProxy {
       req.destroy();
       exchange.abort(toError(failed.reason), ResetCode.ORIGIN_ERROR);
     }
-    const entry = {
-      id: head.exchangeId,
+    const entry: RequestRecord = {
+      id: head.headers?.find((h) => h.name === 'X-Request-Id')?.value ?? head.exchangeId,
       method: head.method,
       path: head.target,
       status,
@@ -76,8 +90,9 @@ export class OriginProxy {
       bytesOut: down.bytes,
       ms: Math.round((performance.now() - started) * 10) / 10,
     };
-    if (exchange.error) this.log.info({ ...entry, err: exchange.error.message }, 'request failed');
-    else this.log.info(entry, 'request');
+    if (exchange.error) entry.err = exchange.error.message;
+    this.log.info(entry, exchange.error ? 'request failed' : 'request');
+    this.onRequest?.(entry);
   }
 
   private async *responseChunks(

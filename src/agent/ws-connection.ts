@@ -1,7 +1,7 @@
 import { WebSocket } from 'ws';
 import { Heartbeat } from '../actors/heartbeat.js';
 import { MAX_WS_FRAME_BYTES, WS_CODECS, type WsCodecName } from '../codec/ws-frame.js';
-import { AbortError, AgentUnavailableError, NameTakenError, ProtocolError, UsageError } from '../errors.js';
+import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { WsMux } from '../streams/ws-mux.js';
 import type { ExchangeHandler } from './grpc-connection.js';
@@ -10,6 +10,8 @@ import { REGISTER_TIMEOUT_MS } from './grpc-connection.js';
 /** Close codes the edge uses to refuse a Hello (see edge/ws-endpoint.ts). */
 const CLOSE_NAME_TAKEN = 4409;
 const CLOSE_BAD_HELLO = 4400;
+const CLOSE_UNAUTHORIZED = 4401;
+const CLOSE_NAME_NOT_ALLOWED = 4403;
 
 export interface WsConnectionInit {
   /** ws://host:port/_jetty/ws */
@@ -27,6 +29,12 @@ export interface WsConnectionInit {
   zeroMask?: boolean;
   logger: Logger;
   onExchange: ExchangeHandler;
+  /** Sent in the upgrade's Authorization header, never in the URL. */
+  token?: string;
+  /** The previous session id after a reconnect. */
+  resume?: string;
+  /** The edge is draining: it sends no new exchanges on this connection. */
+  onDrain?: () => void;
 }
 
 /** A zero masking key: frames stay valid (MASK bit set), the XOR pass changes nothing. */
@@ -43,6 +51,7 @@ export class WsConnection {
   private constructor(
     readonly name: string,
     readonly url: string,
+    readonly sessionId: string,
     private readonly mux: WsMux,
     closed: Promise<Error>,
   ) {
@@ -56,6 +65,7 @@ export class WsConnection {
       maxPayload: MAX_WS_FRAME_BYTES,
       handshakeTimeout: REGISTER_TIMEOUT_MS,
       generateMask: init.zeroMask === false ? undefined : zeroMask,
+      headers: init.token ? { authorization: `Bearer ${init.token}` } : undefined,
     });
     let heartbeat: Heartbeat | undefined;
     let resolveClosed!: (err: Error) => void;
@@ -77,6 +87,8 @@ export class WsConnection {
           if ('ping' in m && m.ping) {
             heartbeat?.alive();
             mux.sendControl({ stream: 0, agent: { pong: { nonce: m.ping.nonce } } });
+          } else if (m.drain) {
+            init.onDrain?.();
           } else if ('registered' in m && m.registered && !registered) {
             registered = true;
             clearTimeout(timer);
@@ -89,7 +101,7 @@ export class WsConnection {
                 onDead: (silentMs) => mux.close(new AgentUnavailableError(`lost the edge: no ping for ${silentMs} ms`), 1001),
               });
             }
-            resolve(new WsConnection(r.name, r.url, mux, closed));
+            resolve(new WsConnection(r.name, r.url, r.sessionId, mux, closed));
           }
         },
         onClose: (err) => {
@@ -103,17 +115,26 @@ export class WsConnection {
           setImmediate(() => {
             const reason = err.message.replace(/^WebSocket closed \(\d+ ?/, '').replace(/\)$/, '');
             if (closeCode === CLOSE_NAME_TAKEN) reject(new NameTakenError(reason));
+            else if (closeCode === CLOSE_UNAUTHORIZED) reject(new UnauthorizedError(`the edge refused the token: ${reason}`));
+            else if (closeCode === CLOSE_NAME_NOT_ALLOWED) reject(new NameNotAllowedError(reason));
             else if (closeCode === CLOSE_BAD_HELLO) reject(new UsageError(reason));
             else reject(err instanceof ProtocolError ? err : new AgentUnavailableError(`cannot register with the edge at ${init.url}: ${err.message}`, { cause: err }));
           });
         },
       });
-      socket.on('open', () => mux.sendControl({ stream: 0, agent: { hello: { name: init.name, version: init.version, window: init.windowBytes } } }));
+      socket.on('open', () =>
+        mux.sendControl({ stream: 0, agent: { hello: { name: init.name, version: init.version, window: init.windowBytes, resume: init.resume ?? '' } } }),
+      );
     });
   }
 
   stats(): { openExchanges: number } {
     return { openExchanges: this.mux.openStreams };
+  }
+
+  /** Tells the edge this agent is leaving: no new exchanges; those in flight go on. */
+  leave(): void {
+    this.mux.sendControl({ stream: 0, agent: { drain: { gracePeriodMs: 0 } } });
   }
 
   close(err: Error = new AbortError('agent closing')): void {

@@ -19,8 +19,9 @@ const EdgeMessageType = root.lookupType('jetty.tunnel.v1.EdgeMessage');
 
 /** Sent by the agent on Register (exactly one field set). */
 export interface AgentMessage {
-  hello?: { name: string; version: string; window?: number } | null;
+  hello?: { name: string; version: string; window?: number; resume?: string } | null;
   pong?: { nonce: number } | null;
+  drain?: { gracePeriodMs: number } | null;
 }
 
 /** Sent by the edge on Register (exactly one field set). */
@@ -29,6 +30,7 @@ export interface EdgeMessage {
   open?: { headers: HTTPChunk } | null;
   cancel?: { exchangeId: string; code: number } | null;
   ping?: { nonce: number } | null;
+  drain?: { gracePeriodMs: number } | null;
 }
 
 export interface DecodeOptions {
@@ -104,7 +106,7 @@ export function encodeAgentMessage(msg: AgentMessage): Uint8Array {
 
 export function decodeAgentMessage(bytes: Uint8Array, options?: DecodeOptions): AgentMessage {
   const msg = decodeWith<AgentMessage>(AgentMessageType, bytes, 'AgentMessage', options);
-  if (!msg.hello && !msg.pong) throw new ProtocolError('empty AgentMessage');
+  if (!msg.hello && !msg.pong && !msg.drain) throw new ProtocolError('empty AgentMessage');
   return msg;
 }
 
@@ -119,6 +121,6 @@ export function decodeEdgeMessage(bytes: Uint8Array, options?: DecodeOptions): E
     if (!open.headers) throw new ProtocolError('Open without headers');
     validateChunk(open.headers);
   }
-  if (!msg.registered && !open && !msg.cancel && !msg.ping) throw new ProtocolError('empty EdgeMessage');
+  if (!msg.registered && !open && !msg.cancel && !msg.ping && !msg.drain) throw new ProtocolError('empty EdgeMessage');
   return msg as unknown as EdgeMessage;
 }

@@ -113,12 +113,14 @@ export function encodeWsFrameJson(frame: WsFrame): string {
   } else if ('agent' in frame) {
     const m = frame.agent;
     if (m.hello) Object.assign(out, { type: 'hello', ...m.hello });
+    else if (m.drain) Object.assign(out, { type: 'leave', gracePeriodMs: m.drain.gracePeriodMs });
     else Object.assign(out, { type: 'pong', nonce: m.pong!.nonce });
   } else {
     const m = frame.edge;
     if ('registered' in m && m.registered) Object.assign(out, { type: 'registered', ...m.registered });
     else if ('ping' in m && m.ping) Object.assign(out, { type: 'ping', nonce: m.ping.nonce });
     else if ('cancel' in m && m.cancel) Object.assign(out, { type: 'cancel', ...m.cancel });
+    else if (m.drain) Object.assign(out, { type: 'drain', gracePeriodMs: m.drain.gracePeriodMs });
     else throw new ProtocolError('Open is not used on WebSocket');
   }
   return JSON.stringify(out);
@@ -155,7 +157,10 @@ export function decodeWsFrameJson(text: string): WsFrame {
     }
     frame = { stream, chunk };
   } else if (type === 'credit') frame = { stream, credit: num(j.bytes, 'bytes') };
-  else if (type === 'hello') frame = { stream, agent: { hello: { name: str(j.name, 'name'), version: str(j.version, 'version'), window: num(j.window, 'window') } } };
+  else if (type === 'hello') {
+    frame = { stream, agent: { hello: { name: str(j.name, 'name'), version: str(j.version, 'version'), window: num(j.window, 'window'), resume: str(j.resume, 'resume') } } };
+  } else if (type === 'drain') frame = { stream, edge: { drain: { gracePeriodMs: num(j.gracePeriodMs, 'gracePeriodMs') } } };
+  else if (type === 'leave') frame = { stream, agent: { drain: { gracePeriodMs: num(j.gracePeriodMs, 'gracePeriodMs') } } };
   else if (type === 'pong') frame = { stream, agent: { pong: { nonce: num(j.nonce, 'nonce') } } };
   else if (type === 'registered') {
     frame = {

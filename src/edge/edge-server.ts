@@ -1,15 +1,19 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
 import { MemoryRegistry, type Registry } from '../actors/registry.js';
 import { formatHostPort, parseHostPort } from '../address.js';
+import { AgentUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
-import { UsageError } from '../errors.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
+import { AgentAdmission } from './agent-admission.js';
 import { GrpcEndpoint } from './grpc-endpoint.js';
+import { DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
+import { EdgeMetrics } from './metrics.js';
 import { tunnelName } from './request-head.js';
 import { Router } from './router.js';
+import { TokenAuthority, type TokenEntry } from './tokens.js';
 import { WS_PATH, WsEndpoint } from './ws-endpoint.js';
 
 /** Agent transports an edge can offer (the seed's TransportMode, per edge instance). */
@@ -18,16 +22,20 @@ export type EdgeTransport = (typeof EDGE_TRANSPORTS)[number];
 
 /** Path on the edge's own host where agents learn what the edge offers. */
 export const DISCOVERY_PATH = '/_jetty/discovery';
-/** Public listener: how long a client may take to send its request head, in ms. */
-export const HEADERS_TIMEOUT_MS = 30_000;
 /** Public listener: idle keep-alive connections are closed after this many ms. */
 export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/** How often Node checks header timeouts (its default, 30 s, would let slow-header clients linger). */
+const CONNECTION_CHECK_INTERVAL_MS = 1_000;
 
 export interface EdgeInit {
   /** Public HTTP listener, `host:port`; default 0.0.0.0:8080. */
   listen?: string;
   /** gRPC listener for agents, `host:port`; default 0.0.0.0:8091. */
   grpcListen?: string;
+  /** gRPC port agents are told to dial, when it differs from the bound one (NAT, load balancer). */
+  grpcPublicPort?: number;
+  /** Health and metrics listener; off when undefined. */
+  adminListen?: string;
   /** Tunnels are `NAME.DOMAIN`; default `localhost`. */
   domain?: string;
   logger: Logger;
@@ -36,67 +44,104 @@ export interface EdgeInit {
   maxExchangesPerAgent?: number;
   /** How long to wait for an agent to take an exchange, in ms. */
   openTimeoutMs?: number;
-  /**
-   * gRPC port agents are told to dial, when it differs from the bound one (NAT, load balancer);
-   * default the bound port.
-   */
-  grpcPublicPort?: number;
   /** Transports offered to agents; default both. */
   transports?: readonly EdgeTransport[];
   /** Liveness ping interval, in ms; default DEFAULT_PING_INTERVAL_MS. */
   pingIntervalMs?: number;
   /** WebSocket: DATA bytes accepted per exchange before credit returns; default DEFAULT_WS_WINDOW_BYTES. */
   wsWindowBytes?: number;
+  /** Drain: how long in-flight exchanges may run after SIGTERM, in ms; default 30 s. */
+  gracePeriodMs?: number;
+  /** How long requests for a tunnel whose agent dropped are held for its return, in ms; default 5 s. */
+  reconnectGraceMs?: number;
+  /** Peers whose X-Forwarded-* and X-Request-Id are kept. */
+  trustedProxies?: readonly string[];
+  /** Agent tokens; none = the edge runs open. */
+  tokens?: readonly TokenEntry[];
+  limits?: Partial<EdgeLimits>;
 }
 
 export interface EdgeStats {
   sessions: number;
   openExchanges: number;
   idleStreams: number;
+  draining: boolean;
 }
 
 /**
- * The edge: public HTTP listener → router → registry → agent sessions, and the gRPC endpoint the
- * agents dial. Teardown order (close): public listener stops accepting → agent sessions and gRPC
- * server end → public connections closed.
+ * The edge: public HTTP listener → router → registry → agent sessions, the gRPC and WebSocket
+ * endpoints agents use, and the admin listener (health, metrics).
+ * Teardown order (close): listeners stop accepting → sessions aborted → endpoints closed → public
+ * and admin connections closed.
  */
 export class Edge {
   readonly domain: string;
   readonly publicPort: number;
   readonly grpcPort: number;
-  private readonly http: Server;
-  private readonly grpc: GrpcEndpoint | undefined;
-  private readonly ws: WsEndpoint | undefined;
+  /** 0 when the admin listener is off. */
+  readonly adminPort: number;
+  readonly metrics: EdgeMetrics;
+  private readonly parts: {
+    http: Server;
+    admin: Server | undefined;
+    grpc: GrpcEndpoint | undefined;
+    ws: WsEndpoint | undefined;
+    router: Router;
+    admission: AgentAdmission;
+    gracePeriodMs: number;
+  };
   private readonly log: Logger;
   private closing: Promise<void> | undefined;
+  private draining: Promise<void> | undefined;
 
-  private constructor(domain: string, http: Server, grpc: GrpcEndpoint | undefined, ws: WsEndpoint | undefined, publicPort: number, grpcPort: number, log: Logger) {
-    this.domain = domain;
-    this.http = http;
-    this.grpc = grpc;
-    this.ws = ws;
-    this.publicPort = publicPort;
-    this.grpcPort = grpcPort;
-    this.log = log;
+  private constructor(init: {
+    domain: string;
+    publicPort: number;
+    grpcPort: number;
+    adminPort: number;
+    metrics: EdgeMetrics;
+    log: Logger;
+    parts: Edge['parts'];
+  }) {
+    this.domain = init.domain;
+    this.publicPort = init.publicPort;
+    this.grpcPort = init.grpcPort;
+    this.adminPort = init.adminPort;
+    this.metrics = init.metrics;
+    this.log = init.log;
+    this.parts = init.parts;
   }
 
   static async start(init: EdgeInit): Promise<Edge> {
     const domain = (init.domain ?? 'localhost').toLowerCase();
     const listen = parseHostPort(init.listen ?? '0.0.0.0:8080');
     const grpcListen = parseHostPort(init.grpcListen ?? '0.0.0.0:8091');
-    const registry = init.registry ?? new MemoryRegistry();
+    const limits: EdgeLimits = { ...DEFAULT_LIMITS, ...init.limits };
+    const gracePeriodMs = init.gracePeriodMs ?? 30_000;
+    const registry = init.registry ?? new MemoryRegistry(init.reconnectGraceMs ?? 5_000);
     const log = init.logger;
+    const tokens = new TokenAuthority(init.tokens ?? []);
+    let admission: AgentAdmission | undefined;
+    let router: Router | undefined;
+    const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
+    admission = new AgentAdmission({ registry, tokens, metrics, logger: log, maxAgents: limits.maxAgents });
     let publicPort = listen.port;
-    const publicUrl = (name: string): string =>
-      `http://${name}.${domain}${publicPort === 80 ? '' : `:${publicPort}`}`;
+    const publicUrl = (name: string): string => `http://${name}.${domain}${publicPort === 80 ? '' : `:${publicPort}`}`;
     const transports = init.transports ?? EDGE_TRANSPORTS;
     if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');
     const pingIntervalMs = init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
-    const common = { registry, logger: log, publicUrl, maxExchanges: init.maxExchangesPerAgent, openTimeoutMs: init.openTimeoutMs, pingIntervalMs };
-    const grpc = transports.includes('grpc') ? new GrpcEndpoint(common) : undefined;
-    const ws = transports.includes('websocket')
-      ? new WsEndpoint({ ...common, windowBytes: init.wsWindowBytes ?? DEFAULT_WS_WINDOW_BYTES })
-      : undefined;
+    const common = {
+      admission,
+      metrics,
+      logger: log,
+      publicUrl,
+      maxExchanges: init.maxExchangesPerAgent,
+      openTimeoutMs: init.openTimeoutMs,
+      pingIntervalMs,
+      gracePeriodMs,
+    };
+    const grpc = transports.includes('grpc') ? new GrpcEndpoint({ ...common, maxConcurrentStreams: limits.h2MaxStreams }) : undefined;
+    const ws = transports.includes('websocket') ? new WsEndpoint({ ...common, windowBytes: init.wsWindowBytes ?? DEFAULT_WS_WINDOW_BYTES }) : undefined;
     let grpcPort = 0;
     const ownHost = (req: IncomingMessage, res: ServerResponse): void => {
       if (req.url === DISCOVERY_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -112,11 +157,13 @@ export class Edge {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
-    const router = new Router({ domain, registry, logger: log, ownHost });
+    router = new Router({ domain, registry, logger: log, ownHost, metrics, limits, reconnectGraceMs: init.reconnectGraceMs ?? 5_000, trustedProxies: init.trustedProxies ?? [] });
     const http = createServer({
-      headersTimeout: HEADERS_TIMEOUT_MS,
+      headersTimeout: limits.headerTimeoutMs,
+      connectionsCheckingInterval: CONNECTION_CHECK_INTERVAL_MS,
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-      // Streaming bodies have no total deadline; idle and header timeouts bound slow clients.
+      maxHeaderSize: limits.maxHeaderBytes,
+      // Streaming bodies have no total deadline; the idle timeout (per exchange) bounds silent ones.
       requestTimeout: 0,
       noDelay: true,
     });
@@ -125,43 +172,70 @@ export class Edge {
     http.on('checkContinue', router.handle);
     http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const host = req.headers.host ?? '';
-      if (ws && req.url === WS_PATH && tunnelName(host, domain) === undefined) {
+      if (ws && req.url === WS_PATH && tunnelName(host, domain) === undefined && !admission.draining) {
         ws.handleUpgrade(req, socket, head);
         return;
       }
       // Upgrades through a tunnel (WebSocket pass-through) are not carried yet.
       socket.end('HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 31\r\n\r\nupgrades are not tunnelled yet\n');
     });
-    http.on('clientError', (err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    http.on('clientError', (err: Error & { code?: string }, socket) => {
+      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+      if (tooLarge) metrics.limitRejections.inc({ limit: 'header_bytes' });
+      const status = tooLarge ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       else socket.destroy();
-      log.debug({ err: err.message }, 'public client error');
+      log.debug({ err: err.message, code: err.code }, 'public client error');
     });
+    let admin: Server | undefined;
     try {
       if (grpc) grpcPort = await grpc.listen(formatHostPort(grpcListen.host, grpcListen.port));
-      await new Promise<void>((resolve, reject) => {
-        http.once('error', reject);
-        http.listen(listen.port, listen.host, () => {
-          http.off('error', reject);
-          resolve();
-        });
-      });
+      await listenOn(http, listen.host, listen.port);
+      publicPort = (http.address() as AddressInfo).port;
+      if (init.adminListen) {
+        const a = parseHostPort(init.adminListen, '127.0.0.1');
+        admin = createServer();
+        await listenOn(admin, a.host, a.port);
+      }
     } catch (err) {
       await grpc?.close();
       await ws?.close();
       http.close();
+      admin?.close();
       throw err;
     }
-    publicPort = (http.address() as AddressInfo).port;
-    log.info({ listen: formatHostPort(listen.host, publicPort), grpc: grpc ? formatHostPort(grpcListen.host, grpcPort) : 'off', websocket: ws ? WS_PATH : 'off', domain }, 'edge listening');
-    return new Edge(domain, http, grpc, ws, publicPort, grpcPort, log);
+    const adminPort = admin ? (admin.address() as AddressInfo).port : 0;
+    if (tokens.open) log.warn('no agent tokens configured: this edge is OPEN, any agent may register any free name');
+    log.info(
+      { listen: formatHostPort(listen.host, publicPort), grpc: grpc ? formatHostPort(grpcListen.host, grpcPort) : 'off', websocket: ws ? WS_PATH : 'off', admin: admin ? adminPort : 'off', domain },
+      'edge listening',
+    );
+    const edge = new Edge({ domain, publicPort, grpcPort, adminPort, metrics, log, parts: { http, admin, grpc, ws, router, admission, gracePeriodMs } });
+    admin?.on('request', (req, res) => void edge.serveAdmin(req, res));
+    return edge;
   }
 
-  /** Counts for the gauge and for tests: all must be zero once the edge is quiet. */
+  /** /livez, /readyz (503 while draining, JSON counts) and /metrics (Prometheus). */
+  private async serveAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/livez') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const stats = this.stats();
+      res.writeHead(stats.draining ? 503 : 200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: stats.draining ? 'draining' : 'ready', agents: stats.sessions, exchanges: stats.openExchanges }));
+    } else if (path === '/metrics') {
+      const body = await this.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(body);
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  }
+
+  /** Counts for the gauges, /readyz and tests: all zero once the edge is quiet. */
   stats(): EdgeStats {
-    const out: EdgeStats = { sessions: 0, openExchanges: 0, idleStreams: 0 };
-    const sessions = [...(this.grpc?.allSessions() ?? []), ...(this.ws?.allSessions() ?? [])];
-    for (const s of sessions) {
+    const out: EdgeStats = { sessions: 0, openExchanges: 0, idleStreams: 0, draining: this.draining !== undefined };
+    for (const s of this.parts.admission.sessions) {
       const st = s.stats();
       out.sessions++;
       out.openExchanges += st.openExchanges + st.pendingOpens;
@@ -170,15 +244,55 @@ export class Edge {
     return out;
   }
 
-  /** Stops listening, ends agent sessions and public connections. Idempotent. */
+  /**
+   * Graceful drain (SIGTERM): /readyz turns 503, no new agents or public connections, agents are told
+   * to reconnect elsewhere, in-flight exchanges get `gracePeriodMs`; then the edge closes.
+   */
+  drain(): Promise<void> {
+    this.draining ??= (async () => {
+      const { http, admission, router, gracePeriodMs } = this.parts;
+      this.log.info({ gracePeriodMs }, 'draining');
+      admission.draining = true;
+      router.draining = true;
+      http.close();
+      http.closeIdleConnections();
+      for (const s of admission.sessions) s.drain();
+      const deadline = Date.now() + gracePeriodMs;
+      while (this.stats().openExchanges > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const left = this.stats().openExchanges;
+      if (left > 0) this.log.warn({ exchanges: left }, 'grace period over: aborting exchanges in flight');
+      await this.close();
+    })();
+    return this.draining;
+  }
+
+  /** Stops listening, ends agent sessions and connections now. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
-      await Promise.all([this.grpc?.close(), this.ws?.close()]);
-      this.http.closeAllConnections();
+      const { http, admin, grpc, ws, admission } = this.parts;
+      admission.draining = true;
+      const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+      const err = new AgentUnavailableError('edge shutting down');
+      await Promise.all([...admission.sessions].map((s) => (s.abort(err), s.closed)));
+      await Promise.all([grpc?.close(), ws?.close()]);
+      http.closeAllConnections();
       await httpClosed;
+      if (admin) {
+        admin.closeAllConnections();
+        await new Promise<void>((resolve) => admin.close(() => resolve()));
+      }
       this.log.info('edge closed');
     })();
     return this.closing;
   }
+}
+
+function listenOn(server: Server, host: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }

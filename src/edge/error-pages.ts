@@ -10,7 +10,11 @@ const STATUS_BY_CODE: Record<string, [number, string]> = {
   ERR_TRANSPORT_CLOSED: [502, 'Agent Unavailable'],
   ERR_PROTOCOL: [502, 'Agent Unavailable'],
   ERR_AGENT_BUSY: [503, 'Agent Busy'],
+  ERR_EDGE_UNAVAILABLE: [503, 'Edge Unavailable'],
+  ERR_TUNNEL_LIMIT: [429, 'Too Many Requests'],
+  ERR_HEADERS_TOO_LARGE: [431, 'Request Header Fields Too Large'],
   ERR_AGENT_TIMEOUT: [504, 'Agent Timeout'],
+  ERR_IDLE_TIMEOUT: [504, 'Idle Timeout'],
 };
 
 /** Seconds a client should wait before retrying a 503. */
@@ -35,7 +39,7 @@ export function sendErrorPage(res: ServerResponse, err: unknown, detail?: string
     'x-jetty-error': code,
     'cache-control': 'no-store',
   };
-  if (status === 503) headers['retry-after'] = BUSY_RETRY_AFTER_S;
+  if (status === 503 && !res.hasHeader('retry-after')) headers['retry-after'] = BUSY_RETRY_AFTER_S;
   res.writeHead(status, headers);
   res.end(res.req.method === 'HEAD' ? undefined : body);
   return status;

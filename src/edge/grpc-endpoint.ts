@@ -5,10 +5,9 @@ import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { AgentSession } from '../actors/agent-session.js';
 import { Heartbeat } from '../actors/heartbeat.js';
-import type { Registry } from '../actors/registry.js';
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
-import { AgentUnavailableError, NameTakenError, ProtocolError, toError } from '../errors.js';
+import { AgentUnavailableError, EdgeUnavailableError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
 import {
@@ -22,6 +21,9 @@ import {
 } from '../streams/grpc-service.js';
 import { ReadableReader } from '../streams/readable-reader.js';
 import { isValidTunnelName } from '../tunnel-name.js';
+import type { AgentAdmission } from './agent-admission.js';
+import type { EdgeMetrics } from './metrics.js';
+import { bearer } from './tokens.js';
 
 /** How long a new Register stream may take to send Hello. */
 export const HELLO_TIMEOUT_MS = 10_000;
@@ -30,7 +32,8 @@ type RegisterCall = grpc.ServerDuplexStream<AgentMessage, EdgeMessage>;
 type ForwardCall = grpc.ServerDuplexStream<HTTPChunk, HTTPChunk>;
 
 export interface GrpcEndpointInit {
-  registry: Registry;
+  admission: AgentAdmission;
+  metrics: EdgeMetrics;
   logger: Logger;
   /** The public URL of a tunnel name. */
   publicUrl: (name: string) => string;
@@ -39,11 +42,24 @@ export interface GrpcEndpointInit {
   openTimeoutMs?: number;
   /** Liveness ping interval on Register, in ms. */
   pingIntervalMs: number;
+  /** Drain: how long in-flight exchanges get (told to agents). */
+  gracePeriodMs: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per agent connection. */
+  maxConcurrentStreams?: number;
 }
 
 function fail(call: Duplex, code: grpc.status, details: string): void {
   // grpc-js server calls turn an 'error' carrying {code, details} into that status.
   call.emit('error', Object.assign(new Error(details), { code, details }));
+}
+
+/** Admission refusals → gRPC status (the agent maps them back). */
+function statusFor(err: unknown): grpc.status {
+  if (err instanceof UnauthorizedError) return grpc.status.UNAUTHENTICATED;
+  if (err instanceof NameNotAllowedError) return grpc.status.PERMISSION_DENIED;
+  if (err instanceof NameTakenError) return grpc.status.ALREADY_EXISTS;
+  if (err instanceof EdgeUnavailableError) return grpc.status.UNAVAILABLE;
+  return grpc.status.INTERNAL;
 }
 
 /**
@@ -62,7 +78,7 @@ export class GrpcEndpoint {
     this.log = init.logger;
     this.server = new grpc.Server({
       ...GRPC_COMMON_OPTIONS,
-      'grpc.max_concurrent_streams': GRPC_MAX_CONCURRENT_STREAMS,
+      'grpc.max_concurrent_streams': init.maxConcurrentStreams ?? GRPC_MAX_CONCURRENT_STREAMS,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     });
@@ -70,11 +86,6 @@ export class GrpcEndpoint {
       register: (call: RegisterCall) => void this.onRegister(call),
       forwardHTTP: (call: ForwardCall) => this.onForward(call),
     });
-  }
-
-  /** Live sessions, by id. */
-  allSessions(): Iterable<AgentSession> {
-    return this.sessions.values();
   }
 
   /** Binds `host:port`; resolves with the bound port. */
@@ -88,8 +99,8 @@ export class GrpcEndpoint {
 
   /**
    * grpc-js's server takes no window option (nor sets TCP_NODELAY), so each HTTP/2 session gets its
-   * windows here; without it a stream moves at most 64 KiB per round trip. test/edge/grpc-endpoint.test.ts fails if this stops
-   * working after a grpc-js upgrade.
+   * windows here; without it a stream moves at most 64 KiB per round trip. test/edge/grpc-endpoint.test.ts
+   * fails if this stops working after a grpc-js upgrade.
    */
   private raiseWindows(): void {
     const servers = (this.server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
@@ -107,12 +118,16 @@ export class GrpcEndpoint {
   private async onRegister(call: RegisterCall): Promise<void> {
     const reader = new ReadableReader<AgentMessage>(call as unknown as Duplex);
     call.on('error', () => undefined);
+    const refuse = (err: unknown): void => {
+      reader.release();
+      this.log.info({ peer: call.getPeer(), reason: toError(err).message }, 'agent registration refused');
+      fail(call as unknown as Duplex, statusFor(err), toError(err).message);
+    };
     let hello: AgentMessage | null;
     const timer = setTimeout(() => reader.interrupt(new ProtocolError('no Hello in time')), HELLO_TIMEOUT_MS);
     try {
       hello = await reader.read();
     } catch (err) {
-      this.log.warn({ err: toError(err).message, peer: call.getPeer() }, 'agent registration failed');
       reader.release();
       fail(call as unknown as Duplex, grpc.status.INVALID_ARGUMENT, toError(err).message);
       return;
@@ -137,43 +152,43 @@ export class GrpcEndpoint {
         sendCancel: (exchangeId, code) => {
           if (call.writable) call.write({ cancel: { exchangeId, code } });
         },
+        sendDrain: () => {
+          if (call.writable) call.write({ drain: { gracePeriodMs: this.init.gracePeriodMs } });
+        },
         close: () => {
           if (call.writable) call.end();
         },
       },
     });
     try {
-      await this.init.registry.claim(name, session);
+      await this.init.admission.admit(session, bearer(String(call.metadata.get('authorization')[0] ?? '')), hello?.hello?.resume ?? undefined);
     } catch (err) {
-      reader.release();
       session.abort(toError(err));
-      const code = err instanceof NameTakenError ? grpc.status.ALREADY_EXISTS : grpc.status.INTERNAL;
-      this.log.info({ name, peer: call.getPeer(), reason: toError(err).message }, 'agent registration refused');
-      fail(call as unknown as Duplex, code, toError(err).message);
+      refuse(err);
       return;
     }
     this.sessions.set(session.id, session);
-    void session.closed.then(() => {
-      this.sessions.delete(session.id);
-      void this.init.registry.release(name, session);
-      this.log.info({ name, session: session.id }, 'agent disconnected');
-    });
     const heartbeat = new Heartbeat({
       intervalMs: this.init.pingIntervalMs,
       onTick: (nonce) => call.write({ ping: { nonce } }),
+      onRtt: (ms) => this.init.metrics.pingRtt.observe(ms / 1000),
       onDead: (silentMs) => {
         this.log.warn({ name, session: session.id, silentMs }, 'agent missed its pings: closing the session');
         session.abort(new AgentUnavailableError(`agent silent for ${silentMs} ms`));
       },
     });
-    void session.closed.then(() => heartbeat.stop());
+    void session.closed.then(() => {
+      heartbeat.stop();
+      this.sessions.delete(session.id);
+    });
     call.write({ registered: { name, url: this.init.publicUrl(name), sessionId: session.id, pingIntervalMs: this.init.pingIntervalMs } });
     this.log.info({ name, session: session.id, peer: call.getPeer(), transport: 'grpc' }, 'agent registered');
     // The control stream lives as long as the session: its end (or failure) ends the session.
     try {
       let msg: AgentMessage | null;
       while ((msg = await reader.read()) !== null) {
-        if (msg.pong) heartbeat.alive();
+        if (msg.pong) heartbeat.alive(msg.pong.nonce);
+        else if (msg.drain) session.drain();
       }
       session.abort(new AgentUnavailableError('agent closed its control stream'));
     } catch (err) {
@@ -200,14 +215,8 @@ export class GrpcEndpoint {
     else session.offerStream(channel);
   }
 
-  /** Ends every session and the server. */
+  /** Ends the server (sessions are aborted by the edge first). */
   async close(): Promise<void> {
-    const err = new AgentUnavailableError('edge shutting down');
-    const closing = [...this.sessions.values()].map((s) => {
-      s.abort(err);
-      return s.closed;
-    });
-    await Promise.all(closing);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();

@@ -3,8 +3,15 @@ import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
 import { endToEndFields } from '../codec/http-fields.js';
 import { BadRequestError } from '../errors.js';
 
-/** Forwarding fields the edge sets itself; incoming ones are not trusted and are dropped. */
-const EDGE_SET_FIELDS: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']);
+/** Fields the edge sets itself; incoming ones are dropped (kept and extended only from trusted proxies). */
+const EDGE_SET_FIELDS: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id']);
+
+export interface RequestHeadOptions {
+  /** Sent to the agent and the origin as X-Request-Id. */
+  requestId: string;
+  /** The peer is a trusted proxy: its X-Forwarded-* values are kept (X-Forwarded-For extended). */
+  trusted: boolean;
+}
 
 /**
  * The routing key of a Host / :authority value: lower-cased, port and one trailing dot removed.
@@ -68,16 +75,23 @@ export function originFormTarget(url: string, host: string): string {
 }
 
 /**
- * The request HEADERS chunk for a public request: hop-by-hop fields stripped, forwarding fields set
- * by the edge (any incoming ones dropped).
+ * The request HEADERS chunk for a public request: hop-by-hop fields stripped, forwarding fields and
+ * X-Request-Id set by the edge.
  */
-export function requestHead(req: IncomingMessage, host: string, exchangeId: string): HTTPChunk {
+export function requestHead(req: IncomingMessage, host: string, exchangeId: string, options: RequestHeadOptions): HTTPChunk {
   const target = originFormTarget(req.url ?? '/', host);
   const headers = endToEndFields(req.rawHeaders, EDGE_SET_FIELDS);
+  const peer = req.socket.remoteAddress ?? '';
+  const prior = (name: string): string | undefined => {
+    const v = req.headers[name];
+    return options.trusted && typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const forwardedFor = prior('x-forwarded-for');
   headers.push(
-    { name: 'X-Forwarded-For', value: req.socket.remoteAddress ?? '' },
-    { name: 'X-Forwarded-Proto', value: 'http' },
-    { name: 'X-Forwarded-Host', value: host },
+    { name: 'X-Forwarded-For', value: forwardedFor ? `${forwardedFor}, ${peer}` : peer },
+    { name: 'X-Forwarded-Proto', value: prior('x-forwarded-proto') ?? 'http' },
+    { name: 'X-Forwarded-Host', value: prior('x-forwarded-host') ?? host },
+    { name: 'X-Request-Id', value: options.requestId },
   );
   return { kind: ChunkKind.HEADERS, exchangeId, method: req.method ?? 'GET', target, headers };
 }

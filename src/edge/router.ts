@@ -2,13 +2,26 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipe } from 'it-pipe';
 import { ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import type { AgentSession } from '../actors/agent-session.js';
 import type { Registry } from '../actors/registry.js';
-import { AbortError, BadRequestError, TunnelNotFoundError, toError } from '../errors.js';
+import {
+  AbortError,
+  BadRequestError,
+  EdgeUnavailableError,
+  HeadersTooLargeError,
+  IdleTimeoutError,
+  LimitError,
+  TunnelLimitError,
+  TunnelNotFoundError,
+  toError,
+} from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { incomingChunks, type ByteCounter } from '../streams/http-source.js';
 import { writeResponse } from '../streams/http-sink.js';
 import { sendErrorPage } from './error-pages.js';
+import { RateLimiter, type EdgeLimits } from './limits.js';
+import type { EdgeMetrics } from './metrics.js';
 import { requestHead, singleHost, tunnelName } from './request-head.js';
 
 /** Answers requests addressed to the edge's own host (discovery, the landing page). */
@@ -19,23 +32,39 @@ export interface RouterInit {
   registry: Registry;
   logger: Logger;
   ownHost: OwnHostHandler;
+  metrics: EdgeMetrics;
+  limits: EdgeLimits;
+  /** How long to hold a request for a tunnel whose agent is reconnecting, in ms. */
+  reconnectGraceMs: number;
+  /** Peers whose X-Forwarded-* and X-Request-Id are kept. */
+  trustedProxies: readonly string[];
 }
 
 /**
- * Public HTTP → tunnel. Per request: route by Host, open an exchange on the agent's session, then
- * two pipelines run until both finish: request body → exchange, exchange → response. Every failure
- * aborts the whole exchange (the origin request on the agent, the public response here).
+ * Public HTTP → tunnel. Per request: route by Host, apply limits, open an exchange on the least
+ * loaded session of the tunnel, then two pipelines run until both finish: request body → exchange,
+ * exchange → response. Every failure aborts the whole exchange (the origin request on the agent,
+ * the public response here).
  *
- * Teardown order per request: exchange.abort (RESET + Cancel to the agent) → request destroyed →
- * response destroyed (cut, never completed) → log line.
+ * Teardown order per request: exchange.abort (RESET / Cancel to the agent) → request destroyed →
+ * response destroyed (cut, never completed) → counters released → log line.
  */
 export class Router {
+  /** Set on drain: new requests get 503 and Connection: close. */
+  draining = false;
+  /** Exchanges relayed right now (all tunnels). */
+  openExchanges = 0;
   private readonly init: RouterInit;
   private readonly log: Logger;
+  private readonly perTunnel = new Map<string, number>();
+  private readonly rate: RateLimiter;
+  private readonly trusted: ReadonlySet<string>;
 
   constructor(init: RouterInit) {
     this.init = init;
     this.log = init.logger;
+    this.rate = new RateLimiter(init.limits.tunnelRps);
+    this.trusted = new Set(init.trustedProxies);
   }
 
   /** The `request` / `checkContinue` listener of the public server. */
@@ -45,55 +74,82 @@ export class Router {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    const id = randomUUID();
-    let host: string;
+    const trusted = this.trusted.has(req.socket.remoteAddress ?? '');
+    const incomingId = trusted ? req.headers['x-request-id'] : undefined;
+    const id = typeof incomingId === 'string' && incomingId.length <= 200 ? incomingId : randomUUID();
+    let host = '';
     let name: string | undefined;
-    try {
-      host = singleHost(req);
-      name = tunnelName(host, this.init.domain);
-    } catch (err) {
-      this.finish(req, id, '', 400, started, 0, 0, err);
-      sendErrorPage(res, err);
-      return;
-    }
-    if (name === undefined) {
-      this.init.ownHost(req, res);
-      return;
-    }
     const up: ByteCounter = { bytes: 0 };
     const down: ByteCounter = { bytes: 0 };
     let status = 0;
+    let transport = 'none';
     let failure: Error | undefined;
+    let counted = false;
     try {
-      const session = this.init.registry.lookup(name);
+      host = singleHost(req);
+      name = tunnelName(host, this.init.domain);
+      if (name === undefined) {
+        this.init.ownHost(req, res);
+        return;
+      }
+      if (this.draining) {
+        res.shouldKeepAlive = false;
+        throw new EdgeUnavailableError('edge is draining', 'draining', 1);
+      }
+      if (req.rawHeaders.length / 2 > this.init.limits.maxHeaderCount) {
+        throw new HeadersTooLargeError(`more than ${this.init.limits.maxHeaderCount} header lines`, 'header_count');
+      }
+      const allowed = this.rate.take(name);
+      if (allowed !== true) throw new TunnelLimitError(`tunnel "${name}" is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
+      const inFlight = this.perTunnel.get(name) ?? 0;
+      if (inFlight >= this.init.limits.tunnelMaxExchanges) {
+        throw new TunnelLimitError(`tunnel "${name}" has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
+      }
+      this.perTunnel.set(name, inFlight + 1);
+      this.openExchanges++;
+      counted = true;
+      const session = this.init.registry.lookup(name) ?? (await this.init.registry.waitFor(name, this.init.reconnectGraceMs));
       if (!session) throw new TunnelNotFoundError(`no tunnel named "${name}" is connected to this edge`);
-      const head = requestHead(req, host, id);
-      const exchange = await session.openExchange(head);
-      status = await this.relay(req, res, head, exchange, up, down);
+      transport = session.transport;
+      const head = requestHead(req, host, randomUUID(), { requestId: id, trusted });
+      status = await this.relay(req, res, head, session, up, down);
     } catch (err) {
       failure = toError(err);
+      if (failure instanceof LimitError) this.init.metrics.limitRejections.inc({ limit: failure.limit });
       if (res.headersSent) {
         res.destroy(failure);
       } else {
+        if (failure instanceof LimitError && failure.retryAfterS !== undefined) res.setHeader('retry-after', failure.retryAfterS);
         status = sendErrorPage(res, failure, failure instanceof BadRequestError ? failure.message : undefined);
       }
+    } finally {
+      if (counted && name !== undefined) {
+        this.openExchanges--;
+        const n = (this.perTunnel.get(name) ?? 1) - 1;
+        if (n === 0) this.perTunnel.delete(name);
+        else this.perTunnel.set(name, n);
+      }
     }
-    this.finish(req, id, host, status, started, up.bytes, down.bytes, failure);
+    this.finish(req, id, host, transport, status, started, up.bytes, down.bytes, failure);
   }
 
   private async relay(
     req: IncomingMessage,
     res: ServerResponse,
     head: HTTPChunk,
-    exchange: ExchangeDuplex,
+    session: AgentSession,
     up: ByteCounter,
     down: ByteCounter,
   ): Promise<number> {
+    const exchange: ExchangeDuplex = await session.openExchange(head);
     // A client that leaves before the response is complete cancels the exchange (and the origin request).
     const onClose = (): void => {
       if (!res.writableFinished) exchange.abort(new AbortError('public client went away'), ResetCode.CANCEL);
     };
+    // No bytes either way for idleTimeoutMs: the socket's own timer sees both directions.
+    const onIdle = (): void => exchange.abort(new IdleTimeoutError(`no bytes either way for ${this.init.limits.idleTimeoutMs} ms`), ResetCode.CANCEL);
     res.on('close', onClose);
+    req.socket.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
     if (res.destroyed) onClose();
     const upload = pipe(incomingChunks(req, head, up), (source) => exchange.sink(source));
     // The upload fails on its own only when the client leaves; the exchange abort then ends the download.
@@ -103,9 +159,11 @@ export class Router {
     } catch (err) {
       exchange.abort(toError(err), ResetCode.CANCEL);
       req.destroy();
-      throw err;
+      throw exchange.error instanceof IdleTimeoutError ? exchange.error : err;
     } finally {
       res.off('close', onClose);
+      req.socket.setTimeout(0, onIdle);
+      req.socket.off('timeout', onIdle);
     }
   }
 
@@ -113,22 +171,20 @@ export class Router {
     req: IncomingMessage,
     id: string,
     host: string,
+    transport: string,
     status: number,
     started: number,
     bytesIn: number,
     bytesOut: number,
     err: unknown,
   ): void {
-    const entry = {
-      id,
-      host,
-      method: req.method,
-      path: req.url,
-      status,
-      bytesIn,
-      bytesOut,
-      ms: Math.round((performance.now() - started) * 10) / 10,
-    };
+    const ms = performance.now() - started;
+    const { metrics } = this.init;
+    metrics.requests.inc({ code: String(status), transport });
+    metrics.duration.observe({ transport }, ms / 1000);
+    metrics.receivedBytes.inc(bytesIn);
+    metrics.sentBytes.inc(bytesOut);
+    const entry = { id, host, method: req.method, path: req.url, status, bytesIn, bytesOut, ms: Math.round(ms * 10) / 10 };
     if (err) this.log.info({ ...entry, err: toError(err).message }, 'request failed');
     else this.log.info(entry, 'request');
   }

@@ -4,23 +4,40 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AgentSession } from '../actors/agent-session.js';
 import { Heartbeat } from '../actors/heartbeat.js';
-import type { Registry } from '../actors/registry.js';
 import { MAX_WS_FRAME_BYTES, WS_CODECS, WS_PROTOCOL_PROTO, type WsCodecName, type WsFrame } from '../codec/ws-frame.js';
-import { AgentUnavailableError, NameTakenError, ProtocolError, toError } from '../errors.js';
+import { AgentUnavailableError, EdgeUnavailableError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { MIN_WS_WINDOW_BYTES, WsMux } from '../streams/ws-mux.js';
 import { isValidTunnelName } from '../tunnel-name.js';
+import type { AgentAdmission } from './agent-admission.js';
 import { HELLO_TIMEOUT_MS } from './grpc-endpoint.js';
+import type { EdgeMetrics } from './metrics.js';
+import { bearer } from './tokens.js';
 
 /** Upgrade path on the edge's own host. */
 export const WS_PATH = '/_jetty/ws';
 /** WebSocket close codes the agent acts on (4000–4999 are for applications). */
 export const WS_CLOSE_NAME_TAKEN = 4409;
 export const WS_CLOSE_BAD_HELLO = 4400;
+export const WS_CLOSE_UNAUTHORIZED = 4401;
+export const WS_CLOSE_NAME_NOT_ALLOWED = 4403;
+export const WS_CLOSE_UNAVAILABLE = 4503;
+
+/** Admission refusals → close codes (the agent maps them back). */
+function closeCodeFor(err: unknown): number {
+  if (err instanceof UnauthorizedError) return WS_CLOSE_UNAUTHORIZED;
+  if (err instanceof NameNotAllowedError) return WS_CLOSE_NAME_NOT_ALLOWED;
+  if (err instanceof NameTakenError) return WS_CLOSE_NAME_TAKEN;
+  if (err instanceof EdgeUnavailableError) return WS_CLOSE_UNAVAILABLE;
+  return 1011;
+}
 
 export interface WsEndpointInit {
-  registry: Registry;
+  admission: AgentAdmission;
+  metrics: EdgeMetrics;
   logger: Logger;
+  /** Drain: how long in-flight exchanges get (told to agents). */
+  gracePeriodMs: number;
   publicUrl: (name: string) => string;
   /** DATA bytes the edge accepts per exchange before returning credit. */
   windowBytes: number;
@@ -38,7 +55,6 @@ export class WsEndpoint {
   private readonly wss: WebSocketServer;
   private readonly init: WsEndpointInit;
   private readonly log: Logger;
-  private readonly sessions = new Set<AgentSession>();
   private readonly sockets = new Set<WebSocket>();
 
   constructor(init: WsEndpointInit) {
@@ -55,10 +71,6 @@ export class WsEndpoint {
     });
   }
 
-  allSessions(): Iterable<AgentSession> {
-    return this.sessions;
-  }
-
   /** Takes over an HTTP upgrade request for WS_PATH. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
@@ -68,6 +80,7 @@ export class WsEndpoint {
     this.sockets.add(ws);
     ws.on('close', () => this.sockets.delete(ws));
     const peer = req.socket.remoteAddress;
+    const token = bearer(req.headers.authorization);
     const codec = WS_CODECS[(ws.protocol || WS_PROTOCOL_PROTO) as WsCodecName];
     let session: AgentSession | undefined;
     let heartbeat: Heartbeat | undefined;
@@ -88,7 +101,11 @@ export class WsEndpoint {
     const onControl = async (frame: WsFrame): Promise<void> => {
       if (!('agent' in frame)) return mux.protocolError('edge control message from the agent');
       if (frame.agent.pong) {
-        heartbeat?.alive();
+        heartbeat?.alive(frame.agent.pong.nonce);
+        return;
+      }
+      if (frame.agent.drain) {
+        session?.drain();
         return;
       }
       const hello = frame.agent.hello;
@@ -117,28 +134,24 @@ export class WsEndpoint {
           // RESET travels on the exchange's own stream id at once: no separate Cancel is needed.
           sendOpen: () => undefined,
           sendCancel: () => undefined,
+          sendDrain: () => mux.sendControl({ stream: 0, edge: { drain: { gracePeriodMs: this.init.gracePeriodMs } } }),
           close: (err) => mux.close(err, 1001),
         },
       });
       try {
-        await this.init.registry.claim(name, s);
+        await this.init.admission.admit(s, token, hello.resume || undefined);
       } catch (err) {
         s.abort(toError(err));
         this.log.info({ name, peer, reason: toError(err).message }, 'agent registration refused');
-        mux.close(toError(err), err instanceof NameTakenError ? WS_CLOSE_NAME_TAKEN : 1011);
+        mux.close(toError(err), closeCodeFor(err));
         return;
       }
       session = s;
-      this.sessions.add(s);
-      void s.closed.then(() => {
-        this.sessions.delete(s);
-        void this.init.registry.release(name, s);
-        mux.close(new AgentUnavailableError('session closed'), 1001);
-        this.log.info({ name, session: s.id }, 'agent disconnected');
-      });
+      void s.closed.then(() => mux.close(new AgentUnavailableError('session closed'), 1001));
       heartbeat = new Heartbeat({
         intervalMs: this.init.pingIntervalMs,
         onTick: (nonce) => mux.sendControl({ stream: 0, edge: { ping: { nonce } } }),
+        onRtt: (ms) => this.init.metrics.pingRtt.observe(ms / 1000),
         onDead: (silentMs) => {
           this.log.warn({ name, session: s.id, silentMs }, 'agent missed its pings: closing the session');
           mux.close(new AgentUnavailableError(`agent silent for ${silentMs} ms`), 1001);
@@ -152,9 +165,8 @@ export class WsEndpoint {
     };
   }
 
+  /** Closes every socket and the server (sessions are aborted by the edge first). */
   async close(): Promise<void> {
-    const err = new AgentUnavailableError('edge shutting down');
-    await Promise.all([...this.sessions].map((s) => (s.abort(err), s.closed)));
     for (const ws of this.sockets) ws.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }

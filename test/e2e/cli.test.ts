@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startOrigin, type Origin } from '../helpers/harness.js';
@@ -31,7 +32,7 @@ function get(port: number, host: string, path = '/'): Promise<{ status: number; 
 }
 
 async function startEdgeProcess(ctx: { started: Running[] }): Promise<number> {
-  const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0']);
+  const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '']);
   ctx.started.push(edge);
   const m = await edge.line(/^Jetty edge on http:\/\/localhost:(\d+) /);
   return Number(m[1]);
@@ -89,24 +90,44 @@ test('edge + agent processes: Forwarding line, traffic, refusal of a live name, 
   assert.equal(await get(port, `${named[1]}.localhost`), { status: 200, body: 'origin saw /' });
 });
 
-test('an agent whose edge goes away exits 1 with the reason; no edge at all exits 1', async (ctx) => {
-  ctx.origin = await startOrigin((_req, res) => res.end());
-  const port = await startEdgeProcess(ctx);
-  const agent = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'orphan']);
+/** A port that was free a moment ago (for restarting a process on the same address). */
+async function freePort(): Promise<number> {
+  const srv = createNetServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+test('restarting the edge under a running agent: the agent reconnects, reclaims its name and serves again', async (ctx) => {
+  ctx.origin = await startOrigin((_req, res) => res.end('back'));
+  const [port, grpcPort] = [await freePort(), await freePort()];
+  const edgeArgs = ['edge', '--listen', `127.0.0.1:${port}`, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--admin-listen', ''];
+  const first = jetty(edgeArgs);
+  ctx.started.push(first);
+  await first.line(/^Jetty edge on /);
+  const agent = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'phoenix']);
   ctx.started.push(agent);
   await agent.line(/^Forwarding /);
-  await ctx.started[0].kill();
-  assert.is(await agent.exited, 1);
-  assert.match(agent.stderr, /edge/);
-  const lonely = jetty(['http', '1234', '--edge', `http://127.0.0.1:${port}`]);
-  ctx.started.push(lonely);
+  await first.kill();
+  await agent.line(/^Reconnecting in /);
+  const second = jetty(edgeArgs);
+  ctx.started.push(second);
+  await second.line(/^Jetty edge on /);
+  await agent.line(/^Reconnected over grpc: Forwarding http:\/\/phoenix\.localhost/, 40_000);
+  assert.equal(await get(port, 'phoenix.localhost'), { status: 200, body: 'back' });
+  assert.is(agent.child.exitCode, null, 'the agent kept running');
+});
+
+test('an agent with no edge at all exits 1 with the reason', async () => {
+  const lonely = jetty(['http', '1234', '--edge', `http://127.0.0.1:${await freePort()}`]);
   assert.is(await lonely.exited, 1);
   assert.match(lonely.stderr, /cannot reach the edge/);
 });
 
 test('forcing a transport the edge does not offer exits 1 with the reason; the line before Forwarding names the transport', async (ctx) => {
   ctx.origin = await startOrigin((_req, res) => res.end('ws'));
-  const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--transports', 'websocket']);
+  const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', '--transports', 'websocket']);
   ctx.started.push(edge);
   const port = Number((await edge.line(/^Jetty edge on http:\/\/localhost:(\d+) \(agents: websocket\)/))[1]);
   const forced = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--transport', 'grpc']);

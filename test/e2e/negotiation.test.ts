@@ -115,7 +115,7 @@ test('gRPC: an agent that stops answering pings is declared dead, its exchange g
   }
 });
 
-test('an agent whose edge stops pinging declares it gone', async (ctx) => {
+test('an agent whose edge stops pinging declares it gone and reconnects', async (ctx) => {
   // A minimal fake edge: discovery plus a WebSocket that registers the agent and then says nothing.
   const http = createHttpServer((_req, res) => res.end(JSON.stringify({ version: 1, domain: 'localhost', publicPort: 0, transports: { websocket: { path: '/_jetty/ws' } } })));
   const wss = new WebSocketServer({ server: http, handleProtocols: () => WS_PROTOCOL_PROTO });
@@ -133,8 +133,10 @@ test('an agent whose edge stops pinging declares it gone', async (ctx) => {
     logger: silentLogger(),
   });
   try {
-    const reason = await agent.closed;
-    assert.match(reason.message, /no ping/);
+    // Declared gone → the agent starts reconnecting (and keeps the fake edge's name).
+    const [reason] = (await once(agent, 'reconnecting')) as [string];
+    assert.match(reason, /no ping/);
+    await agent.close();
   } finally {
     for (const c of wss.clients) c.terminate();
     wss.close();

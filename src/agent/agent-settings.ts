@@ -1,0 +1,43 @@
+import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
+import { parseAddress, parseInt, parseOneOf, parseString, type SettingSpec } from '../settings.js';
+import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
+import { isValidTunnelName } from '../tunnel-name.js';
+import { AGENT_TRANSPORTS, WS_CODEC_NAMES, WS_MASK_NAMES } from './agent.js';
+
+/** Every setting of `jetty http`: flag, JETTY_* variable and config key, with its default. */
+export const AGENT_SETTINGS: readonly SettingSpec[] = [
+  {
+    name: 'edge',
+    help: "the edge's public URL",
+    default: 'http://127.0.0.1:8080',
+    parse: (raw) => {
+      const text = parseString(raw);
+      try {
+        const url = new URL(text);
+        if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
+        return text;
+      } catch {
+        throw new Error('want a URL such as http://127.0.0.1:8080');
+      }
+    },
+  },
+  {
+    name: 'name',
+    help: 'tunnel name, one DNS label; empty = random (swift-otter-4821)',
+    default: '',
+    parse: (raw) => {
+      const name = parseString(raw);
+      if (name !== '' && !isValidTunnelName(name)) throw new Error('lower-case letters, digits and inner hyphens, at most 63');
+      return name;
+    },
+  },
+  { name: 'transport', help: 'auto (gRPC, else WebSocket), grpc or websocket', default: 'auto', parse: parseOneOf(AGENT_TRANSPORTS) },
+  { name: 'token', help: 'agent token, when the edge requires one', default: '', parse: parseString, secret: true },
+  { name: 'ws-codec', help: 'WebSocket frames: proto or json (legacy)', default: 'proto', parse: parseOneOf(WS_CODEC_NAMES) },
+  { name: 'ws-window', help: 'WebSocket credit window per exchange, bytes', default: DEFAULT_WS_WINDOW_BYTES, parse: parseInt(MIN_WS_WINDOW_BYTES, 1 << 30) },
+  { name: 'ws-mask', help: 'WebSocket masking key: zero or random', default: 'zero', parse: parseOneOf(WS_MASK_NAMES) },
+  { name: 'admin-listen', help: 'readiness listener (/readyz), empty = off', default: '', parse: parseAddress(true) },
+  { name: 'grace-period', help: 'ms in-flight exchanges get after SIGTERM', default: 30_000, parse: parseInt(0, 3_600_000) },
+  { name: 'log-level', help: 'log level', default: 'info', parse: parseOneOf(LOG_LEVELS) },
+  { name: 'log-format', help: 'json, pretty, or auto (pretty on a TTY)', default: 'auto', parse: parseOneOf(LOG_FORMATS) },
+];

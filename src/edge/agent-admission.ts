@@ -1,0 +1,73 @@
+import type { AgentSession } from '../actors/agent-session.js';
+import type { Registry } from '../actors/registry.js';
+import { EdgeUnavailableError, NameNotAllowedError, UnauthorizedError, toError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { EdgeMetrics } from './metrics.js';
+import { TokenAuthority } from './tokens.js';
+
+export interface AgentAdmissionInit {
+  registry: Registry;
+  tokens: TokenAuthority;
+  metrics: EdgeMetrics;
+  logger: Logger;
+  /** Agent sessions per edge. */
+  maxAgents: number;
+}
+
+/**
+ * Who may register, shared by every transport: the token (constant-time), the names it covers, the
+ * edge's capacity and drain state, then the registry claim. Owns the set of live sessions.
+ */
+export class AgentAdmission {
+  /** Set on drain: no new agents. */
+  draining = false;
+  readonly sessions = new Set<AgentSession>();
+  private readonly init: AgentAdmissionInit;
+
+  constructor(init: AgentAdmissionInit) {
+    this.init = init;
+  }
+
+  /**
+   * Admits `session` or throws UnauthorizedError, NameNotAllowedError, NameTakenError or
+   * EdgeUnavailableError. On success the session is registered and removed again when it closes.
+   */
+  async admit(session: AgentSession, token: string | undefined, resume: string | undefined): Promise<void> {
+    const { registry, tokens, metrics } = this.init;
+    try {
+      if (this.draining) throw new EdgeUnavailableError('edge is draining', 'draining');
+      if (this.sessions.size >= this.init.maxAgents) {
+        metrics.limitRejections.inc({ limit: 'max_agents' });
+        throw new EdgeUnavailableError(`edge has its maximum of ${this.init.maxAgents} agents`, 'max_agents');
+      }
+      let owner = '';
+      if (!tokens.open) {
+        const entry = tokens.authenticate(token);
+        if (!entry) throw new UnauthorizedError(token ? 'token not recognised by this edge' : 'this edge requires a token (--token)');
+        if (!TokenAuthority.mayClaim(entry, session.name)) {
+          throw new NameNotAllowedError(`token may not claim "${session.name}" (allowed: ${entry.names.join(', ')})`);
+        }
+        owner = entry.hash;
+      }
+      await registry.claim(session.name, session, { owner, resume: resume || undefined });
+    } catch (err) {
+      metrics.registrations.inc({ result: (toError(err) as { code?: string }).code ?? 'ERR_INTERNAL' });
+      throw err;
+    }
+    metrics.registrations.inc({ result: 'ok' });
+    this.sessions.add(session);
+    void session.closed.then(() => {
+      this.sessions.delete(session);
+      // A session that ends without draining lost its agent: hold the name for its reconnect.
+      void registry.release(session.name, session, { reconnecting: !session.draining && !this.draining });
+      this.init.logger.info({ name: session.name, session: session.id }, 'agent disconnected');
+    });
+  }
+
+  /** Sessions per transport, for the gauge. */
+  byTransport(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const s of this.sessions) out[s.transport] = (out[s.transport] ?? 0) + 1;
+    return out;
+  }
+}

@@ -1,0 +1,64 @@
+/** Edge limits (README "Configuration" lists the defaults). */
+export interface EdgeLimits {
+  /** Agent sessions per edge. */
+  maxAgents: number;
+  /** Exchanges in flight per tunnel name (all its agents); 429 beyond. */
+  tunnelMaxExchanges: number;
+  /** Requests per second per tunnel name, 0 = unlimited; 429 beyond. */
+  tunnelRps: number;
+  /** Request head bytes; 431 beyond. */
+  maxHeaderBytes: number;
+  /** Request header lines; 431 beyond. */
+  maxHeaderCount: number;
+  /** Time to receive a request head, ms. */
+  headerTimeoutMs: number;
+  /** An exchange with no bytes either way for this long is aborted, ms. */
+  idleTimeoutMs: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per agent connection. */
+  h2MaxStreams: number;
+}
+
+/** Most rate-limit buckets kept before refilled ones are pruned. */
+const MAX_BUCKETS = 10_000;
+
+export const DEFAULT_LIMITS: EdgeLimits = {
+  maxAgents: 1000,
+  tunnelMaxExchanges: 512,
+  tunnelRps: 0,
+  maxHeaderBytes: 16 * 1024,
+  maxHeaderCount: 100,
+  headerTimeoutMs: 30_000,
+  idleTimeoutMs: 300_000,
+  h2MaxStreams: 256,
+};
+
+/**
+ * A token bucket per tunnel name: `rps` tokens per second, bursts up to `rps`. Buckets that have
+ * refilled are pruned once there are more than MAX_BUCKETS, so memory stays bounded.
+ */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(private readonly rps: number) {}
+
+  private prune(now: number): void {
+    for (const [name, b] of this.buckets) {
+      if (b.tokens + ((now - b.at) / 1000) * this.rps >= this.rps) this.buckets.delete(name);
+    }
+  }
+
+  /** True if a request for `name` may pass now; otherwise the seconds to wait. */
+  take(name: string, now = Date.now()): true | number {
+    if (this.rps <= 0) return true;
+    const b = this.buckets.get(name) ?? { tokens: this.rps, at: now };
+    b.tokens = Math.min(this.rps, b.tokens + ((now - b.at) / 1000) * this.rps);
+    b.at = now;
+    this.buckets.set(name, b);
+    if (this.buckets.size > MAX_BUCKETS) this.prune(now);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return true;
+    }
+    return Math.max(1, Math.ceil((1 - b.tokens) / this.rps));
+  }
+}

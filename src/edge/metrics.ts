@@ -1,0 +1,71 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * The edge's Prometheus metrics, on a registry of its own (several edges can live in one process,
+ * as in tests). No label carries a hostname or tunnel name: cardinality stays fixed.
+ */
+export class EdgeMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'jetty_requests_total',
+    help: 'Public requests by status code and agent transport',
+    labelNames: ['code', 'transport'] as const,
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: 'jetty_request_duration_seconds',
+    help: 'Public request duration, head to last byte',
+    labelNames: ['transport'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+    registers: [this.registry],
+  });
+  readonly receivedBytes = new Counter({
+    name: 'jetty_received_bytes_total',
+    help: 'Request body bytes received from public clients',
+    registers: [this.registry],
+  });
+  readonly sentBytes = new Counter({
+    name: 'jetty_sent_bytes_total',
+    help: 'Response body bytes sent to public clients',
+    registers: [this.registry],
+  });
+  readonly registrations = new Counter({
+    name: 'jetty_registrations_total',
+    help: 'Agent registrations by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly limitRejections = new Counter({
+    name: 'jetty_limit_rejections_total',
+    help: 'Requests or agents refused by a limit',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+  readonly pingRtt = new Histogram({
+    name: 'jetty_agent_ping_rtt_seconds',
+    help: 'Round-trip time of liveness pings to agents',
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+    registers: [this.registry],
+  });
+
+  constructor(stats: () => { openExchanges: number; sessionsByTransport: Record<string, number> }) {
+    new Gauge({
+      name: 'jetty_open_exchanges',
+      help: 'Exchanges in flight',
+      registers: [this.registry],
+      collect() {
+        this.set(stats().openExchanges);
+      },
+    });
+    new Gauge({
+      name: 'jetty_agent_sessions',
+      help: 'Connected agent sessions by transport',
+      labelNames: ['transport'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [transport, n] of Object.entries(stats().sessionsByTransport)) this.set({ transport }, n);
+      },
+    });
+  }
+}
