@@ -74,7 +74,8 @@ export type SessionMessage =
   | { type: 'StreamIdle'; stream: ExchangeStream }
   | { type: 'StreamAttached'; exchangeId: string; stream: ExchangeStream }
   | { type: 'OpenTimeout'; exchangeId: string }
-  | { type: 'ExchangeClosed'; exchange: ExchangeDuplex };
+  | { type: 'ExchangeClosed'; exchange: ExchangeDuplex }
+  | { type: 'Drain' };
 
 export interface SessionStats {
   openExchanges: number;
@@ -121,11 +122,14 @@ export class AgentSession extends Actor<SessionMessage> {
     return this.exchanges.size + this.pending.size;
   }
 
-  /** Takes no new exchanges and tells the agent; in-flight ones go on. */
+  /**
+   * Takes no new exchanges and tells the agent; in-flight ones go on. The notice goes through the
+   * mailbox, so every exchange looked up before it reaches the agent first.
+   */
   drain(): void {
     if (this.draining || this.stopped) return;
     this.draining = true;
-    this.control.sendDrain?.();
+    this.sendSafe({ type: 'Drain' });
   }
 
   stats(): SessionStats {
@@ -186,6 +190,9 @@ export class AgentSession extends Actor<SessionMessage> {
       case 'ExchangeClosed':
         this.exchanges.delete(msg.exchange);
         if (msg.exchange.error) this.control.sendCancel(msg.exchange.id, ResetCode.CANCEL);
+        return;
+      case 'Drain':
+        this.control.sendDrain?.();
         return;
     }
   }

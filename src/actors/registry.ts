@@ -27,7 +27,10 @@ export interface Registry {
   release(name: string, session: AgentSession, options: ReleaseOptions): Promise<void>;
   /** The healthy session of `name` with the fewest exchanges in flight. */
   lookup(name: string): AgentSession | undefined;
-  /** While `name` is in its reconnect grace, resolves once a session is back (or undefined at the deadline). */
+  /**
+   * While `name` has no healthy session but is held (reconnect grace, or only draining members),
+   * resolves once a session is back, or undefined at the deadline.
+   */
   waitFor(name: string, timeoutMs: number): Promise<AgentSession | undefined>;
   /** Every live session (for stats and drain). */
   sessions(): Iterable<AgentSession>;
@@ -68,8 +71,11 @@ export class MemoryRegistry implements Registry {
     clearTimeout(pool.graceTimer);
     pool.graceUntil = undefined;
     pool.members.add(session);
-    for (const w of pool.waiters) w(session);
+    // Wake held requests on the next turn: the endpoint that claimed must tell its agent it is
+    // registered (in the microtasks after this claim) before the first exchange reaches it.
+    const waiters = [...pool.waiters];
     pool.waiters.clear();
+    if (waiters.length > 0) setImmediate(() => waiters.forEach((w) => w(session)));
   }
 
   async release(name: string, session: AgentSession, options: ReleaseOptions): Promise<void> {
@@ -109,8 +115,8 @@ export class MemoryRegistry implements Registry {
 
   waitFor(name: string, timeoutMs: number): Promise<AgentSession | undefined> {
     const pool = this.pools.get(name);
-    if (!pool || pool.graceUntil === undefined) return Promise.resolve(undefined);
-    const wait = Math.min(timeoutMs, pool.graceUntil - Date.now());
+    if (!pool || (pool.graceUntil === undefined && pool.members.size === 0)) return Promise.resolve(undefined);
+    const wait = Math.min(timeoutMs, (pool.graceUntil ?? Infinity) - Date.now());
     if (wait <= 0) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const done = (s: AgentSession | undefined): void => {

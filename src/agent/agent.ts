@@ -72,6 +72,8 @@ type Connection = GrpcConnection | WsConnection;
 /** Reconnect backoff: first delay, factor 2 per attempt, full jitter, capped. */
 export const RECONNECT_BASE_MS = 250;
 export const RECONNECT_CAP_MS = 30_000;
+/** How long leave() waits for the edge to acknowledge that it sends nothing new. */
+const LEAVE_ACK_TIMEOUT_MS = 2_000;
 
 /** Delay before reconnect attempt `attempt` (0-based): random in [0, min(cap, base·2^attempt)]. */
 export function backoffMs(attempt: number, random: () => number = Math.random): number {
@@ -113,6 +115,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private resolveClosed!: (err: Error) => void;
   private wake: (() => void) | undefined;
   private reconnecting = false;
+  private leaving = false;
+  private leaveAcked: (() => void) | undefined;
 
   private constructor(init: AgentInit, proxy: OriginProxy, first: { conn: Connection; transport: string; rttMs: number }) {
     super();
@@ -211,6 +215,11 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** The edge is draining: find another one now; the old connection finishes what it carries. */
   private onEdgeDrain(): void {
+    // While leaving, the edge's Drain is its acknowledgement of ours: nothing new will come.
+    if (this.leaving) {
+      this.leaveAcked?.();
+      return;
+    }
     const old = this.connection;
     this.init.logger.info('edge is draining: reconnecting');
     void this.reconnect(new AgentUnavailableError('edge is draining'), '').then(() => {
@@ -229,7 +238,15 @@ export class Agent extends EventEmitter<AgentEvents> {
    * finish for up to `graceMs`, then closes.
    */
   async leave(graceMs: number): Promise<void> {
+    this.leaving = true;
+    const acked = new Promise<void>((resolve) => {
+      this.leaveAcked = resolve;
+      setTimeout(resolve, LEAVE_ACK_TIMEOUT_MS).unref();
+    });
     for (const c of this.live) c.leave();
+    // Exchanges the edge sent before it saw our Drain arrive before its answer.
+    await acked;
+    await new Promise((r) => setImmediate(r));
     const deadline = Date.now() + graceMs;
     while (this.stats().openExchanges > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     await this.close();

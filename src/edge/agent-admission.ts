@@ -58,8 +58,9 @@ export class AgentAdmission {
     this.sessions.add(session);
     void session.closed.then(() => {
       this.sessions.delete(session);
-      // A session that ends without draining lost its agent: hold the name for its reconnect.
-      void registry.release(session.name, session, { reconnecting: !session.draining && !this.draining });
+      // Hold the name for the agent's return (a lost connection, or a restart after SIGTERM), unless
+      // the whole edge is going away.
+      void registry.release(session.name, session, { reconnecting: !this.draining });
       this.init.logger.info({ name: session.name, session: session.id }, 'agent disconnected');
     });
   }

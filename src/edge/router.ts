@@ -149,7 +149,8 @@ export class Router {
     // No bytes either way for idleTimeoutMs: the socket's own timer sees both directions.
     const onIdle = (): void => exchange.abort(new IdleTimeoutError(`no bytes either way for ${this.init.limits.idleTimeoutMs} ms`), ResetCode.CANCEL);
     res.on('close', onClose);
-    req.socket.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
+    // Through res (not the socket) so Node sees a listener and leaves the socket to us.
+    res.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
     if (res.destroyed) onClose();
     const upload = pipe(incomingChunks(req, head, up), (source) => exchange.sink(source));
     // The upload fails on its own only when the client leaves; the exchange abort then ends the download.
@@ -162,8 +163,8 @@ export class Router {
       throw exchange.error instanceof IdleTimeoutError ? exchange.error : err;
     } finally {
       res.off('close', onClose);
-      req.socket.setTimeout(0, onIdle);
-      req.socket.off('timeout', onIdle);
+      res.off('timeout', onIdle);
+      req.socket?.setTimeout(0);
     }
   }
 
