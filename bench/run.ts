@@ -3,21 +3,28 @@
 // Environment: BENCH_RUNS (3), BENCH_GIB (1), BENCH_SECONDS (5, per req/s run),
 // BENCH_TRANSPORTS (grpc,websocket,websocket-json,websocket-masked).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import autocannon from 'autocannon';
+import { createToken } from '../src/edge/tokens.js';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const GIB = Number(process.env.BENCH_GIB ?? 1);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? 'grpc,websocket,websocket-json,websocket-masked').split(',');
+const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? 'grpc,grpc-auth,websocket,websocket-json,websocket-masked').split(',');
+/** grpc-auth: the edge requires a token and applies per-tunnel limits (set high enough not to bind). */
+const AUTH = createToken();
+const AUTH_CONFIG = join(tmpdir(), 'jetty-bench-auth.yaml');
+writeFileSync(AUTH_CONFIG, `tokens:\n  - hash: ${AUTH.hash}\n    names: [bench]\ntunnel-rps: 1000000\ntunnel-max-exchanges: 10000\n`);
+const EDGE_FLAGS: Record<string, string[]> = { 'grpc-auth': ['--config', AUTH_CONFIG] };
 /** Agent flags per bench transport label. */
 const AGENT_FLAGS: Record<string, string[]> = {
   grpc: ['--transport', 'grpc'],
+  'grpc-auth': ['--transport', 'grpc', '--token', AUTH.token],
   websocket: ['--transport', 'websocket'],
   'websocket-json': ['--transport', 'websocket', '--ws-codec', 'json'],
   'websocket-masked': ['--transport', 'websocket', '--ws-mask', 'random'],
@@ -143,7 +150,7 @@ async function main(): Promise<void> {
     const originBase = `http://127.0.0.1:${originPort}`;
     const targets: Target[] = [{ label: 'direct', base: originBase, host: `127.0.0.1:${originPort}`, pids: [] }];
     for (const transport of TRANSPORTS) {
-      const edge = await start([BIN, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0'], /on http:\/\/localhost:(\d+) /);
+      const edge = await start([BIN, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', ...(EDGE_FLAGS[transport] ?? [])], /on http:\/\/localhost:(\d+) /);
       started.push(edge.proc.child);
       const port = Number(edge.match[1]);
       const agent = await start(

@@ -239,6 +239,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   async leave(graceMs: number): Promise<void> {
     this.leaving = true;
+    this.init.logger.info({ exchanges: this.stats().openExchanges, graceMs }, 'leaving');
     const acked = new Promise<void>((resolve) => {
       this.leaveAcked = resolve;
       setTimeout(resolve, LEAVE_ACK_TIMEOUT_MS).unref();

@@ -1,0 +1,58 @@
+import { EventEmitter } from 'node:events';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backoffMs, RECONNECT_CAP_MS } from '../../src/agent/agent.js';
+import type { Agent } from '../../src/agent/agent.js';
+import { StatusView } from '../../src/agent/status-view.js';
+
+const test = suite('agent/status-view');
+
+function fakeAgent(): Agent {
+  return Object.assign(new EventEmitter(), {
+    transport: 'grpc',
+    url: 'http://demo.localhost:8080',
+    rttMs: 1.25,
+    stats: () => ({ openExchanges: 2 }),
+  }) as unknown as Agent;
+}
+
+function fakeOut(isTTY: boolean): NodeJS.WriteStream & { text: string } {
+  const out = { isTTY, text: '', write(s: string) {
+    out.text += s;
+    return true;
+  } };
+  return out as unknown as NodeJS.WriteStream & { text: string };
+}
+
+test('the live view shows URL, transport, RTT, open exchanges and recent requests; no colour without it', () => {
+  const agent = fakeAgent();
+  const view = new StatusView({ agent, origin: 'http://localhost:3000', out: fakeOut(true), color: false });
+  agent.emit('request', { id: '1', method: 'GET', path: '/hello', status: 200, bytesIn: 0, bytesOut: 5, ms: 3.2 });
+  const text = view.render().join('\n');
+  view.stop();
+  assert.match(text, /Forwarding\s+http:\/\/demo\.localhost:8080 -> http:\/\/localhost:3000/);
+  assert.match(text, /Transport\s+grpc/);
+  assert.match(text, /Edge RTT\s+1\.3 ms/);
+  assert.match(text, /Open exchanges\s+2/);
+  assert.match(text, /GET \/hello\s+200\s+3\.2 ms/);
+  assert.not.match(text, /\x1b\[/);
+});
+
+test('without a TTY, events become plain lines', () => {
+  const agent = fakeAgent();
+  const out = fakeOut(false);
+  const view = new StatusView({ agent, origin: 'http://localhost:3000', out, color: true });
+  agent.emit('reconnecting', 'lost the edge', 1500);
+  agent.emit('connected', 'http://demo.localhost:8080', 'grpc', true);
+  view.stop();
+  assert.is(out.text, 'Reconnecting in 1.5 s: lost the edge\nReconnected over grpc: Forwarding http://demo.localhost:8080 -> http://localhost:3000\n');
+});
+
+test('reconnect backoff doubles from 250 ms with full jitter and caps at 30 s', () => {
+  assert.is(backoffMs(0, () => 1), 250);
+  assert.is(backoffMs(3, () => 1), 2000);
+  assert.is(backoffMs(20, () => 1), RECONNECT_CAP_MS);
+  assert.is(backoffMs(20, () => 0), 0);
+});
+
+test.run();

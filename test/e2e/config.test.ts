@@ -1,0 +1,118 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
+import { jetty, type Running } from '../helpers/process.js';
+
+const test = suite<{ dir: string; started: Running[]; origin?: Origin }>('e2e/config');
+
+test.before.each((ctx) => {
+  ctx.dir = mkdtempSync(join(tmpdir(), 'jetty-config-'));
+  ctx.started = [];
+});
+
+test.after.each(async (ctx) => {
+  await Promise.all(ctx.started.map((r) => r.kill()));
+  await ctx.origin?.close();
+  ctx.origin = undefined;
+  rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+function file(ctx: { dir: string }, text: string): string {
+  const path = join(ctx.dir, 'edge.yaml');
+  writeFileSync(path, text);
+  return path;
+}
+
+test('--check-config prints the effective configuration with flag > env > file > default, secrets masked', async (ctx) => {
+  const path = file(ctx, 'domain: from-file.test\nlisten: 127.0.0.1:7000\ntunnel-rps: 50\ntokens:\n  - hash: sha256:' + 'a'.repeat(64) + '\n    names: [dev-*]\n');
+  const run = jetty(['edge', '--config', path, '--check-config', '--listen', '127.0.0.1:7001'], { JETTY_TUNNEL_RPS: '75' });
+  assert.is(await run.exited, 0, run.stderr);
+  assert.match(run.stdout, /^listen: 127\.0\.0\.1:7001$/m); // flag beats file
+  assert.match(run.stdout, /^tunnel-rps: 75$/m); // env beats file
+  assert.match(run.stdout, /^domain: from-file\.test$/m); // file beats default
+  assert.match(run.stdout, /^max-header-count: 100$/m); // default
+  assert.match(run.stdout, /hash: sha2…/);
+  assert.not.match(run.stdout, /aaaaaaaa/);
+});
+
+test('an unknown key or a bad value exits 2 naming the key and the file', async (ctx) => {
+  const unknown = file(ctx, 'listen: 127.0.0.1:7000\nlisen: typo\n');
+  let run = jetty(['edge', '--config', unknown, '--check-config']);
+  assert.is(await run.exited, 2);
+  assert.match(run.stderr, new RegExp(`unknown key "lisen" in ${unknown.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  const bad = file(ctx, 'tunnel-rps: lots\n');
+  run = jetty(['edge', '--config', bad, '--check-config']);
+  assert.is(await run.exited, 2);
+  assert.match(run.stderr, /"tunnel-rps" in .*edge\.yaml/);
+  run = jetty(['edge', '--config', join(ctx.dir, 'missing.yaml')]);
+  assert.is(await run.exited, 2);
+  assert.match(run.stderr, /cannot read config file/);
+  run = jetty(['edge', '--check-config'], { JETTY_IDLE_TIMEOUT: '-5' });
+  assert.is(await run.exited, 2);
+  assert.match(run.stderr, /JETTY_IDLE_TIMEOUT/);
+});
+
+test('jetty token create prints a token and the config entry; the edge then requires it', async (ctx) => {
+  const created = jetty(['token', 'create', '--name', 'secure']);
+  assert.is(await created.exited, 0);
+  const token = /^ {2}(jt_\S+)$/m.exec(created.stdout)?.[1];
+  const entry = created.stdout.slice(created.stdout.indexOf('tokens:'));
+  assert.ok(token && entry.includes('sha256:'));
+  assert.not.ok(entry.includes(token!), 'the config entry holds only the hash');
+  ctx.origin = await startOrigin((_req, res) => res.end('secret'));
+  const edge = jetty(['edge', '--config', file(ctx, entry), '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '']);
+  ctx.started.push(edge);
+  const port = (await edge.line(/^Jetty edge on http:\/\/localhost:(\d+) /))[1];
+  const without = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'secure']);
+  ctx.started.push(without);
+  assert.is(await without.exited, 1, 'no retry loop on a refused token');
+  assert.match(without.stderr, /requires a token/);
+  const withToken = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'secure'], { JETTY_TOKEN: token! });
+  ctx.started.push(withToken);
+  await withToken.line(/^Forwarding /);
+});
+
+test('SIGTERM on edge and agent lets a streaming request finish, then both exit 0', async (ctx) => {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  ctx.origin = await startOrigin(async (_req, res) => {
+    res.write('first ');
+    await released;
+    res.end('last');
+  });
+  for (const target of ['agent', 'edge'] as const) {
+    const info = { JETTY_LOG_LEVEL: 'info', JETTY_LOG_FORMAT: 'json' };
+    const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', '--grace-period', '10000'], info);
+    ctx.started.push(edge);
+    const port = (await edge.line(/^Jetty edge on http:\/\/localhost:(\d+) /))[1];
+    const agent = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', `term-${target}`], info);
+    ctx.started.push(agent);
+    await agent.line(/^Forwarding /);
+    const body = new Promise<string>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: Number(port), headers: { host: `term-${target}.localhost` } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          text += d;
+          if (text === 'first ') (target === 'agent' ? agent : edge).child.kill('SIGTERM');
+        });
+        res.on('end', () => resolve(res.complete ? text : `${text} (cut)`));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    // The signalled process says it is draining / leaving while the response is still open.
+    const signalled = target === 'agent' ? agent : edge;
+    await waitFor(() => /"msg":"(draining|leaving)"/.test(signalled.stderr), 5000, `${target} to start draining`);
+    release();
+    assert.is(await body, 'first last', `${target} drained the request`);
+    assert.is(await (target === 'agent' ? agent : edge).exited, 0, `${target} exit code`);
+  }
+});
+
+test.run();
