@@ -6,6 +6,7 @@ import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { GrpcConnection } from './grpc-connection.js';
 import { randomName } from './names.js';
 import { OriginProxy, type RequestRecord } from './origin-proxy.js';
+import { DISCOVERY_PATH } from '../well-known.js';
 import { WsConnection } from './ws-connection.js';
 
 /** Transports an agent may ask for; auto prefers gRPC and falls back to WebSocket. */
@@ -17,8 +18,6 @@ export type WsCodecChoice = (typeof WS_CODEC_NAMES)[number];
 export const WS_MASK_NAMES = ['zero', 'random'] as const;
 export type WsMaskChoice = (typeof WS_MASK_NAMES)[number];
 
-/** Where agents ask the edge what it offers (edge's own host). */
-export const DISCOVERY_PATH = '/_jetty/discovery';
 /** How long discovery may take. */
 export const DISCOVERY_TIMEOUT_MS = 5_000;
 /** In auto mode, how long gRPC may take to register before the agent falls back to WebSocket. */

@@ -4,14 +4,10 @@ import { MAX_WS_FRAME_BYTES, WS_CODECS, type WsCodecName } from '../codec/ws-fra
 import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { WsMux } from '../streams/ws-mux.js';
+import { WS_CLOSE_BAD_HELLO, WS_CLOSE_NAME_NOT_ALLOWED, WS_CLOSE_NAME_TAKEN, WS_CLOSE_UNAUTHORIZED } from '../well-known.js';
 import type { ExchangeHandler } from './grpc-connection.js';
 import { REGISTER_TIMEOUT_MS } from './grpc-connection.js';
 
-/** Close codes the edge uses to refuse a Hello (see edge/ws-endpoint.ts). */
-const CLOSE_NAME_TAKEN = 4409;
-const CLOSE_BAD_HELLO = 4400;
-const CLOSE_UNAUTHORIZED = 4401;
-const CLOSE_NAME_NOT_ALLOWED = 4403;
 
 export interface WsConnectionInit {
   /** ws://host:port/_jetty/ws */
@@ -114,10 +110,10 @@ export class WsConnection {
           // The close code arrives with the 'close' event that ended the mux.
           setImmediate(() => {
             const reason = err.message.replace(/^WebSocket closed \(\d+ ?/, '').replace(/\)$/, '');
-            if (closeCode === CLOSE_NAME_TAKEN) reject(new NameTakenError(reason));
-            else if (closeCode === CLOSE_UNAUTHORIZED) reject(new UnauthorizedError(`the edge refused the token: ${reason}`));
-            else if (closeCode === CLOSE_NAME_NOT_ALLOWED) reject(new NameNotAllowedError(reason));
-            else if (closeCode === CLOSE_BAD_HELLO) reject(new UsageError(reason));
+            if (closeCode === WS_CLOSE_NAME_TAKEN) reject(new NameTakenError(reason));
+            else if (closeCode === WS_CLOSE_UNAUTHORIZED) reject(new UnauthorizedError(`the edge refused the token: ${reason}`));
+            else if (closeCode === WS_CLOSE_NAME_NOT_ALLOWED) reject(new NameNotAllowedError(reason));
+            else if (closeCode === WS_CLOSE_BAD_HELLO) reject(new UsageError(reason));
             else reject(err instanceof ProtocolError ? err : new AgentUnavailableError(`cannot register with the edge at ${init.url}: ${err.message}`, { cause: err }));
           });
         },

@@ -14,14 +14,13 @@ import { EdgeMetrics } from './metrics.js';
 import { tunnelName } from './request-head.js';
 import { Router } from './router.js';
 import { TokenAuthority, type TokenEntry } from './tokens.js';
-import { WS_PATH, WsEndpoint } from './ws-endpoint.js';
+import { WsEndpoint } from './ws-endpoint.js';
+import { DISCOVERY_PATH, WS_PATH } from '../well-known.js';
 
 /** Agent transports an edge can offer (the seed's TransportMode, per edge instance). */
 export const EDGE_TRANSPORTS = ['grpc', 'websocket'] as const;
 export type EdgeTransport = (typeof EDGE_TRANSPORTS)[number];
 
-/** Path on the edge's own host where agents learn what the edge offers. */
-export const DISCOVERY_PATH = '/_jetty/discovery';
 /** Public listener: idle keep-alive connections are closed after this many ms. */
 export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** How often Node checks header timeouts (its default, 30 s, would let slow-header clients linger). */

@@ -13,15 +13,8 @@ import type { AgentAdmission } from './agent-admission.js';
 import { HELLO_TIMEOUT_MS } from './grpc-endpoint.js';
 import type { EdgeMetrics } from './metrics.js';
 import { bearer } from './tokens.js';
+import { WS_CLOSE_BAD_HELLO, WS_CLOSE_NAME_NOT_ALLOWED, WS_CLOSE_NAME_TAKEN, WS_CLOSE_UNAUTHORIZED, WS_CLOSE_UNAVAILABLE } from '../well-known.js';
 
-/** Upgrade path on the edge's own host. */
-export const WS_PATH = '/_jetty/ws';
-/** WebSocket close codes the agent acts on (4000–4999 are for applications). */
-export const WS_CLOSE_NAME_TAKEN = 4409;
-export const WS_CLOSE_BAD_HELLO = 4400;
-export const WS_CLOSE_UNAUTHORIZED = 4401;
-export const WS_CLOSE_NAME_NOT_ALLOWED = 4403;
-export const WS_CLOSE_UNAVAILABLE = 4503;
 
 /** Admission refusals → close codes (the agent maps them back). */
 function closeCodeFor(err: unknown): number {
