@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
-import { ChunkKind, END_CHUNK, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
-import { AbortError, ExchangeResetError, TransportClosedError, toError } from '../errors.js';
+import type { HTTPChunk } from '../codec/http-chunk.js';
+import { TransportClosedError } from '../errors.js';
+import { ExchangeBase } from './exchange-base.js';
 import type { BeginOptions, ChannelStatus, ExchangeDuplex } from './exchange-duplex.js';
 import { GRPC_STREAM_WINDOW_BYTES } from './grpc-service.js';
 import { ReadableReader } from './readable-reader.js';
@@ -147,97 +148,40 @@ export class GrpcExchangeChannel {
 
 function noop(): void {}
 
-class ChannelExchange implements ExchangeDuplex {
-  readonly source: AsyncIterable<HTTPChunk>;
-  readonly closed: Promise<void>;
-  error: Error | undefined;
-  private readDone = false;
-  private writeDone = false;
-  private settled = false;
-  private resolveClosed!: () => void;
-
+class ChannelExchange extends ExchangeBase {
   constructor(
     private readonly channel: GrpcExchangeChannel,
-    readonly id: string,
-    private readonly headSent: boolean,
+    id: string,
+    headSent: boolean,
   ) {
-    this.closed = new Promise((resolve) => {
-      this.resolveClosed = resolve;
-    });
-    this.source = this.readChunks();
-  }
-
-  private async *readChunks(): AsyncGenerator<HTTPChunk> {
-    try {
-      for (;;) {
-        const chunk = await this.channel.read();
-        if (chunk === null) throw new TransportClosedError('stream ended inside an exchange');
-        if (chunk.kind === ChunkKind.END) {
-          this.readDone = true;
-          this.maybeDone();
-          return;
-        }
-        if (chunk.kind === ChunkKind.RESET) {
-          const err = new ExchangeResetError(chunk.reason || 'reset by peer', chunk.code ?? ResetCode.UNSPECIFIED);
-          // The peer reset: no RESET goes back.
-          this.fail(err, undefined);
-          throw err;
-        }
-        yield chunk;
-      }
-    } catch (err) {
-      this.fail(toError(err), undefined);
-      throw this.error ?? err;
-    } finally {
-      // The consumer stopped reading before END: nobody will take the rest, so the exchange is over.
-      if (!this.readDone && !this.error) this.fail(new AbortError('exchange reader stopped'), ResetCode.CANCEL);
-    }
+    super(id, headSent);
   }
 
   get buffered(): boolean {
     return this.channel.bufferedChunks > 0;
   }
 
-  async sink(source: AsyncIterable<HTTPChunk>): Promise<void> {
-    try {
-      let first = this.headSent;
-      for await (const chunk of source) {
-        if (this.error) throw this.error;
-        if (first) {
-          first = false;
-          if (chunk.kind === ChunkKind.HEADERS) continue;
-        }
-        await this.channel.write(chunk);
-      }
-      if (this.error) throw this.error;
-      await this.channel.write(END_CHUNK);
-      this.writeDone = true;
-      this.maybeDone();
-    } catch (err) {
-      const e = toError(err);
-      this.fail(e, e instanceof ExchangeResetError ? e.resetCode : ResetCode.INTERNAL);
-      throw this.error ?? e;
-    }
+  protected next(): Promise<HTTPChunk | null> {
+    return this.channel.read();
   }
 
-  abort(err: Error, code: ResetCode = ResetCode.INTERNAL): void {
-    this.fail(err, code);
+  protected send(chunk: HTTPChunk): Promise<void> {
+    return this.channel.write(chunk);
   }
 
-  /** Fails the exchange once: RESET to the peer when `code` is given, then the channel closes. */
-  fail(err: Error, code: ResetCode | undefined): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.error = err;
-    if (code !== undefined && !this.writeDone) this.channel.writeNow(resetChunk(code, err.message));
+  protected sendNow(chunk: HTTPChunk): void {
+    this.channel.writeNow(chunk);
+  }
+
+  protected failed(err: Error): void {
     this.channel.close(err);
-    this.resolveClosed();
   }
 
-  private maybeDone(): void {
-    if (!this.readDone || !this.writeDone || this.settled) return;
-    this.settled = true;
-    this.resolveClosed();
+  protected finished(): void {
     this.channel.exchangeDone(this);
+  }
+
+  protected endedError(): Error {
+    return new TransportClosedError('stream ended inside an exchange');
   }
 }

@@ -1,7 +1,8 @@
 import type { WebSocket } from 'ws';
-import { ChunkKind, END_CHUNK, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
+import { ChunkKind, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
 import type { WsCodec, WsFrame } from '../codec/ws-frame.js';
-import { AbortError, ExchangeResetError, ProtocolError, TransportClosedError, toError } from '../errors.js';
+import { ProtocolError, TransportClosedError, toError } from '../errors.js';
+import { ExchangeBase } from './exchange-base.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 
 /** Default per-exchange receive window on WebSocket, in DATA bytes (credit returned at half). */
@@ -160,33 +161,23 @@ export class WsMux {
   }
 }
 
-class MuxStream implements ExchangeDuplex {
-  readonly source: AsyncIterable<HTTPChunk>;
-  readonly closed: Promise<void>;
-  error: Error | undefined;
+class MuxStream extends ExchangeBase {
   private queue: HTTPChunk[] = [];
   private readWaiter: (() => void) | undefined;
   private creditWaiter: (() => void) | undefined;
   private recvAllowed: number;
   private consumed = 0;
   private sendCredit: number;
-  private readDone = false;
-  private writeDone = false;
-  private settled = false;
-  private resolveClosed!: () => void;
 
   constructor(
     private readonly mux: WsMux,
     readonly streamId: number,
-    readonly id: string,
-    private readonly headSent: boolean,
+    id: string,
+    headSent: boolean,
   ) {
+    super(id, headSent);
     this.recvAllowed = mux.localWindow;
     this.sendCredit = mux.remoteWindow;
-    this.closed = new Promise((resolve) => {
-      this.resolveClosed = resolve;
-    });
-    this.source = this.read();
   }
 
   get buffered(): boolean {
@@ -195,10 +186,10 @@ class MuxStream implements ExchangeDuplex {
 
   /** A chunk from the peer. DATA beyond the window we granted breaks the session. */
   deliver(chunk: HTTPChunk): void {
-    if (this.settled) return;
+    if (this.isSettled) return;
     if (chunk.kind === ChunkKind.RESET) {
       // A reset aborts both directions now, even when nobody is reading (a sender waiting for credit).
-      this.fail(new ExchangeResetError(chunk.reason || 'reset by peer', chunk.code ?? ResetCode.UNSPECIFIED), undefined);
+      this.resetBy(chunk);
       return;
     }
     if (chunk.kind === ChunkKind.DATA) {
@@ -215,42 +206,23 @@ class MuxStream implements ExchangeDuplex {
 
   /** The peer consumed `n` bytes of ours. */
   credit(n: number): void {
-    if (this.settled) return;
+    if (this.isSettled) return;
     this.sendCredit += n;
     if (this.sendCredit > this.mux.remoteWindow) {
       this.mux.protocolError(`stream ${this.streamId} granted credit beyond its window`);
       return;
     }
-    const w = this.creditWaiter;
-    this.creditWaiter = undefined;
-    w?.();
+    this.wakeSender();
   }
 
-  private wakeReader(): void {
-    const w = this.readWaiter;
-    this.readWaiter = undefined;
-    w?.();
-  }
-
-  private async *read(): AsyncGenerator<HTTPChunk> {
-    try {
-      for (;;) {
-        while (this.queue.length === 0) {
-          if (this.error) throw this.error;
-          await new Promise<void>((resolve) => (this.readWaiter = resolve));
-        }
-        const chunk = this.queue.shift()!;
-        if (chunk.kind === ChunkKind.END) {
-          this.readDone = true;
-          this.maybeDone();
-          return;
-        }
-        if (chunk.kind === ChunkKind.DATA) this.consume(chunk.data!.byteLength);
-        yield chunk;
-      }
-    } finally {
-      if (!this.readDone && !this.error) this.fail(new AbortError('exchange reader stopped'), ResetCode.CANCEL);
+  protected async next(): Promise<HTTPChunk | null> {
+    while (this.queue.length === 0) {
+      if (this.error) throw this.error;
+      await new Promise<void>((resolve) => (this.readWaiter = resolve));
     }
+    const chunk = this.queue.shift()!;
+    if (chunk.kind === ChunkKind.DATA) this.consume(chunk.data!.byteLength);
+    return chunk;
   }
 
   /** Credit goes back only for bytes the application took, batched at half the window. */
@@ -263,60 +235,47 @@ class MuxStream implements ExchangeDuplex {
     }
   }
 
-  async sink(source: AsyncIterable<HTTPChunk>): Promise<void> {
-    try {
-      let first = this.headSent;
-      for await (const chunk of source) {
+  protected async send(chunk: HTTPChunk): Promise<void> {
+    if (chunk.kind === ChunkKind.DATA) {
+      const n = chunk.data!.byteLength;
+      while (this.sendCredit < n) {
+        await new Promise<void>((resolve) => (this.creditWaiter = resolve));
         if (this.error) throw this.error;
-        if (first) {
-          first = false;
-          if (chunk.kind === ChunkKind.HEADERS) continue;
-        }
-        if (chunk.kind === ChunkKind.DATA) {
-          const n = chunk.data!.byteLength;
-          while (this.sendCredit < n) {
-            await new Promise<void>((resolve) => (this.creditWaiter = resolve));
-            if (this.error) throw this.error;
-          }
-          this.sendCredit -= n;
-        }
-        await this.mux.write({ stream: this.streamId, chunk });
       }
-      if (this.error) throw this.error;
-      await this.mux.write({ stream: this.streamId, chunk: END_CHUNK });
-      this.writeDone = true;
-      this.maybeDone();
-    } catch (err) {
-      const e = toError(err);
-      this.fail(e, e instanceof ExchangeResetError ? e.resetCode : ResetCode.INTERNAL);
-      throw this.error ?? e;
+      this.sendCredit -= n;
     }
+    await this.mux.write({ stream: this.streamId, chunk });
   }
 
-  abort(err: Error, code: ResetCode = ResetCode.INTERNAL): void {
-    this.fail(err, code);
+  protected sendNow(chunk: HTTPChunk): void {
+    this.mux.sendNow({ stream: this.streamId, chunk });
   }
 
-  fail(err: Error, code: ResetCode | undefined): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.error = err;
-    if (code !== undefined && !(this.writeDone && this.readDone)) {
-      this.mux.sendNow({ stream: this.streamId, chunk: resetChunk(code, err.message) });
-    }
+  protected failed(): void {
     this.queue = [];
     this.wakeReader();
+    this.wakeSender();
+    this.mux.release(this);
+  }
+
+  protected finished(): void {
+    this.mux.release(this);
+  }
+
+  private wakeReader(): void {
+    const w = this.readWaiter;
+    this.readWaiter = undefined;
+    w?.();
+  }
+
+  private wakeSender(): void {
     const w = this.creditWaiter;
     this.creditWaiter = undefined;
     w?.();
-    this.mux.release(this);
-    this.resolveClosed();
   }
 
-  private maybeDone(): void {
-    if (!this.readDone || !this.writeDone || this.settled) return;
-    this.settled = true;
-    this.mux.release(this);
-    this.resolveClosed();
+  protected endedError(): Error {
+    return new TransportClosedError('WebSocket ended inside an exchange');
   }
 }
+

@@ -1,0 +1,121 @@
+import { ChunkKind, END_CHUNK, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
+import { AbortError, ExchangeResetError, toError } from '../errors.js';
+import type { ExchangeDuplex } from './exchange-duplex.js';
+
+/**
+ * The lifecycle every transport's exchange shares: the sink loop (skipping HEADERS already sent, END at
+ * the end, RESET on failure), settle-once, and `closed`. A transport supplies how one chunk is read and
+ * sent and what failing or finishing means for its stream.
+ */
+export abstract class ExchangeBase implements ExchangeDuplex {
+  readonly source: AsyncIterable<HTTPChunk>;
+  readonly closed: Promise<void>;
+  error: Error | undefined;
+  protected writeDone = false;
+  private readDone = false;
+  private settled = false;
+  private resolveClosed!: () => void;
+
+  constructor(
+    readonly id: string,
+    private readonly headSent: boolean,
+  ) {
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    this.source = this.read();
+  }
+
+  abstract get buffered(): boolean;
+  /** The peer's next chunk; null when the transport ended (an error mid-exchange). */
+  protected abstract next(): Promise<HTTPChunk | null>;
+  /** Sends one chunk, waiting for flow control (window or credit). */
+  protected abstract send(chunk: HTTPChunk): Promise<void>;
+  /** Sends RESET now, without waiting. */
+  protected abstract sendNow(chunk: HTTPChunk): void;
+  /** Transport teardown after a failure (close the stream, wake waiters). */
+  protected abstract failed(err: Error): void;
+  /** Both directions ended cleanly. */
+  protected abstract finished(): void;
+  /** The error for a transport that ended inside the exchange. */
+  protected abstract endedError(): Error;
+
+  get isSettled(): boolean {
+    return this.settled;
+  }
+
+  private async *read(): AsyncGenerator<HTTPChunk> {
+    try {
+      for (;;) {
+        const chunk = await this.next();
+        if (chunk === null) throw this.endedError();
+        if (chunk.kind === ChunkKind.END) {
+          this.readDone = true;
+          this.maybeDone();
+          return;
+        }
+        if (chunk.kind === ChunkKind.RESET) {
+          // The peer reset: no RESET goes back.
+          throw this.resetBy(chunk);
+        }
+        yield chunk;
+      }
+    } catch (err) {
+      this.fail(toError(err), undefined);
+      throw this.error ?? err;
+    } finally {
+      // The consumer stopped reading before END: nobody will take the rest, so the exchange is over.
+      if (!this.readDone && !this.error) this.fail(new AbortError('exchange reader stopped'), ResetCode.CANCEL);
+    }
+  }
+
+  /** Fails the exchange for a RESET from the peer and returns the error. */
+  protected resetBy(chunk: HTTPChunk): Error {
+    const err = new ExchangeResetError(chunk.reason || 'reset by peer', chunk.code ?? ResetCode.UNSPECIFIED);
+    this.fail(err, undefined);
+    return err;
+  }
+
+  async sink(source: AsyncIterable<HTTPChunk>): Promise<void> {
+    try {
+      let first = this.headSent;
+      for await (const chunk of source) {
+        if (this.error) throw this.error;
+        if (first) {
+          first = false;
+          if (chunk.kind === ChunkKind.HEADERS) continue;
+        }
+        await this.send(chunk);
+      }
+      if (this.error) throw this.error;
+      await this.send(END_CHUNK);
+      this.writeDone = true;
+      this.maybeDone();
+    } catch (err) {
+      const e = toError(err);
+      this.fail(e, e instanceof ExchangeResetError ? e.resetCode : ResetCode.INTERNAL);
+      throw this.error ?? e;
+    }
+  }
+
+  abort(err: Error, code: ResetCode = ResetCode.INTERNAL): void {
+    this.fail(err, code);
+  }
+
+  /** Fails the exchange once: RESET to the peer when `code` is given, then the transport's teardown. */
+  fail(err: Error, code: ResetCode | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.error = err;
+    if (code !== undefined && !(this.writeDone && this.readDone)) this.sendNow(resetChunk(code, err.message));
+    this.failed(err);
+    this.resolveClosed();
+  }
+
+  private maybeDone(): void {
+    if (!this.readDone || !this.writeDone || this.settled) return;
+    this.settled = true;
+    this.resolveClosed();
+    this.finished();
+  }
+}
