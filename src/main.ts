@@ -165,9 +165,6 @@ async function runHttp(argv: string[]): Promise<number> {
     logger,
   });
   const shown = `${origin.protocol}//${origin.host}`;
-  process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${agent.transport}\n`);
-  process.stdout.write(`Forwarding ${agent.url} -> ${shown}\n`);
-  const view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR });
   const adminListen = values['admin-listen'] as string;
   if (adminListen) {
     const a = parseHostPort(adminListen, '127.0.0.1');
@@ -177,9 +174,12 @@ async function runHttp(argv: string[]): Promise<number> {
       else if (req.url === '/livez') res.writeHead(200).end('ok\n');
       else res.writeHead(404).end();
     });
-    admin.listen(a.port, a.host);
+    await new Promise<void>((resolve, reject) => admin.once('error', reject).listen(a.port, a.host, resolve));
     admin.unref();
   }
+  process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${agent.transport}\n`);
+  process.stdout.write(`Forwarding ${agent.url} -> ${shown}\n`);
+  const view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR });
   let leaving = false;
   onSignals(() => {
     leaving = true;

@@ -119,6 +119,23 @@ test('restarting the edge under a running agent: the agent reconnects, reclaims 
   assert.is(agent.child.exitCode, null, 'the agent kept running');
 });
 
+test('the agent exposes /readyz: 200 while connected, 503 while it reconnects', async (ctx) => {
+  ctx.origin = await startOrigin((_req, res) => res.end());
+  const [port, grpcPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const edge = jetty(['edge', '--listen', `127.0.0.1:${port}`, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--admin-listen', '']);
+  ctx.started.push(edge);
+  await edge.line(/^Jetty edge on /);
+  const agent = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`]);
+  ctx.started.push(agent);
+  await agent.line(/^Forwarding /);
+  const ready = await get(adminPort, `127.0.0.1:${adminPort}`, '/readyz');
+  assert.is(ready.status, 200);
+  assert.is(JSON.parse(ready.body).transport, 'grpc');
+  await edge.kill();
+  await agent.line(/^Reconnecting in /);
+  assert.is((await get(adminPort, `127.0.0.1:${adminPort}`, '/readyz')).status, 503);
+});
+
 test('an agent with no edge at all exits 1 with the reason', async () => {
   const lonely = jetty(['http', '1234', '--edge', `http://127.0.0.1:${await freePort()}`]);
   assert.is(await lonely.exited, 1);
