@@ -1,4 +1,4 @@
-import { destination, pino, transport, type Logger } from 'pino';
+import { destination, pino, transport, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
@@ -24,12 +24,17 @@ export const REDACTED_PATHS = [
  */
 export function createLogger(level: string = 'info', name?: string, format: LogFormat = 'auto'): Logger {
   const pretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
-  const options = { level, name, base: undefined, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
+  const options = loggerOptions(level, name);
   if (pretty) {
     const colorize = !process.env.NO_COLOR;
     return pino(options, transport({ target: 'pino-pretty', options: { destination: 2, colorize, ignore: 'pid,hostname' } }));
   }
   return pino(options, destination({ fd: 2, sync: false }));
+}
+
+/** pino options shared by every Jetty logger: no pid/hostname, secrets redacted. */
+export function loggerOptions(level: string, name?: string): LoggerOptions {
+  return { level, name, base: undefined, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
 }
 
 /** A logger that writes nothing. */
