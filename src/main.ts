@@ -8,7 +8,7 @@ import { Edge } from './edge/edge-server.js';
 import { EDGE_SETTINGS, edgeInitFrom } from './edge/edge-settings.js';
 import { createToken } from './edge/tokens.js';
 import { UsageError, toError } from './errors.js';
-import { createLogger, type LogFormat } from './logger.js';
+import { createLogger, type LogFormat, type Logger } from './logger.js';
 import {
   argsConfig,
   loadConfigFile,
@@ -110,13 +110,25 @@ export function parseOrigin(target: string): URL {
   return url;
 }
 
+/** The process logger, flushed before exit so the last lines (drain, errors) are not lost. */
+let processLogger: Logger | undefined;
+
+function exit(code: number): void {
+  const logger = processLogger;
+  if (!logger) process.exit(code);
+  // pino writes asynchronously: flush first, bounded by a short timer.
+  const done = (): void => process.exit(code);
+  setTimeout(done, 500).unref();
+  logger.flush(done);
+}
+
 /** First signal: graceful `drain`, then exit 0. A second signal: exit at once. */
 function onSignals(drain: () => Promise<unknown>): void {
   let draining = false;
   const handler = (): void => {
     if (draining) process.exit(EXIT_OK);
     draining = true;
-    void drain().then(() => process.exit(EXIT_OK));
+    void drain().then(() => exit(EXIT_OK));
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
@@ -133,6 +145,7 @@ async function runEdge(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   const logger = createLogger(values['log-level'] as string, 'edge', values['log-format'] as LogFormat);
+  processLogger = logger;
   const edge = await Edge.start({ ...edgeInitFrom(values), logger });
   const t = values.transports as string[];
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
@@ -153,6 +166,7 @@ async function runHttp(argv: string[]): Promise<number> {
   const origin = parseOrigin(positionals[0]);
   const edgeUrl = new URL(values.edge as string);
   const logger = createLogger(values['log-level'] as string, 'agent', values['log-format'] as LogFormat);
+  processLogger = logger;
   const agent = await Agent.start({
     edge: edgeUrl,
     origin,
@@ -237,10 +251,10 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exit(code),
   (err: unknown) => {
     const e = toError(err);
     process.stderr.write(`jetty: ${e.message}\n`);
-    process.exit(e instanceof UsageError ? EXIT_USAGE : EXIT_RUNTIME);
+    exit(e instanceof UsageError ? EXIT_USAGE : EXIT_RUNTIME);
   },
 );

@@ -78,13 +78,14 @@ test('jetty token create prints a token and the config entry; the edge then requ
 
 test('SIGTERM on edge and agent lets a streaming request finish, then both exit 0', async (ctx) => {
   let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
+  let released!: Promise<void>;
   ctx.origin = await startOrigin(async (_req, res) => {
     res.write('first ');
     await released;
     res.end('last');
   });
   for (const target of ['agent', 'edge'] as const) {
+    released = new Promise<void>((r) => (release = r));
     const info = { JETTY_LOG_LEVEL: 'info', JETTY_LOG_FORMAT: 'json' };
     const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', '--grace-period', '10000'], info);
     ctx.started.push(edge);
