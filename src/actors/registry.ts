@@ -32,8 +32,6 @@ export interface Registry {
    * resolves once a session is back, or undefined at the deadline.
    */
   waitFor(name: string, timeoutMs: number): Promise<AgentSession | undefined>;
-  /** Every live session (for stats and drain). */
-  sessions(): Iterable<AgentSession>;
 }
 
 interface Pool {
@@ -127,11 +125,5 @@ export class MemoryRegistry implements Registry {
       const timer = setTimeout(() => done(undefined), wait);
       pool.waiters.add(done);
     });
-  }
-
-  sessions(): Iterable<AgentSession> {
-    const all: AgentSession[] = [];
-    for (const p of this.pools.values()) all.push(...p.members);
-    return all;
   }
 }

@@ -57,8 +57,3 @@ export function dataChunk(data: Uint8Array): HTTPChunk {
 export function resetChunk(code: ResetCode, reason: string): HTTPChunk {
   return { kind: ChunkKind.RESET, code, reason };
 }
-
-/** Body bytes a chunk carries (0 for anything but DATA). */
-export function chunkBodyBytes(chunk: HTTPChunk): number {
-  return chunk.kind === ChunkKind.DATA && chunk.data !== undefined ? chunk.data.byteLength : 0;
-}

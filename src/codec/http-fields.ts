@@ -45,11 +45,3 @@ export function flatFields(headers: readonly Header[] | undefined): string[] {
   if (headers) for (const h of headers) out.push(h.name, h.value);
   return out;
 }
-
-/** Values of one field (case-insensitive name), in order. */
-export function fieldValues(headers: readonly Header[] | undefined, name: string): string[] {
-  const lower = name.toLowerCase();
-  const out: string[] = [];
-  if (headers) for (const h of headers) if (h.name.toLowerCase() === lower) out.push(h.value);
-  return out;
-}
