@@ -13,7 +13,7 @@ import {
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { parseTokenEntries, type TokenEntry } from './tokens.js';
 import { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-server.js';
-import type { EdgeLimits } from './limits.js';
+import { DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
 
 const DOMAIN = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
 
@@ -38,15 +38,15 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
   { name: 'ws-window', help: 'WebSocket credit window per exchange, bytes', default: DEFAULT_WS_WINDOW_BYTES, parse: parseInt(MIN_WS_WINDOW_BYTES, 1 << 30) },
   { name: 'grace-period', help: 'drain: ms in-flight exchanges get after SIGTERM', default: 30_000, parse: parseInt(0, 3_600_000) },
   { name: 'reconnect-grace', help: 'ms requests for a reconnecting tunnel are held', default: 5_000, parse: parseInt(0, 600_000) },
-  { name: 'max-agents', help: 'agent sessions per edge', default: 1000, parse: parseInt(1, 1_000_000) },
+  { name: 'max-agents', help: 'agent sessions per edge', default: DEFAULT_LIMITS.maxAgents, parse: parseInt(1, 1_000_000) },
   { name: 'max-exchanges-per-agent', help: 'exchanges in flight per agent (503 beyond)', default: DEFAULT_MAX_EXCHANGES, parse: parseInt(1, 100_000) },
-  { name: 'tunnel-max-exchanges', help: 'exchanges in flight per tunnel (429 beyond)', default: 512, parse: parseInt(1, 1_000_000) },
-  { name: 'tunnel-rps', help: 'requests per second per tunnel, 0 = unlimited (429 beyond)', default: 0, parse: parseInt(0, 1_000_000) },
-  { name: 'max-header-bytes', help: 'request head size (431 beyond)', default: 16 * 1024, parse: parseInt(1024, 1024 * 1024) },
-  { name: 'max-header-count', help: 'request header lines (431 beyond)', default: 100, parse: parseInt(1, 10_000) },
-  { name: 'header-timeout', help: 'ms a client may take to send its request head', default: 30_000, parse: parseInt(1000, 600_000) },
-  { name: 'idle-timeout', help: 'ms an exchange may pass with no bytes either way; no total deadline', default: 300_000, parse: parseInt(1000, 86_400_000) },
-  { name: 'h2-max-streams', help: 'HTTP/2 streams per agent connection', default: 256, parse: parseInt(16, 10_000) },
+  { name: 'tunnel-max-exchanges', help: 'exchanges in flight per tunnel (429 beyond)', default: DEFAULT_LIMITS.tunnelMaxExchanges, parse: parseInt(1, 1_000_000) },
+  { name: 'tunnel-rps', help: 'requests per second per tunnel, 0 = unlimited (429 beyond)', default: DEFAULT_LIMITS.tunnelRps, parse: parseInt(0, 1_000_000) },
+  { name: 'max-header-bytes', help: 'request head size (431 beyond)', default: DEFAULT_LIMITS.maxHeaderBytes, parse: parseInt(1024, 1024 * 1024) },
+  { name: 'max-header-count', help: 'request header lines (431 beyond)', default: DEFAULT_LIMITS.maxHeaderCount, parse: parseInt(1, 10_000) },
+  { name: 'header-timeout', help: 'ms a client may take to send its request head', default: DEFAULT_LIMITS.headerTimeoutMs, parse: parseInt(1000, 600_000) },
+  { name: 'idle-timeout', help: 'ms an exchange may pass with no bytes either way; no total deadline', default: DEFAULT_LIMITS.idleTimeoutMs, parse: parseInt(1000, 86_400_000) },
+  { name: 'h2-max-streams', help: 'HTTP/2 streams per agent connection', default: DEFAULT_LIMITS.h2MaxStreams, parse: parseInt(16, 10_000) },
   {
     name: 'trusted-proxies',
     help: 'peers whose X-Forwarded-* and X-Request-Id are kept',

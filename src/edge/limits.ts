@@ -1,3 +1,5 @@
+import { GRPC_MAX_CONCURRENT_STREAMS } from '../streams/grpc-service.js';
+
 /** Edge limits (README "Configuration" lists the defaults). */
 export interface EdgeLimits {
   /** Agent sessions per edge. */
@@ -29,7 +31,7 @@ export const DEFAULT_LIMITS: EdgeLimits = {
   maxHeaderCount: 100,
   headerTimeoutMs: 30_000,
   idleTimeoutMs: 300_000,
-  h2MaxStreams: 256,
+  h2MaxStreams: GRPC_MAX_CONCURRENT_STREAMS,
 };
 
 /**
