@@ -6,6 +6,7 @@ import {
   AgentTimeoutError,
   AgentUnavailableError,
   MailboxFullError,
+  toError,
   type JettyError,
 } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -18,6 +19,11 @@ export const DEFAULT_MAX_EXCHANGES = 128;
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 /** Idle streams kept per session; extra ones are closed when they come back. */
 export const DEFAULT_MAX_IDLE_STREAMS = 64;
+/**
+ * Exchanges that wait for a free slot when the agent is at its cap (beyond: 503 agent busy). A
+ * waiting exchange holds only its public request head: the body is not read until it starts.
+ */
+export const DEFAULT_MAX_QUEUED_EXCHANGES = 1024;
 
 /** The agent's control channel, as the session needs it (gRPC Register stream or WebSocket). */
 export interface SessionControl {
@@ -56,10 +62,21 @@ export interface AgentSessionInit {
   openTimeoutMs?: number;
   /** Idle streams kept; default DEFAULT_MAX_IDLE_STREAMS. */
   maxIdleStreams?: number;
+  /** Exchanges waiting for a slot at the cap; default DEFAULT_MAX_QUEUED_EXCHANGES. */
+  maxQueuedExchanges?: number;
 }
 
 export interface OpenExchangeOptions {
+  /** The public client went away: stop waiting for a slot (the promise rejects with its reason). */
   signal?: AbortSignal;
+}
+
+interface Queued {
+  head: HTTPChunk;
+  resolve: Pending['resolve'];
+  reject: Pending['reject'];
+  signal: AbortSignal | undefined;
+  timer: NodeJS.Timeout;
 }
 
 interface Pending {
@@ -70,10 +87,11 @@ interface Pending {
 
 /** Messages of the AgentSession actor. */
 export type SessionMessage =
-  | { type: 'OpenExchange'; head: HTTPChunk; resolve: Pending['resolve']; reject: Pending['reject'] }
+  | { type: 'OpenExchange'; head: HTTPChunk; resolve: Pending['resolve']; reject: Pending['reject']; signal: AbortSignal | undefined }
   | { type: 'StreamIdle'; stream: ExchangeStream }
   | { type: 'StreamAttached'; exchangeId: string; stream: ExchangeStream }
   | { type: 'OpenTimeout'; exchangeId: string }
+  | { type: 'QueueTimeout'; entry: Queued }
   | { type: 'ExchangeClosed'; exchange: ExchangeDuplex }
   | { type: 'Drain' };
 
@@ -101,6 +119,8 @@ export class AgentSession extends Actor<SessionMessage> {
   private readonly maxExchanges: number;
   private readonly openTimeoutMs: number;
   private readonly maxIdleStreams: number;
+  private readonly maxQueued: number;
+  private readonly queued: Queued[] = [];
   private readonly idle: ExchangeStream[] = [];
   private readonly exchanges = new Set<ExchangeDuplex>();
   private readonly pending = new Map<string, Pending>();
@@ -115,11 +135,12 @@ export class AgentSession extends Actor<SessionMessage> {
     this.maxExchanges = init.maxExchanges ?? DEFAULT_MAX_EXCHANGES;
     this.openTimeoutMs = init.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
     this.maxIdleStreams = init.maxIdleStreams ?? DEFAULT_MAX_IDLE_STREAMS;
+    this.maxQueued = init.maxQueuedExchanges ?? DEFAULT_MAX_QUEUED_EXCHANGES;
   }
 
   /** Exchanges in flight or waiting for a stream (the pool picks the lowest). */
   get load(): number {
-    return this.exchanges.size + this.pending.size;
+    return this.exchanges.size + this.pending.size + this.queued.length;
   }
 
   /**
@@ -133,22 +154,35 @@ export class AgentSession extends Actor<SessionMessage> {
   }
 
   stats(): SessionStats {
-    return { openExchanges: this.exchanges.size, idleStreams: this.idle.length, pendingOpens: this.pending.size };
+    return { openExchanges: this.exchanges.size, idleStreams: this.idle.length, pendingOpens: this.pending.size + this.queued.length };
   }
 
   /**
    * Starts an exchange whose request begins with `head` (request HEADERS with exchangeId). Resolves
-   * with the duplex once a stream carries it; rejects with AgentBusyError, AgentTimeoutError or
-   * AgentUnavailableError.
+   * with the duplex once a stream carries it; at the cap it waits for a slot (bounded queue, open
+   * timeout). Rejects with AgentBusyError, AgentTimeoutError, AgentUnavailableError or the signal's reason.
    */
   openExchange(head: HTTPChunk, options?: OpenExchangeOptions): Promise<ExchangeDuplex> {
     if (this.stopped) return Promise.reject(new AgentUnavailableError('agent session closed'));
-    options?.signal?.throwIfAborted();
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<ExchangeDuplex>((resolve, reject) => {
+      const onAbort = (): void => reject(signal!.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = (exchange: ExchangeDuplex): void => {
+        signal?.removeEventListener('abort', onAbort);
+        // The client left while the exchange was being set up: nobody will read it.
+        if (signal?.aborted) exchange.abort(toError(signal.reason), ResetCode.CANCEL);
+        else resolve(exchange);
+      };
+      const fail = (err: Error): void => {
+        signal?.removeEventListener('abort', onAbort);
+        reject(err);
+      };
       try {
-        this.send({ type: 'OpenExchange', head, resolve, reject });
+        this.send({ type: 'OpenExchange', head, resolve: settle, reject: fail, signal });
       } catch (err) {
-        reject(err instanceof MailboxFullError ? new AgentBusyError('agent session overloaded', { cause: err }) : err);
+        fail(err instanceof MailboxFullError ? new AgentBusyError('agent session overloaded', { cause: err }) : toError(err));
       }
     });
   }
@@ -174,7 +208,7 @@ export class AgentSession extends Actor<SessionMessage> {
   protected handle(msg: SessionMessage): void {
     switch (msg.type) {
       case 'OpenExchange':
-        return this.onOpen(msg.head, msg.resolve, msg.reject);
+        return this.onOpen(msg);
       case 'StreamIdle':
         return this.onIdle(msg.stream);
       case 'StreamAttached':
@@ -185,23 +219,50 @@ export class AgentSession extends Actor<SessionMessage> {
         this.pending.delete(msg.exchangeId);
         p.reject(new AgentTimeoutError(`agent did not take exchange within ${this.openTimeoutMs} ms`));
         this.control.sendCancel(msg.exchangeId, ResetCode.CANCEL);
+        return this.startQueued();
+      }
+      case 'QueueTimeout': {
+        const i = this.queued.indexOf(msg.entry);
+        if (i < 0) return;
+        this.queued.splice(i, 1);
+        msg.entry.reject(new AgentBusyError(`agent had ${this.maxExchanges} exchanges in flight for ${this.openTimeoutMs} ms`));
         return;
       }
       case 'ExchangeClosed':
         this.exchanges.delete(msg.exchange);
         if (msg.exchange.error) this.control.sendCancel(msg.exchange.id, ResetCode.CANCEL);
-        return;
+        return this.startQueued();
       case 'Drain':
         this.control.sendDrain?.();
         return;
     }
   }
 
-  private onOpen(head: HTTPChunk, resolve: Pending['resolve'], reject: Pending['reject']): void {
-    if (this.exchanges.size + this.pending.size >= this.maxExchanges) {
-      reject(new AgentBusyError(`agent has ${this.maxExchanges} exchanges in flight`));
+  private onOpen(msg: Extract<SessionMessage, { type: 'OpenExchange' }>): void {
+    if (this.exchanges.size + this.pending.size < this.maxExchanges && this.queued.length === 0) {
+      this.start(msg.head, msg.resolve, msg.reject);
       return;
     }
+    if (this.queued.length >= this.maxQueued) {
+      msg.reject(new AgentBusyError(`agent has ${this.maxExchanges} exchanges in flight and ${this.maxQueued} waiting`));
+      return;
+    }
+    const entry: Queued = { head: msg.head, resolve: msg.resolve, reject: msg.reject, signal: msg.signal, timer: undefined as never };
+    entry.timer = setTimeout(() => this.sendSafe({ type: 'QueueTimeout', entry }), this.openTimeoutMs);
+    this.queued.push(entry);
+  }
+
+  /** Starts waiting exchanges while there are free slots; ones whose client left are dropped. */
+  private startQueued(): void {
+    while (this.queued.length > 0 && this.exchanges.size + this.pending.size < this.maxExchanges) {
+      const entry = this.queued.shift()!;
+      clearTimeout(entry.timer);
+      if (entry.signal?.aborted) entry.reject(entry.signal.reason);
+      else this.start(entry.head, entry.resolve, entry.reject);
+    }
+  }
+
+  private start(head: HTTPChunk, resolve: Pending['resolve'], reject: Pending['reject']): void {
     const id = head.exchangeId ?? '';
     if (this.control.openDirect) {
       try {
@@ -278,6 +339,11 @@ export class AgentSession extends Actor<SessionMessage> {
       p.reject(reason);
     }
     this.pending.clear();
+    for (const entry of this.queued) {
+      clearTimeout(entry.timer);
+      entry.reject(reason);
+    }
+    this.queued.length = 0;
     for (const exchange of this.exchanges) exchange.abort(reason);
     this.exchanges.clear();
     for (const stream of this.idle) stream.close(reason);

@@ -1,9 +1,9 @@
 import type { Duplex, Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { Heartbeat } from '../actors/heartbeat.js';
-import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
+import type { HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
-import { AbortError, AgentUnavailableError, ExchangeResetError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, UsageError, toError } from '../errors.js';
+import { AbortError, AgentUnavailableError, ExchangeResetError, NameNotAllowedError, NameTakenError, UnauthorizedError, UsageError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
@@ -18,8 +18,11 @@ import { ReadableReader } from '../streams/readable-reader.js';
 
 /** Idle ForwardHTTP streams the agent keeps open so the edge can start exchanges without a round trip. */
 export const MIN_IDLE_STREAMS = 8;
-/** Idle streams beyond this are closed when their exchange ends. */
-export const MAX_IDLE_STREAMS = 64;
+/**
+ * How long a stream the agent retires (RESET then half-close) may wait for the edge to finish the
+ * call before it is cancelled. The half-close lets the RESET arrive ahead of the stream's end.
+ */
+export const RETIRE_GRACE_MS = 5_000;
 /** How long to wait for the edge to answer Hello. */
 export const REGISTER_TIMEOUT_MS = 10_000;
 
@@ -169,13 +172,19 @@ export class GrpcConnection {
     const call = this.client.forwardHTTP(metadata) as ForwardCall;
     const channel = new GrpcExchangeChannel({
       call: call as unknown as Duplex,
-      terminate: () => call.cancel(),
+      terminate: () => retire(call),
+      keepAfterLateFailure: true,
       onClose: (ch) => this.channels.delete(ch),
     });
     this.channels.add(channel);
     void this.serveChannel(channel, head);
   }
 
+  /**
+   * Serves the exchanges of one stream, one after another, until the stream ends. The edge decides
+   * when a stream is reused or retired: the agent never ends an idle stream on its own (it could be
+   * carrying the edge's next request already).
+   */
   private async serveChannel(channel: GrpcExchangeChannel, first: HTTPChunk | undefined): Promise<void> {
     let head = first;
     for (;;) {
@@ -184,7 +193,6 @@ export class GrpcConnection {
         try {
           const next = await channel.next();
           if (next === null) break;
-          if (next.kind !== ChunkKind.HEADERS || !next.method) throw new ProtocolError(`exchange must start with request HEADERS, got kind ${next.kind}`);
           head = next;
         } catch (err) {
           if (channel.status !== 'closed') {
@@ -204,10 +212,6 @@ export class GrpcConnection {
       this.active.delete(exchange.id);
       head = undefined;
       if (channel.status !== 'idle') break;
-      if (this.idleCount >= MAX_IDLE_STREAMS) {
-        channel.close(undefined);
-        break;
-      }
     }
   }
 
@@ -229,6 +233,16 @@ export class GrpcConnection {
     this.client.close();
     this.resolveClosed(err);
   }
+}
+
+/** Half-closes a ForwardHTTP call (a RESET written before it still arrives), cancelling it if the edge does not finish it in time. */
+function retire(call: ForwardCall): void {
+  const timer = setTimeout(() => call.cancel(), RETIRE_GRACE_MS);
+  timer.unref();
+  call.once('status', () => clearTimeout(timer));
+  call.once('close', () => clearTimeout(timer));
+  if (call.writable) call.end();
+  else call.cancel();
 }
 
 function registrationError(err: unknown, address: string): Error {

@@ -45,6 +45,8 @@ export interface HTTPChunk {
   /** RESET. */
   code?: ResetCode;
   reason?: string;
+  /** gRPC ForwardHTTP: the exchange's number on its stream (see proto/tunnel.proto). */
+  seq?: number;
 }
 
 /** The END chunk; shared because it carries no state. */

@@ -33,12 +33,17 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   protected abstract send(chunk: HTTPChunk): Promise<void>;
   /** Sends RESET now, without waiting. */
   protected abstract sendNow(chunk: HTTPChunk): void;
-  /** Transport teardown after a failure (close the stream, wake waiters). */
-  protected abstract failed(err: Error): void;
+  /**
+   * Transport teardown after a failure (close the stream, wake waiters). `local`: this side failed
+   * (and sent RESET), rather than the peer resetting or the transport ending.
+   */
+  protected abstract failed(err: Error, local: boolean): void;
   /** Both directions ended cleanly. */
   protected abstract finished(): void;
   /** The error for a transport that ended inside the exchange. */
   protected abstract endedError(): Error;
+  /** The peer's END was read (this side may still be writing). */
+  protected readEnded(): void {}
 
   get isSettled(): boolean {
     return this.settled;
@@ -52,6 +57,7 @@ export abstract class ExchangeBase implements ExchangeDuplex {
         if (chunk.kind === ChunkKind.END) {
           this.readDone = true;
           this.maybeDone();
+          if (!this.settled) this.readEnded();
           return;
         }
         if (chunk.kind === ChunkKind.RESET) {
@@ -108,7 +114,7 @@ export abstract class ExchangeBase implements ExchangeDuplex {
     this.settled = true;
     this.error = err;
     if (code !== undefined && !(this.writeDone && this.readDone)) this.sendNow(resetChunk(code, err.message));
-    this.failed(err);
+    this.failed(err, code !== undefined);
     this.resolveClosed();
   }
 

@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
-import type { HTTPChunk } from '../codec/http-chunk.js';
-import { TransportClosedError } from '../errors.js';
+import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
+import { ProtocolError, TransportClosedError } from '../errors.js';
 import { ExchangeBase } from './exchange-base.js';
 import type { BeginOptions, ChannelStatus, ExchangeDuplex } from './exchange-duplex.js';
 import { GRPC_STREAM_WINDOW_BYTES } from './grpc-service.js';
@@ -19,10 +19,17 @@ export interface GrpcExchangeChannelInit {
   /** A grpc-js duplex call of HTTPChunk, client or server side (objectMode). */
   call: Duplex;
   /**
-   * Ends the call for good after a RESET or a local failure. The agent cancels (RST_STREAM);
-   * the edge ends with a status, since a grpc-js server call has no cancel.
+   * Ends the call for good after a RESET or a local failure. The agent half-closes (then cancels if
+   * the edge does not finish the call); the edge ends with a status, since a grpc-js server call has
+   * no cancel.
    */
   terminate: (call: Duplex) => void;
+  /**
+   * The agent's side: an exchange that failed locally after its END went out keeps the stream (the
+   * edge may already have started the next exchange on it); its late chunks are dropped by number.
+   * The edge never sets this: it alone decides reuse, and it retires a stream after any failure.
+   */
+  keepAfterLateFailure?: boolean;
   /** An exchange finished cleanly both ways: the channel can carry another. */
   onIdle?: (channel: GrpcExchangeChannel) => void;
   /** The call is over; the channel never carries another exchange. */
@@ -30,8 +37,16 @@ export interface GrpcExchangeChannelInit {
 }
 
 /**
- * A ForwardHTTP call seen as a sequence of exchanges, one at a time. HTTP/2 flow control then applies
- * per exchange: a stalled exchange fills its own stream window and no other.
+ * A ForwardHTTP call seen as a sequence of exchanges, one at a time, numbered 1, 2, 3, … on both
+ * sides; every chunk carries its exchange's number (`seq`). HTTP/2 flow control then applies per
+ * exchange: a stalled exchange fills its own stream window and no other.
+ *
+ * Reuse rules (the edge and the agent may disagree for a moment about whether the stream is idle):
+ * - the edge starts exchange N+1 only after N ended cleanly on its side (END sent and received);
+ * - a chunk numbered below the current exchange is a late one (a RESET sent after its END) and is
+ *   dropped; one numbered above is a protocol error;
+ * - after a failure the edge retires the stream; the agent retires it too unless its END had gone out
+ *   (then the edge may be using the stream already: it sends RESET N and keeps reading).
  *
  * Bound: what a stalled exchange holds is EXCHANGE_BUFFER_BOUND_BYTES (the stream's HTTP/2 window
  * plus the call's objectMode high-water mark on each side).
@@ -41,10 +56,14 @@ export interface GrpcExchangeChannelInit {
  */
 export class GrpcExchangeChannel {
   status: ChannelStatus = 'idle';
+  /** Number of the current (or last) exchange on this stream. */
+  private seq = 0;
   private readonly call: Duplex;
   private readonly reader: ReadableReader<HTTPChunk>;
   private readonly init: GrpcExchangeChannelInit;
   private current: ChannelExchange | undefined;
+  /** A read started while nobody consumed (after the peer's END); the next reader takes it over. */
+  private lookahead: Promise<HTTPChunk | null> | undefined;
   private drainWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   private closeError: Error | undefined;
 
@@ -66,6 +85,10 @@ export class GrpcExchangeChannel {
     // Our side ended the call; a channel nobody can write to carries nothing more.
     if (this.status !== 'closed') this.close(undefined);
   };
+  private readonly onEnd = (): void => {
+    // The peer will send nothing more: an idle stream is over (a busy one sees it as its reader's end).
+    if (this.status === 'idle') this.close(undefined);
+  };
 
   constructor(init: GrpcExchangeChannelInit) {
     this.init = init;
@@ -76,18 +99,26 @@ export class GrpcExchangeChannel {
     this.call.on('close', this.onCallClose);
     this.call.on('cancelled', this.onCancelled);
     this.call.on('finish', this.onFinish);
+    this.call.on('end', this.onEnd);
   }
 
-  /** The peer's next chunk while idle (the agent waits here for the next request HEADERS). */
-  next(): Promise<HTTPChunk | null> {
-    return this.reader.read();
+  /**
+   * The peer's next exchange while idle (the agent waits here for the next request HEADERS); late
+   * chunks of finished exchanges are dropped. Null when the stream ended.
+   */
+  async next(): Promise<HTTPChunk | null> {
+    const chunk = await this.readFor(this.seq + 1);
+    if (chunk !== null && (chunk.kind !== ChunkKind.HEADERS || !chunk.method)) {
+      throw new ProtocolError(`exchange ${this.seq + 1} must start with request HEADERS`);
+    }
+    return chunk;
   }
 
-  /** Starts an exchange on an idle channel. */
+  /** Starts the next exchange on an idle channel. */
   begin(id: string, options?: BeginOptions): ExchangeDuplex {
     if (this.status !== 'idle') throw new TransportClosedError(`channel is ${this.status}`);
     this.status = 'busy';
-    this.current = new ChannelExchange(this, id, options?.headSent === true);
+    this.current = new ChannelExchange(this, id, ++this.seq, options?.headSent === true);
     return this.current;
   }
 
@@ -108,11 +139,52 @@ export class GrpcExchangeChannel {
     this.call.off('close', this.onCallClose);
     this.call.off('cancelled', this.onCancelled);
     this.call.off('finish', this.onFinish);
+    this.call.off('end', this.onEnd);
     // Keep an error listener: a late 'error' on an unobserved call must not crash the process.
     this.call.off('error', this.onCallError);
     this.call.on('error', noop);
     if (!this.call.destroyed) this.init.terminate(this.call);
     this.init.onClose?.(this, err);
+  }
+
+  /** @internal the next chunk of exchange `seq`, dropping late ones; null at the stream's end. */
+  async readFor(seq: number): Promise<HTTPChunk | null> {
+    for (;;) {
+      const pending = this.lookahead;
+      this.lookahead = undefined;
+      const chunk = await (pending ?? this.reader.read());
+      if (chunk === null) return null;
+      const n = chunk.seq ?? 0;
+      if (n === seq) return chunk;
+      if (n > seq) throw new ProtocolError(`chunk of exchange ${n} while exchange ${seq} is current`);
+    }
+  }
+
+  /**
+   * @internal The peer sent END while this side still writes: the only chunk that may follow is a
+   * RESET of the same exchange (the peer failed after its END). Watch for it without consuming
+   * anything else: a chunk read here that belongs to a later reader is handed over to it.
+   */
+  watchAfterEnd(exchange: ChannelExchange): void {
+    if (this.lookahead || this.status === 'closed') return;
+    const pending = this.reader.read();
+    this.lookahead = pending;
+    pending.then(
+      (chunk) => {
+        if (this.lookahead !== pending || this.current !== exchange || exchange.isSettled) return;
+        this.lookahead = undefined;
+        if (chunk === null) {
+          this.close(new TransportClosedError('peer ended the stream while its exchange was being written'));
+        } else if ((chunk.seq ?? 0) < exchange.seq) {
+          this.watchAfterEnd(exchange);
+        } else if (chunk.kind === ChunkKind.RESET && chunk.seq === exchange.seq) {
+          exchange.resetAfterEnd(chunk);
+        } else {
+          this.close(new ProtocolError(`chunk kind ${chunk.kind} after END`));
+        }
+      },
+      () => undefined,
+    );
   }
 
   /** @internal */
@@ -132,17 +204,24 @@ export class GrpcExchangeChannel {
     return this.call.readableLength;
   }
 
-  /** @internal */
-  read(): Promise<HTTPChunk | null> {
-    return this.reader.read();
-  }
-
   /** @internal the exchange finished cleanly both ways. */
   exchangeDone(exchange: ChannelExchange): void {
     if (this.current !== exchange || this.status !== 'busy') return;
     this.current = undefined;
     this.status = 'idle';
     this.init.onIdle?.(this);
+  }
+
+  /** @internal the exchange failed; `lateLocal`: it failed here after its END went out. */
+  exchangeFailed(exchange: ChannelExchange, err: Error, lateLocal: boolean): void {
+    if (this.current !== exchange) return;
+    if (lateLocal && this.init.keepAfterLateFailure) {
+      // Its remaining chunks (up to the peer's END) are dropped by number by the next reader.
+      this.current = undefined;
+      this.status = 'idle';
+      return;
+    }
+    this.close(err);
   }
 }
 
@@ -152,6 +231,7 @@ class ChannelExchange extends ExchangeBase {
   constructor(
     private readonly channel: GrpcExchangeChannel,
     id: string,
+    readonly seq: number,
     headSent: boolean,
   ) {
     super(id, headSent);
@@ -162,23 +242,32 @@ class ChannelExchange extends ExchangeBase {
   }
 
   protected next(): Promise<HTTPChunk | null> {
-    return this.channel.read();
+    return this.channel.readFor(this.seq);
   }
 
   protected send(chunk: HTTPChunk): Promise<void> {
-    return this.channel.write(chunk);
+    return this.channel.write({ ...chunk, seq: this.seq });
   }
 
   protected sendNow(chunk: HTTPChunk): void {
-    this.channel.writeNow(chunk);
+    this.channel.writeNow({ ...chunk, seq: this.seq });
   }
 
-  protected failed(err: Error): void {
-    this.channel.close(err);
+  protected failed(err: Error, local: boolean): void {
+    this.channel.exchangeFailed(this, err, local && this.writeDone);
   }
 
   protected finished(): void {
     this.channel.exchangeDone(this);
+  }
+
+  protected override readEnded(): void {
+    if (!this.writeDone) this.channel.watchAfterEnd(this);
+  }
+
+  /** The peer sent RESET after its END (it failed late): stop writing; nothing goes back. */
+  resetAfterEnd(chunk: HTTPChunk): void {
+    this.resetBy(chunk);
   }
 
   protected endedError(): Error {
