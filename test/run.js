@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 
 const RUN_TIMEOUT_MS = 10 * 60 * 1000;
 const uvu = new URL('../node_modules/uvu/bin.js', import.meta.url).pathname;
-const pattern = `${process.argv[2] ?? ''}.*\\.test\\.js$`;
+const pattern = `(?:${process.argv[2] ?? ''}).*\\.test\\.js$`;
 const child = spawn(process.execPath, [uvu, 'dist/test', pattern, '--no-color'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   env: { ...process.env, FORCE_COLOR: '0' },

@@ -24,6 +24,14 @@ import { RateLimiter, type EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
 import { requestHead, singleHost, tunnelName } from './request-head.js';
 
+/** Ends the connection once the response has gone out (the request body was left unread). */
+function closeAfterResponse(res: ServerResponse): void {
+  const socket = res.socket;
+  if (!socket) return;
+  if (res.writableFinished) socket.end();
+  else res.once('finish', () => socket.end());
+}
+
 /** Answers requests addressed to the edge's own host (discovery, the landing page). */
 export type OwnHostHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -141,7 +149,16 @@ export class Router {
     up: ByteCounter,
     down: ByteCounter,
   ): Promise<number> {
-    const exchange: ExchangeDuplex = await session.openExchange(head);
+    // The client may leave while the exchange waits for a slot or a stream.
+    const gone = new AbortController();
+    const onGone = (): void => gone.abort(new AbortError('public client went away'));
+    res.once('close', onGone);
+    let exchange: ExchangeDuplex;
+    try {
+      exchange = await session.openExchange(head, { signal: gone.signal });
+    } finally {
+      res.off('close', onGone);
+    }
     // A client that leaves before the response is complete cancels the exchange (and the origin request).
     const onClose = (): void => {
       if (!res.writableFinished) exchange.abort(new AbortError('public client went away'), ResetCode.CANCEL);
@@ -152,11 +169,19 @@ export class Router {
     // Through res (not the socket) so Node sees a listener and leaves the socket to us.
     res.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
     if (res.destroyed) onClose();
-    const upload = pipe(incomingChunks(req, head, up), (source) => exchange.sink(source));
-    // The upload fails on its own only when the client leaves; the exchange abort then ends the download.
-    upload.catch((err: unknown) => exchange.abort(toError(err), ResetCode.CANCEL));
+    // The upload fails on its own only when the client leaves or the exchange ends early (an origin
+    // that answered without reading the body): the exchange abort then ends the download.
+    const upload = pipe(incomingChunks(req, head, up), (source) => exchange.sink(source)).catch((err: unknown) => {
+      exchange.abort(toError(err), ResetCode.CANCEL);
+    });
     try {
-      return await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, down);
+      const status = await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, down);
+      // The request body may still be flowing to an origin that answered early: the exchange (and its
+      // count) lasts until it is done.
+      await upload;
+      // The rest of an unread body must not be parsed as the next request on this connection.
+      if (!req.complete) closeAfterResponse(res);
+      return status;
     } catch (err) {
       exchange.abort(toError(err), ResetCode.CANCEL);
       req.destroy();

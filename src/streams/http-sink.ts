@@ -43,12 +43,31 @@ export async function writeBody(
       throw new ProtocolError(`unexpected ${ChunkKind[chunk.kind]} chunk in a body`);
     }
   }
-  await new Promise<void>((resolve, reject) => {
+  await endMessage(out);
+}
+
+/**
+ * Ends an outgoing message and resolves once it is finished. `end(callback)` alone never calls back
+ * when the message fails first (an origin that refuses the connection), so 'close' settles it too.
+ */
+function endMessage(out: OutgoingMessage): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     if (out.destroyed) {
       reject(new TransportClosedError('peer closed before the end of the body'));
       return;
     }
-    out.end(resolve);
+    const onFinish = (): void => {
+      out.off('close', onClose);
+      resolve();
+    };
+    const onClose = (): void => {
+      out.off('finish', onFinish);
+      if (out.writableFinished) resolve();
+      else reject(new TransportClosedError('peer closed before the end of the body'));
+    };
+    out.once('finish', onFinish);
+    out.once('close', onClose);
+    out.end();
   });
 }
 

@@ -21,7 +21,8 @@ export async function* incomingChunks(
 ): AsyncGenerator<HTTPChunk> {
   yield head;
   try {
-    for await (const buf of msg as AsyncIterable<Buffer>) {
+    // Stopping early leaves the message to its owner: the public response may still be flushing.
+    for await (const buf of msg.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       if (counter) counter.bytes += buf.byteLength;
       if (buf.byteLength <= MAX_CHUNK_DATA_BYTES) {
         yield dataChunk(buf);

@@ -163,6 +163,8 @@ export class WsMux {
 
 class MuxStream extends ExchangeBase {
   private queue: HTTPChunk[] = [];
+  /** The peer's direction was complete (END queued) when its RESET came. */
+  private peerEnded = false;
   private readWaiter: (() => void) | undefined;
   private creditWaiter: (() => void) | undefined;
   private recvAllowed: number;
@@ -188,7 +190,9 @@ class MuxStream extends ExchangeBase {
   deliver(chunk: HTTPChunk): void {
     if (this.isSettled) return;
     if (chunk.kind === ChunkKind.RESET) {
-      // A reset aborts both directions now, even when nobody is reading (a sender waiting for credit).
+      // A reset aborts both directions now, even when nobody is reading (a sender waiting for credit);
+      // after the peer's END (it failed late) what it sent before is complete and still delivered.
+      this.peerEnded = this.queue.at(-1)?.kind === ChunkKind.END;
       this.resetBy(chunk);
       return;
     }
@@ -252,7 +256,7 @@ class MuxStream extends ExchangeBase {
   }
 
   protected failed(): void {
-    this.queue = [];
+    if (!this.peerEnded) this.queue = [];
     this.wakeReader();
     this.wakeSender();
     this.mux.release(this);
