@@ -1,4 +1,6 @@
-import { destination, pino, transport, type Logger, type LoggerOptions } from 'pino';
+import { pino, type Logger, type LoggerOptions } from 'pino';
+import pretty from 'pino-pretty';
+import SonicBoomModule, { type SonicBoom } from 'sonic-boom';
 
 export type { Logger };
 
@@ -18,18 +20,37 @@ export const REDACTED_PATHS = [
   '*.token',
 ];
 
+/** Log bytes held while stderr is slow (a paused pager, a full pipe); beyond it lines are dropped. */
+export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Asynchronous stderr for log lines, built so that logging can never block or hang the process: a
+ * write error (EPIPE when the reader of a pipe is gone, a full disk) turns logging off instead of
+ * being retried, and nothing flushes synchronously at exit (pino's own destination does, and its
+ * flushSync retries EPIPE forever, in Atomics.wait, so Ctrl-C under `| tee` could not stop the edge).
+ */
+export function stderrDestination(fd = 2): SonicBoom {
+  const dest: SonicBoom = new (SonicBoomModule as unknown as typeof SonicBoom)({ fd, sync: false, maxLength: LOG_BUFFER_MAX_BYTES });
+  dest.on('error', () => {
+    dest.write = () => true;
+    dest.flush = (cb?: (err?: Error) => unknown) => void cb?.();
+    dest.flushSync = () => undefined;
+  });
+  return dest;
+}
+
 /**
  * Creates the process logger on stderr (stdout carries the stable lines scripts grep): JSON lines,
- * or pino-pretty on a TTY. `silent` is what tests use.
+ * or pino-pretty (in-process, no worker thread) on a TTY. `silent` is what tests use.
  */
 export function createLogger(level: string = 'info', name?: string, format: LogFormat = 'auto'): Logger {
-  const pretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
+  const usePretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
   const options = loggerOptions(level, name);
-  if (pretty) {
-    const colorize = !process.env.NO_COLOR;
-    return pino(options, transport({ target: 'pino-pretty', options: { destination: 2, colorize, ignore: 'pid,hostname' } }));
+  const dest = stderrDestination();
+  if (usePretty) {
+    return pino(options, pretty({ destination: dest, colorize: !process.env.NO_COLOR, ignore: 'pid,hostname' }));
   }
-  return pino(options, destination({ fd: 2, sync: false }));
+  return pino(options, dest);
 }
 
 /** pino options shared by every Jetty logger: no pid/hostname, secrets redacted. */

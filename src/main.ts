@@ -250,6 +250,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that went away (`| head -3`) makes writes to stdout fail with EPIPE: the stable lines
+// are then simply not seen; the process goes on (and still stops on a signal).
+process.stdout.on('error', () => undefined);
+process.stderr.on('error', () => undefined);
+
 main(process.argv.slice(2)).then(
   (code) => exit(code),
   (err: unknown) => {
