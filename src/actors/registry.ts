@@ -39,6 +39,8 @@ interface Pool {
   members: Set<AgentSession>;
   /** Set while empty and waiting for its agent to reconnect. */
   graceUntil?: number;
+  /** Made by a request while the edge was starting (agents still reconnecting): anyone may claim it. */
+  provisional?: boolean;
   graceTimer?: NodeJS.Timeout;
   waiters: Set<(s: AgentSession | undefined) => void>;
 }
@@ -46,8 +48,20 @@ interface Pool {
 export class MemoryRegistry implements Registry {
   private readonly pools = new Map<string, Pool>();
 
-  /** @param reconnectGraceMs how long an emptied name stays reserved for its agent. */
-  constructor(private readonly reconnectGraceMs = 0) {}
+  /** Until then, requests for a name nobody holds wait for its agent (see MemoryRegistryInit). */
+  private readonly startupUntil: number;
+
+  /**
+   * @param reconnectGraceMs how long an emptied name stays reserved for its agent.
+   * @param startupGraceMs how long after start requests for an unknown name wait for its agent: after
+   *   an edge restart its agents are still reconnecting, and their tunnels are not unknown. 0 = off.
+   */
+  constructor(
+    private readonly reconnectGraceMs = 0,
+    startupGraceMs = 0,
+  ) {
+    this.startupUntil = Date.now() + startupGraceMs;
+  }
 
   async claim(name: string, session: AgentSession, options: ClaimOptions): Promise<void> {
     let pool = this.pools.get(name);
@@ -55,7 +69,7 @@ export class MemoryRegistry implements Registry {
       for (const m of pool.members) if (m.stopped) pool.members.delete(m);
       const replacing = options.resume ? [...pool.members].find((m) => m.id === options.resume) : undefined;
       const sameOwner = pool.owner === options.owner;
-      const joinable = pool.members.size === 0 ? sameOwner || pool.graceUntil === undefined : sameOwner && options.owner !== '';
+      const joinable = pool.provisional || (pool.members.size === 0 ? sameOwner || pool.graceUntil === undefined : sameOwner && options.owner !== '');
       if (!joinable && !(replacing && sameOwner)) {
         throw new NameTakenError(`tunnel name "${name}" is in use by another agent`);
       }
@@ -66,6 +80,7 @@ export class MemoryRegistry implements Registry {
       this.pools.set(name, pool);
     }
     pool.owner = options.owner;
+    pool.provisional = false;
     clearTimeout(pool.graceTimer);
     pool.graceUntil = undefined;
     pool.members.add(session);
@@ -95,6 +110,17 @@ export class MemoryRegistry implements Registry {
     pool.waiters.clear();
   }
 
+  /** While the edge is starting, a name nobody holds yet is held for the agent that may be reconnecting. */
+  private provisionalPool(name: string): Pool | undefined {
+    const left = this.startupUntil - Date.now();
+    if (left <= 0) return undefined;
+    const pool: Pool = { owner: '', members: new Set(), waiters: new Set(), provisional: true, graceUntil: this.startupUntil };
+    this.pools.set(name, pool);
+    pool.graceTimer = setTimeout(() => this.drop(name, pool), left);
+    pool.graceTimer.unref();
+    return pool;
+  }
+
   lookup(name: string): AgentSession | undefined {
     const pool = this.pools.get(name);
     if (!pool) return undefined;
@@ -112,7 +138,7 @@ export class MemoryRegistry implements Registry {
   }
 
   waitFor(name: string, timeoutMs: number): Promise<AgentSession | undefined> {
-    const pool = this.pools.get(name);
+    const pool = this.pools.get(name) ?? this.provisionalPool(name);
     if (!pool || (pool.graceUntil === undefined && pool.members.size === 0)) return Promise.resolve(undefined);
     const wait = Math.min(timeoutMs, (pool.graceUntil ?? Infinity) - Date.now());
     if (wait <= 0) return Promise.resolve(undefined);

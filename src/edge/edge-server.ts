@@ -53,6 +53,11 @@ export interface EdgeInit {
   gracePeriodMs?: number;
   /** How long requests for a tunnel whose agent dropped are held for its return, in ms; default 5 s. */
   reconnectGraceMs?: number;
+  /**
+   * After start-up, how long requests for a tunnel no agent holds yet wait for one, in ms (after a
+   * restart the edge's agents are still reconnecting); default 0 (the CLI's `startup-grace`: 5 s).
+   */
+  startupGraceMs?: number;
   /** Peers whose X-Forwarded-* and X-Request-Id are kept. */
   trustedProxies?: readonly string[];
   /** Agent tokens; none = the edge runs open. */
@@ -117,7 +122,7 @@ export class Edge {
     const grpcListen = parseHostPort(init.grpcListen ?? '0.0.0.0:8091');
     const limits: EdgeLimits = { ...DEFAULT_LIMITS, ...init.limits };
     const gracePeriodMs = init.gracePeriodMs ?? 30_000;
-    const registry = init.registry ?? new MemoryRegistry(init.reconnectGraceMs ?? 5_000);
+    const registry = init.registry ?? new MemoryRegistry(init.reconnectGraceMs ?? 5_000, init.startupGraceMs ?? 0);
     const log = init.logger;
     const tokens = new TokenAuthority(init.tokens ?? []);
     let admission: AgentAdmission | undefined;
