@@ -10,7 +10,12 @@ declare module 'autocannon' {
     requests: { average: number };
     latency: { p50: number; p99: number };
     errors: number;
+    timeouts: number;
     non2xx: number;
+    /** Responses with a 2xx status. */
+    '2xx': number;
+    /** Seconds the run lasted. */
+    duration: number;
   }
   function autocannon(options: Options): Promise<Result>;
   export default autocannon;

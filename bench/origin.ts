@@ -2,6 +2,7 @@
 //   GET  /bytes?n=N   N bytes from a reused 64 KiB block, with Content-Length
 //   POST /sink        reads the body, answers its length
 //   GET  /small       a 13-byte body
+//   GET  /sse?n=N&ms=M  N server-sent events, one every M ms
 //   GET  /endless     writes until the client goes away; /stats says whether it was paused and saw the abort
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -44,6 +45,18 @@ const server = createServer((req, res) => {
       }
     };
     pump();
+  } else if (url.pathname === '/sse') {
+    // n events, one every ms milliseconds, then the end of the stream.
+    let left = Number(url.searchParams.get('n') ?? 10);
+    const every = Number(url.searchParams.get('ms') ?? 50);
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    const tick = (): void => {
+      if (res.destroyed) return;
+      res.write(`data: event ${left}\n\n`);
+      if (--left > 0) setTimeout(tick, every);
+      else res.end();
+    };
+    tick();
   } else if (url.pathname === '/stats') {
     res.end(JSON.stringify(endless));
   } else {

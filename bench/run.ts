@@ -115,10 +115,15 @@ interface Figures {
 async function measure(t: Target, file: string, originBase: string): Promise<Figures> {
   const h = ['-H', `Host: ${t.host}`];
   const down = await withRss(t.pids, () => curl([...h, `${t.base}/bytes?n=${BYTES}`]));
-  if (down.result.size !== BYTES) throw new Error(`${t.label}: download got ${down.result.size} bytes`);
+  if (down.result.code !== 200 || down.result.size !== BYTES) throw new Error(`${t.label}: download got HTTP ${down.result.code} and ${down.result.size} bytes`);
   // -T streams the file (--data-binary would load 1 GiB into curl's memory first).
   const up = await withRss(t.pids, () => curl([...h, '-X', 'POST', '-H', 'Content-Type: application/octet-stream', '-T', file, `${t.base}/sink`]));
+  if (up.result.code !== 200) throw new Error(`${t.label}: upload got HTTP ${up.result.code}`);
   const cannon = await autocannon({ url: `${t.base}/small`, connections: 50, duration: SECONDS, headers: { host: t.host } });
+  // autocannon counts errors and non-2xx answers as requests: they are reported apart, and any of
+  // them fails the run (a tunnel that drops requests under load has no meaningful rate).
+  const bad = cannon.non2xx + cannon.errors + cannon.timeouts;
+  if (bad > 0) throw new Error(`${t.label}: small GETs had ${cannon.non2xx} non-2xx answers, ${cannon.errors} socket errors, ${cannon.timeouts} timeouts`);
   const slow = await withRss(t.pids, () => curl([...h, '--limit-rate', '5M', '--max-time', '10', `${t.base}/endless`]));
   let stats = { written: 0, pauses: 0, aborted: false };
   for (let i = 0; i < 30 && !stats.aborted; i++) {
@@ -128,7 +133,7 @@ async function measure(t: Target, file: string, originBase: string): Promise<Fig
   return {
     downMBs: down.result.down / MB,
     upMBs: up.result.up / MB,
-    rps: cannon.requests.average,
+    rps: cannon['2xx'] / cannon.duration,
     p50: cannon.latency.p50,
     p99: cannon.latency.p99,
     rssDown: down.growth,
