@@ -226,10 +226,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
   }
 
-  stats(): { openExchanges: number } {
+  /** Exchanges in flight, and (gRPC) idle ForwardHTTP streams waiting for the edge's next request. */
+  stats(): { openExchanges: number; idleStreams: number } {
     let n = 0;
-    for (const c of this.live) n += c.stats().openExchanges;
-    return { openExchanges: n };
+    let idle = 0;
+    for (const c of this.live) {
+      const st: { openExchanges: number; idleStreams?: number } = c.stats();
+      n += st.openExchanges;
+      idle += st.idleStreams ?? 0;
+    }
+    return { openExchanges: n, idleStreams: idle };
   }
 
   /**

@@ -2,6 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Agent, AgentInit } from '../../src/agent/agent.js';
 import type { Edge } from '../../src/edge/edge-server.js';
+import { MIN_IDLE_STREAMS } from '../../src/agent/grpc-connection.js';
 import { startAgent, startEdge, startOrigin, waitFor, type Origin } from './harness.js';
 import { describe, loadOrigin, runLoad, type LoadKind } from './load.js';
 
@@ -50,6 +51,8 @@ export function loadSuite(label: string, options: Partial<AgentInit>): void {
     assert.ok(result.failures.size === 0, describe(result));
     assert.ok(result.ok > connections, `too few requests completed: ${describe(result)}`);
     if (kind === 'abort-mix') assert.ok(result.aborted > 0, 'the abort mix aborted nothing');
+    // Aborted exchanges leave no stream behind: the agent's idle pool is back to (at least) its size.
+    if (options.transport === 'grpc') await waitFor(() => ctx.agent.stats().idleStreams >= MIN_IDLE_STREAMS, 5000, 'the idle-stream pool to refill');
   };
 
   test('50 keep-alive connections of small GETs: every answer is its own, none fails', phase('small', 50));
