@@ -1,19 +1,48 @@
 #!/usr/bin/env node
 // Runs the compiled uvu suites (dist/test/**/*.test.js) in one process and ends with the line
-// `N passed, N failed` that CI reads. A run that hangs past RUN_TIMEOUT_MS is killed and fails.
+// `N passed, N failed, N skipped` that CI reads. Every test has its own deadline (test/helpers/suite.ts);
+// this runner adds: a run that hangs past RUN_TIMEOUT_MS is killed and fails; a process that does not
+// exit within EXIT_GRACE_MS of uvu's summary (a test left a server or socket open) fails; a `.only`
+// left in a suite fails the run (it would silently skip every other test).
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const RUN_TIMEOUT_MS = 10 * 60 * 1000;
+const EXIT_GRACE_MS = 10_000;
+const DIST_TEST = 'dist/test';
 const uvu = new URL('../node_modules/uvu/bin.js', import.meta.url).pathname;
 const pattern = `(?:${process.argv[2] ?? ''}).*\\.test\\.js$`;
-const child = spawn(process.execPath, [uvu, 'dist/test', pattern, '--no-color'], {
+
+function testFiles(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? testFiles(join(dir, e.name)) : e.name.endsWith('.test.js') ? [join(dir, e.name)] : [],
+  );
+}
+
+const onlyIn = testFiles(DIST_TEST).filter((f) => /\btest\.only\(|\bsuite\([^)]*\)\.only\(|\.only\(['"`]/.test(readFileSync(f, 'utf8')));
+if (onlyIn.length > 0) {
+  process.stdout.write(`.only left in ${onlyIn.join(', ')}: it would skip every other test\n\n0 passed, 1 failed, 0 skipped\n`);
+  process.exit(1);
+}
+
+const child = spawn(process.execPath, [uvu, DIST_TEST, pattern, '--no-color'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   env: { ...process.env, FORCE_COLOR: '0' },
 });
 let out = '';
+let lingering = false;
+let exitTimer;
 child.stdout.on('data', (d) => {
   out += d;
   process.stdout.write(d);
+  if (!exitTimer && /Duration:/.test(out)) {
+    exitTimer = setTimeout(() => {
+      lingering = true;
+      process.stdout.write(`\nthe test process did not exit ${EXIT_GRACE_MS / 1000} s after its summary: a test left a handle open\n`);
+      child.kill('SIGKILL');
+    }, EXIT_GRACE_MS);
+  }
 });
 const timer = setTimeout(() => {
   process.stdout.write(`\ntest run exceeded ${RUN_TIMEOUT_MS / 1000} s: killed\n`);
@@ -21,14 +50,15 @@ const timer = setTimeout(() => {
 }, RUN_TIMEOUT_MS);
 child.on('exit', (code) => {
   clearTimeout(timer);
-  const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? NaN);
-  const passed = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? NaN);
+  clearTimeout(exitTimer);
+  const count = (label) => Number(new RegExp(`${label}:\\s+(\\d+)`).exec(out)?.[1] ?? NaN);
+  const [total, passed, skipped] = [count('Total'), count('Passed'), count('Skipped')];
   if (Number.isNaN(total) || Number.isNaN(passed)) {
-    process.stdout.write(`\n0 passed, 1 failed\n`);
+    process.stdout.write(`\n0 passed, 1 failed, 0 skipped\n`);
     process.exit(1);
   }
   // A non-zero exit with every counted test passed is a crash outside a test: count it as one failure.
-  const failed = total - passed || (code === 0 ? 0 : 1);
-  process.stdout.write(`\n${passed} passed, ${failed} failed\n`);
-  process.exit(code === 0 && failed === 0 ? 0 : 1);
+  const failed = total - passed || (code === 0 && !lingering ? 0 : 1);
+  process.stdout.write(`\n${passed} passed, ${failed} failed, ${skipped || 0} skipped\n`);
+  process.exit(failed === 0 ? 0 : 1);
 });

@@ -1,4 +1,4 @@
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { AgentSession, type ExchangeStream, type SessionControl } from '../../src/actors/agent-session.js';
 import { ChunkKind, type HTTPChunk } from '../../src/codec/http-chunk.js';

@@ -1,4 +1,4 @@
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { AgentSession } from '../../src/actors/agent-session.js';
 import { MemoryRegistry } from '../../src/actors/registry.js';

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { backoffMs, RECONNECT_CAP_MS } from '../../src/agent/agent.js';
 import type { Agent } from '../../src/agent/agent.js';

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { encodeFrame, FrameDecoder, FRAME_HEADER_BYTES } from '../../src/codec/frame-decoder.js';
 

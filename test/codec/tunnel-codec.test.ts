@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import {

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { startOrigin, type Origin } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';

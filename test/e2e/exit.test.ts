@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';

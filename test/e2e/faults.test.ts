@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { request } from 'node:http';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';

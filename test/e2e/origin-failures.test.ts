@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import type { AgentInit } from '../../src/agent/agent.js';
 import type { RequestRecord } from '../../src/agent/origin-proxy.js';

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
 import { ChunkKind, END_CHUNK } from '../../src/codec/http-chunk.js';

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { connect } from 'node:http2';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { GRPC_STREAM_WINDOW_BYTES } from '../../src/streams/grpc-service.js';
 import { startEdge, waitFor } from '../helpers/harness.js';

@@ -1,4 +1,4 @@
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { normaliseHost, originFormTarget, tunnelName } from '../../src/edge/request-head.js';
 

@@ -1,4 +1,4 @@
-import { suite } from 'uvu';
+import { suite } from './suite.js';
 import * as assert from 'uvu/assert';
 import type { Agent, AgentInit } from '../../src/agent/agent.js';
 import type { Edge } from '../../src/edge/edge-server.js';

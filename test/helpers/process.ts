@@ -1,6 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
+/** How long kill() waits after SIGTERM before SIGKILL. */
+export const KILL_GRACE_MS = 5_000;
+
+/** Every process a test started and that has not exited: none outlives the test run. */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** bin/jetty.js of this checkout (tests run from dist/test/...). */
 export const JETTY_BIN = fileURLToPath(new URL('../../../bin/jetty.js', import.meta.url));
 
@@ -11,6 +20,7 @@ export interface Running {
   exited: Promise<number | null>;
   /** Resolves with the first stdout line matching `re`; rejects on exit or after `timeoutMs`. */
   line(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  /** SIGTERM, then SIGKILL after KILL_GRACE_MS; resolves with the exit code. */
   kill(): Promise<number | null>;
 }
 
@@ -20,6 +30,8 @@ export function jetty(args: string[], env: Record<string, string> = {}): Running
     env: { ...process.env, JETTY_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const run: Running = {
     child,
     stdout: '',
@@ -59,7 +71,12 @@ export function jetty(args: string[], env: Record<string, string> = {}): Running
       });
     },
     async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGCONT');
+        child.kill('SIGTERM');
+        const escalate = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+        void run.exited.then(() => clearTimeout(escalate));
+      }
       return run.exited;
     },
   };

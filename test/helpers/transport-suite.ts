@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { request, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
-import { suite } from 'uvu';
+import { suite } from './suite.js';
 import * as assert from 'uvu/assert';
 import type { Agent, AgentInit } from '../../src/agent/agent.js';
 import type { Edge } from '../../src/edge/edge-server.js';

@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import { AbortError } from '../../src/errors.js';

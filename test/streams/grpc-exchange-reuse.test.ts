@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
-import { suite } from 'uvu';
+import { suite } from '../helpers/suite.js';
 import { ChunkKind, ResetCode, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import { AbortError } from '../../src/errors.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
