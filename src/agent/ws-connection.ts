@@ -70,7 +70,12 @@ export class WsConnection {
       let registered = false;
       const timer = setTimeout(() => mux.close(new AgentUnavailableError(`edge at ${init.url} did not register us within ${REGISTER_TIMEOUT_MS} ms`)), REGISTER_TIMEOUT_MS);
       let closeCode = 0;
-      socket.on('close', (code) => (closeCode = code));
+      let closeReason = '';
+      // Registered before the mux's own listener, so both are known when onClose runs.
+      socket.on('close', (code, reason) => {
+        closeCode = code;
+        closeReason = reason.toString();
+      });
       const mux: WsMux = new WsMux({
         socket,
         codec,
@@ -109,7 +114,7 @@ export class WsConnection {
           }
           // The close code arrives with the 'close' event that ended the mux.
           setImmediate(() => {
-            const reason = err.message.replace(/^WebSocket closed \(\d+ ?/, '').replace(/\)$/, '');
+            const reason = closeReason || err.message;
             if (closeCode === WS_CLOSE_NAME_TAKEN) reject(new NameTakenError(reason));
             else if (closeCode === WS_CLOSE_UNAUTHORIZED) reject(new UnauthorizedError(`the edge refused the token: ${reason}`));
             else if (closeCode === WS_CLOSE_NAME_NOT_ALLOWED) reject(new NameNotAllowedError(reason));

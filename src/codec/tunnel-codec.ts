@@ -86,8 +86,9 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
 
 function validateFields(chunk: HTTPChunk): void {
   for (const h of chunk.headers ?? []) {
-    if (!TOKEN.test(h.name)) throw new ProtocolError(`invalid header name ${JSON.stringify(h.name)}`);
-    if (!FIELD_VALUE.test(h.value)) throw new ProtocolError(`invalid value for header ${h.name}`);
+    // The peer's text is never quoted: these messages reach close reasons, logs and error pages.
+    if (!TOKEN.test(h.name)) throw new ProtocolError('invalid header name');
+    if (!FIELD_VALUE.test(h.value)) throw new ProtocolError('invalid header value');
   }
 }
 

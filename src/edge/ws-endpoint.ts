@@ -107,7 +107,8 @@ export class WsEndpoint {
       clearTimeout(helloTimer);
       const name = hello.name;
       if (!isValidTunnelName(name)) {
-        mux.close(new ProtocolError(`invalid tunnel name "${name}": use lower-case letters, digits and hyphens`), WS_CLOSE_BAD_HELLO);
+        // The name is not quoted back: it is the peer's text (the agent knows what it sent).
+        mux.close(new ProtocolError('invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens'), WS_CLOSE_BAD_HELLO);
         return;
       }
       if ((hello.window ?? 0) < MIN_WS_WINDOW_BYTES) {
@@ -156,6 +157,13 @@ export class WsEndpoint {
       });
       this.log.info({ name, session: s.id, peer, transport: s.transport }, 'agent registered');
     };
+  }
+
+  /** Open agent sockets (registered or not) and the bytes waiting in their send buffers. */
+  stats(): { connections: number; bufferedBytes: number } {
+    let bufferedBytes = 0;
+    for (const ws of this.sockets) bufferedBytes += ws.bufferedAmount;
+    return { connections: this.sockets.size, bufferedBytes };
   }
 
   /** Closes every socket and the server (sessions are aborted by the edge first). */

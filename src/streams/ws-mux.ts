@@ -4,6 +4,7 @@ import type { WsCodec, WsFrame } from '../codec/ws-frame.js';
 import { ProtocolError, TransportClosedError, toError } from '../errors.js';
 import { ExchangeBase } from './exchange-base.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
+import { wsCloseReason } from './ws-close-reason.js';
 
 /** Default per-exchange receive window on WebSocket, in DATA bytes (credit returned at half). */
 export const DEFAULT_WS_WINDOW_BYTES = 1024 * 1024;
@@ -51,7 +52,8 @@ export class WsMux {
     this.socket = init.socket;
     this.localWindow = init.localWindow;
     this.socket.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
-    this.socket.on('close', (code: number, reason: Buffer) => this.shutdown(new TransportClosedError(`WebSocket closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`)));
+    // The peer's close reason stays out of the error: exchange errors can reach public error pages.
+    this.socket.on('close', (code: number) => this.shutdown(new TransportClosedError(`WebSocket closed (${code})`)));
     this.socket.on('error', (err: Error) => this.shutdown(new TransportClosedError(`WebSocket failed: ${err.message}`, { cause: err })));
   }
 
@@ -103,7 +105,12 @@ export class WsMux {
   close(err: Error, code = 1000): void {
     if (this.closeError) return;
     this.shutdown(err);
-    this.socket.close(code, err.message.slice(0, 120));
+    try {
+      // The reason is our own text (no peer text is ever quoted into an error), cut to what fits.
+      this.socket.close(code, wsCloseReason(err.message));
+    } catch {
+      this.socket.terminate();
+    }
   }
 
   /** Breaks the session for a peer that broke the protocol; the reason is logged by onClose. */
@@ -157,7 +164,7 @@ export class WsMux {
     const known = peerOpens ? id <= this.highestPeerStream : id < this.nextStreamId;
     // Frames for an exchange that just ended (ours reset it, or END crossed a RESET) are dropped;
     // anything else names a stream that never existed: reset just that id.
-    if (!known && chunk.kind !== ChunkKind.RESET) this.sendNow({ stream: id, chunk: resetChunk(ResetCode.PROTOCOL_ERROR, `unknown stream ${id}`) });
+    if (!known && chunk.kind !== ChunkKind.RESET) this.sendNow({ stream: id, chunk: resetChunk(ResetCode.PROTOCOL_ERROR, 'unknown stream') });
   }
 }
 

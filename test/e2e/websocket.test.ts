@@ -1,43 +1,13 @@
 import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Agent } from '../../src/agent/agent.js';
 import { ChunkKind, END_CHUNK } from '../../src/codec/http-chunk.js';
 import { MAX_WS_FRAME_BYTES } from '../../src/codec/ws-frame.js';
-import type { Edge } from '../../src/edge/edge-server.js';
+import { hostileEdgeSuite } from '../helpers/hostile-edge-suite.js';
 import { RawWsAgent } from '../helpers/raw-ws-agent.js';
-import { send, startAgent, startEdge, startOrigin, waitFor, type Origin } from '../helpers/harness.js';
+import { send, startEdge, waitFor } from '../helpers/harness.js';
 
-interface Ctx {
-  edge: Edge;
-  origin: Origin;
-  good: Agent;
-  raw?: RawWsAgent;
-}
-
-const test = suite<Ctx>('e2e/websocket');
-
-test.before(async (ctx) => {
-  ctx.origin = await startOrigin((_req, res) => res.end('good'));
-  ctx.edge = await startEdge({ pingIntervalMs: 60_000 });
-  ctx.good = await startAgent(ctx.edge, ctx.origin.url, 'good', { transport: 'websocket' });
-});
-
-test.after.each(async (ctx) => {
-  await ctx.raw?.close();
-  ctx.raw = undefined;
-  // Whatever one agent did, the edge keeps serving the others.
-  const { body } = await send(ctx.edge, 'good', '/');
-  assert.is(body.toString(), 'good');
-  await waitFor(() => ctx.edge.stats().openExchanges === 0, 5000, 'exchanges released');
-});
-
-test.after(async (ctx) => {
-  await ctx.good.close();
-  await ctx.edge.close();
-  await ctx.origin.close();
-});
+const test = hostileEdgeSuite('e2e/websocket');
 
 test('a malformed frame closes that session (1002) and its pending exchange gets 502', async (ctx) => {
   ctx.raw = await RawWsAgent.connect(ctx.edge, 'bad-frame');
@@ -118,7 +88,7 @@ test('a peer that overruns its credit window is a protocol error that closes its
 });
 
 test('an agent that stops answering pings is declared dead: its exchange gets 502, its name is freed', async (ctx) => {
-  const edge = await startEdge({ pingIntervalMs: 100 });
+  const edge = await startEdge({ pingIntervalMs: 100, reconnectGraceMs: 0 });
   const raw = await RawWsAgent.connect(edge, 'silent');
   try {
     const pending = send(edge, 'silent', '/');
