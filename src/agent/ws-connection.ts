@@ -81,7 +81,8 @@ export class WsConnection {
         codec,
         role: 'agent',
         localWindow: init.windowBytes,
-        onExchange: (head, exchange) => void init.onExchange(head, exchange),
+        onExchange: (head, exchange) => init.onExchange(head, exchange),
+        onFault: (err) => init.logger.error({ err }, 'closing the edge session: handler fault'),
         onControl: (frame) => {
           if (!('edge' in frame)) return mux.protocolError('agent control message from the edge');
           const m = frame.edge;

@@ -83,7 +83,11 @@ export class WsEndpoint {
       codec,
       role: 'edge',
       localWindow: this.init.windowBytes,
-      onControl: (frame) => void onControl(frame),
+      onControl: (frame) => onControl(frame),
+      onFault: (err) => {
+        this.init.metrics.sessionFaults.inc({ transport: 'websocket' });
+        this.log.error({ peer, name: session?.name, err }, 'closing agent session: handler fault');
+      },
       onClose: (err) => {
         clearTimeout(helloTimer);
         heartbeat?.stop();

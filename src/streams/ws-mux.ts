@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws';
 import { ChunkKind, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
 import type { WsCodec, WsFrame } from '../codec/ws-frame.js';
-import { ProtocolError, TransportClosedError, toError } from '../errors.js';
+import { ProtocolError, SessionFaultError, TransportClosedError, toError } from '../errors.js';
 import { ExchangeBase } from './exchange-base.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 import { wsCloseReason } from './ws-close-reason.js';
@@ -13,6 +13,11 @@ export const MIN_WS_WINDOW_BYTES = 256 * 1024;
 /** Socket-level write buffer above which a writer waits for the socket to flush. */
 export const WS_SOCKET_HIGH_WATER_BYTES = 1024 * 1024;
 
+/** WebSocket close codes the mux uses (RFC 6455 §7.4.1). */
+const CLOSE_PROTOCOL_ERROR = 1002;
+const CLOSE_TOO_BIG = 1009;
+const CLOSE_INTERNAL_ERROR = 1011;
+
 export interface WsMuxInit {
   socket: WebSocket;
   codec: WsCodec;
@@ -20,12 +25,17 @@ export interface WsMuxInit {
   role: 'edge' | 'agent';
   /** DATA bytes we accept per exchange before we return credit. */
   localWindow: number;
-  /** Control frames (stream 0). */
-  onControl: (frame: WsFrame) => void;
-  /** Agent: the edge opened an exchange with these request HEADERS. */
-  onExchange?: (head: HTTPChunk, exchange: ExchangeDuplex) => void;
+  /** Control frames (stream 0). A promise it returns is watched like a throw. */
+  onControl: (frame: WsFrame) => void | Promise<void>;
+  /** Agent: the edge opened an exchange with these request HEADERS. A rejection is a fault. */
+  onExchange?: (head: HTTPChunk, exchange: ExchangeDuplex) => void | Promise<void>;
   /** The socket is gone or the session broke the protocol; `err` says why. Called once. */
   onClose: (err: Error) => void;
+  /**
+   * A handler of this session threw (SessionFaultError, the thrown value as its cause). The session is
+   * closed (1011) right after; the caller logs and counts it. Default: nothing.
+   */
+  onFault?: (err: SessionFaultError) => void;
 }
 
 /**
@@ -33,8 +43,10 @@ export interface WsMuxInit {
  * window per direction, so a stalled reader stops only its own sender. The socket is always read;
  * what one exchange may buffer here is bounded by the window it granted.
  *
- * Teardown order (close): every stream fails (pending reads throw, writers wake) → socket closed with
- * a code → onClose.
+ * Every socket handler runs behind a guard: whatever it throws closes this session only.
+ *
+ * Teardown order (close): every stream fails (pending reads throw, writers wake) → onClose → socket
+ * closed with a code.
  */
 export class WsMux {
   /** The peer's window per exchange (from its Hello / Registered). */
@@ -51,14 +63,19 @@ export class WsMux {
     this.init = init;
     this.socket = init.socket;
     this.localWindow = init.localWindow;
-    this.socket.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
+    this.socket.on('message', this.guard((data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary)));
     // The peer's close reason stays out of the error: exchange errors can reach public error pages.
-    this.socket.on('close', (code: number) => this.shutdown(new TransportClosedError(`WebSocket closed (${code})`)));
-    this.socket.on('error', (err: Error) => this.shutdown(new TransportClosedError(`WebSocket failed: ${err.message}`, { cause: err })));
+    this.socket.on('close', this.guard((code: number) => this.shutdown(new TransportClosedError(`WebSocket closed (${code})`))));
+    this.socket.on('error', this.guard((err: Error) => this.shutdown(new TransportClosedError(`WebSocket failed: ${err.message}`, { cause: err }))));
   }
 
   get openStreams(): number {
     return this.streams.size;
+  }
+
+  /** True once the session is over (closed by either side, or broken). */
+  get isClosed(): boolean {
+    return this.closeError !== undefined;
   }
 
   /** Edge: starts an exchange whose request HEADERS are `head` (sent now; sink() skips them). */
@@ -101,10 +118,15 @@ export class WsMux {
     this.streams.delete(stream.streamId);
   }
 
-  /** Closes the socket and fails every exchange. Idempotent. */
+  /** Closes the socket and fails every exchange. Idempotent; never throws. */
   close(err: Error, code = 1000): void {
     if (this.closeError) return;
-    this.shutdown(err);
+    try {
+      this.shutdown(err);
+    } catch (cause) {
+      // Callers include timers and actors: a throwing onClose must not escape from here.
+      this.report(cause);
+    }
     try {
       // The reason is our own text (no peer text is ever quoted into an error), cut to what fits.
       this.socket.close(code, wsCloseReason(err.message));
@@ -115,30 +137,59 @@ export class WsMux {
 
   /** Breaks the session for a peer that broke the protocol; the reason is logged by onClose. */
   protocolError(message: string): void {
-    this.close(new ProtocolError(message), 1002);
+    this.close(new ProtocolError(message), CLOSE_PROTOCOL_ERROR);
   }
 
   private shutdown(err: Error): void {
     if (this.closeError) return;
     this.closeError = err;
-    for (const s of this.streams.values()) s.fail(err, undefined);
+    const streams = [...this.streams.values()];
     this.streams.clear();
-    this.init.onClose(err);
+    try {
+      for (const s of streams) s.fail(err, undefined);
+    } finally {
+      this.init.onClose(err);
+    }
   }
 
-  private onMessage(data: Buffer, isBinary: boolean): void {
+  /** Wraps a socket handler: a throw, or a rejection of what it returns, closes this session only. */
+  private guard<A extends unknown[]>(handler: (...args: A) => unknown): (...args: A) => void {
+    return (...args) => {
+      try {
+        const result = handler(...args);
+        if (result instanceof Promise) result.catch((err: unknown) => this.fault(err));
+      } catch (err) {
+        this.fault(err);
+      }
+    };
+  }
+
+  private fault(cause: unknown): void {
+    const err = this.report(cause);
+    if (this.closeError) this.socket.terminate();
+    else this.close(err, CLOSE_INTERNAL_ERROR);
+  }
+
+  private report(cause: unknown): SessionFaultError {
+    const err = new SessionFaultError('session handler failed', { cause });
+    try {
+      this.init.onFault?.(err);
+    } catch {
+      // The report failed too; closing the session is what matters.
+    }
+    return err;
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): unknown {
     if (this.closeError) return;
     let frame: WsFrame;
     try {
       frame = this.init.codec.decode(data, isBinary);
     } catch (err) {
-      this.close(toError(err), err instanceof ProtocolError ? 1002 : 1009);
+      this.close(toError(err), err instanceof ProtocolError ? CLOSE_PROTOCOL_ERROR : CLOSE_TOO_BIG);
       return;
     }
-    if (frame.stream === 0) {
-      this.init.onControl(frame);
-      return;
-    }
+    if (frame.stream === 0) return this.init.onControl(frame);
     const stream = this.streams.get(frame.stream);
     if ('credit' in frame) {
       stream?.credit(frame.credit);
@@ -149,17 +200,16 @@ export class WsMux {
       stream.deliver(frame.chunk);
       return;
     }
-    this.onUnknownStream(frame.stream, frame.chunk);
+    return this.onUnknownStream(frame.stream, frame.chunk);
   }
 
-  private onUnknownStream(id: number, chunk: HTTPChunk): void {
+  private onUnknownStream(id: number, chunk: HTTPChunk): unknown {
     const peerOpens = this.init.role === 'agent';
     if (peerOpens && id > this.highestPeerStream && id % 2 === 1 && chunk.kind === ChunkKind.HEADERS && chunk.method) {
       this.highestPeerStream = id;
       const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), false);
       this.streams.set(id, stream);
-      this.init.onExchange?.(chunk, stream);
-      return;
+      return this.init.onExchange?.(chunk, stream);
     }
     const known = peerOpens ? id <= this.highestPeerStream : id < this.nextStreamId;
     // Frames for an exchange that just ended (ours reset it, or END crossed a RESET) are dropped;

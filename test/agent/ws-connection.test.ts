@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { OriginProxy } from '../../src/agent/origin-proxy.js';
 import { WsConnection } from '../../src/agent/ws-connection.js';
+import { ChunkKind } from '../../src/codec/http-chunk.js';
 import { WS_CODECS, WS_PROTOCOL_JSON, WS_PROTOCOL_PROTO, type WsCodecName, type WsFrame } from '../../src/codec/ws-frame.js';
 import { ProtocolError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
@@ -65,6 +66,8 @@ async function edgeSide(ctx: Ctx): Promise<{ ws: WebSocket; send: (frame: WsFram
 }
 
 
+const registered: WsFrame = { stream: 0, edge: { registered: { name: 'demo', url: 'http://demo.localhost', sessionId: 's1', window: WINDOW, pingIntervalMs: 0 } } };
+
 // A close reason built from the edge's text was cut by characters, not bytes: `ws` threw in the
 // agent's message handler and the agent process died.
 test('an edge frame with a long non-ASCII type fails the registration with ERR_PROTOCOL; the agent lives on', async (ctx) => {
@@ -74,6 +77,18 @@ test('an edge frame with a long non-ASCII type fails the registration with ERR_P
   const err = await within(connecting);
   assert.instance(err, ProtocolError);
   assert.is(await within(edge.closed, 5000, 'the close'), 1002);
+});
+
+// A request the origin client refuses (a space in the target) made the exchange handler reject,
+// unhandled: the agent process died on the edge's word.
+test('an exchange whose handler fails closes that session only (1011); the connection reports closed', async (ctx) => {
+  const connecting = connect(ctx);
+  const edge = await edgeSide(ctx);
+  edge.send(registered);
+  ctx.conn = await within(connecting);
+  edge.send({ stream: 1, chunk: { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'GET', target: '/a b', headers: [] } });
+  assert.is(await within(edge.closed, 5000, 'the close'), 1011);
+  assert.ok(await within(ctx.conn.closed, 5000, 'the session to end'));
 });
 
 test.run();

@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import * as assert from 'uvu/assert';
 import { ChunkKind } from '../../src/codec/http-chunk.js';
 import { WS_PROTOCOL_JSON } from '../../src/codec/ws-frame.js';
@@ -6,9 +8,30 @@ import { MAX_WS_CLOSE_REASON_BYTES } from '../../src/streams/ws-close-reason.js'
 import { WS_CLOSE_BAD_HELLO } from '../../src/well-known.js';
 import { hostileEdgeSuite } from '../helpers/hostile-edge-suite.js';
 import { RawWsAgent } from '../helpers/raw-ws-agent.js';
-import { send, within } from '../helpers/harness.js';
+import { send, waitFor, within } from '../helpers/harness.js';
 
-const test = hostileEdgeSuite('edge/ws-endpoint');
+/** Log lines of the edge under test; the name `faulty` makes its 'agent registered' line throw. */
+const logLines: Array<{ msg: string; name?: string }> = [];
+const logger = pino(
+  {
+    level: 'info',
+    hooks: {
+      logMethod(args, method) {
+        const [fields, msg] = args as unknown as [{ name?: string }, string];
+        if (fields?.name === 'faulty' && msg === 'agent registered') throw new Error('injected handler fault');
+        method.apply(this, args);
+      },
+    },
+  },
+  new Writable({
+    write(line: Buffer, _enc, done) {
+      logLines.push(JSON.parse(line.toString()) as { msg: string; name?: string });
+      done();
+    },
+  }),
+);
+
+const test = hostileEdgeSuite('edge/ws-endpoint', { logger });
 const SOME_PEER_TEXT = 'é'.repeat(100);
 
 function assertNoPeerText(raw: RawWsAgent): void {
@@ -62,6 +85,18 @@ test('the public page of an exchange whose agent sent a bad header quotes nothin
   assert.is(res.statusCode, 502);
   assert.not.match(body.toString(), /script/);
   await within(ctx.raw.closed, 5000, 'the close');
+});
+
+// A throw in a session's handler (here the log line after registration) escaped to the process.
+test('an exception in one session handler closes that session (1011), is logged and counted; the edge stays up', async (ctx) => {
+  ctx.raw = await RawWsAgent.open(ctx.edge);
+  ctx.raw.send(RawWsAgent.hello('faulty'));
+  await within(ctx.raw.closed, 5000, 'the close');
+  assert.is(ctx.raw.closeCode, 1011);
+  const faults = await ctx.edge.metrics.sessionFaults.get();
+  assert.equal(faults.values.map((v) => [v.labels.transport, v.value]), [['websocket', 1]]);
+  assert.ok(logLines.some((l) => l.msg === 'closing agent session: handler fault' && l.name === 'faulty'));
+  await waitFor(() => ctx.edge.stats().sessions === 1, 5000, 'the faulty session to be dropped');
 });
 
 test.run();

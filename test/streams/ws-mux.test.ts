@@ -4,17 +4,22 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { WebSocket, WebSocketServer } from 'ws';
 import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
-import { WS_CODECS, WS_PROTOCOL_PROTO } from '../../src/codec/ws-frame.js';
+import { encodeWsFrameProto, WS_CODECS, WS_PROTOCOL_PROTO, type WsFrame } from '../../src/codec/ws-frame.js';
+import { SessionFaultError } from '../../src/errors.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
-import { WsMux } from '../../src/streams/ws-mux.js';
-import { waitFor } from '../helpers/harness.js';
+import { WsMux, type WsMuxInit } from '../../src/streams/ws-mux.js';
+import { waitFor, within } from '../helpers/harness.js';
 
 const test = suite('streams/ws-mux');
 const WINDOW = 256 * 1024;
 const MiB = 1024 * 1024;
 
-/** An edge-role and an agent-role mux over a real loopback WebSocket. */
-async function pair() {
+/**
+ * An edge-role and an agent-role mux over a real loopback WebSocket. `edgeInit` overrides the edge
+ * mux's handlers; `edgeClosed` settles with the error that ended it. Tests that play a hostile agent
+ * write raw frames on `client` (the agent mux there only reads).
+ */
+async function pair(edgeInit: Partial<WsMuxInit> = {}) {
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
   await once(wss, 'listening');
   const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`);
@@ -23,7 +28,9 @@ async function pair() {
   const inbound: Array<{ head: HTTPChunk; exchange: ExchangeDuplex }> = [];
   const codec = WS_CODECS[WS_PROTOCOL_PROTO];
   const noop = (): void => undefined;
-  const edge = new WsMux({ socket: serverSocket, codec, role: 'edge', localWindow: WINDOW, onControl: noop, onClose: noop });
+  let edgeClose!: (err: Error) => void;
+  const edgeClosed = new Promise<Error>((resolve) => (edgeClose = resolve));
+  const edge = new WsMux({ socket: serverSocket, codec, role: 'edge', localWindow: WINDOW, onControl: noop, onClose: edgeClose, ...edgeInit });
   const agent = new WsMux({
     socket: client,
     codec,
@@ -31,7 +38,9 @@ async function pair() {
     localWindow: WINDOW,
     onControl: noop,
     onClose: noop,
-    onExchange: (head, exchange) => inbound.push({ head, exchange }),
+    onExchange: (head, exchange) => {
+      inbound.push({ head, exchange });
+    },
   });
   edge.remoteWindow = WINDOW;
   agent.remoteWindow = WINDOW;
@@ -40,7 +49,10 @@ async function pair() {
     client.terminate();
     await new Promise<void>((resolve) => wss.close(() => resolve()));
   };
-  return { edge, agent, inbound, close };
+  const sendRaw = (frames: Iterable<WsFrame>): void => {
+    for (const f of frames) client.send(encodeWsFrameProto(f));
+  };
+  return { edge, agent, inbound, close, client, serverSocket, edgeClosed, sendRaw };
 }
 
 const head = (id: string): HTTPChunk => ({ kind: ChunkKind.HEADERS, exchangeId: id, method: 'POST', target: '/', headers: [] });
@@ -122,5 +134,27 @@ test('credit returns only as the reader consumes, and the bytes arrive intact', 
     await close();
   }
 });
+
+// An exception in a handler escaped the socket's event handler and ended the process.
+for (const [how, onControl] of [
+  ['throws', () => { throw new Error('boom'); }],
+  ['rejects', () => Promise.reject(new Error('boom'))],
+] as const) {
+  test(`a control handler that ${how} closes that session (1011) and reports a SessionFaultError`, async () => {
+    const faults: Error[] = [];
+    const { edge, sendRaw, client, edgeClosed, close } = await pair({ onControl, onFault: (err) => faults.push(err) });
+    try {
+      sendRaw([{ stream: 0, agent: { drain: { gracePeriodMs: 0 } } }]);
+      const [code] = (await within(once(client, 'close'), 5000, 'the close')) as [number];
+      assert.is(code, 1011);
+      assert.instance(await within(edgeClosed), SessionFaultError);
+      assert.is(faults.length, 1);
+      assert.is((faults[0].cause as Error).message, 'boom');
+      assert.ok(edge.isClosed);
+    } finally {
+      await close();
+    }
+  });
+}
 
 test.run();
