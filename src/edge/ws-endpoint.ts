@@ -77,6 +77,9 @@ export class WsEndpoint {
     const codec = WS_CODECS[(ws.protocol || WS_PROTOCOL_PROTO) as WsCodecName];
     let session: AgentSession | undefined;
     let heartbeat: Heartbeat | undefined;
+    // One handshake per connection, decided on the first Hello before anything is awaited: Hellos
+    // that arrive together in one read must not each start an admission.
+    let helloSeen = false;
     const helloTimer = setTimeout(() => mux.close(new ProtocolError('no Hello in time'), WS_CLOSE_BAD_HELLO), HELLO_TIMEOUT_MS);
     const mux: WsMux = new WsMux({
       socket: ws,
@@ -107,7 +110,8 @@ export class WsEndpoint {
       }
       const hello = frame.agent.hello;
       if (!hello) return;
-      if (session) return mux.protocolError('second Hello');
+      if (helloSeen) return mux.protocolError('second Hello');
+      helloSeen = true;
       clearTimeout(helloTimer);
       const name = hello.name;
       if (!isValidTunnelName(name)) {
@@ -142,6 +146,11 @@ export class WsEndpoint {
         s.abort(toError(err));
         this.log.info({ name, peer, reason: toError(err).message }, 'agent registration refused');
         mux.close(toError(err), closeCodeFor(err));
+        return;
+      }
+      if (mux.isClosed) {
+        // The connection went away while admission ran: nobody will ever close this session.
+        s.abort(new AgentUnavailableError('agent connection closed during registration'));
         return;
       }
       session = s;

@@ -1,8 +1,10 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import * as assert from 'uvu/assert';
+import { MemoryRegistry, type ClaimOptions } from '../../src/actors/registry.js';
+import type { AgentSession } from '../../src/actors/agent-session.js';
 import { ChunkKind } from '../../src/codec/http-chunk.js';
-import { WS_PROTOCOL_JSON } from '../../src/codec/ws-frame.js';
+import { WS_PROTOCOL_JSON, type WsFrame } from '../../src/codec/ws-frame.js';
 import type { Edge } from '../../src/edge/edge-server.js';
 import { MAX_WS_CLOSE_REASON_BYTES } from '../../src/streams/ws-close-reason.js';
 import { WS_CLOSE_BAD_HELLO } from '../../src/well-known.js';
@@ -31,7 +33,21 @@ const logger = pino(
   }),
 );
 
-const test = hostileEdgeSuite('edge/ws-endpoint', { logger });
+/** Claims of `slow` wait until the test opens the gate. */
+class GatedRegistry extends MemoryRegistry {
+  gate: Promise<void> | undefined;
+  waiting = false;
+  override async claim(name: string, session: AgentSession, options: ClaimOptions): Promise<void> {
+    if (name === 'slow' && this.gate) {
+      this.waiting = true;
+      await this.gate;
+    }
+    return super.claim(name, session, options);
+  }
+}
+
+const registry = new GatedRegistry();
+const test = hostileEdgeSuite('edge/ws-endpoint', { logger, registry });
 const SOME_PEER_TEXT = 'é'.repeat(100);
 
 function assertNoPeerText(raw: RawWsAgent): void {
@@ -85,6 +101,36 @@ test('the public page of an exchange whose agent sent a bad header quotes nothin
   assert.is(res.statusCode, 502);
   assert.not.match(body.toString(), /script/);
   await within(ctx.raw.closed, 5000, 'the close');
+});
+
+// Hellos arriving together were each admitted (the guard was set after `await admit`): when the
+// connection closed, only the last session went; the others stayed registered, their names answering
+// 502 forever and counting against max-agents.
+test('several Hellos in one read: the second is a protocol error that closes the connection; no session is left', async (ctx) => {
+  ctx.raw = await RawWsAgent.open(ctx.edge);
+  const hellos: WsFrame[] = ['hello-a', 'hello-b', 'hello-c'].map((name) => RawWsAgent.hello(name));
+  ctx.raw.sendBurst(hellos);
+  await within(ctx.raw.closed, 5000, 'the close');
+  assert.is(ctx.raw.closeCode, 1002);
+  await waitFor(() => ctx.edge.stats().sessions === 1, 5000, 'sessions back to the good one');
+  // The names are free again.
+  const again = await RawWsAgent.connect(ctx.edge, 'hello-a');
+  await again.close();
+});
+
+// A connection that closed while its admission was still running left a registered session that
+// nothing would ever close.
+test('a connection that closes during admission leaves no session behind', async (ctx) => {
+  let open!: () => void;
+  registry.gate = new Promise<void>((resolve) => (open = resolve));
+  ctx.raw = await RawWsAgent.open(ctx.edge);
+  ctx.raw.send(RawWsAgent.hello('slow'));
+  await waitFor(() => registry.waiting, 5000, 'admission to start');
+  await ctx.raw.close();
+  await waitFor(() => ctx.edge.stats().wsConnections === 1, 5000, 'the edge to see the close');
+  open();
+  registry.gate = undefined;
+  await waitFor(() => ctx.edge.stats().sessions === 1, 5000, 'the late session to be dropped');
 });
 
 // A throw in a session's handler (here the log line after registration) escaped to the process.
