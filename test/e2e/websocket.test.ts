@@ -1,11 +1,11 @@
 import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
 import * as assert from 'uvu/assert';
-import { ChunkKind, END_CHUNK } from '../../src/codec/http-chunk.js';
+import { ChunkKind, END_CHUNK, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import { MAX_WS_FRAME_BYTES } from '../../src/codec/ws-frame.js';
 import { hostileEdgeSuite } from '../helpers/hostile-edge-suite.js';
 import { RawWsAgent } from '../helpers/raw-ws-agent.js';
-import { send, startEdge, waitFor } from '../helpers/harness.js';
+import { send, startEdge, waitFor, within } from '../helpers/harness.js';
 
 const test = hostileEdgeSuite('e2e/websocket');
 
@@ -56,36 +56,44 @@ test('frames for an exchange that already ended are dropped; the next exchange w
   assert.is(ctx.raw.ws.readyState, ctx.raw.ws.OPEN);
 });
 
-test('a peer that overruns its credit window is a protocol error that closes its session', async (ctx) => {
-  ctx.raw = await RawWsAgent.connect(ctx.edge, 'overrun');
-  // A public client that reads nothing: the edge consumes nothing and grants no more credit.
-  const req = request({ host: '127.0.0.1', port: ctx.edge.publicPort, path: '/', headers: { host: 'overrun.localhost' }, agent: false });
-  req.on('error', () => undefined);
-  const response = once(req, 'response').then(([res]) => {
-    (res as IncomingMessage).pause();
-    return res as IncomingMessage;
+// The second case guards against a DATA chunk without its bytes field: it decoded without a
+// byteLength, turned the edge's remaining credit into NaN, and no overrun was caught after it.
+for (const [how, first] of [
+  ['', []],
+  [' (after a DATA chunk without bytes)', [{ kind: ChunkKind.DATA }]],
+] as Array<[string, HTTPChunk[]]>) {
+  test(`a peer that overruns its credit window is a protocol error that closes its session${how}`, async (ctx) => {
+    ctx.raw = await RawWsAgent.connect(ctx.edge, 'overrun');
+    // A public client that reads nothing: the edge consumes nothing and grants no more credit.
+    const req = request({ host: '127.0.0.1', port: ctx.edge.publicPort, path: '/', headers: { host: 'overrun.localhost' }, agent: false });
+    req.on('error', () => undefined);
+    const response = once(req, 'response').then(([res]) => {
+      (res as IncomingMessage).pause();
+      return res as IncomingMessage;
+    });
+    req.end();
+    const { stream } = await ctx.raw.nextExchange();
+    const registered = await ctx.raw.next((f) => 'edge' in f && !!f.edge.registered);
+    const window = ('edge' in registered && registered.edge.registered?.window) || 0;
+    assert.ok(window > 0);
+    ctx.raw.send({ stream, chunk: { kind: ChunkKind.HEADERS, status: 200, headers: [] } });
+    for (const chunk of first) ctx.raw.send({ stream, chunk });
+    const block = Buffer.alloc(128 * 1024);
+    // More than the window plus what the paused client's socket buffers can absorb.
+    for (let sent = 0; sent <= window * 2 + 32 * 1024 * 1024; sent += block.length) ctx.raw.send({ stream, chunk: { kind: ChunkKind.DATA, data: block } });
+    await within(ctx.raw.closed, 20_000, 'the session to be closed');
+    assert.is(ctx.raw.closeCode, 1002, ctx.raw.closeReason);
+    assert.match(ctx.raw.closeReason, /credit/);
+    // Reading what was buffered ends in an error: the response was cut, never completed.
+    const res = await response;
+    const outcome = await new Promise<string>((resolve) => {
+      res.on('error', () => resolve('error'));
+      res.on('end', () => resolve(res.complete ? 'complete' : 'cut'));
+      res.resume();
+    });
+    assert.is.not(outcome, 'complete');
   });
-  req.end();
-  const { stream } = await ctx.raw.nextExchange();
-  const registered = await ctx.raw.next((f) => 'edge' in f && !!f.edge.registered);
-  const window = ('edge' in registered && registered.edge.registered?.window) || 0;
-  assert.ok(window > 0);
-  ctx.raw.send({ stream, chunk: { kind: ChunkKind.HEADERS, status: 200, headers: [] } });
-  const block = Buffer.alloc(128 * 1024);
-  // More than the window plus what the paused client's socket buffers can absorb.
-  for (let sent = 0; sent <= window * 2 + 32 * 1024 * 1024; sent += block.length) ctx.raw.send({ stream, chunk: { kind: ChunkKind.DATA, data: block } });
-  await ctx.raw.closed;
-  assert.is(ctx.raw.closeCode, 1002, ctx.raw.closeReason);
-  assert.match(ctx.raw.closeReason, /credit/);
-  // Reading what was buffered ends in an error: the response was cut, never completed.
-  const res = await response;
-  const outcome = await new Promise<string>((resolve) => {
-    res.on('error', () => resolve('error'));
-    res.on('end', () => resolve(res.complete ? 'complete' : 'cut'));
-    res.resume();
-  });
-  assert.is.not(outcome, 'complete');
-});
+}
 
 test('an agent that stops answering pings is declared dead: its exchange gets 502, its name is freed', async (ctx) => {
   const edge = await startEdge({ pingIntervalMs: 100, reconnectGraceMs: 0 });
