@@ -3,7 +3,7 @@ import { Heartbeat } from '../actors/heartbeat.js';
 import { MAX_WS_FRAME_BYTES, WS_CODECS, type WsCodecName } from '../codec/ws-frame.js';
 import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { WsMux } from '../streams/ws-mux.js';
+import { MIN_WS_WINDOW_BYTES, WsMux } from '../streams/ws-mux.js';
 import { WS_CLOSE_BAD_HELLO, WS_CLOSE_NAME_NOT_ALLOWED, WS_CLOSE_NAME_TAKEN, WS_CLOSE_UNAUTHORIZED } from '../well-known.js';
 import type { ExchangeHandler } from './grpc-connection.js';
 import { REGISTER_TIMEOUT_MS } from './grpc-connection.js';
@@ -92,9 +92,11 @@ export class WsConnection {
           } else if (m.drain) {
             init.onDrain?.();
           } else if ('registered' in m && m.registered && !registered) {
+            const r = m.registered;
+            // 0: an edge that announces no window; below the minimum no full chunk could ever be sent.
+            if ((r.window ?? 0) > 0 && r.window! < MIN_WS_WINDOW_BYTES) return mux.protocolError('edge window below the minimum');
             registered = true;
             clearTimeout(timer);
-            const r = m.registered;
             if ((r.window ?? 0) > 0) mux.remoteWindow = r.window!;
             const interval = r.pingIntervalMs ?? 0;
             if (interval > 0) {

@@ -2,13 +2,13 @@ import type { WebSocket } from 'ws';
 import { ChunkKind, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
 import type { WsCodec, WsFrame } from '../codec/ws-frame.js';
 import { ProtocolError, SessionFaultError, TransportClosedError, toError } from '../errors.js';
-import { ExchangeBase } from './exchange-base.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 import { wsCloseReason } from './ws-close-reason.js';
+import { MuxStream, type MuxStreamHost } from './ws-mux-stream.js';
 
-/** Default per-exchange receive window on WebSocket, in DATA bytes (credit returned at half). */
+/** Default per-exchange receive window on WebSocket, in bytes of chunk cost (credit returned at half). */
 export const DEFAULT_WS_WINDOW_BYTES = 1024 * 1024;
-/** Smallest window either side may announce: one full DATA chunk. */
+/** Smallest window either side may announce. */
 export const MIN_WS_WINDOW_BYTES = 256 * 1024;
 /** Socket-level write buffer above which a writer waits for the socket to flush. */
 export const WS_SOCKET_HIGH_WATER_BYTES = 1024 * 1024;
@@ -23,7 +23,7 @@ export interface WsMuxInit {
   codec: WsCodec;
   /** The edge opens exchanges on odd ids; the agent answers on them. */
   role: 'edge' | 'agent';
-  /** DATA bytes we accept per exchange before we return credit. */
+  /** Bytes of chunk cost we accept per exchange before we return credit. */
   localWindow: number;
   /** Control frames (stream 0). A promise it returns is watched like a throw. */
   onControl: (frame: WsFrame) => void | Promise<void>;
@@ -48,7 +48,7 @@ export interface WsMuxInit {
  * Teardown order (close): every stream fails (pending reads throw, writers wake) → onClose → socket
  * closed with a code.
  */
-export class WsMux {
+export class WsMux implements MuxStreamHost {
   /** The peer's window per exchange (from its Hello / Registered). */
   remoteWindow = DEFAULT_WS_WINDOW_BYTES;
   readonly localWindow: number;
@@ -83,7 +83,7 @@ export class WsMux {
     if (this.closeError) throw this.closeError;
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), true);
+    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), 'local');
     this.streams.set(id, stream);
     this.sendNow({ stream: id, chunk: head });
     return stream;
@@ -190,16 +190,19 @@ export class WsMux {
       return;
     }
     if (frame.stream === 0) return this.init.onControl(frame);
+    try {
+      return this.onStreamFrame(frame);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.close(err, CLOSE_PROTOCOL_ERROR);
+    }
+  }
+
+  private onStreamFrame(frame: WsFrame): unknown {
     const stream = this.streams.get(frame.stream);
-    if ('credit' in frame) {
-      stream?.credit(frame.credit);
-      return;
-    }
+    if ('credit' in frame) return stream?.credit(frame.credit);
     if (!('chunk' in frame)) return;
-    if (stream) {
-      stream.deliver(frame.chunk);
-      return;
-    }
+    if (stream) return stream.deliver(frame.chunk);
     return this.onUnknownStream(frame.stream, frame.chunk);
   }
 
@@ -207,7 +210,7 @@ export class WsMux {
     const peerOpens = this.init.role === 'agent';
     if (peerOpens && id > this.highestPeerStream && id % 2 === 1 && chunk.kind === ChunkKind.HEADERS && chunk.method) {
       this.highestPeerStream = id;
-      const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), false);
+      const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), 'peer');
       this.streams.set(id, stream);
       return this.init.onExchange?.(chunk, stream);
     }
@@ -217,122 +220,3 @@ export class WsMux {
     if (!known && chunk.kind !== ChunkKind.RESET) this.sendNow({ stream: id, chunk: resetChunk(ResetCode.PROTOCOL_ERROR, 'unknown stream') });
   }
 }
-
-class MuxStream extends ExchangeBase {
-  private queue: HTTPChunk[] = [];
-  private readWaiter: (() => void) | undefined;
-  private creditWaiter: (() => void) | undefined;
-  private recvAllowed: number;
-  private consumed = 0;
-  private sendCredit: number;
-
-  constructor(
-    private readonly mux: WsMux,
-    readonly streamId: number,
-    id: string,
-    headSent: boolean,
-  ) {
-    super(id, headSent);
-    this.recvAllowed = mux.localWindow;
-    this.sendCredit = mux.remoteWindow;
-  }
-
-  get buffered(): boolean {
-    return this.queue.length > 0;
-  }
-
-  /** A chunk from the peer. DATA beyond the window we granted breaks the session. */
-  deliver(chunk: HTTPChunk): void {
-    if (this.isSettled) return;
-    if (chunk.kind === ChunkKind.RESET) {
-      // A reset aborts both directions now, even when nobody is reading (a sender waiting for credit).
-      this.resetBy(chunk);
-      return;
-    }
-    if (chunk.kind === ChunkKind.DATA) {
-      const n = chunk.data!.byteLength;
-      if (n > this.recvAllowed) {
-        this.mux.protocolError(`stream ${this.streamId} sent ${n} bytes with ${this.recvAllowed} bytes of credit`);
-        return;
-      }
-      this.recvAllowed -= n;
-    }
-    this.queue.push(chunk);
-    this.wakeReader();
-  }
-
-  /** The peer consumed `n` bytes of ours. */
-  credit(n: number): void {
-    if (this.isSettled) return;
-    this.sendCredit += n;
-    if (this.sendCredit > this.mux.remoteWindow) {
-      this.mux.protocolError(`stream ${this.streamId} granted credit beyond its window`);
-      return;
-    }
-    this.wakeSender();
-  }
-
-  protected async next(): Promise<HTTPChunk | null> {
-    while (this.queue.length === 0) {
-      if (this.error) throw this.error;
-      await new Promise<void>((resolve) => (this.readWaiter = resolve));
-    }
-    const chunk = this.queue.shift()!;
-    if (chunk.kind === ChunkKind.DATA) this.consume(chunk.data!.byteLength);
-    return chunk;
-  }
-
-  /** Credit goes back only for bytes the application took, batched at half the window. */
-  private consume(n: number): void {
-    this.consumed += n;
-    if (this.consumed >= this.mux.localWindow / 2) {
-      this.recvAllowed += this.consumed;
-      this.mux.sendNow({ stream: this.streamId, credit: this.consumed });
-      this.consumed = 0;
-    }
-  }
-
-  protected async send(chunk: HTTPChunk): Promise<void> {
-    if (chunk.kind === ChunkKind.DATA) {
-      const n = chunk.data!.byteLength;
-      while (this.sendCredit < n) {
-        await new Promise<void>((resolve) => (this.creditWaiter = resolve));
-        if (this.error) throw this.error;
-      }
-      this.sendCredit -= n;
-    }
-    await this.mux.write({ stream: this.streamId, chunk });
-  }
-
-  protected sendNow(chunk: HTTPChunk): void {
-    this.mux.sendNow({ stream: this.streamId, chunk });
-  }
-
-  protected failed(): void {
-    this.queue = [];
-    this.wakeReader();
-    this.wakeSender();
-    this.mux.release(this);
-  }
-
-  protected finished(): void {
-    this.mux.release(this);
-  }
-
-  private wakeReader(): void {
-    const w = this.readWaiter;
-    this.readWaiter = undefined;
-    w?.();
-  }
-
-  private wakeSender(): void {
-    const w = this.creditWaiter;
-    this.creditWaiter = undefined;
-    w?.();
-  }
-
-  protected endedError(): Error {
-    return new TransportClosedError('WebSocket ended inside an exchange');
-  }
-}
-

@@ -65,7 +65,6 @@ async function edgeSide(ctx: Ctx): Promise<{ ws: WebSocket; send: (frame: WsFram
   return { ws, send: (frame) => ws.send(codec.encode(frame), { binary: codec.binary }), closed };
 }
 
-
 const registered: WsFrame = { stream: 0, edge: { registered: { name: 'demo', url: 'http://demo.localhost', sessionId: 's1', window: WINDOW, pingIntervalMs: 0 } } };
 
 // A close reason built from the edge's text was cut by characters, not bytes: `ws` threw in the
@@ -89,6 +88,28 @@ test('an exchange whose handler fails closes that session only (1011); the conne
   edge.send({ stream: 1, chunk: { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'GET', target: '/a b', headers: [] } });
   assert.is(await within(edge.closed, 5000, 'the close'), 1011);
   assert.ok(await within(ctx.conn.closed, 5000, 'the session to end'));
+});
+
+// Chunks the agent's reader would never take (a second request HEADERS, DATA after END) were queued
+// without limit.
+test('request chunks out of order from the edge are a protocol error that closes the session (1002)', async (ctx) => {
+  const connecting = connect(ctx);
+  const edge = await edgeSide(ctx);
+  edge.send(registered);
+  ctx.conn = await within(connecting);
+  const head = { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'POST', target: '/', headers: [] };
+  edge.send({ stream: 1, chunk: head });
+  edge.send({ stream: 1, chunk: head });
+  assert.is(await within(edge.closed, 5000, 'the close'), 1002);
+  await within(ctx.conn.closed, 5000, 'the session to end');
+});
+
+test('an edge that announces a window below the minimum is refused', async (ctx) => {
+  const connecting = connect(ctx).catch((err: unknown) => err);
+  const edge = await edgeSide(ctx);
+  edge.send({ stream: 0, edge: { registered: { name: 'demo', url: 'http://demo.localhost', sessionId: 's1', window: 1, pingIntervalMs: 0 } } });
+  assert.instance(await within(connecting), ProtocolError);
+  assert.is(await within(edge.closed, 5000, 'the close'), 1002);
 });
 
 test.run();

@@ -110,4 +110,33 @@ test('an agent that stops answering pings is declared dead: its exchange gets 50
   }
 });
 
+const headers = (status: number): HTTPChunk => ({ kind: ChunkKind.HEADERS, status, headers: [] });
+const data = (text: string): HTTPChunk => ({ kind: ChunkKind.DATA, data: Buffer.from(text) });
+const TRAILERS: HTTPChunk = { kind: ChunkKind.TRAILERS, headers: [{ name: 'x-sum', value: '1' }] };
+
+// Each of these used to be queued for a reader that would never take it (only DATA bytes were
+// checked), so repeating it grew the edge's memory without bound.
+const outOfOrder: Array<[string, HTTPChunk[]]> = [
+  ['DATA before HEADERS', [data('x')]],
+  ['a second final HEADERS', [headers(200), headers(200)]],
+  ['request HEADERS as a response', [{ kind: ChunkKind.HEADERS, method: 'GET', target: '/', headers: [] }]],
+  ['a second TRAILERS', [headers(200), TRAILERS, TRAILERS]],
+  ['DATA after TRAILERS', [headers(200), TRAILERS, data('x')]],
+  ['DATA after END', [headers(200), END_CHUNK, data('x'), data('')]],
+];
+
+for (const [what, chunks] of outOfOrder) {
+  test(`${what} is a protocol error that closes that session (1002); its exchange fails`, async (ctx) => {
+    ctx.raw = await RawWsAgent.connect(ctx.edge, 'order');
+    const pending = send(ctx.edge, 'order', '/').catch((err: Error) => err);
+    const { stream } = await ctx.raw.nextExchange();
+    ctx.raw.sendBurst(chunks.map((chunk) => ({ stream, chunk })));
+    await within(ctx.raw.closed, 5000, 'the close');
+    assert.is(ctx.raw.closeCode, 1002, ctx.raw.closeReason);
+    const outcome = await pending;
+    // Either a 502 page, or (once the head went out) a cut response.
+    assert.ok(outcome instanceof Error || outcome.res.statusCode === 502 || !outcome.res.complete);
+  });
+}
+
 test.run();

@@ -7,6 +7,7 @@ import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk
 import { encodeWsFrameProto, WS_CODECS, WS_PROTOCOL_PROTO, type WsFrame } from '../../src/codec/ws-frame.js';
 import { SessionFaultError } from '../../src/errors.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
+import { MAX_QUEUED_CHUNKS } from '../../src/streams/ws-credit.js';
 import { WsMux, type WsMuxInit } from '../../src/streams/ws-mux.js';
 import { waitFor, within } from '../helpers/harness.js';
 
@@ -134,6 +135,47 @@ test('credit returns only as the reader consumes, and the bytes arrive intact', 
     await close();
   }
 });
+
+test('a full-size DATA chunk gets through the smallest window (split to fit the credit)', async () => {
+  const { edge, inbound, close } = await pair();
+  try {
+    const e = edge.open(head('big'));
+    const sending = e.sink(body('big', 4 * MiB, { pulled: 0 }, WINDOW)).catch((err: Error) => err);
+    await waitFor(() => inbound.length === 1);
+    assert.is(await drain(inbound[0].exchange), 4 * MiB);
+    assert.is(await sending, undefined);
+  } finally {
+    await close();
+  }
+});
+
+const response = (stream: number, frames: number, chunk: HTTPChunk): WsFrame[] => [
+  { stream, chunk: { kind: ChunkKind.HEADERS, status: 200, headers: [] } },
+  ...Array.from({ length: frames }, () => ({ stream, chunk })),
+];
+
+// Only DATA bytes were charged: empty DATA (or 1xx HEADERS) for a reader that takes nothing was
+// queued without limit.
+const uncharged: Array<[string, WsFrame[]]> = [
+  ['empty DATA', response(1, MAX_QUEUED_CHUNKS + 1, dataChunk(new Uint8Array(0)))],
+  ['informational HEADERS', Array.from({ length: MAX_QUEUED_CHUNKS + 1 }, () => ({ stream: 1, chunk: { kind: ChunkKind.HEADERS, status: 103, headers: [{ name: 'link', value: '</a>' }] } }))],
+];
+
+for (const [what, frames] of uncharged) {
+  test(`${what} for a stalled reader is charged: the session closes once the window is spent`, async () => {
+    const { edge, sendRaw, client, edgeClosed, close } = await pair();
+    try {
+      const stalled = edge.open(head('stalled'));
+      sendRaw(frames);
+      const [code] = (await within(once(client, 'close'), 5000, 'the close')) as [number];
+      assert.is(code, 1002);
+      assert.match((await within(edgeClosed)).message, /credit/);
+      assert.ok(stalled.error);
+    } finally {
+      await close();
+    }
+  });
+}
 
 // An exception in a handler escaped the socket's event handler and ended the process.
 for (const [how, onControl] of [
