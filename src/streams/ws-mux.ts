@@ -10,11 +10,18 @@ import { MuxStream, type MuxStreamHost } from './ws-mux-stream.js';
 export const DEFAULT_WS_WINDOW_BYTES = 1024 * 1024;
 /** Smallest window either side may announce. */
 export const MIN_WS_WINDOW_BYTES = 256 * 1024;
-/** Socket-level write buffer above which a writer waits for the socket to flush. */
+/** Socket-level write buffer above which DATA writers wait, and advisory frames are dropped. */
 export const WS_SOCKET_HIGH_WATER_BYTES = 1024 * 1024;
+/**
+ * Socket-level write buffer above which the session is closed: frames that cannot wait (credit,
+ * RESET, HEADERS, pong) still may not pile up behind a peer that does not read. A reading peer stays
+ * far below it: DATA stops at WS_SOCKET_HIGH_WATER_BYTES and the rest is small and bounded in count.
+ */
+export const WS_SEND_BUFFER_LIMIT_BYTES = 8 * 1024 * 1024;
 
 /** WebSocket close codes the mux uses (RFC 6455 §7.4.1). */
 const CLOSE_PROTOCOL_ERROR = 1002;
+const CLOSE_POLICY_VIOLATION = 1008;
 const CLOSE_TOO_BIG = 1009;
 const CLOSE_INTERNAL_ERROR = 1011;
 
@@ -55,6 +62,7 @@ export class WsMux implements MuxStreamHost {
   private readonly init: WsMuxInit;
   private readonly socket: WebSocket;
   private readonly streams = new Map<number, MuxStream>();
+  private readonly flushWaiters = new Set<() => void>();
   private nextStreamId = 1;
   private highestPeerStream = 0;
   private closeError: Error | undefined;
@@ -94,23 +102,27 @@ export class WsMux implements MuxStreamHost {
     this.sendNow(frame);
   }
 
-  /** @internal writes a frame, waiting while the socket's buffer is above its high-water mark. */
+  /** @internal writes a frame once the socket's buffer is below its high-water mark. */
   async write(frame: WsFrame): Promise<void> {
-    if (this.closeError) throw this.closeError;
-    const data = this.init.codec.encode(frame);
-    if (this.socket.bufferedAmount < WS_SOCKET_HIGH_WATER_BYTES) {
-      this.socket.send(data, { binary: this.init.codec.binary });
-      return;
+    while (this.socket.bufferedAmount >= WS_SOCKET_HIGH_WATER_BYTES) {
+      if (this.closeError) throw this.closeError;
+      await new Promise<void>((resolve) => this.flushWaiters.add(resolve));
     }
-    await new Promise<void>((resolve, reject) =>
-      this.socket.send(data, { binary: this.init.codec.binary }, (err) => (err ? reject(new TransportClosedError('WebSocket write failed', { cause: err })) : resolve())),
-    );
+    if (this.closeError) throw this.closeError;
+    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
   }
 
-  /** @internal writes without waiting (HEADERS, credit, RESET, control: small and bounded in count). */
+  /**
+   * @internal writes without waiting (HEADERS, credit, RESET, control: small and bounded in count).
+   * A peer that lets the buffer pass WS_SEND_BUFFER_LIMIT_BYTES is not reading: its session is closed.
+   */
   sendNow(frame: WsFrame): void {
     if (this.closeError || this.socket.readyState !== this.socket.OPEN) return;
-    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary });
+    if (this.socket.bufferedAmount > WS_SEND_BUFFER_LIMIT_BYTES) {
+      this.close(new ProtocolError(`peer does not read: more than ${WS_SEND_BUFFER_LIMIT_BYTES} bytes wait to be sent`), CLOSE_POLICY_VIOLATION);
+      return;
+    }
+    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
   }
 
   /** @internal */
@@ -140,11 +152,17 @@ export class WsMux implements MuxStreamHost {
     this.close(new ProtocolError(message), CLOSE_PROTOCOL_ERROR);
   }
 
+  private readonly onFlushed = (): void => {
+    for (const wake of this.flushWaiters) wake();
+    this.flushWaiters.clear();
+  };
+
   private shutdown(err: Error): void {
     if (this.closeError) return;
     this.closeError = err;
     const streams = [...this.streams.values()];
     this.streams.clear();
+    this.onFlushed();
     try {
       for (const s of streams) s.fail(err, undefined);
     } finally {
@@ -216,7 +234,9 @@ export class WsMux implements MuxStreamHost {
     }
     const known = peerOpens ? id <= this.highestPeerStream : id < this.nextStreamId;
     // Frames for an exchange that just ended (ours reset it, or END crossed a RESET) are dropped;
-    // anything else names a stream that never existed: reset just that id.
-    if (!known && chunk.kind !== ChunkKind.RESET) this.sendNow({ stream: id, chunk: resetChunk(ResetCode.PROTOCOL_ERROR, 'unknown stream') });
+    // anything else names a stream that never existed: reset just that id. The RESET is advisory, so
+    // it is dropped rather than queued behind a peer that sends without reading.
+    if (known || chunk.kind === ChunkKind.RESET || this.socket.bufferedAmount >= WS_SOCKET_HIGH_WATER_BYTES) return;
+    this.sendNow({ stream: id, chunk: resetChunk(ResetCode.PROTOCOL_ERROR, 'unknown stream') });
   }
 }

@@ -3,6 +3,7 @@ import { request, type IncomingMessage } from 'node:http';
 import * as assert from 'uvu/assert';
 import { ChunkKind, END_CHUNK, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import { MAX_WS_FRAME_BYTES } from '../../src/codec/ws-frame.js';
+import { WS_SOCKET_HIGH_WATER_BYTES } from '../../src/streams/ws-mux.js';
 import { hostileEdgeSuite } from '../helpers/hostile-edge-suite.js';
 import { RawWsAgent } from '../helpers/raw-ws-agent.js';
 import { send, startEdge, waitFor, within } from '../helpers/harness.js';
@@ -138,5 +139,21 @@ for (const [what, chunks] of outOfOrder) {
     assert.ok(outcome instanceof Error || outcome.res.statusCode === 502 || !outcome.res.complete);
   });
 }
+
+// Each frame for a stream that never existed was answered with a RESET queued on the socket, read
+// or not: an agent that sends without reading grew the edge's send buffer without bound.
+test('a flood of frames for unknown streams from an agent that does not read leaves the edge send buffer bounded', async (ctx) => {
+  ctx.raw = await RawWsAgent.connect(ctx.edge, 'flood');
+  ctx.raw.ws.pause();
+  const frames = (function* () {
+    for (let i = 0; i < 400_000; i++) yield { stream: 1001 + 2 * (i % 1000), chunk: data('x') };
+    // Processed after the flood: a protocol error that ends the session, so the test knows when.
+    yield RawWsAgent.hello('again');
+  })();
+  ctx.raw.sendBurst(frames);
+  await waitFor(() => ctx.edge.stats().sessions === 1, 30_000, 'the flood to be processed');
+  const buffered = ctx.edge.stats().wsBufferedBytes;
+  assert.ok(buffered <= WS_SOCKET_HIGH_WATER_BYTES + 64 * 1024, `${buffered} bytes buffered`);
+});
 
 test.run();

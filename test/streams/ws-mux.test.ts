@@ -5,10 +5,10 @@ import * as assert from 'uvu/assert';
 import { WebSocket, WebSocketServer } from 'ws';
 import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import { encodeWsFrameProto, WS_CODECS, WS_PROTOCOL_PROTO, type WsFrame } from '../../src/codec/ws-frame.js';
-import { SessionFaultError } from '../../src/errors.js';
+import { ProtocolError, SessionFaultError } from '../../src/errors.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
 import { MAX_QUEUED_CHUNKS } from '../../src/streams/ws-credit.js';
-import { WsMux, type WsMuxInit } from '../../src/streams/ws-mux.js';
+import { WS_SEND_BUFFER_LIMIT_BYTES, WsMux, type WsMuxInit } from '../../src/streams/ws-mux.js';
 import { waitFor, within } from '../helpers/harness.js';
 
 const test = suite('streams/ws-mux');
@@ -198,5 +198,23 @@ for (const [how, onControl] of [
     }
   });
 }
+
+// Control frames were sent whatever the socket held: a peer that never reads grew the buffer without bound.
+test('a peer that does not read is closed once the send buffer passes its bound', async () => {
+  const { edge, client, serverSocket, edgeClosed, close } = await pair();
+  try {
+    client.pause();
+    const big: WsFrame = { stream: 0, edge: { registered: { name: 'x', url: 'u'.repeat(60_000), sessionId: '', window: 0, pingIntervalMs: 0 } } };
+    let sent = 0;
+    while (!edge.isClosed && sent < 10_000) {
+      edge.sendControl(big);
+      sent++;
+      assert.ok(serverSocket.bufferedAmount <= WS_SEND_BUFFER_LIMIT_BYTES + 64 * 1024, `${serverSocket.bufferedAmount} bytes buffered`);
+    }
+    assert.instance(await within(edgeClosed), ProtocolError);
+  } finally {
+    await close();
+  }
+});
 
 test.run();
