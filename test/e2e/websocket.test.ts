@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
 import * as assert from 'uvu/assert';
 import { ChunkKind, END_CHUNK, type HTTPChunk } from '../../src/codec/http-chunk.js';
-import { MAX_WS_FRAME_BYTES } from '../../src/codec/ws-frame.js';
+import { decodeWsFrameProto, MAX_WS_FRAME_BYTES } from '../../src/codec/ws-frame.js';
 import { WS_SOCKET_HIGH_WATER_BYTES } from '../../src/streams/ws-mux.js';
 import { hostileEdgeSuite } from '../helpers/hostile-edge-suite.js';
 import { RawWsAgent } from '../helpers/raw-ws-agent.js';
@@ -96,20 +96,38 @@ for (const [how, first] of [
   });
 }
 
-test('an agent that stops answering pings is declared dead: its exchange gets 502, its name is freed', async (ctx) => {
-  const edge = await startEdge({ pingIntervalMs: 100, reconnectGraceMs: 0 });
-  const raw = await RawWsAgent.connect(edge, 'silent');
-  try {
-    const pending = send(edge, 'silent', '/');
-    await raw.nextExchange();
-    await raw.closed;
-    assert.is((await pending).res.statusCode, 502);
-    assert.is((await send(edge, 'silent', '/')).res.statusCode, 404);
-  } finally {
-    await raw.close();
-    await edge.close();
-  }
-});
+// The second case guards against liveness bought with made-up pongs: any Pong used to count, so an
+// agent could stay registered without ever answering a ping.
+const deadAgents: Array<[string, (raw: RawWsAgent) => void]> = [
+  ['stops answering pings', () => undefined],
+  [
+    'answers pings with the wrong nonce',
+    (raw) =>
+      raw.ws.on('message', (data: Buffer) => {
+        const f = decodeWsFrameProto(data);
+        if ('edge' in f && f.edge.ping) raw.send({ stream: 0, agent: { pong: { nonce: f.edge.ping.nonce + 1000 } } });
+      }),
+  ],
+];
+
+for (const [behaviour, answer] of deadAgents) {
+  test(`an agent that ${behaviour} is declared dead: its exchange gets 502, its name is freed`, async () => {
+    const edge = await startEdge({ pingIntervalMs: 100, reconnectGraceMs: 0 });
+    const raw = await RawWsAgent.connect(edge, 'silent');
+    answer(raw);
+    try {
+      const pending = send(edge, 'silent', '/');
+      await raw.nextExchange();
+      await within(raw.closed, 5000, 'the session to be declared dead');
+      assert.is((await pending).res.statusCode, 502);
+      assert.is((await send(edge, 'silent', '/')).res.statusCode, 404);
+      assert.is(edge.stats().sessions, 0);
+    } finally {
+      await raw.close();
+      await edge.close();
+    }
+  });
+}
 
 const headers = (status: number): HTTPChunk => ({ kind: ChunkKind.HEADERS, status, headers: [] });
 const data = (text: string): HTTPChunk => ({ kind: ChunkKind.DATA, data: Buffer.from(text) });
