@@ -64,6 +64,14 @@ export class TransportClosedError extends JettyError {
   override readonly code = 'ERR_TRANSPORT_CLOSED';
 }
 
+/**
+ * A handler of one agent session threw (a bug, or input nobody foresaw): that session is closed and
+ * the process goes on serving the others.
+ */
+export class SessionFaultError extends JettyError {
+  override readonly code = 'ERR_SESSION_FAULT';
+}
+
 /** A mailbox is full (bounded) or its actor stopped. */
 export class MailboxFullError extends JettyError {
   override readonly code = 'ERR_MAILBOX_FULL';

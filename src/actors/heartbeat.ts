@@ -14,12 +14,17 @@ export interface HeartbeatInit {
 }
 
 /**
- * Liveness of one peer: `alive()` on every sign of life (Pong, Ping); silence for PING_MISSES
- * intervals calls onDead. The timer is unref'd and stops itself after onDead or stop().
+ * Liveness of one peer: `alive()` on every sign of life (the edge's Ping, seen by the agent) or
+ * `alive(nonce)` for a Pong, which counts only when it answers a ping still outstanding; silence for
+ * PING_MISSES intervals calls onDead. The timer is unref'd and stops itself after onDead or stop().
  */
 export class Heartbeat {
   private last = Date.now();
+  /** Nonce of the last ping sent; pings are numbered from 1. */
   private nonce = 0;
+  /** Highest nonce answered so far: pongs at or below it are stale or replayed. */
+  private answered = 0;
+  private pingSentAt = 0;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly init: HeartbeatInit) {
@@ -27,15 +32,22 @@ export class Heartbeat {
     this.timer.unref();
   }
 
-  private pingSentAt = 0;
-
-  /** A sign of life; with the nonce of the last ping, also a round-trip measurement. */
-  alive(nonce?: number): void {
+  /**
+   * A sign of life. With a nonce (a Pong), it counts only for a ping sent and not yet answered, so a
+   * peer cannot stay "alive" by sending pongs of its own making; the last ping's answer is also a
+   * round-trip measurement. Returns whether it counted.
+   */
+  alive(nonce?: number): boolean {
+    if (nonce !== undefined) {
+      if (!Number.isInteger(nonce) || nonce <= this.answered || nonce > this.nonce) return false;
+      this.answered = nonce;
+    }
     this.last = Date.now();
     if (nonce !== undefined && nonce === this.nonce && this.pingSentAt > 0) {
       this.init.onRtt?.(this.last - this.pingSentAt);
       this.pingSentAt = 0;
     }
+    return true;
   }
 
   stop(): void {

@@ -3,7 +3,7 @@ import { Heartbeat } from '../actors/heartbeat.js';
 import { MAX_WS_FRAME_BYTES, WS_CODECS, type WsCodecName } from '../codec/ws-frame.js';
 import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { WsMux } from '../streams/ws-mux.js';
+import { MIN_WS_WINDOW_BYTES, WsMux } from '../streams/ws-mux.js';
 import { WS_CLOSE_BAD_HELLO, WS_CLOSE_NAME_NOT_ALLOWED, WS_CLOSE_NAME_TAKEN, WS_CLOSE_UNAUTHORIZED } from '../well-known.js';
 import type { ExchangeHandler } from './grpc-connection.js';
 import { REGISTER_TIMEOUT_MS } from './grpc-connection.js';
@@ -70,13 +70,19 @@ export class WsConnection {
       let registered = false;
       const timer = setTimeout(() => mux.close(new AgentUnavailableError(`edge at ${init.url} did not register us within ${REGISTER_TIMEOUT_MS} ms`)), REGISTER_TIMEOUT_MS);
       let closeCode = 0;
-      socket.on('close', (code) => (closeCode = code));
+      let closeReason = '';
+      // Registered before the mux's own listener, so both are known when onClose runs.
+      socket.on('close', (code, reason) => {
+        closeCode = code;
+        closeReason = reason.toString();
+      });
       const mux: WsMux = new WsMux({
         socket,
         codec,
         role: 'agent',
         localWindow: init.windowBytes,
-        onExchange: (head, exchange) => void init.onExchange(head, exchange),
+        onExchange: (head, exchange) => init.onExchange(head, exchange),
+        onFault: (err) => init.logger.error({ err }, 'closing the edge session: handler fault'),
         onControl: (frame) => {
           if (!('edge' in frame)) return mux.protocolError('agent control message from the edge');
           const m = frame.edge;
@@ -86,9 +92,11 @@ export class WsConnection {
           } else if (m.drain) {
             init.onDrain?.();
           } else if ('registered' in m && m.registered && !registered) {
+            const r = m.registered;
+            // 0: an edge that announces no window; below the minimum no full chunk could ever be sent.
+            if ((r.window ?? 0) > 0 && r.window! < MIN_WS_WINDOW_BYTES) return mux.protocolError('edge window below the minimum');
             registered = true;
             clearTimeout(timer);
-            const r = m.registered;
             if ((r.window ?? 0) > 0) mux.remoteWindow = r.window!;
             const interval = r.pingIntervalMs ?? 0;
             if (interval > 0) {
@@ -109,7 +117,7 @@ export class WsConnection {
           }
           // The close code arrives with the 'close' event that ended the mux.
           setImmediate(() => {
-            const reason = err.message.replace(/^WebSocket closed \(\d+ ?/, '').replace(/\)$/, '');
+            const reason = closeReason || err.message;
             if (closeCode === WS_CLOSE_NAME_TAKEN) reject(new NameTakenError(reason));
             else if (closeCode === WS_CLOSE_UNAUTHORIZED) reject(new UnauthorizedError(`the edge refused the token: ${reason}`));
             else if (closeCode === WS_CLOSE_NAME_NOT_ALLOWED) reject(new NameNotAllowedError(reason));

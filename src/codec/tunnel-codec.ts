@@ -67,7 +67,7 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
         if (!chunk.target || !(chunk.target.startsWith('/') || chunk.target === '*')) {
           throw new ProtocolError('request target must be origin-form');
         }
-      } else if (!chunk.status || chunk.status < 100 || chunk.status > 999) {
+      } else if (!Number.isInteger(chunk.status) || chunk.status! < 100 || chunk.status! > 999) {
         throw new ProtocolError('HEADERS without method or valid status');
       }
       validateFields(chunk);
@@ -76,6 +76,9 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
       validateFields(chunk);
       return chunk;
     case ChunkKind.DATA:
+      // protobufjs leaves a missing bytes field as a shared empty array (no byteLength): make it bytes.
+      if (!(chunk.data instanceof Uint8Array)) chunk.data = new Uint8Array(0);
+      return chunk;
     case ChunkKind.END:
     case ChunkKind.RESET:
       return chunk;
@@ -86,8 +89,9 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
 
 function validateFields(chunk: HTTPChunk): void {
   for (const h of chunk.headers ?? []) {
-    if (!TOKEN.test(h.name)) throw new ProtocolError(`invalid header name ${JSON.stringify(h.name)}`);
-    if (!FIELD_VALUE.test(h.value)) throw new ProtocolError(`invalid value for header ${h.name}`);
+    // The peer's text is never quoted: these messages reach close reasons, logs and error pages.
+    if (!TOKEN.test(h.name)) throw new ProtocolError('invalid header name');
+    if (!FIELD_VALUE.test(h.value)) throw new ProtocolError('invalid header value');
   }
 }
 

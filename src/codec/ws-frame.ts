@@ -169,7 +169,8 @@ export function decodeWsFrameJson(text: string): WsFrame {
     };
   } else if (type === 'ping') frame = { stream, edge: { ping: { nonce: num(j.nonce, 'nonce') } } };
   else if (type === 'cancel') frame = { stream, edge: { cancel: { exchangeId: str(j.exchangeId, 'exchangeId'), code: num(j.code, 'code') } } };
-  else throw new ProtocolError(`unknown JSON frame type "${type}"`);
+  // The peer's text is never quoted back (it would reach a close reason and the logs).
+  else throw new ProtocolError('unknown JSON frame type');
   return checkFrame(frame);
 }
 

@@ -70,6 +70,10 @@ export interface EdgeStats {
   openExchanges: number;
   idleStreams: number;
   draining: boolean;
+  /** Agent WebSocket connections, registered or not. */
+  wsConnections: number;
+  /** Bytes waiting in those connections' send buffers. */
+  wsBufferedBytes: number;
 }
 
 /**
@@ -238,7 +242,8 @@ export class Edge {
 
   /** Counts for the gauges, /readyz and tests: all zero once the edge is quiet. */
   stats(): EdgeStats {
-    const out: EdgeStats = { sessions: 0, openExchanges: 0, idleStreams: 0, draining: this.draining !== undefined };
+    const ws = this.parts.ws?.stats() ?? { connections: 0, bufferedBytes: 0 };
+    const out: EdgeStats = { sessions: 0, openExchanges: 0, idleStreams: 0, draining: this.draining !== undefined, wsConnections: ws.connections, wsBufferedBytes: ws.bufferedBytes };
     for (const s of this.parts.admission.sessions) {
       const st = s.stats();
       out.sessions++;

@@ -41,6 +41,12 @@ export class EdgeMetrics {
     labelNames: ['limit'] as const,
     registers: [this.registry],
   });
+  readonly sessionFaults = new Counter({
+    name: 'jetty_session_faults_total',
+    help: 'Agent sessions closed because one of their handlers threw; the edge kept running',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
   readonly pingRtt = new Histogram({
     name: 'jetty_agent_ping_rtt_seconds',
     help: 'Round-trip time of liveness pings to agents',

@@ -77,13 +77,20 @@ export class WsEndpoint {
     const codec = WS_CODECS[(ws.protocol || WS_PROTOCOL_PROTO) as WsCodecName];
     let session: AgentSession | undefined;
     let heartbeat: Heartbeat | undefined;
+    // One handshake per connection, decided on the first Hello before anything is awaited: Hellos
+    // that arrive together in one read must not each start an admission.
+    let helloSeen = false;
     const helloTimer = setTimeout(() => mux.close(new ProtocolError('no Hello in time'), WS_CLOSE_BAD_HELLO), HELLO_TIMEOUT_MS);
     const mux: WsMux = new WsMux({
       socket: ws,
       codec,
       role: 'edge',
       localWindow: this.init.windowBytes,
-      onControl: (frame) => void onControl(frame),
+      onControl: (frame) => onControl(frame),
+      onFault: (err) => {
+        this.init.metrics.sessionFaults.inc({ transport: 'websocket' });
+        this.log.error({ peer, name: session?.name, err }, 'closing agent session: handler fault');
+      },
       onClose: (err) => {
         clearTimeout(helloTimer);
         heartbeat?.stop();
@@ -103,11 +110,13 @@ export class WsEndpoint {
       }
       const hello = frame.agent.hello;
       if (!hello) return;
-      if (session) return mux.protocolError('second Hello');
+      if (helloSeen) return mux.protocolError('second Hello');
+      helloSeen = true;
       clearTimeout(helloTimer);
       const name = hello.name;
       if (!isValidTunnelName(name)) {
-        mux.close(new ProtocolError(`invalid tunnel name "${name}": use lower-case letters, digits and hyphens`), WS_CLOSE_BAD_HELLO);
+        // The name is not quoted back: it is the peer's text (the agent knows what it sent).
+        mux.close(new ProtocolError('invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens'), WS_CLOSE_BAD_HELLO);
         return;
       }
       if ((hello.window ?? 0) < MIN_WS_WINDOW_BYTES) {
@@ -139,6 +148,11 @@ export class WsEndpoint {
         mux.close(toError(err), closeCodeFor(err));
         return;
       }
+      if (mux.isClosed) {
+        // The connection went away while admission ran: nobody will ever close this session.
+        s.abort(new AgentUnavailableError('agent connection closed during registration'));
+        return;
+      }
       session = s;
       void s.closed.then(() => mux.close(new AgentUnavailableError('session closed'), 1001));
       heartbeat = new Heartbeat({
@@ -156,6 +170,13 @@ export class WsEndpoint {
       });
       this.log.info({ name, session: s.id, peer, transport: s.transport }, 'agent registered');
     };
+  }
+
+  /** Open agent sockets (registered or not) and the bytes waiting in their send buffers. */
+  stats(): { connections: number; bufferedBytes: number } {
+    let bufferedBytes = 0;
+    for (const ws of this.sockets) bufferedBytes += ws.bufferedAmount;
+    return { connections: this.sockets.size, bufferedBytes };
   }
 
   /** Closes every socket and the server (sessions are aborted by the edge first). */

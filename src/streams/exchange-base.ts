@@ -77,7 +77,9 @@ export abstract class ExchangeBase implements ExchangeDuplex {
 
   /** Fails the exchange for a RESET from the peer and returns the error. */
   protected resetBy(chunk: HTTPChunk): Error {
-    const err = new ExchangeResetError(chunk.reason || 'reset by peer', chunk.code ?? ResetCode.UNSPECIFIED);
+    const code = chunk.code ?? ResetCode.UNSPECIFIED;
+    // The peer's reason text is not quoted: exchange errors reach close reasons and public error pages.
+    const err = new ExchangeResetError(`reset by peer (${ResetCode[code] ?? `code ${code}`})`, code);
     this.fail(err, undefined);
     return err;
   }

@@ -1,30 +1,48 @@
 import type { WebSocket } from 'ws';
 import { ChunkKind, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
 import type { WsCodec, WsFrame } from '../codec/ws-frame.js';
-import { ProtocolError, TransportClosedError, toError } from '../errors.js';
-import { ExchangeBase } from './exchange-base.js';
+import { ProtocolError, SessionFaultError, TransportClosedError, toError } from '../errors.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
+import { wsCloseReason } from './ws-close-reason.js';
+import { MuxStream, type MuxStreamHost } from './ws-mux-stream.js';
 
-/** Default per-exchange receive window on WebSocket, in DATA bytes (credit returned at half). */
+/** Default per-exchange receive window on WebSocket, in bytes of chunk cost (credit returned at half). */
 export const DEFAULT_WS_WINDOW_BYTES = 1024 * 1024;
-/** Smallest window either side may announce: one full DATA chunk. */
+/** Smallest window either side may announce. */
 export const MIN_WS_WINDOW_BYTES = 256 * 1024;
-/** Socket-level write buffer above which a writer waits for the socket to flush. */
+/** Socket-level write buffer above which DATA writers wait, and advisory frames are dropped. */
 export const WS_SOCKET_HIGH_WATER_BYTES = 1024 * 1024;
+/**
+ * Socket-level write buffer above which the session is closed: frames that cannot wait (credit,
+ * RESET, HEADERS, pong) still may not pile up behind a peer that does not read. A reading peer stays
+ * far below it: DATA stops at WS_SOCKET_HIGH_WATER_BYTES and the rest is small and bounded in count.
+ */
+export const WS_SEND_BUFFER_LIMIT_BYTES = 8 * 1024 * 1024;
+
+/** WebSocket close codes the mux uses (RFC 6455 §7.4.1). */
+const CLOSE_PROTOCOL_ERROR = 1002;
+const CLOSE_POLICY_VIOLATION = 1008;
+const CLOSE_TOO_BIG = 1009;
+const CLOSE_INTERNAL_ERROR = 1011;
 
 export interface WsMuxInit {
   socket: WebSocket;
   codec: WsCodec;
   /** The edge opens exchanges on odd ids; the agent answers on them. */
   role: 'edge' | 'agent';
-  /** DATA bytes we accept per exchange before we return credit. */
+  /** Bytes of chunk cost we accept per exchange before we return credit. */
   localWindow: number;
-  /** Control frames (stream 0). */
-  onControl: (frame: WsFrame) => void;
-  /** Agent: the edge opened an exchange with these request HEADERS. */
-  onExchange?: (head: HTTPChunk, exchange: ExchangeDuplex) => void;
+  /** Control frames (stream 0). A promise it returns is watched like a throw. */
+  onControl: (frame: WsFrame) => void | Promise<void>;
+  /** Agent: the edge opened an exchange with these request HEADERS. A rejection is a fault. */
+  onExchange?: (head: HTTPChunk, exchange: ExchangeDuplex) => void | Promise<void>;
   /** The socket is gone or the session broke the protocol; `err` says why. Called once. */
   onClose: (err: Error) => void;
+  /**
+   * A handler of this session threw (SessionFaultError, the thrown value as its cause). The session is
+   * closed (1011) right after; the caller logs and counts it. Default: nothing.
+   */
+  onFault?: (err: SessionFaultError) => void;
 }
 
 /**
@@ -32,16 +50,19 @@ export interface WsMuxInit {
  * window per direction, so a stalled reader stops only its own sender. The socket is always read;
  * what one exchange may buffer here is bounded by the window it granted.
  *
- * Teardown order (close): every stream fails (pending reads throw, writers wake) → socket closed with
- * a code → onClose.
+ * Every socket handler runs behind a guard: whatever it throws closes this session only.
+ *
+ * Teardown order (close): every stream fails (pending reads throw, writers wake) → onClose → socket
+ * closed with a code.
  */
-export class WsMux {
+export class WsMux implements MuxStreamHost {
   /** The peer's window per exchange (from its Hello / Registered). */
   remoteWindow = DEFAULT_WS_WINDOW_BYTES;
   readonly localWindow: number;
   private readonly init: WsMuxInit;
   private readonly socket: WebSocket;
   private readonly streams = new Map<number, MuxStream>();
+  private readonly flushWaiters = new Set<() => void>();
   private nextStreamId = 1;
   private highestPeerStream = 0;
   private closeError: Error | undefined;
@@ -50,13 +71,19 @@ export class WsMux {
     this.init = init;
     this.socket = init.socket;
     this.localWindow = init.localWindow;
-    this.socket.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
-    this.socket.on('close', (code: number, reason: Buffer) => this.shutdown(new TransportClosedError(`WebSocket closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`)));
-    this.socket.on('error', (err: Error) => this.shutdown(new TransportClosedError(`WebSocket failed: ${err.message}`, { cause: err })));
+    this.socket.on('message', this.guard((data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary)));
+    // The peer's close reason stays out of the error: exchange errors can reach public error pages.
+    this.socket.on('close', this.guard((code: number) => this.shutdown(new TransportClosedError(`WebSocket closed (${code})`))));
+    this.socket.on('error', this.guard((err: Error) => this.shutdown(new TransportClosedError(`WebSocket failed: ${err.message}`, { cause: err }))));
   }
 
   get openStreams(): number {
     return this.streams.size;
+  }
+
+  /** True once the session is over (closed by either side, or broken). */
+  get isClosed(): boolean {
+    return this.closeError !== undefined;
   }
 
   /** Edge: starts an exchange whose request HEADERS are `head` (sent now; sink() skips them). */
@@ -64,7 +91,7 @@ export class WsMux {
     if (this.closeError) throw this.closeError;
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), true);
+    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), 'local');
     this.streams.set(id, stream);
     this.sendNow({ stream: id, chunk: head });
     return stream;
@@ -75,23 +102,27 @@ export class WsMux {
     this.sendNow(frame);
   }
 
-  /** @internal writes a frame, waiting while the socket's buffer is above its high-water mark. */
+  /** @internal writes a frame once the socket's buffer is below its high-water mark. */
   async write(frame: WsFrame): Promise<void> {
-    if (this.closeError) throw this.closeError;
-    const data = this.init.codec.encode(frame);
-    if (this.socket.bufferedAmount < WS_SOCKET_HIGH_WATER_BYTES) {
-      this.socket.send(data, { binary: this.init.codec.binary });
-      return;
+    while (this.socket.bufferedAmount >= WS_SOCKET_HIGH_WATER_BYTES) {
+      if (this.closeError) throw this.closeError;
+      await new Promise<void>((resolve) => this.flushWaiters.add(resolve));
     }
-    await new Promise<void>((resolve, reject) =>
-      this.socket.send(data, { binary: this.init.codec.binary }, (err) => (err ? reject(new TransportClosedError('WebSocket write failed', { cause: err })) : resolve())),
-    );
+    if (this.closeError) throw this.closeError;
+    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
   }
 
-  /** @internal writes without waiting (HEADERS, credit, RESET, control: small and bounded in count). */
+  /**
+   * @internal writes without waiting (HEADERS, credit, RESET, control: small and bounded in count).
+   * A peer that lets the buffer pass WS_SEND_BUFFER_LIMIT_BYTES is not reading: its session is closed.
+   */
   sendNow(frame: WsFrame): void {
     if (this.closeError || this.socket.readyState !== this.socket.OPEN) return;
-    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary });
+    if (this.socket.bufferedAmount > WS_SEND_BUFFER_LIMIT_BYTES) {
+      this.close(new ProtocolError(`peer does not read: more than ${WS_SEND_BUFFER_LIMIT_BYTES} bytes wait to be sent`), CLOSE_POLICY_VIOLATION);
+      return;
+    }
+    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
   }
 
   /** @internal */
@@ -99,187 +130,113 @@ export class WsMux {
     this.streams.delete(stream.streamId);
   }
 
-  /** Closes the socket and fails every exchange. Idempotent. */
+  /** Closes the socket and fails every exchange. Idempotent; never throws. */
   close(err: Error, code = 1000): void {
     if (this.closeError) return;
-    this.shutdown(err);
-    this.socket.close(code, err.message.slice(0, 120));
+    try {
+      this.shutdown(err);
+    } catch (cause) {
+      // Callers include timers and actors: a throwing onClose must not escape from here.
+      this.report(cause);
+    }
+    try {
+      // The reason is our own text (no peer text is ever quoted into an error), cut to what fits.
+      this.socket.close(code, wsCloseReason(err.message));
+    } catch {
+      this.socket.terminate();
+    }
   }
 
   /** Breaks the session for a peer that broke the protocol; the reason is logged by onClose. */
   protocolError(message: string): void {
-    this.close(new ProtocolError(message), 1002);
+    this.close(new ProtocolError(message), CLOSE_PROTOCOL_ERROR);
   }
+
+  private readonly onFlushed = (): void => {
+    for (const wake of this.flushWaiters) wake();
+    this.flushWaiters.clear();
+  };
 
   private shutdown(err: Error): void {
     if (this.closeError) return;
     this.closeError = err;
-    for (const s of this.streams.values()) s.fail(err, undefined);
+    const streams = [...this.streams.values()];
     this.streams.clear();
-    this.init.onClose(err);
+    this.onFlushed();
+    try {
+      for (const s of streams) s.fail(err, undefined);
+    } finally {
+      this.init.onClose(err);
+    }
   }
 
-  private onMessage(data: Buffer, isBinary: boolean): void {
+  /** Wraps a socket handler: a throw, or a rejection of what it returns, closes this session only. */
+  private guard<A extends unknown[]>(handler: (...args: A) => unknown): (...args: A) => void {
+    return (...args) => {
+      try {
+        const result = handler(...args);
+        if (result instanceof Promise) result.catch((err: unknown) => this.fault(err));
+      } catch (err) {
+        this.fault(err);
+      }
+    };
+  }
+
+  private fault(cause: unknown): void {
+    const err = this.report(cause);
+    if (this.closeError) this.socket.terminate();
+    else this.close(err, CLOSE_INTERNAL_ERROR);
+  }
+
+  private report(cause: unknown): SessionFaultError {
+    const err = new SessionFaultError('session handler failed', { cause });
+    try {
+      this.init.onFault?.(err);
+    } catch {
+      // The report failed too; closing the session is what matters.
+    }
+    return err;
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): unknown {
     if (this.closeError) return;
     let frame: WsFrame;
     try {
       frame = this.init.codec.decode(data, isBinary);
     } catch (err) {
-      this.close(toError(err), err instanceof ProtocolError ? 1002 : 1009);
+      this.close(toError(err), err instanceof ProtocolError ? CLOSE_PROTOCOL_ERROR : CLOSE_TOO_BIG);
       return;
     }
-    if (frame.stream === 0) {
-      this.init.onControl(frame);
-      return;
+    if (frame.stream === 0) return this.init.onControl(frame);
+    try {
+      return this.onStreamFrame(frame);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.close(err, CLOSE_PROTOCOL_ERROR);
     }
-    const stream = this.streams.get(frame.stream);
-    if ('credit' in frame) {
-      stream?.credit(frame.credit);
-      return;
-    }
-    if (!('chunk' in frame)) return;
-    if (stream) {
-      stream.deliver(frame.chunk);
-      return;
-    }
-    this.onUnknownStream(frame.stream, frame.chunk);
   }
 
-  private onUnknownStream(id: number, chunk: HTTPChunk): void {
+  private onStreamFrame(frame: WsFrame): unknown {
+    const stream = this.streams.get(frame.stream);
+    if ('credit' in frame) return stream?.credit(frame.credit);
+    if (!('chunk' in frame)) return;
+    if (stream) return stream.deliver(frame.chunk);
+    return this.onUnknownStream(frame.stream, frame.chunk);
+  }
+
+  private onUnknownStream(id: number, chunk: HTTPChunk): unknown {
     const peerOpens = this.init.role === 'agent';
     if (peerOpens && id > this.highestPeerStream && id % 2 === 1 && chunk.kind === ChunkKind.HEADERS && chunk.method) {
       this.highestPeerStream = id;
-      const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), false);
+      const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), 'peer');
       this.streams.set(id, stream);
-      this.init.onExchange?.(chunk, stream);
-      return;
+      return this.init.onExchange?.(chunk, stream);
     }
     const known = peerOpens ? id <= this.highestPeerStream : id < this.nextStreamId;
     // Frames for an exchange that just ended (ours reset it, or END crossed a RESET) are dropped;
-    // anything else names a stream that never existed: reset just that id.
-    if (!known && chunk.kind !== ChunkKind.RESET) this.sendNow({ stream: id, chunk: resetChunk(ResetCode.PROTOCOL_ERROR, `unknown stream ${id}`) });
+    // anything else names a stream that never existed: reset just that id. The RESET is advisory, so
+    // it is dropped rather than queued behind a peer that sends without reading.
+    if (known || chunk.kind === ChunkKind.RESET || this.socket.bufferedAmount >= WS_SOCKET_HIGH_WATER_BYTES) return;
+    this.sendNow({ stream: id, chunk: resetChunk(ResetCode.PROTOCOL_ERROR, 'unknown stream') });
   }
 }
-
-class MuxStream extends ExchangeBase {
-  private queue: HTTPChunk[] = [];
-  /** The peer's direction was complete (END queued) when its RESET came. */
-  private peerEnded = false;
-  private readWaiter: (() => void) | undefined;
-  private creditWaiter: (() => void) | undefined;
-  private recvAllowed: number;
-  private consumed = 0;
-  private sendCredit: number;
-
-  constructor(
-    private readonly mux: WsMux,
-    readonly streamId: number,
-    id: string,
-    headSent: boolean,
-  ) {
-    super(id, headSent);
-    this.recvAllowed = mux.localWindow;
-    this.sendCredit = mux.remoteWindow;
-  }
-
-  get buffered(): boolean {
-    return this.queue.length > 0;
-  }
-
-  /** A chunk from the peer. DATA beyond the window we granted breaks the session. */
-  deliver(chunk: HTTPChunk): void {
-    if (this.isSettled) return;
-    if (chunk.kind === ChunkKind.RESET) {
-      // A reset aborts both directions now, even when nobody is reading (a sender waiting for credit);
-      // after the peer's END (it failed late) what it sent before is complete and still delivered.
-      this.peerEnded = this.queue.at(-1)?.kind === ChunkKind.END;
-      this.resetBy(chunk);
-      return;
-    }
-    if (chunk.kind === ChunkKind.DATA) {
-      const n = chunk.data!.byteLength;
-      if (n > this.recvAllowed) {
-        this.mux.protocolError(`stream ${this.streamId} sent ${n} bytes with ${this.recvAllowed} bytes of credit`);
-        return;
-      }
-      this.recvAllowed -= n;
-    }
-    this.queue.push(chunk);
-    this.wakeReader();
-  }
-
-  /** The peer consumed `n` bytes of ours. */
-  credit(n: number): void {
-    if (this.isSettled) return;
-    this.sendCredit += n;
-    if (this.sendCredit > this.mux.remoteWindow) {
-      this.mux.protocolError(`stream ${this.streamId} granted credit beyond its window`);
-      return;
-    }
-    this.wakeSender();
-  }
-
-  protected async next(): Promise<HTTPChunk | null> {
-    while (this.queue.length === 0) {
-      if (this.error) throw this.error;
-      await new Promise<void>((resolve) => (this.readWaiter = resolve));
-    }
-    const chunk = this.queue.shift()!;
-    if (chunk.kind === ChunkKind.DATA) this.consume(chunk.data!.byteLength);
-    return chunk;
-  }
-
-  /** Credit goes back only for bytes the application took, batched at half the window. */
-  private consume(n: number): void {
-    this.consumed += n;
-    if (this.consumed >= this.mux.localWindow / 2) {
-      this.recvAllowed += this.consumed;
-      this.mux.sendNow({ stream: this.streamId, credit: this.consumed });
-      this.consumed = 0;
-    }
-  }
-
-  protected async send(chunk: HTTPChunk): Promise<void> {
-    if (chunk.kind === ChunkKind.DATA) {
-      const n = chunk.data!.byteLength;
-      while (this.sendCredit < n) {
-        await new Promise<void>((resolve) => (this.creditWaiter = resolve));
-        if (this.error) throw this.error;
-      }
-      this.sendCredit -= n;
-    }
-    await this.mux.write({ stream: this.streamId, chunk });
-  }
-
-  protected sendNow(chunk: HTTPChunk): void {
-    this.mux.sendNow({ stream: this.streamId, chunk });
-  }
-
-  protected failed(): void {
-    if (!this.peerEnded) this.queue = [];
-    this.wakeReader();
-    this.wakeSender();
-    this.mux.release(this);
-  }
-
-  protected finished(): void {
-    this.mux.release(this);
-  }
-
-  private wakeReader(): void {
-    const w = this.readWaiter;
-    this.readWaiter = undefined;
-    w?.();
-  }
-
-  private wakeSender(): void {
-    const w = this.creditWaiter;
-    this.creditWaiter = undefined;
-    w?.();
-  }
-
-  protected endedError(): Error {
-    return new TransportClosedError('WebSocket ended inside an exchange');
-  }
-}
-

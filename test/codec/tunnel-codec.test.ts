@@ -10,6 +10,7 @@ import {
   encodeChunk,
   encodeEdgeMessage,
   MAX_FRAME_BYTES,
+  validateChunk,
 } from '../../src/codec/tunnel-codec.js';
 
 const test = suite('codec/tunnel-codec');
@@ -97,6 +98,20 @@ test('HEADERS that would inject header lines are refused', () => {
   assert.throws(() => decodeChunk(bad), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
   const badTarget = encodeChunk({ kind: ChunkKind.HEADERS, method: 'GET', target: 'http://evil/', headers: [] });
   assert.throws(() => decodeChunk(badTarget), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+// protobufjs decodes a missing bytes field to a shared empty array without byteLength: credit
+// arithmetic on it gave NaN and switched the WebSocket credit check off.
+test('a DATA chunk without its bytes field decodes with empty bytes', () => {
+  const empty = decodeChunk(encodeChunk({ kind: ChunkKind.DATA }));
+  assert.instance(empty.data, Uint8Array);
+  assert.is(empty.data!.byteLength, 0);
+});
+
+test('a response status that is not an integer is refused', () => {
+  const bad = encodeChunk({ kind: ChunkKind.HEADERS, status: 200, headers: [] });
+  assert.is(decodeChunk(bad).status, 200);
+  assert.throws(() => validateChunk({ kind: ChunkKind.HEADERS, status: 200.5, headers: [] }), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
 });
 
 test('control messages round-trip', () => {

@@ -14,6 +14,19 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   }
 }
 
+/** `promise`, or a rejection once `timeoutMs` has passed: a regression test fails instead of hanging. */
+export async function within<T>(promise: Promise<T>, timeoutMs = 5000, what = 'promise'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface Origin {
   server: Server;
   port: number;

@@ -1,23 +1,38 @@
 import { once } from 'node:events';
+import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import type { HTTPChunk } from '../../src/codec/http-chunk.js';
-import { decodeWsFrameProto, encodeWsFrameProto, WS_PROTOCOL_PROTO, type WsFrame } from '../../src/codec/ws-frame.js';
+import { WS_CODECS, WS_PROTOCOL_PROTO, type WsCodecName, type WsFrame } from '../../src/codec/ws-frame.js';
 import type { Edge } from '../../src/edge/edge-server.js';
 
+export interface RawWsOptions {
+  /** Subprotocol (codec); default protobuf. */
+  protocol?: WsCodecName;
+  /** Sent as `authorization: Bearer …`. */
+  token?: string;
+}
+
 /**
- * A hand-driven WebSocket agent that speaks the protobuf frames directly, so tests can send what a
- * real agent never would (garbage, overruns, unknown streams) and watch how the edge reacts.
+ * A hand-driven WebSocket agent that speaks the frames directly, so tests can send what a real agent
+ * never would (garbage, overruns, unknown streams) and watch how the edge reacts.
  */
 export class RawWsAgent {
   readonly frames: WsFrame[] = [];
   closeCode = 0;
   closeReason = '';
+  /** The close reason as received, for byte counts. */
+  closeReasonBytes: Buffer = Buffer.alloc(0);
   readonly closed: Promise<void>;
+  private readonly codec;
 
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data: Buffer) => {
+  private constructor(
+    readonly ws: WebSocket,
+    protocol: WsCodecName,
+  ) {
+    this.codec = WS_CODECS[protocol];
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
       try {
-        this.frames.push(decodeWsFrameProto(data));
+        this.frames.push(this.codec.decode(data, isBinary));
       } catch {
         // Tests look at frames they can decode.
       }
@@ -25,6 +40,7 @@ export class RawWsAgent {
     this.closed = new Promise((resolve) =>
       ws.on('close', (code, reason) => {
         this.closeCode = code;
+        this.closeReasonBytes = reason;
         this.closeReason = reason.toString();
         resolve();
       }),
@@ -32,20 +48,47 @@ export class RawWsAgent {
     ws.on('error', () => undefined);
   }
 
-  static async connect(edge: Edge, name: string, window = 256 * 1024): Promise<RawWsAgent> {
-    const ws = new WebSocket(`ws://127.0.0.1:${edge.publicPort}/_jetty/ws`, [WS_PROTOCOL_PROTO]);
-    const agent = new RawWsAgent(ws);
+  /** An open socket that has said nothing yet. */
+  static async open(edge: Edge, options: RawWsOptions = {}): Promise<RawWsAgent> {
+    const protocol = options.protocol ?? WS_PROTOCOL_PROTO;
+    const headers = options.token ? { authorization: `Bearer ${options.token}` } : undefined;
+    const ws = new WebSocket(`ws://127.0.0.1:${edge.publicPort}/_jetty/ws`, [protocol], { headers });
+    const agent = new RawWsAgent(ws, protocol);
     await once(ws, 'open');
-    agent.send({ stream: 0, agent: { hello: { name, version: 'test', window } } });
+    return agent;
+  }
+
+  /** A registered agent for `name`. */
+  static async connect(edge: Edge, name: string, window = 256 * 1024, options: RawWsOptions = {}): Promise<RawWsAgent> {
+    const agent = await RawWsAgent.open(edge, options);
+    agent.send(RawWsAgent.hello(name, window));
     await agent.next((f) => 'edge' in f && !!f.edge.registered);
     return agent;
   }
 
-  send(frame: WsFrame): void {
-    this.ws.send(encodeWsFrameProto(frame));
+  static hello(name: string, window = 256 * 1024): WsFrame {
+    return { stream: 0, agent: { hello: { name, version: 'test', window } } };
   }
 
-  sendRaw(bytes: Buffer): void {
+  /** The window the edge announced in Registered. */
+  get edgeWindow(): number {
+    const registered = this.frames.find((f) => 'edge' in f && !!f.edge.registered);
+    return (registered && 'edge' in registered && registered.edge.registered?.window) || 0;
+  }
+
+  send(frame: WsFrame): void {
+    this.ws.send(this.codec.encode(frame), { binary: this.codec.binary });
+  }
+
+  /** Sends `frames` in one TCP write, so the edge reads them all in one go. */
+  sendBurst(frames: Iterable<WsFrame>): void {
+    const socket = (this.ws as unknown as { _socket: Socket })._socket;
+    socket.cork();
+    for (const frame of frames) this.send(frame);
+    socket.uncork();
+  }
+
+  sendRaw(bytes: Buffer | string): void {
     this.ws.send(bytes);
   }
 

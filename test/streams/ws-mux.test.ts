@@ -4,17 +4,23 @@ import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { WebSocket, WebSocketServer } from 'ws';
 import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
-import { WS_CODECS, WS_PROTOCOL_PROTO } from '../../src/codec/ws-frame.js';
+import { encodeWsFrameProto, WS_CODECS, WS_PROTOCOL_PROTO, type WsFrame } from '../../src/codec/ws-frame.js';
+import { ProtocolError, SessionFaultError } from '../../src/errors.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
-import { WsMux } from '../../src/streams/ws-mux.js';
-import { waitFor } from '../helpers/harness.js';
+import { MAX_QUEUED_CHUNKS } from '../../src/streams/ws-credit.js';
+import { WS_SEND_BUFFER_LIMIT_BYTES, WsMux, type WsMuxInit } from '../../src/streams/ws-mux.js';
+import { waitFor, within } from '../helpers/harness.js';
 
 const test = suite('streams/ws-mux');
 const WINDOW = 256 * 1024;
 const MiB = 1024 * 1024;
 
-/** An edge-role and an agent-role mux over a real loopback WebSocket. */
-async function pair() {
+/**
+ * An edge-role and an agent-role mux over a real loopback WebSocket. `edgeInit` overrides the edge
+ * mux's handlers; `edgeClosed` settles with the error that ended it. Tests that play a hostile agent
+ * write raw frames on `client` (the agent mux there only reads).
+ */
+async function pair(edgeInit: Partial<WsMuxInit> = {}) {
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
   await once(wss, 'listening');
   const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`);
@@ -23,7 +29,9 @@ async function pair() {
   const inbound: Array<{ head: HTTPChunk; exchange: ExchangeDuplex }> = [];
   const codec = WS_CODECS[WS_PROTOCOL_PROTO];
   const noop = (): void => undefined;
-  const edge = new WsMux({ socket: serverSocket, codec, role: 'edge', localWindow: WINDOW, onControl: noop, onClose: noop });
+  let edgeClose!: (err: Error) => void;
+  const edgeClosed = new Promise<Error>((resolve) => (edgeClose = resolve));
+  const edge = new WsMux({ socket: serverSocket, codec, role: 'edge', localWindow: WINDOW, onControl: noop, onClose: edgeClose, ...edgeInit });
   const agent = new WsMux({
     socket: client,
     codec,
@@ -31,7 +39,9 @@ async function pair() {
     localWindow: WINDOW,
     onControl: noop,
     onClose: noop,
-    onExchange: (head, exchange) => inbound.push({ head, exchange }),
+    onExchange: (head, exchange) => {
+      inbound.push({ head, exchange });
+    },
   });
   edge.remoteWindow = WINDOW;
   agent.remoteWindow = WINDOW;
@@ -40,7 +50,10 @@ async function pair() {
     client.terminate();
     await new Promise<void>((resolve) => wss.close(() => resolve()));
   };
-  return { edge, agent, inbound, close };
+  const sendRaw = (frames: Iterable<WsFrame>): void => {
+    for (const f of frames) client.send(encodeWsFrameProto(f));
+  };
+  return { edge, agent, inbound, close, client, serverSocket, edgeClosed, sendRaw };
 }
 
 const head = (id: string): HTTPChunk => ({ kind: ChunkKind.HEADERS, exchangeId: id, method: 'POST', target: '/', headers: [] });
@@ -118,6 +131,87 @@ test('credit returns only as the reader consumes, and the bytes arrive intact', 
     await sending;
     assert.ok(got >= 4 * MiB);
     assert.is(got, counter.pulled);
+  } finally {
+    await close();
+  }
+});
+
+test('a full-size DATA chunk gets through the smallest window (split to fit the credit)', async () => {
+  const { edge, inbound, close } = await pair();
+  try {
+    const e = edge.open(head('big'));
+    const sending = e.sink(body('big', 4 * MiB, { pulled: 0 }, WINDOW)).catch((err: Error) => err);
+    await waitFor(() => inbound.length === 1);
+    assert.is(await drain(inbound[0].exchange), 4 * MiB);
+    assert.is(await sending, undefined);
+  } finally {
+    await close();
+  }
+});
+
+const response = (stream: number, frames: number, chunk: HTTPChunk): WsFrame[] => [
+  { stream, chunk: { kind: ChunkKind.HEADERS, status: 200, headers: [] } },
+  ...Array.from({ length: frames }, () => ({ stream, chunk })),
+];
+
+// Only DATA bytes were charged: empty DATA (or 1xx HEADERS) for a reader that takes nothing was
+// queued without limit.
+const uncharged: Array<[string, WsFrame[]]> = [
+  ['empty DATA', response(1, MAX_QUEUED_CHUNKS + 1, dataChunk(new Uint8Array(0)))],
+  ['informational HEADERS', Array.from({ length: MAX_QUEUED_CHUNKS + 1 }, () => ({ stream: 1, chunk: { kind: ChunkKind.HEADERS, status: 103, headers: [{ name: 'link', value: '</a>' }] } }))],
+];
+
+for (const [what, frames] of uncharged) {
+  test(`${what} for a stalled reader is charged: the session closes once the window is spent`, async () => {
+    const { edge, sendRaw, client, edgeClosed, close } = await pair();
+    try {
+      const stalled = edge.open(head('stalled'));
+      sendRaw(frames);
+      const [code] = (await within(once(client, 'close'), 5000, 'the close')) as [number];
+      assert.is(code, 1002);
+      assert.match((await within(edgeClosed)).message, /credit/);
+      assert.ok(stalled.error);
+    } finally {
+      await close();
+    }
+  });
+}
+
+// An exception in a handler escaped the socket's event handler and ended the process.
+for (const [how, onControl] of [
+  ['throws', () => { throw new Error('boom'); }],
+  ['rejects', () => Promise.reject(new Error('boom'))],
+] as const) {
+  test(`a control handler that ${how} closes that session (1011) and reports a SessionFaultError`, async () => {
+    const faults: Error[] = [];
+    const { edge, sendRaw, client, edgeClosed, close } = await pair({ onControl, onFault: (err) => faults.push(err) });
+    try {
+      sendRaw([{ stream: 0, agent: { drain: { gracePeriodMs: 0 } } }]);
+      const [code] = (await within(once(client, 'close'), 5000, 'the close')) as [number];
+      assert.is(code, 1011);
+      assert.instance(await within(edgeClosed), SessionFaultError);
+      assert.is(faults.length, 1);
+      assert.is((faults[0].cause as Error).message, 'boom');
+      assert.ok(edge.isClosed);
+    } finally {
+      await close();
+    }
+  });
+}
+
+// Control frames were sent whatever the socket held: a peer that never reads grew the buffer without bound.
+test('a peer that does not read is closed once the send buffer passes its bound', async () => {
+  const { edge, client, serverSocket, edgeClosed, close } = await pair();
+  try {
+    client.pause();
+    const big: WsFrame = { stream: 0, edge: { registered: { name: 'x', url: 'u'.repeat(60_000), sessionId: '', window: 0, pingIntervalMs: 0 } } };
+    let sent = 0;
+    while (!edge.isClosed && sent < 10_000) {
+      edge.sendControl(big);
+      sent++;
+      assert.ok(serverSocket.bufferedAmount <= WS_SEND_BUFFER_LIMIT_BYTES + 64 * 1024, `${serverSocket.bufferedAmount} bytes buffered`);
+    }
+    assert.instance(await within(edgeClosed), ProtocolError);
   } finally {
     await close();
   }
