@@ -139,7 +139,12 @@ test('abort rejects pending Opens, aborts exchanges, closes control: nothing lef
   assert.ok(running.error);
   assert.ok(control.closed);
   assert.equal(s.stats(), { openExchanges: 0, idleStreams: 0, pendingOpens: 0 });
-  await assert.not.throws(() => s.openExchange(head('z')).catch(() => undefined));
+  // After the session is gone, a new exchange is refused with the same code (never hangs).
+  const late = await s.openExchange(head('z')).then(
+    () => 'opened',
+    (err: { code?: string }) => err.code,
+  );
+  assert.is(late, 'ERR_AGENT_UNAVAILABLE');
 });
 
 test('a failed exchange sends Cancel so the agent aborts the origin request', async () => {
@@ -152,6 +157,57 @@ test('a failed exchange sends Cancel so the agent aborts the origin request', as
   await waitFor(() => control.cancels.includes('f'));
   s.abort(new AbortError('done'));
   await s.closed;
+});
+
+test('at the exchange cap an exchange waits for a slot; past the queue bound it is refused (503)', async () => {
+  const control = new FakeControl();
+  const s = session(control, { maxExchanges: 1, maxQueuedExchanges: 1 });
+  const stream = new FakeStream();
+  s.offerStream(stream);
+  const first = await s.openExchange(head('a'));
+  const waiting = s.openExchange(head('b'));
+  const refused = await s.openExchange(head('c')).then(
+    () => 'opened',
+    (err: { code?: string }) => err.code,
+  );
+  assert.is(refused, 'ERR_AGENT_BUSY');
+  assert.is(s.stats().pendingOpens, 1);
+  stream.finish[0]();
+  await first.closed;
+  // The slot freed by "a" goes to "b" (the stream is idle again, but Opens are cheaper to check here).
+  await waitFor(() => control.opens.length === 1 || stream.status === 'busy');
+  stream.finish[1]?.();
+  s.abort(new AbortError('done'));
+  await waiting.catch(() => undefined);
+});
+
+test('a client that leaves while its exchange waits for a slot stops waiting at once', async () => {
+  const control = new FakeControl();
+  const s = session(control, { maxExchanges: 1 });
+  s.offerStream(new FakeStream());
+  await s.openExchange(head('a'));
+  const gone = new AbortController();
+  const waiting = s.openExchange(head('b'), { signal: gone.signal });
+  gone.abort(new AbortError('client left'));
+  const code = await waiting.then(
+    () => 'opened',
+    (err: { code?: string }) => err.code,
+  );
+  assert.is(code, 'ERR_ABORTED');
+  s.abort(new AbortError('done'));
+});
+
+test('an exchange that waited for a slot longer than the open timeout gets 503', async () => {
+  const control = new FakeControl();
+  const s = session(control, { maxExchanges: 1, openTimeoutMs: 50 });
+  s.offerStream(new FakeStream());
+  await s.openExchange(head('a'));
+  const code = await s.openExchange(head('b')).then(
+    () => 'opened',
+    (err: { code?: string }) => err.code,
+  );
+  assert.is(code, 'ERR_AGENT_BUSY');
+  s.abort(new AbortError('done'));
 });
 
 test.run();
