@@ -5,7 +5,7 @@ import { AGENT_SETTINGS } from './agent/agent-settings.js';
 import { StatusView } from './agent/status-view.js';
 import { parseHostPort } from './address.js';
 import { Edge } from './edge/edge-server.js';
-import { EDGE_SETTINGS, edgeInitFrom } from './edge/edge-settings.js';
+import { EDGE_SETTINGS, edgeInitFrom, effectiveEdgeSettings } from './edge/edge-settings.js';
 import { createToken } from './edge/tokens.js';
 import { UsageError, toError } from './errors.js';
 import { createLogger, type LogFormat, type Logger } from './logger.js';
@@ -65,6 +65,9 @@ Prints a new agent token (give it to the agent: --token or JETTY_TOKEN) and the 
 under "tokens:" in the edge's config file. Only the token's SHA-256 is stored on the edge.
 PATTERN is a tunnel name or a prefix such as dev-* (default: *, any name).
 `;
+
+/** Said by an edge without tokens at start-up and in --check-config. */
+const OPEN_NOTICE = 'OPEN: no agent tokens, any agent that reaches this edge may register a tunnel';
 
 interface Parsed {
   values: SettingValues;
@@ -135,12 +138,15 @@ function onSignals(drain: () => Promise<unknown>): void {
 }
 
 async function runEdge(argv: string[]): Promise<number> {
-  const { values, help, checkConfig } = parseCommand(argv, EDGE_SETTINGS, false, ['check-config']);
-  if (help) {
+  const parsed = parseCommand(argv, EDGE_SETTINGS, false, ['check-config']);
+  if (parsed.help) {
     process.stdout.write(EDGE_HELP);
     return EXIT_OK;
   }
-  if (checkConfig) {
+  const values = effectiveEdgeSettings(parsed.values);
+  const open = (values.tokens as unknown[]).length === 0;
+  if (parsed.checkConfig) {
+    if (open) process.stdout.write(`# ${OPEN_NOTICE}\n`);
     process.stdout.write(printableSettings(EDGE_SETTINGS, values));
     return EXIT_OK;
   }
@@ -149,7 +155,7 @@ async function runEdge(argv: string[]): Promise<number> {
   const edge = await Edge.start({ ...edgeInitFrom(values), logger });
   const t = values.transports as string[];
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
-  process.stdout.write(`Jetty edge on http://${edge.domain}:${edge.publicPort} (agents: ${offered})\n`);
+  process.stdout.write(`Jetty edge on http://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
   onSignals(() => edge.drain());
   await new Promise(() => undefined);

@@ -5,6 +5,15 @@ import type { Logger } from '../logger.js';
 import type { EdgeMetrics } from './metrics.js';
 import { TokenAuthority } from './tokens.js';
 
+/**
+ * Names refused by default (`reserved-names`): they look like the operator's own services under the
+ * domain (www.DOMAIN, api.DOMAIN, mail.DOMAIN…). A token that lists one by its exact name may claim it.
+ */
+export const DEFAULT_RESERVED_NAMES: readonly string[] = [
+  'www', 'admin', 'api', 'edge', 'mail', 'smtp', 'imap', 'pop', 'ftp', 'ns1', 'ns2', 'dns', 'mx',
+  'autoconfig', 'autodiscover', 'login', 'auth', 'status', 'metrics', 'jetty',
+];
+
 export interface AgentAdmissionInit {
   registry: Registry;
   tokens: TokenAuthority;
@@ -12,6 +21,8 @@ export interface AgentAdmissionInit {
   logger: Logger;
   /** Agent sessions per edge. */
   maxAgents: number;
+  /** Tunnel names no agent may claim unless its token names them exactly; default DEFAULT_RESERVED_NAMES. */
+  reservedNames?: readonly string[];
 }
 
 /**
@@ -23,9 +34,11 @@ export class AgentAdmission {
   draining = false;
   readonly sessions = new Set<AgentSession>();
   private readonly init: AgentAdmissionInit;
+  private readonly reserved: ReadonlySet<string>;
 
   constructor(init: AgentAdmissionInit) {
     this.init = init;
+    this.reserved = new Set(init.reservedNames ?? DEFAULT_RESERVED_NAMES);
   }
 
   /**
@@ -41,6 +54,7 @@ export class AgentAdmission {
         throw new EdgeUnavailableError(`edge has its maximum of ${this.init.maxAgents} agents`, 'max_agents');
       }
       let owner = '';
+      let granted = false;
       if (!tokens.open) {
         const entry = tokens.authenticate(token);
         if (!entry) throw new UnauthorizedError(token ? 'token not recognised by this edge' : 'this edge requires a token (--token)');
@@ -48,6 +62,10 @@ export class AgentAdmission {
           throw new NameNotAllowedError(`token may not claim "${session.name}" (allowed: ${entry.names.join(', ')})`);
         }
         owner = entry.hash;
+        granted = entry.names.includes(session.name);
+      }
+      if (this.reserved.has(session.name) && !granted) {
+        throw new NameNotAllowedError(`tunnel name "${session.name}" is reserved on this edge`);
       }
       await registry.claim(session.name, session, { owner, resume: resume || undefined });
     } catch (err) {

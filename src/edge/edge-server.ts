@@ -9,7 +9,8 @@ import type { Logger } from '../logger.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { AgentAdmission } from './agent-admission.js';
 import { GrpcEndpoint } from './grpc-endpoint.js';
-import { DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
+import { checkOpenExposure, defaultListenHost } from './exposure.js';
+import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
 import { EdgeMetrics } from './metrics.js';
 import { tunnelName } from './request-head.js';
 import { Router } from './router.js';
@@ -27,10 +28,14 @@ export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 const CONNECTION_CHECK_INTERVAL_MS = 1_000;
 
 export interface EdgeInit {
-  /** Public HTTP listener, `host:port`; default 0.0.0.0:8080. */
+  /** Public HTTP listener, `host:port` or a port; default port 8080 on defaultListenHost (loopback without tokens). */
   listen?: string;
-  /** gRPC listener for agents, `host:port`; default 0.0.0.0:8091. */
+  /** gRPC listener for agents, `host:port` or a port; default port 8091 on defaultListenHost. */
   grpcListen?: string;
+  /** Without tokens, accept agents on non-loopback listeners too (`--open`); else Edge.start refuses. */
+  allowOpen?: boolean;
+  /** Tunnel names refused unless a token names them exactly; default DEFAULT_RESERVED_NAMES. */
+  reservedNames?: readonly string[];
   /** gRPC port agents are told to dial, when it differs from the bound one (NAT, load balancer). */
   grpcPublicPort?: number;
   /** Health and metrics listener; off when undefined. */
@@ -75,6 +80,8 @@ export interface EdgeStats {
  */
 export class Edge {
   readonly domain: string;
+  /** No agent tokens: any agent that reaches the edge may register a free name. */
+  readonly open: boolean;
   readonly publicPort: number;
   readonly grpcPort: number;
   /** 0 when the admin listener is off. */
@@ -95,6 +102,7 @@ export class Edge {
 
   private constructor(init: {
     domain: string;
+    open: boolean;
     publicPort: number;
     grpcPort: number;
     adminPort: number;
@@ -103,6 +111,7 @@ export class Edge {
     parts: Edge['parts'];
   }) {
     this.domain = init.domain;
+    this.open = init.open;
     this.publicPort = init.publicPort;
     this.grpcPort = init.grpcPort;
     this.adminPort = init.adminPort;
@@ -113,20 +122,23 @@ export class Edge {
 
   static async start(init: EdgeInit): Promise<Edge> {
     const domain = (init.domain ?? 'localhost').toLowerCase();
-    const listen = parseHostPort(init.listen ?? '0.0.0.0:8080');
-    const grpcListen = parseHostPort(init.grpcListen ?? '0.0.0.0:8091');
+    const tokens = new TokenAuthority(init.tokens ?? []);
+    const listen = parseHostPort(init.listen ?? '8080', defaultListenHost(tokens.open));
+    const grpcListen = parseHostPort(init.grpcListen ?? '8091', defaultListenHost(tokens.open));
+    const transports = init.transports ?? EDGE_TRANSPORTS;
+    const agentListeners = [{ setting: 'listen', ...listen }, ...(transports.includes('grpc') ? [{ setting: 'grpc-listen', ...grpcListen }] : [])];
+    checkOpenExposure(agentListeners, tokens.open, init.allowOpen === true);
     const limits: EdgeLimits = { ...DEFAULT_LIMITS, ...init.limits };
+    checkLimits(limits);
     const gracePeriodMs = init.gracePeriodMs ?? 30_000;
     const registry = init.registry ?? new MemoryRegistry(init.reconnectGraceMs ?? 5_000);
     const log = init.logger;
-    const tokens = new TokenAuthority(init.tokens ?? []);
     let admission: AgentAdmission | undefined;
     let router: Router | undefined;
     const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
-    admission = new AgentAdmission({ registry, tokens, metrics, logger: log, maxAgents: limits.maxAgents });
+    admission = new AgentAdmission({ registry, tokens, metrics, logger: log, maxAgents: limits.maxAgents, reservedNames: init.reservedNames });
     let publicPort = listen.port;
     const publicUrl = (name: string): string => `http://${name}.${domain}${publicPort === 80 ? '' : `:${publicPort}`}`;
-    const transports = init.transports ?? EDGE_TRANSPORTS;
     if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');
     const pingIntervalMs = init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
     const common = {
@@ -209,7 +221,7 @@ export class Edge {
       { listen: formatHostPort(listen.host, publicPort), grpc: grpc ? formatHostPort(grpcListen.host, grpcPort) : 'off', websocket: ws ? WS_PATH : 'off', admin: admin ? adminPort : 'off', domain },
       'edge listening',
     );
-    const edge = new Edge({ domain, publicPort, grpcPort, adminPort, metrics, log, parts: { http, admin, grpc, ws, router, admission, gracePeriodMs } });
+    const edge = new Edge({ domain, open: tokens.open, publicPort, grpcPort, adminPort, metrics, log, parts: { http, admin, grpc, ws, router, admission, gracePeriodMs } });
     admin?.on('request', (req, res) => void edge.serveAdmin(req, res));
     return edge;
   }
