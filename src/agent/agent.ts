@@ -68,6 +68,12 @@ export async function discover(edge: URL): Promise<Discovery> {
 
 type Connection = GrpcConnection | WsConnection;
 
+/** What a reconnecting agent presents to take over its previous session. */
+interface ResumeTicket {
+  sessionId: string;
+  secret: string;
+}
+
 /** Reconnect backoff: first delay, factor 2 per attempt, full jitter, capped. */
 export const RECONNECT_BASE_MS = 250;
 export const RECONNECT_CAP_MS = 30_000;
@@ -163,11 +169,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     void conn.closed.then((reason) => {
       this.live.delete(conn);
       if (this.stopped || conn !== this.connection) return;
-      void this.reconnect(reason, conn.sessionId);
+      void this.reconnect(reason, { sessionId: conn.sessionId, secret: conn.resumeSecret });
     });
   }
 
-  private async reconnect(reason: Error, resume: string): Promise<void> {
+  private async reconnect(reason: Error, resume: ResumeTicket | undefined): Promise<void> {
     // One loop at a time (a drain and a lost connection can both ask).
     if (this.reconnecting) return;
     this.reconnecting = true;
@@ -178,7 +184,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  private async reconnectLoop(reason: Error, resume: string): Promise<void> {
+  private async reconnectLoop(reason: Error, resume: ResumeTicket | undefined): Promise<void> {
     for (let attempt = 0; !this.stopped; attempt++) {
       const delay = backoffMs(attempt);
       this.emit('reconnecting', attempt === 0 ? reason.message : `attempt ${attempt}: ${reason.message}`, delay);
@@ -221,7 +227,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     const old = this.connection;
     this.init.logger.info('edge is draining: reconnecting');
-    void this.reconnect(new AgentUnavailableError('edge is draining'), '').then(() => {
+    void this.reconnect(new AgentUnavailableError('edge is draining'), undefined).then(() => {
       if (this.connection !== old) old.close();
     });
   }
@@ -269,7 +275,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 }
 
 /** Discovers the edge and connects over the transport negotiation picks. */
-async function connect(init: AgentInit, proxy: OriginProxy, resume: string | undefined, onDrain: () => void): Promise<{ conn: Connection; transport: string; rttMs: number }> {
+async function connect(init: AgentInit, proxy: OriginProxy, resume: ResumeTicket | undefined, onDrain: () => void): Promise<{ conn: Connection; transport: string; rttMs: number }> {
   const t0 = performance.now();
   const found = await discover(init.edge);
   // One HTTP round trip to the edge (discovery), as seen at connect time.
@@ -291,7 +297,8 @@ async function connect(init: AgentInit, proxy: OriginProxy, resume: string | und
         logger: log,
         onExchange,
         token: init.token,
-        resume,
+        resume: resume?.sessionId,
+        resumeSecret: resume?.secret,
         onDrain,
         timeoutMs: mode === 'auto' && found.transports.websocket ? GRPC_FALLBACK_TIMEOUT_MS : undefined,
       });
@@ -317,7 +324,8 @@ async function connect(init: AgentInit, proxy: OriginProxy, resume: string | und
     logger: log,
     onExchange,
     token: init.token,
-    resume,
+    resume: resume?.sessionId,
+    resumeSecret: resume?.secret,
     onDrain,
   });
   return { conn, transport: `websocket/${codec}`, rttMs };

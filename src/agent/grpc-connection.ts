@@ -44,6 +44,8 @@ export interface GrpcConnectionInit {
   token?: string;
   /** The previous session id after a reconnect. */
   resume?: string;
+  /** The resume secret the edge issued with that session. */
+  resumeSecret?: string;
   /** The edge is draining: it sends no new exchanges on this connection. */
   onDrain?: () => void;
 }
@@ -57,6 +59,8 @@ export class GrpcConnection {
   readonly name: string;
   readonly url: string;
   readonly sessionId: string;
+  /** Issued by the edge with this session: presented to resume it after a reconnect. */
+  readonly resumeSecret: string;
   /** Resolves with the reason once the session is over (edge gone, closed locally). */
   readonly closed: Promise<Error>;
   private readonly client: Client;
@@ -71,7 +75,7 @@ export class GrpcConnection {
   private closeError: Error | undefined;
   private resolveClosed!: (err: Error) => void;
 
-  private constructor(init: GrpcConnectionInit, client: Client, control: RegisterCall, reader: ReadableReader<EdgeMessage>, registered: { name: string; url: string; sessionId: string }) {
+  private constructor(init: GrpcConnectionInit, client: Client, control: RegisterCall, reader: ReadableReader<EdgeMessage>, registered: { name: string; url: string; sessionId: string; resumeSecret?: string }) {
     this.init = init;
     this.log = init.logger;
     this.client = client;
@@ -80,6 +84,7 @@ export class GrpcConnection {
     this.name = registered.name;
     this.url = registered.url;
     this.sessionId = registered.sessionId;
+    this.resumeSecret = registered.resumeSecret ?? '';
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -99,7 +104,7 @@ export class GrpcConnection {
     const control = client.register(md) as RegisterCall;
     const reader = new ReadableReader<EdgeMessage>(control as unknown as Readable);
     control.on('error', () => undefined);
-    control.write({ hello: { name: init.name, version: init.version, resume: init.resume ?? '' } });
+    control.write({ hello: { name: init.name, version: init.version, resume: init.resume ?? '', resumeSecret: init.resumeSecret ?? '' } });
     const timeoutMs = init.timeoutMs ?? REGISTER_TIMEOUT_MS;
     const timer = setTimeout(
       () => reader.interrupt(new AgentUnavailableError(`edge at ${init.address} did not answer within ${timeoutMs} ms`)),

@@ -29,6 +29,8 @@ export interface WsConnectionInit {
   token?: string;
   /** The previous session id after a reconnect. */
   resume?: string;
+  /** The resume secret the edge issued with that session. */
+  resumeSecret?: string;
   /** The edge is draining: it sends no new exchanges on this connection. */
   onDrain?: () => void;
 }
@@ -48,6 +50,8 @@ export class WsConnection {
     readonly name: string,
     readonly url: string,
     readonly sessionId: string,
+    /** Issued by the edge with this session: presented to resume it after a reconnect. */
+    readonly resumeSecret: string,
     private readonly mux: WsMux,
     closed: Promise<Error>,
   ) {
@@ -97,7 +101,7 @@ export class WsConnection {
                 onDead: (silentMs) => mux.close(new AgentUnavailableError(`lost the edge: no ping for ${silentMs} ms`), 1001),
               });
             }
-            resolve(new WsConnection(r.name, r.url, r.sessionId, mux, closed));
+            resolve(new WsConnection(r.name, r.url, r.sessionId, r.resumeSecret ?? '', mux, closed));
           }
         },
         onClose: (err) => {
@@ -119,7 +123,10 @@ export class WsConnection {
         },
       });
       socket.on('open', () =>
-        mux.sendControl({ stream: 0, agent: { hello: { name: init.name, version: init.version, window: init.windowBytes, resume: init.resume ?? '' } } }),
+        mux.sendControl({
+          stream: 0,
+          agent: { hello: { name: init.name, version: init.version, window: init.windowBytes, resume: init.resume ?? '', resumeSecret: init.resumeSecret ?? '' } },
+        }),
       );
     });
   }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { AgentSession } from '../actors/agent-session.js';
 import type { Registry } from '../actors/registry.js';
 import { EdgeUnavailableError, NameNotAllowedError, UnauthorizedError, toError } from '../errors.js';
@@ -25,6 +26,24 @@ export interface AgentAdmissionInit {
   reservedNames?: readonly string[];
 }
 
+/** What an agent presents with its Hello. */
+export interface AdmitOptions {
+  /** Its bearer token (gRPC metadata, WebSocket Authorization header). */
+  token?: string;
+  /** Hello.resume: the session it had before a reconnect. */
+  resume?: string;
+  /** Hello.resume_secret: the secret issued with that session. */
+  resumeSecret?: string;
+}
+
+/** What the edge grants an admitted session. */
+export interface Admitted {
+  /** The token hash the session speaks for; '' on an open edge. */
+  owner: string;
+  /** Issued to the agent in Registered; only it can resume this session on an open edge. */
+  resumeSecret: string;
+}
+
 /**
  * Who may register, shared by every transport: the token (constant-time), the names it covers, the
  * edge's capacity and drain state, then the registry claim. Owns the set of live sessions.
@@ -45,15 +64,17 @@ export class AgentAdmission {
    * Admits `session` or throws UnauthorizedError, NameNotAllowedError, NameTakenError or
    * EdgeUnavailableError. On success the session is registered and removed again when it closes.
    */
-  async admit(session: AgentSession, token: string | undefined, resume: string | undefined): Promise<void> {
+  async admit(session: AgentSession, options: AdmitOptions): Promise<Admitted> {
     const { registry, tokens, metrics } = this.init;
+    const { token } = options;
+    const resumeSecret = randomBytes(24).toString('base64url');
+    let owner = '';
     try {
       if (this.draining) throw new EdgeUnavailableError('edge is draining', 'draining');
       if (this.sessions.size >= this.init.maxAgents) {
         metrics.limitRejections.inc({ limit: 'max_agents' });
         throw new EdgeUnavailableError(`edge has its maximum of ${this.init.maxAgents} agents`, 'max_agents');
       }
-      let owner = '';
       let granted = false;
       if (!tokens.open) {
         const entry = tokens.authenticate(token);
@@ -67,7 +88,7 @@ export class AgentAdmission {
       if (this.reserved.has(session.name) && !granted) {
         throw new NameNotAllowedError(`tunnel name "${session.name}" is reserved on this edge`);
       }
-      await registry.claim(session.name, session, { owner, resume: resume || undefined });
+      await registry.claim(session.name, session, { owner, resume: options.resume || undefined, resumeSecret: options.resumeSecret, secret: resumeSecret });
     } catch (err) {
       metrics.registrations.inc({ result: (toError(err) as { code?: string }).code ?? 'ERR_INTERNAL' });
       throw err;
@@ -79,8 +100,14 @@ export class AgentAdmission {
       // Hold the name for the agent's return (a lost connection, or a restart after SIGTERM), unless
       // the whole edge is going away.
       void registry.release(session.name, session, { reconnecting: !this.draining });
-      this.init.logger.info({ name: session.name, session: session.id }, 'agent disconnected');
+      this.init.logger.info({ name: session.name, transport: session.transport }, 'agent disconnected');
     });
+    return { owner, resumeSecret };
+  }
+
+  /** The owner (token hash) a presented token speaks for; undefined on an open edge or for a bad token. */
+  ownerOf(token: string | undefined): string | undefined {
+    return this.init.tokens.open ? undefined : this.init.tokens.authenticate(token)?.hash;
   }
 
   /** Sessions per transport, for the gauge. */

@@ -1,11 +1,53 @@
 import { once } from 'node:events';
 import { connect } from 'node:http2';
+import { Writable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GRPC_STREAM_WINDOW_BYTES } from '../../src/streams/grpc-service.js';
-import { startEdge, waitFor } from '../helpers/harness.js';
+import type { Agent } from '../../src/agent/agent.js';
+import { MIN_IDLE_STREAMS } from '../../src/agent/grpc-connection.js';
+import type { Edge } from '../../src/edge/edge-server.js';
+import { CONNECTION_STAMP_KEY } from '../../src/edge/grpc-connections.js';
+import { createToken } from '../../src/edge/tokens.js';
+import { loggerOptions } from '../../src/logger.js';
+import { GRPC_STREAM_WINDOW_BYTES, SESSION_METADATA_KEY } from '../../src/streams/grpc-service.js';
+import { send, startAgent, startEdge, startOrigin, waitFor, type Origin } from '../helpers/harness.js';
+import { RawGrpcAgent } from '../helpers/raw-grpc-agent.js';
 
-const test = suite('edge/grpc-endpoint');
+const test = suite<{ origin: Origin; cleanup: Array<() => unknown> }>('edge/grpc-endpoint');
+
+test.before(async (ctx) => {
+  ctx.origin = await startOrigin((_req, res) => res.end('origin'));
+});
+
+test.before.each((ctx) => {
+  ctx.cleanup = [];
+});
+
+test.after.each(async (ctx) => {
+  for (const c of ctx.cleanup.reverse()) await c();
+});
+
+test.after(async (ctx) => {
+  await ctx.origin.close();
+});
+
+/** The session credentials a real agent holds (what an eavesdropper or a log reader might learn). */
+function sessionOf(agent: Agent): { sessionId: string; resumeSecret: string } {
+  return (agent as unknown as { connection: { sessionId: string; resumeSecret: string } }).connection;
+}
+
+async function edgeAndAgent(ctx: { origin: Origin; cleanup: Array<() => unknown> }, init: Parameters<typeof startEdge>[0] = {}, token?: string): Promise<{ edge: Edge; agent: Agent; raw: RawGrpcAgent }> {
+  const edge = await startEdge(init);
+  ctx.cleanup.push(() => edge.close());
+  const agent = await startAgent(edge, ctx.origin.url, 'victim', { transport: 'grpc', token });
+  ctx.cleanup.push(() => agent.close());
+  const raw = new RawGrpcAgent(`127.0.0.1:${edge.grpcPort}`);
+  ctx.cleanup.push(() => raw.close());
+  await waitFor(() => edge.stats().idleStreams === MIN_IDLE_STREAMS, 2000, "the agent's idle streams");
+  return { edge, agent, raw };
+}
 
 // Regression guard: grpc-js's server has no window option, so the edge raises each HTTP/2 session's
 // window itself through grpc-js internals. If an upgrade breaks that, agents fall back to 64 KiB
@@ -22,6 +64,74 @@ test('the edge advertises the raised HTTP/2 stream window to agents, not 64 KiB'
     session.destroy();
     await edge.close();
   }
+});
+
+// A session id travels in clear on every ForwardHTTP and used to be logged: with it, anyone could
+// attach streams to another agent's session and receive its tunnel's requests.
+test("a ForwardHTTP from another connection with a live session's id is refused, whatever connection stamp it forges", async (ctx) => {
+  const { edge, agent, raw } = await edgeAndAgent(ctx);
+  const { sessionId } = sessionOf(agent);
+  const idleBefore = edge.stats().idleStreams;
+  for (const stamp of ['', '1', '2', '3']) {
+    const md: Record<string, string> = { [SESSION_METADATA_KEY]: sessionId };
+    if (stamp) md[CONNECTION_STAMP_KEY] = stamp;
+    const { status } = raw.forward(md);
+    assert.is((await status).code, grpc.status.NOT_FOUND, `stamp "${stamp}"`);
+  }
+  assert.is(edge.stats().idleStreams, idleBefore);
+  assert.is((await send(edge, 'victim', '/')).body.toString(), 'origin');
+});
+
+test('with tokens, a ForwardHTTP from another connection is accepted only with a token of the same owner', async (ctx) => {
+  const [mine, theirs] = [createToken(), createToken()];
+  const { edge, agent, raw } = await edgeAndAgent(ctx, { tokens: [{ hash: mine.hash, names: ['*'] }, { hash: theirs.hash, names: ['*'] }] }, mine.token);
+  const { sessionId } = sessionOf(agent);
+  for (const token of [undefined, theirs.token, 'jt_wrong']) {
+    const md: Record<string, string> = { [SESSION_METADATA_KEY]: sessionId };
+    if (token) md.authorization = `Bearer ${token}`;
+    assert.is((await raw.forward(md).status).code, grpc.status.NOT_FOUND, token ?? 'no token');
+  }
+  const idleBefore = edge.stats().idleStreams;
+  raw.forward({ [SESSION_METADATA_KEY]: sessionId, authorization: `Bearer ${mine.token}` });
+  await waitFor(() => edge.stats().idleStreams === idleBefore + 1, 2000, 'the stream to join the pool');
+});
+
+test('open edge: a resume with the session id but without its secret is refused while the agent is live; with it, it takes over', async (ctx) => {
+  const { edge, agent, raw } = await edgeAndAgent(ctx);
+  const { sessionId, resumeSecret } = sessionOf(agent);
+  assert.ok(resumeSecret.length >= 32, 'the edge issued a resume secret');
+  for (const secret of ['', 'guess', resumeSecret.slice(1)]) {
+    const { status } = raw.register({ name: 'victim', version: 'test', resume: sessionId, resumeSecret: secret });
+    assert.is((await status).code, grpc.status.ALREADY_EXISTS, `secret "${secret}"`);
+  }
+  assert.is((await send(edge, 'victim', '/')).body.toString(), 'origin', 'the agent kept its name');
+  const reconnecting = once(agent, 'reconnecting');
+  const { first } = raw.register({ name: 'victim', version: 'test', resume: sessionId, resumeSecret });
+  assert.ok((await first).registered, 'the holder of the secret resumed the session');
+  await reconnecting;
+});
+
+test('session ids and resume secrets are not logged at info', async (ctx) => {
+  let out = '';
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      out += chunk;
+      cb();
+    },
+  });
+  const edge = await startEdge({ logger: pino(loggerOptions('info', 'edge'), sink), pingIntervalMs: 60_000 });
+  ctx.cleanup.push(() => edge.close());
+  const secrets: string[] = [];
+  for (const transport of ['grpc', 'websocket'] as const) {
+    const agent = await startAgent(edge, ctx.origin.url, `logged-${transport}`, { transport });
+    const { sessionId, resumeSecret } = sessionOf(agent);
+    secrets.push(sessionId, resumeSecret);
+    await send(edge, `logged-${transport}`, '/');
+    await agent.close();
+  }
+  await waitFor(() => (out.match(/agent disconnected/g) ?? []).length === 2, 2000, 'disconnect lines');
+  assert.match(out, /agent registered/);
+  for (const s of secrets) assert.not.ok(out.includes(s), 'a session id or secret in the log');
 });
 
 test.run();
