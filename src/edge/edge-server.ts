@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
@@ -11,12 +11,14 @@ import { AgentAdmission } from './agent-admission.js';
 import { GrpcEndpoint } from './grpc-endpoint.js';
 import { checkOpenExposure, defaultListenHost } from './exposure.js';
 import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
+import { adminHandler } from './admin-handler.js';
+import { ownHostHandler } from './own-host.js';
 import { EdgeMetrics } from './metrics.js';
 import { tunnelName } from './request-head.js';
 import { Router } from './router.js';
 import { TokenAuthority, type TokenEntry } from './tokens.js';
 import { WsEndpoint } from './ws-endpoint.js';
-import { DISCOVERY_PATH, WS_PATH } from '../well-known.js';
+import { WS_PATH } from '../well-known.js';
 
 /** Agent transports an edge can offer (the seed's TransportMode, per edge instance). */
 export const EDGE_TRANSPORTS = ['grpc', 'websocket'] as const;
@@ -154,20 +156,12 @@ export class Edge {
     const grpc = transports.includes('grpc') ? new GrpcEndpoint({ ...common, maxConcurrentStreams: limits.h2MaxStreams }) : undefined;
     const ws = transports.includes('websocket') ? new WsEndpoint({ ...common, windowBytes: init.wsWindowBytes ?? DEFAULT_WS_WINDOW_BYTES }) : undefined;
     let grpcPort = 0;
-    const ownHost = (req: IncomingMessage, res: ServerResponse): void => {
-      if (req.url === DISCOVERY_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
-        const offered: Record<string, unknown> = {};
-        if (grpc) offered.grpc = { port: init.grpcPublicPort ?? grpcPort };
-        if (ws) offered.websocket = { path: WS_PATH };
-        const body = JSON.stringify({ version: 1, domain, publicPort, transports: offered });
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-        res.end(req.method === 'HEAD' ? undefined : body);
-        return;
-      }
-      const body = `404 Not Found\nThis is a Jetty edge. Tunnels live at http://NAME.${domain}:${publicPort}/\n`;
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-      res.end(req.method === 'HEAD' ? undefined : body);
-    };
+    const ownHost = ownHostHandler({
+      domain,
+      scheme: 'http',
+      ports: () => ({ public: publicPort, grpc: grpc ? (init.grpcPublicPort ?? grpcPort) : undefined }),
+      websocketPath: ws ? WS_PATH : undefined,
+    });
     router = new Router({ domain, registry, logger: log, ownHost, metrics, limits, reconnectGraceMs: init.reconnectGraceMs ?? 5_000, trustedProxies: init.trustedProxies ?? [] });
     const http = createServer({
       headersTimeout: limits.headerTimeoutMs,
@@ -222,25 +216,9 @@ export class Edge {
       'edge listening',
     );
     const edge = new Edge({ domain, open: tokens.open, publicPort, grpcPort, adminPort, metrics, log, parts: { http, admin, grpc, ws, router, admission, gracePeriodMs } });
-    admin?.on('request', (req, res) => void edge.serveAdmin(req, res));
+    const serveAdmin = adminHandler(() => edge.stats(), metrics);
+    admin?.on('request', (req, res) => void serveAdmin(req, res));
     return edge;
-  }
-
-  /** /livez, /readyz (503 while draining, JSON counts) and /metrics (Prometheus). */
-  private async serveAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/livez') {
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    } else if (path === '/readyz') {
-      const stats = this.stats();
-      res.writeHead(stats.draining ? 503 : 200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: stats.draining ? 'draining' : 'ready', agents: stats.sessions, exchanges: stats.openExchanges }));
-    } else if (path === '/metrics') {
-      const body = await this.metrics.registry.metrics();
-      res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(body);
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-    }
   }
 
   /** Counts for the gauges, /readyz and tests: all zero once the edge is quiet. */
