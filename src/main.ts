@@ -13,6 +13,7 @@ import {
   argsConfig,
   loadConfigFile,
   printableSettings,
+  readSettingFile,
   resolveSettings,
   settingsHelp,
   type SettingSpec,
@@ -155,7 +156,7 @@ async function runEdge(argv: string[]): Promise<number> {
   const edge = await Edge.start({ ...edgeInitFrom(values), logger });
   const t = values.transports as string[];
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
-  process.stdout.write(`Jetty edge on http://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
+  process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
   onSignals(() => edge.drain());
   await new Promise(() => undefined);
@@ -182,6 +183,8 @@ async function runHttp(argv: string[]): Promise<number> {
     wsWindowBytes: values['ws-window'] as number,
     wsMask: values['ws-mask'] as WsMaskChoice,
     token: (values.token as string) || undefined,
+    edgeCa: values['edge-ca'] ? readSettingFile('edge-ca', values['edge-ca'] as string) : undefined,
+    insecure: values.insecure as boolean,
     logger,
   });
   const shown = `${origin.protocol}//${origin.host}`;

@@ -1,12 +1,13 @@
 import { WS_PROTOCOL_JSON, WS_PROTOCOL_PROTO } from '../codec/ws-frame.js';
 import { EventEmitter } from 'node:events';
-import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError, UnauthorizedError, UsageError, toError } from '../errors.js';
+import { AbortError, AgentUnavailableError, EdgeCertificateError, NameNotAllowedError, NameTakenError, UnauthorizedError, UsageError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
+import { discover } from './discovery.js';
+import { checkEdgeLink, type EdgeLink } from './edge-link.js';
 import { GrpcConnection } from './grpc-connection.js';
 import { randomName } from './names.js';
 import { OriginProxy, type RequestRecord } from './origin-proxy.js';
-import { DISCOVERY_PATH } from '../well-known.js';
 import { WsConnection } from './ws-connection.js';
 
 /** Transports an agent may ask for; auto prefers gRPC and falls back to WebSocket. */
@@ -18,15 +19,13 @@ export type WsCodecChoice = (typeof WS_CODEC_NAMES)[number];
 export const WS_MASK_NAMES = ['zero', 'random'] as const;
 export type WsMaskChoice = (typeof WS_MASK_NAMES)[number];
 
-/** How long discovery may take. */
-export const DISCOVERY_TIMEOUT_MS = 5_000;
 /** In auto mode, how long gRPC may take to register before the agent falls back to WebSocket. */
 export const GRPC_FALLBACK_TIMEOUT_MS = 3_000;
 
 export const AGENT_VERSION = '0.2.0';
 
-export interface AgentInit {
-  /** The edge's public URL, e.g. http://127.0.0.1:8080. */
+export interface AgentInit extends EdgeLink {
+  /** The edge's public URL, e.g. http://127.0.0.1:8080; https:// means TLS on every connection to it. */
   edge: URL;
   /** The local service. */
   origin: URL;
@@ -43,27 +42,6 @@ export interface AgentInit {
   /** Agent token, when the edge requires one. */
   token?: string;
   logger: Logger;
-}
-
-/** What the edge says it offers at DISCOVERY_PATH. */
-export interface Discovery {
-  version: number;
-  domain: string;
-  publicPort: number;
-  transports: { grpc?: { port: number }; websocket?: { path: string } };
-}
-
-/** Asks the edge what it offers. */
-export async function discover(edge: URL): Promise<Discovery> {
-  const url = new URL(DISCOVERY_PATH, edge);
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS) });
-  } catch (err) {
-    throw new AgentUnavailableError(`cannot reach the edge at ${edge.origin}: ${toError((err as { cause?: unknown }).cause ?? err).message}`, { cause: err });
-  }
-  if (!res.ok) throw new AgentUnavailableError(`${url.href} answered ${res.status}: is this a Jetty edge?`);
-  return (await res.json()) as Discovery;
 }
 
 type Connection = GrpcConnection | WsConnection;
@@ -152,6 +130,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Connects once; the first failure is the caller's (exit 1), later ones are retried. */
   static async start(init: AgentInit): Promise<Agent> {
+    checkEdgeLink(init);
     const proxy = new OriginProxy({ origin: init.origin, logger: init.logger });
     try {
       let self: Agent | undefined;
@@ -277,7 +256,8 @@ export class Agent extends EventEmitter<AgentEvents> {
 /** Discovers the edge and connects over the transport negotiation picks. */
 async function connect(init: AgentInit, proxy: OriginProxy, resume: ResumeTicket | undefined, onDrain: () => void): Promise<{ conn: Connection; transport: string; rttMs: number }> {
   const t0 = performance.now();
-  const found = await discover(init.edge);
+  const found = await discover(init.edge, { ca: init.edgeCa });
+  const tls = init.edge.protocol === 'https:' ? { ca: init.edgeCa } : undefined;
   // One HTTP round trip to the edge (discovery), as seen at connect time.
   const rttMs = performance.now() - t0;
   const mode = init.transport ?? 'auto';
@@ -297,6 +277,7 @@ async function connect(init: AgentInit, proxy: OriginProxy, resume: ResumeTicket
         logger: log,
         onExchange,
         token: init.token,
+        tls,
         resume: resume?.sessionId,
         resumeSecret: resume?.secret,
         onDrain,
@@ -304,8 +285,9 @@ async function connect(init: AgentInit, proxy: OriginProxy, resume: ResumeTicket
       });
       return { conn, transport: 'grpc', rttMs };
     } catch (err) {
-      // Refusals are final; only an unreachable gRPC port makes auto try WebSocket.
-      if (mode === 'grpc' || !found.transports.websocket || err instanceof NameTakenError || isFinal(err)) throw err;
+      // Refusals are final, and so is a certificate that fails (never try elsewhere around it); only an
+      // unreachable gRPC port makes auto try WebSocket, which is TLS too for an https:// edge.
+      if (mode === 'grpc' || !found.transports.websocket || err instanceof NameTakenError || err instanceof EdgeCertificateError || isFinal(err)) throw err;
       log.warn({ reason: toError(err).message }, 'gRPC unavailable, falling back to WebSocket');
     }
   }
@@ -324,6 +306,7 @@ async function connect(init: AgentInit, proxy: OriginProxy, resume: ResumeTicket
     logger: log,
     onExchange,
     token: init.token,
+    ca: init.edgeCa,
     resume: resume?.sessionId,
     resumeSecret: resume?.secret,
     onDrain,

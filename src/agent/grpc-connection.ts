@@ -15,6 +15,7 @@ import {
   TUNNEL_AGENT_SERVICE,
 } from '../streams/grpc-service.js';
 import { ReadableReader } from '../streams/readable-reader.js';
+import { certificateError } from './edge-link.js';
 
 /** Idle ForwardHTTP streams the agent keeps open so the edge can start exchanges without a round trip. */
 export const MIN_IDLE_STREAMS = 8;
@@ -42,6 +43,8 @@ export interface GrpcConnectionInit {
   timeoutMs?: number;
   /** Sent as `authorization: Bearer …` metadata, never in a URL. */
   token?: string;
+  /** TLS (verified against `ca`, else the system roots); plaintext when absent. Never downgraded. */
+  tls?: { ca?: Buffer };
   /** The previous session id after a reconnect. */
   resume?: string;
   /** The resume secret the edge issued with that session. */
@@ -95,7 +98,8 @@ export class GrpcConnection {
    * UsageError (name refused) or AgentUnavailableError (edge unreachable).
    */
   static async connect(init: GrpcConnectionInit): Promise<GrpcConnection> {
-    const client = new TunnelAgentClient(init.address, grpc.credentials.createInsecure(), {
+    const credentials = init.tls ? grpc.credentials.createSsl(init.tls.ca ?? null) : grpc.credentials.createInsecure();
+    const client = new TunnelAgentClient(init.address, credentials, {
       ...GRPC_COMMON_OPTIONS,
       'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES,
     });
@@ -244,5 +248,7 @@ function registrationError(err: unknown, address: string): Error {
   if (code === grpc.status.UNAUTHENTICATED) return new UnauthorizedError(`the edge refused the token: ${String(details)}`, { cause: err });
   if (code === grpc.status.PERMISSION_DENIED) return new NameNotAllowedError(String(details), { cause: err });
   if (err instanceof AgentUnavailableError) return err;
+  const cert = code === grpc.status.UNAVAILABLE ? certificateError(err, address) : undefined;
+  if (cert) return cert;
   return new AgentUnavailableError(`cannot register with the edge at ${address}: ${toError(err).message}`, { cause: err });
 }

@@ -5,6 +5,7 @@ import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError,
 import type { Logger } from '../logger.js';
 import { WsMux } from '../streams/ws-mux.js';
 import { WS_CLOSE_BAD_HELLO, WS_CLOSE_NAME_NOT_ALLOWED, WS_CLOSE_NAME_TAKEN, WS_CLOSE_UNAUTHORIZED } from '../well-known.js';
+import { certificateError } from './edge-link.js';
 import type { ExchangeHandler } from './grpc-connection.js';
 import { REGISTER_TIMEOUT_MS } from './grpc-connection.js';
 
@@ -27,6 +28,8 @@ export interface WsConnectionInit {
   onExchange: ExchangeHandler;
   /** Sent in the upgrade's Authorization header, never in the URL. */
   token?: string;
+  /** For a wss:// URL: CA certificate(s) to verify the edge with instead of the system roots. */
+  ca?: Buffer;
   /** The previous session id after a reconnect. */
   resume?: string;
   /** The resume secret the edge issued with that session. */
@@ -66,6 +69,7 @@ export class WsConnection {
       handshakeTimeout: REGISTER_TIMEOUT_MS,
       generateMask: init.zeroMask === false ? undefined : zeroMask,
       headers: init.token ? { authorization: `Bearer ${init.token}` } : undefined,
+      ca: init.ca,
     });
     let heartbeat: Heartbeat | undefined;
     let resolveClosed!: (err: Error) => void;
@@ -118,7 +122,8 @@ export class WsConnection {
             else if (closeCode === WS_CLOSE_UNAUTHORIZED) reject(new UnauthorizedError(`the edge refused the token: ${reason}`));
             else if (closeCode === WS_CLOSE_NAME_NOT_ALLOWED) reject(new NameNotAllowedError(reason));
             else if (closeCode === WS_CLOSE_BAD_HELLO) reject(new UsageError(reason));
-            else reject(err instanceof ProtocolError ? err : new AgentUnavailableError(`cannot register with the edge at ${init.url}: ${err.message}`, { cause: err }));
+            else if (err instanceof ProtocolError) reject(err);
+            else reject(certificateError(err, init.url) ?? new AgentUnavailableError(`cannot register with the edge at ${init.url}: ${err.message}`, { cause: err }));
           });
         },
       });

@@ -13,6 +13,7 @@ import { checkOpenExposure, defaultListenHost } from './exposure.js';
 import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
 import { adminHandler } from './admin-handler.js';
 import { ownHostHandler } from './own-host.js';
+import { checkTlsIdentity, createPublicServer, type PublicServer, type TlsIdentity } from './public-listener.js';
 import { EdgeMetrics } from './metrics.js';
 import { tunnelName } from './request-head.js';
 import { Router } from './router.js';
@@ -64,6 +65,8 @@ export interface EdgeInit {
   trustedProxies?: readonly string[];
   /** Agent tokens; none = the edge runs open. */
   tokens?: readonly TokenEntry[];
+  /** Certificate and key: the public listener serves HTTPS (and WebSocket agents wss) and gRPC uses TLS. */
+  tls?: TlsIdentity;
   limits?: Partial<EdgeLimits>;
 }
 
@@ -82,6 +85,8 @@ export interface EdgeStats {
  */
 export class Edge {
   readonly domain: string;
+  /** `https` when the edge has a certificate (public listener and gRPC), else `http`. */
+  readonly scheme: 'http' | 'https';
   /** No agent tokens: any agent that reaches the edge may register a free name. */
   readonly open: boolean;
   readonly publicPort: number;
@@ -90,7 +95,7 @@ export class Edge {
   readonly adminPort: number;
   readonly metrics: EdgeMetrics;
   private readonly parts: {
-    http: Server;
+    http: PublicServer;
     admin: Server | undefined;
     grpc: GrpcEndpoint | undefined;
     ws: WsEndpoint | undefined;
@@ -104,6 +109,7 @@ export class Edge {
 
   private constructor(init: {
     domain: string;
+    scheme: Edge['scheme'];
     open: boolean;
     publicPort: number;
     grpcPort: number;
@@ -113,6 +119,7 @@ export class Edge {
     parts: Edge['parts'];
   }) {
     this.domain = init.domain;
+    this.scheme = init.scheme;
     this.open = init.open;
     this.publicPort = init.publicPort;
     this.grpcPort = init.grpcPort;
@@ -132,6 +139,8 @@ export class Edge {
     checkOpenExposure(agentListeners, tokens.open, init.allowOpen === true);
     const limits: EdgeLimits = { ...DEFAULT_LIMITS, ...init.limits };
     checkLimits(limits);
+    if (init.tls) checkTlsIdentity(init.tls);
+    const scheme = init.tls ? 'https' : 'http';
     const gracePeriodMs = init.gracePeriodMs ?? 30_000;
     const registry = init.registry ?? new MemoryRegistry(init.reconnectGraceMs ?? 5_000);
     const log = init.logger;
@@ -140,7 +149,7 @@ export class Edge {
     const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
     admission = new AgentAdmission({ registry, tokens, metrics, logger: log, maxAgents: limits.maxAgents, reservedNames: init.reservedNames });
     let publicPort = listen.port;
-    const publicUrl = (name: string): string => `http://${name}.${domain}${publicPort === 80 ? '' : `:${publicPort}`}`;
+    const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${publicPort === (init.tls ? 443 : 80) ? '' : `:${publicPort}`}`;
     if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');
     const pingIntervalMs = init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
     const common = {
@@ -158,12 +167,12 @@ export class Edge {
     let grpcPort = 0;
     const ownHost = ownHostHandler({
       domain,
-      scheme: 'http',
+      scheme,
       ports: () => ({ public: publicPort, grpc: grpc ? (init.grpcPublicPort ?? grpcPort) : undefined }),
       websocketPath: ws ? WS_PATH : undefined,
     });
     router = new Router({ domain, registry, logger: log, ownHost, metrics, limits, reconnectGraceMs: init.reconnectGraceMs ?? 5_000, trustedProxies: init.trustedProxies ?? [] });
-    const http = createServer({
+    const http = createPublicServer(init.tls, {
       headersTimeout: limits.headerTimeoutMs,
       connectionsCheckingInterval: CONNECTION_CHECK_INTERVAL_MS,
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
@@ -194,7 +203,7 @@ export class Edge {
     });
     let admin: Server | undefined;
     try {
-      if (grpc) grpcPort = await grpc.listen(formatHostPort(grpcListen.host, grpcListen.port));
+      if (grpc) grpcPort = await grpc.listen(formatHostPort(grpcListen.host, grpcListen.port), init.tls);
       await listenOn(http, listen.host, listen.port);
       publicPort = (http.address() as AddressInfo).port;
       if (init.adminListen) {
@@ -215,7 +224,7 @@ export class Edge {
       { listen: formatHostPort(listen.host, publicPort), grpc: grpc ? formatHostPort(grpcListen.host, grpcPort) : 'off', websocket: ws ? WS_PATH : 'off', admin: admin ? adminPort : 'off', domain },
       'edge listening',
     );
-    const edge = new Edge({ domain, open: tokens.open, publicPort, grpcPort, adminPort, metrics, log, parts: { http, admin, grpc, ws, router, admission, gracePeriodMs } });
+    const edge = new Edge({ domain, scheme, open: tokens.open, publicPort, grpcPort, adminPort, metrics, log, parts: { http, admin, grpc, ws, router, admission, gracePeriodMs } });
     const serveAdmin = adminHandler(() => edge.stats(), metrics);
     admin?.on('request', (req, res) => void serveAdmin(req, res));
     return edge;
@@ -276,7 +285,7 @@ export class Edge {
   }
 }
 
-function listenOn(server: Server, host: string, port: number): Promise<void> {
+function listenOn(server: Server | PublicServer, host: string, port: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

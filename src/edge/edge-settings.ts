@@ -1,6 +1,7 @@
 import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
 import { DEFAULT_MAX_EXCHANGES } from '../actors/agent-session.js';
 import { formatHostPort, parseHostPort } from '../address.js';
+import { UsageError } from '../errors.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
 import {
   parseAddress,
@@ -9,6 +10,7 @@ import {
   parseListOf,
   parseOneOf,
   parseString,
+  readSettingFile,
   type SettingSpec,
   type SettingValues,
 } from '../settings.js';
@@ -29,6 +31,8 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
   { name: 'grpc-listen', help: 'gRPC listener for agents; a bare port as for listen', default: '8091', parse: parseAddress() },
   { name: 'open', help: 'without tokens, accept agents on non-loopback listeners anyway', default: false, parse: parseBool, boolean: true },
   { name: 'grpc-public-port', help: 'gRPC port agents are told to dial, 0 = the bound one', default: 0, parse: parseInt(0, 65535) },
+  { name: 'tls-cert', help: 'PEM certificate chain: HTTPS on the public listener, TLS on gRPC; needs tls-key', default: '', parse: parseString },
+  { name: 'tls-key', help: 'PEM private key of tls-cert', default: '', parse: parseString },
   { name: 'admin-listen', help: 'health and metrics listener, empty = off', default: '127.0.0.1:9090', parse: parseAddress(true) },
   {
     name: 'domain',
@@ -96,6 +100,7 @@ export function effectiveEdgeSettings(v: SettingValues): SettingValues {
     if (setting === 'listen' || (v.transports as string[]).includes('grpc')) listeners.push({ setting, host, port });
   }
   checkOpenExposure(listeners, open, v.open === true);
+  if ((v['tls-cert'] === '') !== (v['tls-key'] === '')) throw new UsageError('--tls-cert and --tls-key go together: give both or neither');
   return out;
 }
 
@@ -127,6 +132,7 @@ export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
     maxExchangesPerAgent: v['max-exchanges-per-agent'] as number,
     trustedProxies: v['trusted-proxies'] as string[],
     tokens: v.tokens as TokenEntry[],
+    tls: v['tls-cert'] ? { cert: readSettingFile('tls-cert', v['tls-cert'] as string), key: readSettingFile('tls-key', v['tls-key'] as string) } : undefined,
     limits,
   };
 }

@@ -21,6 +21,7 @@ import { isValidTunnelName } from '../tunnel-name.js';
 import type { AgentAdmission, Admitted } from './agent-admission.js';
 import { GrpcConnections } from './grpc-connections.js';
 import type { EdgeMetrics } from './metrics.js';
+import type { TlsIdentity } from './public-listener.js';
 import { bearer } from './tokens.js';
 
 /** How long a new Register stream may take to send Hello. */
@@ -89,10 +90,13 @@ export class GrpcEndpoint {
     });
   }
 
-  /** Binds `host:port`; resolves with the bound port. */
-  async listen(address: string): Promise<number> {
+  /** Binds `host:port`, with TLS when given a certificate and key; resolves with the bound port. */
+  async listen(address: string, tls?: TlsIdentity): Promise<number> {
+    const credentials = tls
+      ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], false)
+      : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      this.server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.attachConnections();
     return port;
