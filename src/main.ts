@@ -9,6 +9,7 @@ import { EDGE_SETTINGS, edgeInitFrom, effectiveEdgeSettings } from './edge/edge-
 import { createToken } from './edge/tokens.js';
 import { UsageError, toError } from './errors.js';
 import { createLogger, type LogFormat, type Logger } from './logger.js';
+import { printable } from './printable.js';
 import {
   argsConfig,
   loadConfigFile,
@@ -200,8 +201,8 @@ async function runHttp(argv: string[]): Promise<number> {
     await new Promise<void>((resolve, reject) => admin.once('error', reject).listen(a.port, a.host, resolve));
     admin.unref();
   }
-  process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${agent.transport}\n`);
-  process.stdout.write(`Forwarding ${agent.url} -> ${shown}\n`);
+  process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${printable(agent.transport)}\n`);
+  process.stdout.write(`Forwarding ${printable(agent.url)} -> ${shown}\n`);
   const view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR });
   let leaving = false;
   onSignals(() => {
@@ -211,7 +212,7 @@ async function runHttp(argv: string[]): Promise<number> {
   const reason = await agent.closed;
   view.stop();
   if (leaving) return EXIT_OK;
-  process.stderr.write(`jetty: ${reason.message}\n`);
+  process.stderr.write(`jetty: ${printable(reason.message)}\n`);
   return EXIT_RUNTIME;
 }
 
@@ -263,7 +264,7 @@ main(process.argv.slice(2)).then(
   (code) => exit(code),
   (err: unknown) => {
     const e = toError(err);
-    process.stderr.write(`jetty: ${e.message}\n`);
+    process.stderr.write(`jetty: ${printable(e.message)}\n`);
     exit(e instanceof UsageError ? EXIT_USAGE : EXIT_RUNTIME);
   },
 );

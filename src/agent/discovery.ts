@@ -2,6 +2,7 @@ import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { AgentUnavailableError, ProtocolError, UsageError, toError } from '../errors.js';
 import { DISCOVERY_PATH, TLS_REQUIRED_ERROR } from '../well-known.js';
+import { checkDiscovery } from './edge-answers.js';
 import { certificateError } from './edge-link.js';
 
 /** How long discovery may take. */
@@ -19,7 +20,7 @@ export interface Discovery {
 
 /**
  * Asks the edge what it offers: GET DISCOVERY_PATH, over TLS (verified, `ca` or the system roots) for
- * an https:// edge. Redirects are not followed. Rejects with UsageError when the edge only speaks
+ * an https:// edge. Redirects are not followed; the answer is checked (checkDiscovery). Rejects with UsageError when the edge only speaks
  * HTTPS, EdgeCertificateError when its certificate does not verify, AgentUnavailableError otherwise.
  */
 export function discover(edge: URL, options: { ca?: Buffer } = {}): Promise<Discovery> {
@@ -47,9 +48,9 @@ export function discover(edge: URL, options: { ca?: Buffer } = {}): Promise<Disc
       res.on('error', (err) => reject(err instanceof ProtocolError ? err : new AgentUnavailableError(`discovery from ${edge.origin} failed: ${err.message}`, { cause: err })));
       res.on('end', () => {
         try {
-          resolve(JSON.parse(Buffer.concat(parts).toString('utf8')) as Discovery);
+          resolve(checkDiscovery(JSON.parse(Buffer.concat(parts).toString('utf8')), edge));
         } catch (err) {
-          reject(new ProtocolError(`the edge at ${edge.origin} sent discovery that is not JSON`, { cause: err }));
+          reject(err instanceof ProtocolError ? err : new ProtocolError(`the edge at ${edge.origin} sent discovery that is not JSON`, { cause: err }));
         }
       });
     };

@@ -15,6 +15,7 @@ import {
   TUNNEL_AGENT_SERVICE,
 } from '../streams/grpc-service.js';
 import { ReadableReader } from '../streams/readable-reader.js';
+import { checkRegistered } from './edge-answers.js';
 import { certificateError } from './edge-link.js';
 
 /** Idle ForwardHTTP streams the agent keeps open so the edge can start exchanges without a round trip. */
@@ -43,6 +44,8 @@ export interface GrpcConnectionInit {
   timeoutMs?: number;
   /** Sent as `authorization: Bearer …` metadata, never in a URL. */
   token?: string;
+  /** The edge's domain (discovery): Registered.url must be NAME.DOMAIN. */
+  domain?: string;
   /** TLS (verified against `ca`, else the system roots); plaintext when absent. Never downgraded. */
   tls?: { ca?: Buffer };
   /** The previous session id after a reconnect. */
@@ -125,11 +128,14 @@ export class GrpcConnection {
     } finally {
       clearTimeout(timer);
     }
-    if (!first || !('registered' in first) || !first.registered) {
+    try {
+      if (!first || !('registered' in first) || !first.registered) throw new AgentUnavailableError('edge ended the control stream without registering');
+      checkRegistered(first.registered, { name: init.name, domain: init.domain });
+    } catch (err) {
       reader.release();
       control.cancel();
       client.close();
-      throw new AgentUnavailableError('edge ended the control stream without registering');
+      throw err;
     }
     const conn = new GrpcConnection(init, client, control, reader, first.registered);
     conn.start(first.registered.pingIntervalMs ?? 0);

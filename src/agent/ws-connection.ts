@@ -5,6 +5,7 @@ import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError,
 import type { Logger } from '../logger.js';
 import { WsMux } from '../streams/ws-mux.js';
 import { WS_CLOSE_BAD_HELLO, WS_CLOSE_NAME_NOT_ALLOWED, WS_CLOSE_NAME_TAKEN, WS_CLOSE_UNAUTHORIZED } from '../well-known.js';
+import { checkRegistered } from './edge-answers.js';
 import { certificateError } from './edge-link.js';
 import type { ExchangeHandler } from './grpc-connection.js';
 import { REGISTER_TIMEOUT_MS } from './grpc-connection.js';
@@ -28,6 +29,8 @@ export interface WsConnectionInit {
   onExchange: ExchangeHandler;
   /** Sent in the upgrade's Authorization header, never in the URL. */
   token?: string;
+  /** The edge's domain (discovery): Registered.url must be NAME.DOMAIN. */
+  domain?: string;
   /** For a wss:// URL: CA certificate(s) to verify the edge with instead of the system roots. */
   ca?: Buffer;
   /** The previous session id after a reconnect. */
@@ -94,9 +97,15 @@ export class WsConnection {
           } else if (m.drain) {
             init.onDrain?.();
           } else if ('registered' in m && m.registered && !registered) {
+            const r = m.registered;
+            try {
+              checkRegistered(r, { name: init.name, domain: init.domain });
+            } catch (err) {
+              mux.close(err as Error, 1002);
+              return;
+            }
             registered = true;
             clearTimeout(timer);
-            const r = m.registered;
             if ((r.window ?? 0) > 0) mux.remoteWindow = r.window!;
             const interval = r.pingIntervalMs ?? 0;
             if (interval > 0) {

@@ -147,7 +147,7 @@ export class Edge {
     let admission: AgentAdmission | undefined;
     let router: Router | undefined;
     const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
-    admission = new AgentAdmission({ registry, tokens, metrics, logger: log, maxAgents: limits.maxAgents, reservedNames: init.reservedNames });
+    admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames });
     let publicPort = listen.port;
     const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${publicPort === (init.tls ? 443 : 80) ? '' : `:${publicPort}`}`;
     if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');

@@ -50,6 +50,8 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
   { name: 'grace-period', help: 'drain: ms in-flight exchanges get after SIGTERM', default: 30_000, parse: parseInt(0, 3_600_000) },
   { name: 'reconnect-grace', help: 'ms requests for a reconnecting tunnel are held', default: 5_000, parse: parseInt(0, 600_000) },
   { name: 'max-agents', help: 'agent sessions per edge', default: DEFAULT_LIMITS.maxAgents, parse: parseInt(1, 1_000_000) },
+  { name: 'max-agents-per-token', help: 'agent sessions per token (beyond: refused, agent retries)', default: DEFAULT_LIMITS.maxAgentsPerToken, parse: parseInt(1, 1_000_000) },
+  { name: 'max-agents-per-ip', help: 'agent sessions per source address (beyond: refused, agent retries)', default: DEFAULT_LIMITS.maxAgentsPerIp, parse: parseInt(1, 1_000_000) },
   { name: 'max-exchanges-per-agent', help: 'exchanges in flight per agent (503 beyond)', default: DEFAULT_MAX_EXCHANGES, parse: parseInt(1, 100_000) },
   { name: 'tunnel-max-exchanges', help: 'exchanges in flight per tunnel (429 beyond)', default: DEFAULT_LIMITS.tunnelMaxExchanges, parse: parseInt(1, 1_000_000) },
   { name: 'tunnel-rps', help: 'requests per second per tunnel, 0 = unlimited (429 beyond)', default: DEFAULT_LIMITS.tunnelRps, parse: parseInt(0, 1_000_000) },
@@ -108,6 +110,8 @@ export function effectiveEdgeSettings(v: SettingValues): SettingValues {
 export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
   const limits: EdgeLimits = {
     maxAgents: v['max-agents'] as number,
+    maxAgentsPerToken: v['max-agents-per-token'] as number,
+    maxAgentsPerIp: v['max-agents-per-ip'] as number,
     tunnelMaxExchanges: v['tunnel-max-exchanges'] as number,
     tunnelRps: v['tunnel-rps'] as number,
     maxHeaderBytes: v['max-header-bytes'] as number,

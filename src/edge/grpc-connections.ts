@@ -17,7 +17,8 @@ export const CONNECTION_STAMP_KEY = 'jetty-edge-connection';
  * test/edge/grpc-endpoint.test.ts fails if a grpc-js upgrade stops carrying the stamp.
  *
  * Windows: grpc-js's server takes no window option (nor sets TCP_NODELAY), so the edge raises each
- * session's windows itself; without it a stream moves at most 64 KiB per round trip.
+ * session's windows itself (after its agent is admitted: raiseWindows); without it a stream moves at
+ * most 64 KiB per round trip.
  */
 export class GrpcConnections {
   private nextId = 0;
@@ -34,7 +35,6 @@ export class GrpcConnections {
         this.ids.set(session, id);
         this.sessions.set(id, session);
         session.once('close', () => this.sessions.delete(id));
-        this.raiseWindows(id);
       });
       h2.prependListener('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
         headers[CONNECTION_STAMP_KEY] = (stream.session && this.ids.get(stream.session as ServerHttp2Session)) || '';
@@ -48,7 +48,16 @@ export class GrpcConnections {
     return v.length === 1 ? String(v[0]) : '';
   }
 
-  /** Raises the stream and connection windows of connection `id` (GRPC_*_WINDOW_BYTES). */
+  /** The remote address of connection `id`; '' once it is gone. */
+  addressOf(id: string): string {
+    return this.sessions.get(id)?.socket?.remoteAddress ?? '';
+  }
+
+  /**
+   * Raises the stream and connection windows of connection `id` (GRPC_*_WINDOW_BYTES). Called once
+   * its agent is admitted: until then a connection gets HTTP/2's 64 KiB, so a peer without a valid
+   * token cannot make the edge buffer more than that.
+   */
   raiseWindows(id: string): void {
     const session = this.sessions.get(id);
     if (!session || session.destroyed || session.closed) return;

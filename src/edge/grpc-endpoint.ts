@@ -165,16 +165,20 @@ export class GrpcEndpoint {
         },
       },
     });
+    const connection = GrpcConnections.of(call.metadata);
     let admitted: Admitted;
     try {
       const token = bearer(String(call.metadata.get('authorization')[0] ?? ''));
-      admitted = await this.init.admission.admit(session, { token, resume: hello?.hello?.resume || undefined, resumeSecret: hello?.hello?.resumeSecret || undefined });
+      const resume = { resume: hello?.hello?.resume || undefined, resumeSecret: hello?.hello?.resumeSecret || undefined };
+      admitted = await this.init.admission.admit(session, { token, ...resume, peer: this.connections.addressOf(connection) });
     } catch (err) {
       session.abort(toError(err));
       refuse(err);
       return;
     }
-    this.holders.set(session, { connection: GrpcConnections.of(call.metadata), owner: admitted.owner });
+    // The token is checked: only now does this connection get large windows.
+    this.connections.raiseWindows(connection);
+    this.holders.set(session, { connection, owner: admitted.owner });
     this.sessions.set(session.id, session);
     const heartbeat = new Heartbeat({
       intervalMs: this.init.pingIntervalMs,

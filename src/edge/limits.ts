@@ -30,6 +30,10 @@ export interface EdgeLimits {
   idleTimeoutMs: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per agent connection. */
   h2MaxStreams: number;
+  /** Agent sessions per token (its pool, reconnects included); refused beyond, the agent retries. */
+  maxAgentsPerToken: number;
+  /** Agent sessions per source address (the TCP peer; ::ffff:a.b.c.d counts as a.b.c.d); refused beyond. */
+  maxAgentsPerIp: number;
 }
 
 /** Most rate-limit buckets kept before refilled ones are pruned. */
@@ -44,6 +48,8 @@ export const DEFAULT_LIMITS: EdgeLimits = {
   headerTimeoutMs: 30_000,
   idleTimeoutMs: 300_000,
   h2MaxStreams: GRPC_MAX_CONCURRENT_STREAMS,
+  maxAgentsPerToken: 100,
+  maxAgentsPerIp: 50,
 };
 
 /**

@@ -133,7 +133,7 @@ export class WsEndpoint {
       });
       let admitted: Admitted;
       try {
-        admitted = await this.init.admission.admit(s, { token, resume: hello.resume || undefined, resumeSecret: hello.resumeSecret || undefined });
+        admitted = await this.init.admission.admit(s, { token, resume: hello.resume || undefined, resumeSecret: hello.resumeSecret || undefined, peer });
       } catch (err) {
         s.abort(toError(err));
         this.log.info({ name, peer, reason: toError(err).message }, 'agent registration refused');

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { connect } from 'node:http2';
+import { connect, type ClientHttp2Session } from 'node:http2';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
 import { MIN_IDLE_STREAMS } from '../../src/agent/grpc-connection.js';
 import type { Edge } from '../../src/edge/edge-server.js';
+import { encodeAgentMessage } from '../../src/codec/tunnel-codec.js';
 import { CONNECTION_STAMP_KEY } from '../../src/edge/grpc-connections.js';
 import { createToken } from '../../src/edge/tokens.js';
 import { loggerOptions } from '../../src/logger.js';
@@ -49,19 +50,68 @@ async function edgeAndAgent(ctx: { origin: Origin; cleanup: Array<() => unknown>
   return { edge, agent, raw };
 }
 
+/** A Register call by hand on a plain HTTP/2 connection, so the test sees the edge's SETTINGS and windows. */
+function registerByHand(session: ClientHttp2Session, name: string, token?: string): { registered: Promise<boolean> } {
+  const stream = session.request({
+    ':method': 'POST',
+    ':path': '/jetty.tunnel.v1.TunnelAgent/Register',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    ...(token ? { authorization: `Bearer ${token}` } : {}),
+  });
+  const msg = encodeAgentMessage({ hello: { name, version: 'test' } });
+  const frame = Buffer.alloc(5 + msg.byteLength);
+  frame.writeUInt32BE(msg.byteLength, 1);
+  frame.set(msg, 5);
+  stream.write(frame);
+  stream.on('error', () => undefined);
+  // Data = Registered; a status first (trailers-only response, trailers, or the end) = refused.
+  const registered = new Promise<boolean>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no answer to Register within 5 s')), 5000);
+    const done = (admitted: boolean): void => {
+      clearTimeout(timer);
+      resolve(admitted);
+    };
+    stream.once('response', (headers) => headers['grpc-status'] !== undefined && done(false));
+    stream.once('data', () => done(true));
+    stream.once('trailers', () => done(false));
+    stream.once('end', () => done(false));
+  });
+  return { registered };
+}
+
+const DEFAULT_H2_WINDOW_BYTES = 65_535;
+
 // Regression guard: grpc-js's server has no window option, so the edge raises each HTTP/2 session's
 // window itself through grpc-js internals. If an upgrade breaks that, agents fall back to 64 KiB
-// windows (≈1 MB/s at 40 ms RTT) without any error; this test makes it loud.
-test('the edge advertises the raised HTTP/2 stream window to agents, not 64 KiB', async () => {
-  const edge = await startEdge();
-  const session = connect(`http://127.0.0.1:${edge.grpcPort}`);
+// windows (≈1 MB/s at 40 ms RTT) without any error; this test makes it loud. The windows come only
+// once the agent is admitted: before that a peer could make the edge buffer them with no valid token.
+test('an admitted agent gets the raised HTTP/2 windows, not 64 KiB; a connection before or without admission keeps 64 KiB', async () => {
+  const token = createToken();
+  const edge = await startEdge({ tokens: [{ hash: token.hash, names: ['*'] }] });
+  const sessions: ClientHttp2Session[] = [];
   try {
-    await once(session, 'remoteSettings');
-    await waitFor(() => session.remoteSettings.initialWindowSize === GRPC_STREAM_WINDOW_BYTES, 2000, 'raised window');
-    assert.ok(GRPC_STREAM_WINDOW_BYTES > 65_535);
-    assert.ok((session.remoteSettings.maxConcurrentStreams ?? 0) < 100_000, 'a real concurrent-stream limit');
+    for (const presented of [undefined, 'jt_wrong', token.token]) {
+      const session = connect(`http://127.0.0.1:${edge.grpcPort}`);
+      sessions.push(session);
+      await once(session, 'remoteSettings');
+      assert.is(session.remoteSettings.initialWindowSize ?? DEFAULT_H2_WINDOW_BYTES, DEFAULT_H2_WINDOW_BYTES, 'before Register');
+      assert.is(session.state.remoteWindowSize, DEFAULT_H2_WINDOW_BYTES, 'connection window before Register');
+      assert.ok((session.remoteSettings.maxConcurrentStreams ?? 0) < 100_000, 'a real concurrent-stream limit');
+      const admitted = await registerByHand(session, `win-${sessions.length}`, presented).registered;
+      assert.is(admitted, presented === token.token);
+      // The edge raises the windows before it sends Registered (or refuses), on the same connection.
+      if (admitted) {
+        await waitFor(() => session.remoteSettings.initialWindowSize === GRPC_STREAM_WINDOW_BYTES, 2000, 'raised stream window');
+        assert.ok((session.state.remoteWindowSize ?? 0) > 16 * DEFAULT_H2_WINDOW_BYTES, 'raised connection window');
+      } else {
+        assert.is(session.remoteSettings.initialWindowSize ?? DEFAULT_H2_WINDOW_BYTES, DEFAULT_H2_WINDOW_BYTES, `refused (${presented ?? 'no token'})`);
+        assert.ok((session.state.remoteWindowSize ?? Infinity) <= DEFAULT_H2_WINDOW_BYTES, 'connection window after a refusal');
+      }
+    }
+    assert.ok(GRPC_STREAM_WINDOW_BYTES > DEFAULT_H2_WINDOW_BYTES);
   } finally {
-    session.destroy();
+    for (const s of sessions) s.destroy();
     await edge.close();
   }
 });
