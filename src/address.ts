@@ -31,3 +31,15 @@ export function parseHostPort(value: string, defaultHost = '0.0.0.0'): HostPort 
 export function formatHostPort(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
+
+/** IPv4-mapped IPv6 (`::ffff:1.2.3.4`, as dual-stack sockets report IPv4 peers) → `1.2.3.4`; others unchanged. */
+export function canonicalAddress(address: string): string {
+  const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  return m ? m[1] : address;
+}
+
+/** Whether a listen or dial host only reaches this machine: `localhost`, 127.0.0.0/8, `::1` (bracketed or not). */
+export function isLoopbackHost(host: string): boolean {
+  const h = canonicalAddress(host.replace(/^\[(.*)\]$/, '$1').toLowerCase());
+  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::1' || h === '0:0:0:0:0:0:0:1';
+}

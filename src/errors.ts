@@ -129,6 +129,11 @@ export class IdleTimeoutError extends JettyError {
   override readonly code = 'ERR_IDLE_TIMEOUT';
 }
 
+/** The edge's TLS certificate could not be verified (unknown CA, another name, expired): nothing was sent. */
+export class EdgeCertificateError extends JettyError {
+  override readonly code = 'ERR_EDGE_CERTIFICATE';
+}
+
 /** A command-line flag, environment variable or config value is wrong (exit code 2). */
 export class UsageError extends JettyError {
   override readonly code = 'ERR_USAGE';

@@ -5,14 +5,16 @@ import { AGENT_SETTINGS } from './agent/agent-settings.js';
 import { StatusView } from './agent/status-view.js';
 import { parseHostPort } from './address.js';
 import { Edge } from './edge/edge-server.js';
-import { EDGE_SETTINGS, edgeInitFrom } from './edge/edge-settings.js';
+import { EDGE_SETTINGS, edgeInitFrom, effectiveEdgeSettings } from './edge/edge-settings.js';
 import { createToken } from './edge/tokens.js';
 import { UsageError, toError } from './errors.js';
 import { createLogger, type LogFormat, type Logger } from './logger.js';
+import { printable } from './printable.js';
 import {
   argsConfig,
   loadConfigFile,
   printableSettings,
+  readSettingFile,
   resolveSettings,
   settingsHelp,
   type SettingSpec,
@@ -65,6 +67,9 @@ Prints a new agent token (give it to the agent: --token or JETTY_TOKEN) and the 
 under "tokens:" in the edge's config file. Only the token's SHA-256 is stored on the edge.
 PATTERN is a tunnel name or a prefix such as dev-* (default: *, any name).
 `;
+
+/** Said by an edge without tokens at start-up and in --check-config. */
+const OPEN_NOTICE = 'OPEN: no agent tokens, any agent that reaches this edge may register a tunnel';
 
 interface Parsed {
   values: SettingValues;
@@ -135,12 +140,15 @@ function onSignals(drain: () => Promise<unknown>): void {
 }
 
 async function runEdge(argv: string[]): Promise<number> {
-  const { values, help, checkConfig } = parseCommand(argv, EDGE_SETTINGS, false, ['check-config']);
-  if (help) {
+  const parsed = parseCommand(argv, EDGE_SETTINGS, false, ['check-config']);
+  if (parsed.help) {
     process.stdout.write(EDGE_HELP);
     return EXIT_OK;
   }
-  if (checkConfig) {
+  const values = effectiveEdgeSettings(parsed.values);
+  const open = (values.tokens as unknown[]).length === 0;
+  if (parsed.checkConfig) {
+    if (open) process.stdout.write(`# ${OPEN_NOTICE}\n`);
     process.stdout.write(printableSettings(EDGE_SETTINGS, values));
     return EXIT_OK;
   }
@@ -149,7 +157,7 @@ async function runEdge(argv: string[]): Promise<number> {
   const edge = await Edge.start({ ...edgeInitFrom(values), logger });
   const t = values.transports as string[];
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
-  process.stdout.write(`Jetty edge on http://${edge.domain}:${edge.publicPort} (agents: ${offered})\n`);
+  process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
   onSignals(() => edge.drain());
   await new Promise(() => undefined);
@@ -176,6 +184,8 @@ async function runHttp(argv: string[]): Promise<number> {
     wsWindowBytes: values['ws-window'] as number,
     wsMask: values['ws-mask'] as WsMaskChoice,
     token: (values.token as string) || undefined,
+    edgeCa: values['edge-ca'] ? readSettingFile('edge-ca', values['edge-ca'] as string) : undefined,
+    insecure: values.insecure as boolean,
     logger,
   });
   const shown = `${origin.protocol}//${origin.host}`;
@@ -191,8 +201,8 @@ async function runHttp(argv: string[]): Promise<number> {
     await new Promise<void>((resolve, reject) => admin.once('error', reject).listen(a.port, a.host, resolve));
     admin.unref();
   }
-  process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${agent.transport}\n`);
-  process.stdout.write(`Forwarding ${agent.url} -> ${shown}\n`);
+  process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${printable(agent.transport)}\n`);
+  process.stdout.write(`Forwarding ${printable(agent.url)} -> ${shown}\n`);
   const view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR });
   let leaving = false;
   onSignals(() => {
@@ -202,7 +212,7 @@ async function runHttp(argv: string[]): Promise<number> {
   const reason = await agent.closed;
   view.stop();
   if (leaving) return EXIT_OK;
-  process.stderr.write(`jetty: ${reason.message}\n`);
+  process.stderr.write(`jetty: ${printable(reason.message)}\n`);
   return EXIT_RUNTIME;
 }
 
@@ -259,7 +269,7 @@ main(process.argv.slice(2)).then(
   (code) => exit(code),
   (err: unknown) => {
     const e = toError(err);
-    process.stderr.write(`jetty: ${e.message}\n`);
+    process.stderr.write(`jetty: ${printable(e.message)}\n`);
     exit(e instanceof UsageError ? EXIT_USAGE : EXIT_RUNTIME);
   },
 );

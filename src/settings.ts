@@ -156,6 +156,15 @@ export function resolveSettings(
   return out;
 }
 
+/** Reads the file a setting names (a certificate, a key); any problem is a UsageError naming the setting. */
+export function readSettingFile(setting: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`cannot read --${setting} ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Masks a secret for display: the first 4 characters, then an ellipsis. */
 export function mask(value: unknown): unknown {
   if (typeof value === 'string') return value === '' ? '' : `${value.slice(0, 4)}…`;

@@ -5,6 +5,9 @@ export const DISCOVERY_PATH = '/_jetty/discovery';
 /** WebSocket upgrade path for agents. */
 export const WS_PATH = '/_jetty/ws';
 
+/** `x-jetty-error` of the edge's answer to plain HTTP on its HTTPS listener. */
+export const TLS_REQUIRED_ERROR = 'tls_required';
+
 /** WebSocket close codes an edge uses to refuse a Hello (4000–4999 are for applications). */
 export const WS_CLOSE_BAD_HELLO = 4400;
 export const WS_CLOSE_UNAUTHORIZED = 4401;

@@ -320,7 +320,7 @@ export class AgentSession extends Actor<SessionMessage> {
     try {
       this.send(msg);
     } catch (err) {
-      this.log.warn({ err, session: this.id }, 'session mailbox refused a lifecycle message');
+      this.log.warn({ err, name: this.name }, 'session mailbox refused a lifecycle message');
       this.abort(err as Error);
     }
   }

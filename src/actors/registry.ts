@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { NameTakenError } from '../errors.js';
 import type { AgentSession } from './agent-session.js';
 
@@ -9,6 +10,13 @@ export interface ClaimOptions {
   owner: string;
   /** The id of this agent's previous session: it takes over from it (reconnect after a network loss). */
   resume?: string;
+  /**
+   * The previous session's resume secret. Without an owner (open edge) a session id proves nothing, so
+   * a live session is replaced only when this matches the secret it was claimed with.
+   */
+  resumeSecret?: string;
+  /** This session's resume secret (issued to its agent in Registered). */
+  secret?: string;
 }
 
 export interface ReleaseOptions {
@@ -37,6 +45,8 @@ export interface Registry {
 interface Pool {
   owner: string;
   members: Set<AgentSession>;
+  /** The resume secret each member was claimed with. */
+  secrets: Map<AgentSession, string>;
   /** Set while empty and waiting for its agent to reconnect. */
   graceUntil?: number;
   /** Made by a request while the edge was starting (agents still reconnecting): anyone may claim it. */
@@ -66,17 +76,25 @@ export class MemoryRegistry implements Registry {
   async claim(name: string, session: AgentSession, options: ClaimOptions): Promise<void> {
     let pool = this.pools.get(name);
     if (pool) {
-      for (const m of pool.members) if (m.stopped) pool.members.delete(m);
-      const replacing = options.resume ? [...pool.members].find((m) => m.id === options.resume) : undefined;
+      for (const m of pool.members) {
+        if (!m.stopped) continue;
+        pool.members.delete(m);
+        pool.secrets.delete(m);
+      }
       const sameOwner = pool.owner === options.owner;
+      const candidate = options.resume ? [...pool.members].find((m) => m.id === options.resume) : undefined;
+      const replacing = candidate && sameOwner && (options.owner !== '' || sameSecret(pool.secrets.get(candidate), options.resumeSecret)) ? candidate : undefined;
       const joinable = pool.provisional || (pool.members.size === 0 ? sameOwner || pool.graceUntil === undefined : sameOwner && options.owner !== '');
-      if (!joinable && !(replacing && sameOwner)) {
+      if (!joinable && !replacing) {
         throw new NameTakenError(`tunnel name "${name}" is in use by another agent`);
       }
       replacing?.abort(new NameTakenError('replaced by its reconnected agent'));
-      if (replacing) pool.members.delete(replacing);
+      if (replacing) {
+        pool.members.delete(replacing);
+        pool.secrets.delete(replacing);
+      }
     } else {
-      pool = { owner: options.owner, members: new Set(), waiters: new Set() };
+      pool = { owner: options.owner, members: new Set(), secrets: new Map(), waiters: new Set() };
       this.pools.set(name, pool);
     }
     pool.owner = options.owner;
@@ -84,6 +102,7 @@ export class MemoryRegistry implements Registry {
     clearTimeout(pool.graceTimer);
     pool.graceUntil = undefined;
     pool.members.add(session);
+    if (options.secret) pool.secrets.set(session, options.secret);
     // Wake held requests on the next turn: the endpoint that claimed must tell its agent it is
     // registered (in the microtasks after this claim) before the first exchange reaches it.
     const waiters = [...pool.waiters];
@@ -93,6 +112,7 @@ export class MemoryRegistry implements Registry {
 
   async release(name: string, session: AgentSession, options: ReleaseOptions): Promise<void> {
     const pool = this.pools.get(name);
+    pool?.secrets.delete(session);
     if (!pool || !pool.members.delete(session) || pool.members.size > 0) return;
     if (!options.reconnecting || this.reconnectGraceMs <= 0) {
       this.drop(name, pool);
@@ -114,7 +134,7 @@ export class MemoryRegistry implements Registry {
   private provisionalPool(name: string): Pool | undefined {
     const left = this.startupUntil - Date.now();
     if (left <= 0) return undefined;
-    const pool: Pool = { owner: '', members: new Set(), waiters: new Set(), provisional: true, graceUntil: this.startupUntil };
+    const pool: Pool = { owner: '', members: new Set(), secrets: new Map(), waiters: new Set(), provisional: true, graceUntil: this.startupUntil };
     this.pools.set(name, pool);
     pool.graceTimer = setTimeout(() => this.drop(name, pool), left);
     pool.graceTimer.unref();
@@ -152,4 +172,11 @@ export class MemoryRegistry implements Registry {
       pool.waiters.add(done);
     });
   }
+}
+
+/** Constant-time comparison of two secrets of any length (both hashed first). */
+function sameSecret(expected: string | undefined, presented: string | undefined): boolean {
+  if (!expected || !presented) return false;
+  const digest = (v: string): Buffer => createHash('sha256').update(v, 'utf8').digest();
+  return timingSafeEqual(digest(expected), digest(presented));
 }

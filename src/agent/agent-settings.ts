@@ -1,5 +1,5 @@
 import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
-import { parseAddress, parseInt, parseOneOf, parseString, type SettingSpec } from '../settings.js';
+import { parseAddress, parseBool, parseInt, parseOneOf, parseString, type SettingSpec } from '../settings.js';
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { isValidTunnelName } from '../tunnel-name.js';
 import { AGENT_TRANSPORTS, WS_CODEC_NAMES, WS_MASK_NAMES } from './agent.js';
@@ -33,6 +33,8 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   },
   { name: 'transport', help: 'auto (gRPC, else WebSocket), grpc or websocket', default: 'auto', parse: parseOneOf(AGENT_TRANSPORTS) },
   { name: 'token', help: 'agent token, when the edge requires one', default: '', parse: parseString, secret: true },
+  { name: 'edge-ca', help: 'PEM CA that signs the edge certificate (https:// edge), instead of the system roots', default: '', parse: parseString },
+  { name: 'insecure', help: 'send the token over plain http:// to a non-loopback edge anyway', default: false, parse: parseBool, boolean: true },
   { name: 'ws-codec', help: 'WebSocket frames: proto or json (legacy)', default: 'proto', parse: parseOneOf(WS_CODEC_NAMES) },
   { name: 'ws-window', help: 'WebSocket credit window per exchange, bytes', default: DEFAULT_WS_WINDOW_BYTES, parse: parseInt(MIN_WS_WINDOW_BYTES, 1 << 30) },
   { name: 'ws-mask', help: 'WebSocket masking key: zero or random', default: 'zero', parse: parseOneOf(WS_MASK_NAMES) },

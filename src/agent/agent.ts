@@ -1,12 +1,13 @@
 import { WS_PROTOCOL_JSON, WS_PROTOCOL_PROTO } from '../codec/ws-frame.js';
 import { EventEmitter } from 'node:events';
-import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError, UnauthorizedError, UsageError, toError } from '../errors.js';
+import { AbortError, AgentUnavailableError, EdgeCertificateError, NameNotAllowedError, NameTakenError, UnauthorizedError, UsageError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
+import { discover } from './discovery.js';
+import { checkEdgeLink, type EdgeLink } from './edge-link.js';
 import { GrpcConnection } from './grpc-connection.js';
 import { randomName } from './names.js';
 import { OriginProxy, type RequestRecord } from './origin-proxy.js';
-import { DISCOVERY_PATH } from '../well-known.js';
 import { WsConnection } from './ws-connection.js';
 
 /** Transports an agent may ask for; auto prefers gRPC and falls back to WebSocket. */
@@ -18,15 +19,13 @@ export type WsCodecChoice = (typeof WS_CODEC_NAMES)[number];
 export const WS_MASK_NAMES = ['zero', 'random'] as const;
 export type WsMaskChoice = (typeof WS_MASK_NAMES)[number];
 
-/** How long discovery may take. */
-export const DISCOVERY_TIMEOUT_MS = 5_000;
 /** In auto mode, how long gRPC may take to register before the agent falls back to WebSocket. */
 export const GRPC_FALLBACK_TIMEOUT_MS = 3_000;
 
 export const AGENT_VERSION = '0.2.0';
 
-export interface AgentInit {
-  /** The edge's public URL, e.g. http://127.0.0.1:8080. */
+export interface AgentInit extends EdgeLink {
+  /** The edge's public URL, e.g. http://127.0.0.1:8080; https:// means TLS on every connection to it. */
   edge: URL;
   /** The local service. */
   origin: URL;
@@ -45,28 +44,13 @@ export interface AgentInit {
   logger: Logger;
 }
 
-/** What the edge says it offers at DISCOVERY_PATH. */
-export interface Discovery {
-  version: number;
-  domain: string;
-  publicPort: number;
-  transports: { grpc?: { port: number }; websocket?: { path: string } };
-}
-
-/** Asks the edge what it offers. */
-export async function discover(edge: URL): Promise<Discovery> {
-  const url = new URL(DISCOVERY_PATH, edge);
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS) });
-  } catch (err) {
-    throw new AgentUnavailableError(`cannot reach the edge at ${edge.origin}: ${toError((err as { cause?: unknown }).cause ?? err).message}`, { cause: err });
-  }
-  if (!res.ok) throw new AgentUnavailableError(`${url.href} answered ${res.status}: is this a Jetty edge?`);
-  return (await res.json()) as Discovery;
-}
-
 type Connection = GrpcConnection | WsConnection;
+
+/** What a reconnecting agent presents to take over its previous session. */
+interface ResumeTicket {
+  sessionId: string;
+  secret: string;
+}
 
 /** Reconnect backoff: first delay, factor 2 per attempt, full jitter, capped. */
 export const RECONNECT_BASE_MS = 250;
@@ -146,6 +130,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Connects once; the first failure is the caller's (exit 1), later ones are retried. */
   static async start(init: AgentInit): Promise<Agent> {
+    checkEdgeLink(init);
     const proxy = new OriginProxy({ origin: init.origin, logger: init.logger });
     try {
       let self: Agent | undefined;
@@ -163,11 +148,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     void conn.closed.then((reason) => {
       this.live.delete(conn);
       if (this.stopped || conn !== this.connection) return;
-      void this.reconnect(reason, conn.sessionId);
+      void this.reconnect(reason, { sessionId: conn.sessionId, secret: conn.resumeSecret });
     });
   }
 
-  private async reconnect(reason: Error, resume: string): Promise<void> {
+  private async reconnect(reason: Error, resume: ResumeTicket | undefined): Promise<void> {
     // One loop at a time (a drain and a lost connection can both ask).
     if (this.reconnecting) return;
     this.reconnecting = true;
@@ -178,7 +163,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  private async reconnectLoop(reason: Error, resume: string): Promise<void> {
+  private async reconnectLoop(reason: Error, resume: ResumeTicket | undefined): Promise<void> {
     for (let attempt = 0; !this.stopped; attempt++) {
       const delay = backoffMs(attempt);
       this.emit('reconnecting', attempt === 0 ? reason.message : `attempt ${attempt}: ${reason.message}`, delay);
@@ -221,7 +206,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     const old = this.connection;
     this.init.logger.info('edge is draining: reconnecting');
-    void this.reconnect(new AgentUnavailableError('edge is draining'), '').then(() => {
+    void this.reconnect(new AgentUnavailableError('edge is draining'), undefined).then(() => {
       if (this.connection !== old) old.close();
     });
   }
@@ -275,9 +260,10 @@ export class Agent extends EventEmitter<AgentEvents> {
 }
 
 /** Discovers the edge and connects over the transport negotiation picks. */
-async function connect(init: AgentInit, proxy: OriginProxy, resume: string | undefined, onDrain: () => void): Promise<{ conn: Connection; transport: string; rttMs: number }> {
+async function connect(init: AgentInit, proxy: OriginProxy, resume: ResumeTicket | undefined, onDrain: () => void): Promise<{ conn: Connection; transport: string; rttMs: number }> {
   const t0 = performance.now();
-  const found = await discover(init.edge);
+  const found = await discover(init.edge, { ca: init.edgeCa });
+  const tls = init.edge.protocol === 'https:' ? { ca: init.edgeCa } : undefined;
   // One HTTP round trip to the edge (discovery), as seen at connect time.
   const rttMs = performance.now() - t0;
   const mode = init.transport ?? 'auto';
@@ -297,14 +283,18 @@ async function connect(init: AgentInit, proxy: OriginProxy, resume: string | und
         logger: log,
         onExchange,
         token: init.token,
-        resume,
+        domain: found.domain,
+        tls,
+        resume: resume?.sessionId,
+        resumeSecret: resume?.secret,
         onDrain,
         timeoutMs: mode === 'auto' && found.transports.websocket ? GRPC_FALLBACK_TIMEOUT_MS : undefined,
       });
       return { conn, transport: 'grpc', rttMs };
     } catch (err) {
-      // Refusals are final; only an unreachable gRPC port makes auto try WebSocket.
-      if (mode === 'grpc' || !found.transports.websocket || err instanceof NameTakenError || isFinal(err)) throw err;
+      // Refusals are final, and so is a certificate that fails (never try elsewhere around it); only an
+      // unreachable gRPC port makes auto try WebSocket, which is TLS too for an https:// edge.
+      if (mode === 'grpc' || !found.transports.websocket || err instanceof NameTakenError || err instanceof EdgeCertificateError || isFinal(err)) throw err;
       log.warn({ reason: toError(err).message }, 'gRPC unavailable, falling back to WebSocket');
     }
   }
@@ -323,7 +313,10 @@ async function connect(init: AgentInit, proxy: OriginProxy, resume: string | und
     logger: log,
     onExchange,
     token: init.token,
-    resume,
+    domain: found.domain,
+    ca: init.edgeCa,
+    resume: resume?.sessionId,
+    resumeSecret: resume?.secret,
     onDrain,
   });
   return { conn, transport: `websocket/${codec}`, rttMs };

@@ -15,6 +15,8 @@ import {
   TUNNEL_AGENT_SERVICE,
 } from '../streams/grpc-service.js';
 import { ReadableReader } from '../streams/readable-reader.js';
+import { checkRegistered } from './edge-answers.js';
+import { certificateError } from './edge-link.js';
 
 /** Idle ForwardHTTP streams the agent keeps open so the edge can start exchanges without a round trip. */
 export const MIN_IDLE_STREAMS = 8;
@@ -45,8 +47,14 @@ export interface GrpcConnectionInit {
   timeoutMs?: number;
   /** Sent as `authorization: Bearer …` metadata, never in a URL. */
   token?: string;
+  /** The edge's domain (discovery): Registered.url must be NAME.DOMAIN. */
+  domain?: string;
+  /** TLS (verified against `ca`, else the system roots); plaintext when absent. Never downgraded. */
+  tls?: { ca?: Buffer };
   /** The previous session id after a reconnect. */
   resume?: string;
+  /** The resume secret the edge issued with that session. */
+  resumeSecret?: string;
   /** The edge is draining: it sends no new exchanges on this connection. */
   onDrain?: () => void;
 }
@@ -60,6 +68,8 @@ export class GrpcConnection {
   readonly name: string;
   readonly url: string;
   readonly sessionId: string;
+  /** Issued by the edge with this session: presented to resume it after a reconnect. */
+  readonly resumeSecret: string;
   /** Resolves with the reason once the session is over (edge gone, closed locally). */
   readonly closed: Promise<Error>;
   private readonly client: Client;
@@ -74,7 +84,7 @@ export class GrpcConnection {
   private closeError: Error | undefined;
   private resolveClosed!: (err: Error) => void;
 
-  private constructor(init: GrpcConnectionInit, client: Client, control: RegisterCall, reader: ReadableReader<EdgeMessage>, registered: { name: string; url: string; sessionId: string }) {
+  private constructor(init: GrpcConnectionInit, client: Client, control: RegisterCall, reader: ReadableReader<EdgeMessage>, registered: { name: string; url: string; sessionId: string; resumeSecret?: string }) {
     this.init = init;
     this.log = init.logger;
     this.client = client;
@@ -83,6 +93,7 @@ export class GrpcConnection {
     this.name = registered.name;
     this.url = registered.url;
     this.sessionId = registered.sessionId;
+    this.resumeSecret = registered.resumeSecret ?? '';
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -93,7 +104,8 @@ export class GrpcConnection {
    * UsageError (name refused) or AgentUnavailableError (edge unreachable).
    */
   static async connect(init: GrpcConnectionInit): Promise<GrpcConnection> {
-    const client = new TunnelAgentClient(init.address, grpc.credentials.createInsecure(), {
+    const credentials = init.tls ? grpc.credentials.createSsl(init.tls.ca ?? null) : grpc.credentials.createInsecure();
+    const client = new TunnelAgentClient(init.address, credentials, {
       ...GRPC_COMMON_OPTIONS,
       'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES,
     });
@@ -102,7 +114,7 @@ export class GrpcConnection {
     const control = client.register(md) as RegisterCall;
     const reader = new ReadableReader<EdgeMessage>(control as unknown as Readable);
     control.on('error', () => undefined);
-    control.write({ hello: { name: init.name, version: init.version, resume: init.resume ?? '' } });
+    control.write({ hello: { name: init.name, version: init.version, resume: init.resume ?? '', resumeSecret: init.resumeSecret ?? '' } });
     const timeoutMs = init.timeoutMs ?? REGISTER_TIMEOUT_MS;
     const timer = setTimeout(
       () => reader.interrupt(new AgentUnavailableError(`edge at ${init.address} did not answer within ${timeoutMs} ms`)),
@@ -119,11 +131,14 @@ export class GrpcConnection {
     } finally {
       clearTimeout(timer);
     }
-    if (!first || !('registered' in first) || !first.registered) {
+    try {
+      if (!first || !('registered' in first) || !first.registered) throw new AgentUnavailableError('edge ended the control stream without registering');
+      checkRegistered(first.registered, { name: init.name, domain: init.domain });
+    } catch (err) {
       reader.release();
       control.cancel();
       client.close();
-      throw new AgentUnavailableError('edge ended the control stream without registering');
+      throw err;
     }
     const conn = new GrpcConnection(init, client, control, reader, first.registered);
     conn.start(first.registered.pingIntervalMs ?? 0);
@@ -253,5 +268,7 @@ function registrationError(err: unknown, address: string): Error {
   if (code === grpc.status.UNAUTHENTICATED) return new UnauthorizedError(`the edge refused the token: ${String(details)}`, { cause: err });
   if (code === grpc.status.PERMISSION_DENIED) return new NameNotAllowedError(String(details), { cause: err });
   if (err instanceof AgentUnavailableError) return err;
+  const cert = code === grpc.status.UNAVAILABLE ? certificateError(err, address) : undefined;
+  if (cert) return cert;
   return new AgentUnavailableError(`cannot register with the edge at ${address}: ${toError(err).message}`, { cause: err });
 }

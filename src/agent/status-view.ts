@@ -1,3 +1,4 @@
+import { printable } from '../printable.js';
 import type { Agent } from './agent.js';
 import type { RequestRecord } from './origin-proxy.js';
 
@@ -18,6 +19,8 @@ export interface StatusViewInit {
 /**
  * The agent's console. On a TTY: a live block like ngrok's (status, transport, URL, edge RTT, open
  * exchanges, recent requests) redrawn in place. Elsewhere: plain lines, one per event, for logs.
+ * Everything that came from the network goes through printable(): a request path or an edge's reason
+ * must not drive the terminal.
  */
 export class StatusView {
   private readonly recent: RequestRecord[] = [];
@@ -32,12 +35,12 @@ export class StatusView {
       this.recent.length = Math.min(this.recent.length, RECENT_REQUESTS);
     });
     agent.on('reconnecting', (reason, delayMs) => {
-      this.status = `reconnecting in ${(delayMs / 1000).toFixed(1)} s (${reason})`;
-      if (!this.live) init.out.write(`Reconnecting in ${(delayMs / 1000).toFixed(1)} s: ${reason}\n`);
+      this.status = `reconnecting in ${(delayMs / 1000).toFixed(1)} s (${printable(reason)})`;
+      if (!this.live) init.out.write(`Reconnecting in ${(delayMs / 1000).toFixed(1)} s: ${printable(reason)}\n`);
     });
     agent.on('connected', (url, transport) => {
       this.status = 'online';
-      if (!this.live) init.out.write(`Reconnected over ${transport}: Forwarding ${url} -> ${init.origin}\n`);
+      if (!this.live) init.out.write(`Reconnected over ${printable(transport)}: Forwarding ${printable(url)} -> ${init.origin}\n`);
     });
     if (this.live) {
       this.timer = setInterval(() => this.draw(), REDRAW_MS);
@@ -61,8 +64,8 @@ export class StatusView {
       this.paint('1', 'Jetty') + '                                  (Ctrl+C to quit)',
       '',
       row('Session Status', this.status === 'online' ? this.paint('32', 'online') : this.paint('33', this.status)),
-      row('Transport', a.transport),
-      row('Forwarding', `${a.url} -> ${this.init.origin}`),
+      row('Transport', printable(a.transport)),
+      row('Forwarding', `${printable(a.url)} -> ${this.init.origin}`),
       row('Edge RTT', `${a.rttMs.toFixed(1)} ms`),
       row('Open exchanges', String(a.stats().openExchanges)),
       '',
@@ -70,8 +73,8 @@ export class StatusView {
       '-------------',
     ];
     for (const r of this.recent) {
-      const status = r.err ? this.paint('31', `${r.status || 'ERR'} ${r.err}`) : String(r.status);
-      lines.push(`${`${r.method} ${r.path}`.slice(0, 40).padEnd(42)}${status.padEnd(8)} ${r.ms.toFixed(1)} ms`);
+      const status = r.err ? this.paint('31', `${r.status || 'ERR'} ${printable(r.err)}`) : String(r.status);
+      lines.push(`${printable(`${r.method} ${r.path}`).slice(0, 40).padEnd(42)}${status.padEnd(8)} ${r.ms.toFixed(1)} ms`);
     }
     return lines;
   }

@@ -5,6 +5,8 @@ import { AbortError, AgentUnavailableError, NameNotAllowedError, NameTakenError,
 import type { Logger } from '../logger.js';
 import { MIN_WS_WINDOW_BYTES, WsMux } from '../streams/ws-mux.js';
 import { WS_CLOSE_BAD_HELLO, WS_CLOSE_NAME_NOT_ALLOWED, WS_CLOSE_NAME_TAKEN, WS_CLOSE_UNAUTHORIZED } from '../well-known.js';
+import { checkRegistered } from './edge-answers.js';
+import { certificateError } from './edge-link.js';
 import type { ExchangeHandler } from './grpc-connection.js';
 import { REGISTER_TIMEOUT_MS } from './grpc-connection.js';
 
@@ -27,8 +29,14 @@ export interface WsConnectionInit {
   onExchange: ExchangeHandler;
   /** Sent in the upgrade's Authorization header, never in the URL. */
   token?: string;
+  /** The edge's domain (discovery): Registered.url must be NAME.DOMAIN. */
+  domain?: string;
+  /** For a wss:// URL: CA certificate(s) to verify the edge with instead of the system roots. */
+  ca?: Buffer;
   /** The previous session id after a reconnect. */
   resume?: string;
+  /** The resume secret the edge issued with that session. */
+  resumeSecret?: string;
   /** The edge is draining: it sends no new exchanges on this connection. */
   onDrain?: () => void;
 }
@@ -48,6 +56,8 @@ export class WsConnection {
     readonly name: string,
     readonly url: string,
     readonly sessionId: string,
+    /** Issued by the edge with this session: presented to resume it after a reconnect. */
+    readonly resumeSecret: string,
     private readonly mux: WsMux,
     closed: Promise<Error>,
   ) {
@@ -62,6 +72,7 @@ export class WsConnection {
       handshakeTimeout: REGISTER_TIMEOUT_MS,
       generateMask: init.zeroMask === false ? undefined : zeroMask,
       headers: init.token ? { authorization: `Bearer ${init.token}` } : undefined,
+      ca: init.ca,
     });
     let heartbeat: Heartbeat | undefined;
     let resolveClosed!: (err: Error) => void;
@@ -95,6 +106,12 @@ export class WsConnection {
             const r = m.registered;
             // 0: an edge that announces no window; below the minimum no full chunk could ever be sent.
             if ((r.window ?? 0) > 0 && r.window! < MIN_WS_WINDOW_BYTES) return mux.protocolError('edge window below the minimum');
+            try {
+              checkRegistered(r, { name: init.name, domain: init.domain });
+            } catch (err) {
+              mux.close(err as Error, 1002);
+              return;
+            }
             registered = true;
             clearTimeout(timer);
             if ((r.window ?? 0) > 0) mux.remoteWindow = r.window!;
@@ -105,7 +122,7 @@ export class WsConnection {
                 onDead: (silentMs) => mux.close(new AgentUnavailableError(`lost the edge: no ping for ${silentMs} ms`), 1001),
               });
             }
-            resolve(new WsConnection(r.name, r.url, r.sessionId, mux, closed));
+            resolve(new WsConnection(r.name, r.url, r.sessionId, r.resumeSecret ?? '', mux, closed));
           }
         },
         onClose: (err) => {
@@ -122,12 +139,16 @@ export class WsConnection {
             else if (closeCode === WS_CLOSE_UNAUTHORIZED) reject(new UnauthorizedError(`the edge refused the token: ${reason}`));
             else if (closeCode === WS_CLOSE_NAME_NOT_ALLOWED) reject(new NameNotAllowedError(reason));
             else if (closeCode === WS_CLOSE_BAD_HELLO) reject(new UsageError(reason));
-            else reject(err instanceof ProtocolError ? err : new AgentUnavailableError(`cannot register with the edge at ${init.url}: ${err.message}`, { cause: err }));
+            else if (err instanceof ProtocolError) reject(err);
+            else reject(certificateError(err, init.url) ?? new AgentUnavailableError(`cannot register with the edge at ${init.url}: ${err.message}`, { cause: err }));
           });
         },
       });
       socket.on('open', () =>
-        mux.sendControl({ stream: 0, agent: { hello: { name: init.name, version: init.version, window: init.windowBytes, resume: init.resume ?? '' } } }),
+        mux.sendControl({
+          stream: 0,
+          agent: { hello: { name: init.name, version: init.version, window: init.windowBytes, resume: init.resume ?? '', resumeSecret: init.resumeSecret ?? '' } },
+        }),
       );
     });
   }

@@ -19,14 +19,14 @@ const EdgeMessageType = root.lookupType('jetty.tunnel.v1.EdgeMessage');
 
 /** Sent by the agent on Register (exactly one field set). */
 export interface AgentMessage {
-  hello?: { name: string; version: string; window?: number; resume?: string } | null;
+  hello?: { name: string; version: string; window?: number; resume?: string; resumeSecret?: string } | null;
   pong?: { nonce: number } | null;
   drain?: { gracePeriodMs: number } | null;
 }
 
 /** Sent by the edge on Register (exactly one field set). */
 export interface EdgeMessage {
-  registered?: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number } | null;
+  registered?: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number; resumeSecret?: string } | null;
   open?: { headers: HTTPChunk } | null;
   cancel?: { exchangeId: string; code: number } | null;
   ping?: { nonce: number } | null;

@@ -158,14 +158,24 @@ export function decodeWsFrameJson(text: string): WsFrame {
     frame = { stream, chunk };
   } else if (type === 'credit') frame = { stream, credit: num(j.bytes, 'bytes') };
   else if (type === 'hello') {
-    frame = { stream, agent: { hello: { name: str(j.name, 'name'), version: str(j.version, 'version'), window: num(j.window, 'window'), resume: str(j.resume, 'resume') } } };
+    const hello = { name: str(j.name, 'name'), version: str(j.version, 'version'), window: num(j.window, 'window'), resume: str(j.resume, 'resume') };
+    frame = { stream, agent: { hello: { ...hello, resumeSecret: str(j.resumeSecret, 'resumeSecret') } } };
   } else if (type === 'drain') frame = { stream, edge: { drain: { gracePeriodMs: num(j.gracePeriodMs, 'gracePeriodMs') } } };
   else if (type === 'leave') frame = { stream, agent: { drain: { gracePeriodMs: num(j.gracePeriodMs, 'gracePeriodMs') } } };
   else if (type === 'pong') frame = { stream, agent: { pong: { nonce: num(j.nonce, 'nonce') } } };
   else if (type === 'registered') {
     frame = {
       stream,
-      edge: { registered: { name: str(j.name, 'name'), url: str(j.url, 'url'), sessionId: str(j.sessionId, 'sessionId'), window: num(j.window, 'window'), pingIntervalMs: num(j.pingIntervalMs, 'pingIntervalMs') } },
+      edge: {
+        registered: {
+          name: str(j.name, 'name'),
+          url: str(j.url, 'url'),
+          sessionId: str(j.sessionId, 'sessionId'),
+          window: num(j.window, 'window'),
+          pingIntervalMs: num(j.pingIntervalMs, 'pingIntervalMs'),
+          resumeSecret: str(j.resumeSecret, 'resumeSecret'),
+        },
+      },
     };
   } else if (type === 'ping') frame = { stream, edge: { ping: { nonce: num(j.nonce, 'nonce') } } };
   else if (type === 'cancel') frame = { stream, edge: { cancel: { exchangeId: str(j.exchangeId, 'exchangeId'), code: num(j.code, 'code') } } };

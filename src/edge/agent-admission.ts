@@ -1,17 +1,51 @@
+import { randomBytes } from 'node:crypto';
 import type { AgentSession } from '../actors/agent-session.js';
 import type { Registry } from '../actors/registry.js';
 import { EdgeUnavailableError, NameNotAllowedError, UnauthorizedError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { canonicalAddress } from '../address.js';
+import type { EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
 import { TokenAuthority } from './tokens.js';
+
+/**
+ * Names refused by default (`reserved-names`): they look like the operator's own services under the
+ * domain (www.DOMAIN, api.DOMAIN, mail.DOMAIN…). A token that lists one by its exact name may claim it.
+ */
+export const DEFAULT_RESERVED_NAMES: readonly string[] = [
+  'www', 'admin', 'api', 'edge', 'mail', 'smtp', 'imap', 'pop', 'ftp', 'ns1', 'ns2', 'dns', 'mx',
+  'autoconfig', 'autodiscover', 'login', 'auth', 'status', 'metrics', 'jetty',
+];
 
 export interface AgentAdmissionInit {
   registry: Registry;
   tokens: TokenAuthority;
   metrics: EdgeMetrics;
   logger: Logger;
-  /** Agent sessions per edge. */
-  maxAgents: number;
+  /** maxAgents, maxAgentsPerToken, maxAgentsPerIp. */
+  limits: Pick<EdgeLimits, 'maxAgents' | 'maxAgentsPerToken' | 'maxAgentsPerIp'>;
+  /** Tunnel names no agent may claim unless its token names them exactly; default DEFAULT_RESERVED_NAMES. */
+  reservedNames?: readonly string[];
+}
+
+/** What an agent presents with its Hello. */
+export interface AdmitOptions {
+  /** Its bearer token (gRPC metadata, WebSocket Authorization header). */
+  token?: string;
+  /** Hello.resume: the session it had before a reconnect. */
+  resume?: string;
+  /** Hello.resume_secret: the secret issued with that session. */
+  resumeSecret?: string;
+  /** Its address (the TCP peer), for the per-address cap. */
+  peer?: string;
+}
+
+/** What the edge grants an admitted session. */
+export interface Admitted {
+  /** The token hash the session speaks for; '' on an open edge. */
+  owner: string;
+  /** Issued to the agent in Registered; only it can resume this session on an open edge. */
+  resumeSecret: string;
 }
 
 /**
@@ -23,24 +57,41 @@ export class AgentAdmission {
   draining = false;
   readonly sessions = new Set<AgentSession>();
   private readonly init: AgentAdmissionInit;
+  private readonly reserved: ReadonlySet<string>;
+  /** Sessions admitted or being admitted, per source address and per token hash. */
+  private readonly perIp = new Counter();
+  private readonly perToken = new Counter();
+  /** Admissions between their checks and their registry claim. */
+  private pending = 0;
 
   constructor(init: AgentAdmissionInit) {
     this.init = init;
+    this.reserved = new Set(init.reservedNames ?? DEFAULT_RESERVED_NAMES);
   }
 
   /**
    * Admits `session` or throws UnauthorizedError, NameNotAllowedError, NameTakenError or
    * EdgeUnavailableError. On success the session is registered and removed again when it closes.
    */
-  async admit(session: AgentSession, token: string | undefined, resume: string | undefined): Promise<void> {
-    const { registry, tokens, metrics } = this.init;
+  async admit(session: AgentSession, options: AdmitOptions): Promise<Admitted> {
+    const { registry, tokens, metrics, limits } = this.init;
+    const { token } = options;
+    const address = canonicalAddress(options.peer ?? '');
+    const resumeSecret = randomBytes(24).toString('base64url');
+    let owner = '';
+    let reserved = false;
     try {
+      // Every check and the reservation run before the first await: concurrent Hellos cannot all pass.
       if (this.draining) throw new EdgeUnavailableError('edge is draining', 'draining');
-      if (this.sessions.size >= this.init.maxAgents) {
+      if (this.sessions.size + this.pending >= limits.maxAgents) {
         metrics.limitRejections.inc({ limit: 'max_agents' });
-        throw new EdgeUnavailableError(`edge has its maximum of ${this.init.maxAgents} agents`, 'max_agents');
+        throw new EdgeUnavailableError(`edge has its maximum of ${limits.maxAgents} agents`, 'max_agents');
       }
-      let owner = '';
+      if (this.perIp.get(address) >= limits.maxAgentsPerIp) {
+        metrics.limitRejections.inc({ limit: 'agents_per_ip' });
+        throw new EdgeUnavailableError(`this address has its maximum of ${limits.maxAgentsPerIp} agents on this edge`, 'agents_per_ip');
+      }
+      let granted = false;
       if (!tokens.open) {
         const entry = tokens.authenticate(token);
         if (!entry) throw new UnauthorizedError(token ? 'token not recognised by this edge' : 'this edge requires a token (--token)');
@@ -48,21 +99,47 @@ export class AgentAdmission {
           throw new NameNotAllowedError(`token may not claim "${session.name}" (allowed: ${entry.names.join(', ')})`);
         }
         owner = entry.hash;
+        granted = entry.names.includes(session.name);
       }
-      await registry.claim(session.name, session, { owner, resume: resume || undefined });
+      if (this.reserved.has(session.name) && !granted) {
+        throw new NameNotAllowedError(`tunnel name "${session.name}" is reserved on this edge`);
+      }
+      if (owner !== '' && this.perToken.get(owner) >= limits.maxAgentsPerToken) {
+        metrics.limitRejections.inc({ limit: 'agents_per_token' });
+        throw new EdgeUnavailableError(`this token has its maximum of ${limits.maxAgentsPerToken} agents on this edge`, 'agents_per_token');
+      }
+      this.perIp.add(address, 1);
+      this.perToken.add(owner, 1);
+      this.pending++;
+      reserved = true;
+      await registry.claim(session.name, session, { owner, resume: options.resume || undefined, resumeSecret: options.resumeSecret, secret: resumeSecret });
     } catch (err) {
+      if (reserved) {
+        this.perIp.add(address, -1);
+        this.perToken.add(owner, -1);
+      }
       metrics.registrations.inc({ result: (toError(err) as { code?: string }).code ?? 'ERR_INTERNAL' });
       throw err;
+    } finally {
+      if (reserved) this.pending--;
     }
     metrics.registrations.inc({ result: 'ok' });
     this.sessions.add(session);
     void session.closed.then(() => {
       this.sessions.delete(session);
+      this.perIp.add(address, -1);
+      this.perToken.add(owner, -1);
       // Hold the name for the agent's return (a lost connection, or a restart after SIGTERM), unless
       // the whole edge is going away.
       void registry.release(session.name, session, { reconnecting: !this.draining });
-      this.init.logger.info({ name: session.name, session: session.id }, 'agent disconnected');
+      this.init.logger.info({ name: session.name, transport: session.transport }, 'agent disconnected');
     });
+    return { owner, resumeSecret };
+  }
+
+  /** The owner (token hash) a presented token speaks for; undefined on an open edge or for a bad token. */
+  ownerOf(token: string | undefined): string | undefined {
+    return this.init.tokens.open ? undefined : this.init.tokens.authenticate(token)?.hash;
   }
 
   /** Sessions per transport, for the gauge. */
@@ -70,5 +147,21 @@ export class AgentAdmission {
     const out: Record<string, number> = {};
     for (const s of this.sessions) out[s.transport] = (out[s.transport] ?? 0) + 1;
     return out;
+  }
+}
+
+/** Counts per key; '' is never counted (an open edge's owner, an unknown address). */
+class Counter {
+  private readonly counts = new Map<string, number>();
+
+  get(key: string): number {
+    return key === '' ? 0 : (this.counts.get(key) ?? 0);
+  }
+
+  add(key: string, delta: number): void {
+    if (key === '') return;
+    const n = this.get(key) + delta;
+    if (n > 0) this.counts.set(key, n);
+    else this.counts.delete(key);
   }
 }

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
@@ -9,13 +9,17 @@ import type { Logger } from '../logger.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { AgentAdmission } from './agent-admission.js';
 import { GrpcEndpoint } from './grpc-endpoint.js';
-import { DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
+import { checkOpenExposure, defaultListenHost } from './exposure.js';
+import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
+import { adminHandler } from './admin-handler.js';
+import { ownHostHandler } from './own-host.js';
+import { checkTlsIdentity, createPublicServer, type PublicServer, type TlsIdentity } from './public-listener.js';
 import { EdgeMetrics } from './metrics.js';
 import { tunnelName } from './request-head.js';
 import { Router } from './router.js';
 import { TokenAuthority, type TokenEntry } from './tokens.js';
 import { WsEndpoint } from './ws-endpoint.js';
-import { DISCOVERY_PATH, WS_PATH } from '../well-known.js';
+import { WS_PATH } from '../well-known.js';
 
 /** Agent transports an edge can offer (the seed's TransportMode, per edge instance). */
 export const EDGE_TRANSPORTS = ['grpc', 'websocket'] as const;
@@ -27,10 +31,14 @@ export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 const CONNECTION_CHECK_INTERVAL_MS = 1_000;
 
 export interface EdgeInit {
-  /** Public HTTP listener, `host:port`; default 0.0.0.0:8080. */
+  /** Public HTTP listener, `host:port` or a port; default port 8080 on defaultListenHost (loopback without tokens). */
   listen?: string;
-  /** gRPC listener for agents, `host:port`; default 0.0.0.0:8091. */
+  /** gRPC listener for agents, `host:port` or a port; default port 8091 on defaultListenHost. */
   grpcListen?: string;
+  /** Without tokens, accept agents on non-loopback listeners too (`--open`); else Edge.start refuses. */
+  allowOpen?: boolean;
+  /** Tunnel names refused unless a token names them exactly; default DEFAULT_RESERVED_NAMES. */
+  reservedNames?: readonly string[];
   /** gRPC port agents are told to dial, when it differs from the bound one (NAT, load balancer). */
   grpcPublicPort?: number;
   /** Health and metrics listener; off when undefined. */
@@ -62,6 +70,8 @@ export interface EdgeInit {
   trustedProxies?: readonly string[];
   /** Agent tokens; none = the edge runs open. */
   tokens?: readonly TokenEntry[];
+  /** Certificate and key: the public listener serves HTTPS (and WebSocket agents wss) and gRPC uses TLS. */
+  tls?: TlsIdentity;
   limits?: Partial<EdgeLimits>;
 }
 
@@ -84,13 +94,17 @@ export interface EdgeStats {
  */
 export class Edge {
   readonly domain: string;
+  /** `https` when the edge has a certificate (public listener and gRPC), else `http`. */
+  readonly scheme: 'http' | 'https';
+  /** No agent tokens: any agent that reaches the edge may register a free name. */
+  readonly open: boolean;
   readonly publicPort: number;
   readonly grpcPort: number;
   /** 0 when the admin listener is off. */
   readonly adminPort: number;
   readonly metrics: EdgeMetrics;
   private readonly parts: {
-    http: Server;
+    http: PublicServer;
     admin: Server | undefined;
     grpc: GrpcEndpoint | undefined;
     ws: WsEndpoint | undefined;
@@ -104,6 +118,8 @@ export class Edge {
 
   private constructor(init: {
     domain: string;
+    scheme: Edge['scheme'];
+    open: boolean;
     publicPort: number;
     grpcPort: number;
     adminPort: number;
@@ -112,6 +128,8 @@ export class Edge {
     parts: Edge['parts'];
   }) {
     this.domain = init.domain;
+    this.scheme = init.scheme;
+    this.open = init.open;
     this.publicPort = init.publicPort;
     this.grpcPort = init.grpcPort;
     this.adminPort = init.adminPort;
@@ -122,20 +140,25 @@ export class Edge {
 
   static async start(init: EdgeInit): Promise<Edge> {
     const domain = (init.domain ?? 'localhost').toLowerCase();
-    const listen = parseHostPort(init.listen ?? '0.0.0.0:8080');
-    const grpcListen = parseHostPort(init.grpcListen ?? '0.0.0.0:8091');
+    const tokens = new TokenAuthority(init.tokens ?? []);
+    const listen = parseHostPort(init.listen ?? '8080', defaultListenHost(tokens.open));
+    const grpcListen = parseHostPort(init.grpcListen ?? '8091', defaultListenHost(tokens.open));
+    const transports = init.transports ?? EDGE_TRANSPORTS;
+    const agentListeners = [{ setting: 'listen', ...listen }, ...(transports.includes('grpc') ? [{ setting: 'grpc-listen', ...grpcListen }] : [])];
+    checkOpenExposure(agentListeners, tokens.open, init.allowOpen === true);
     const limits: EdgeLimits = { ...DEFAULT_LIMITS, ...init.limits };
+    checkLimits(limits);
+    if (init.tls) checkTlsIdentity(init.tls);
+    const scheme = init.tls ? 'https' : 'http';
     const gracePeriodMs = init.gracePeriodMs ?? 30_000;
     const registry = init.registry ?? new MemoryRegistry(init.reconnectGraceMs ?? 5_000, init.startupGraceMs ?? 0);
     const log = init.logger;
-    const tokens = new TokenAuthority(init.tokens ?? []);
     let admission: AgentAdmission | undefined;
     let router: Router | undefined;
     const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
-    admission = new AgentAdmission({ registry, tokens, metrics, logger: log, maxAgents: limits.maxAgents });
+    admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames });
     let publicPort = listen.port;
-    const publicUrl = (name: string): string => `http://${name}.${domain}${publicPort === 80 ? '' : `:${publicPort}`}`;
-    const transports = init.transports ?? EDGE_TRANSPORTS;
+    const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${publicPort === (init.tls ? 443 : 80) ? '' : `:${publicPort}`}`;
     if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');
     const pingIntervalMs = init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
     const common = {
@@ -151,22 +174,14 @@ export class Edge {
     const grpc = transports.includes('grpc') ? new GrpcEndpoint({ ...common, maxConcurrentStreams: limits.h2MaxStreams }) : undefined;
     const ws = transports.includes('websocket') ? new WsEndpoint({ ...common, windowBytes: init.wsWindowBytes ?? DEFAULT_WS_WINDOW_BYTES }) : undefined;
     let grpcPort = 0;
-    const ownHost = (req: IncomingMessage, res: ServerResponse): void => {
-      if (req.url === DISCOVERY_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
-        const offered: Record<string, unknown> = {};
-        if (grpc) offered.grpc = { port: init.grpcPublicPort ?? grpcPort };
-        if (ws) offered.websocket = { path: WS_PATH };
-        const body = JSON.stringify({ version: 1, domain, publicPort, transports: offered });
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-        res.end(req.method === 'HEAD' ? undefined : body);
-        return;
-      }
-      const body = `404 Not Found\nThis is a Jetty edge. Tunnels live at http://NAME.${domain}:${publicPort}/\n`;
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-      res.end(req.method === 'HEAD' ? undefined : body);
-    };
+    const ownHost = ownHostHandler({
+      domain,
+      scheme,
+      ports: () => ({ public: publicPort, grpc: grpc ? (init.grpcPublicPort ?? grpcPort) : undefined }),
+      websocketPath: ws ? WS_PATH : undefined,
+    });
     router = new Router({ domain, registry, logger: log, ownHost, metrics, limits, reconnectGraceMs: init.reconnectGraceMs ?? 5_000, trustedProxies: init.trustedProxies ?? [] });
-    const http = createServer({
+    const http = createPublicServer(init.tls, {
       headersTimeout: limits.headerTimeoutMs,
       connectionsCheckingInterval: CONNECTION_CHECK_INTERVAL_MS,
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
@@ -197,7 +212,7 @@ export class Edge {
     });
     let admin: Server | undefined;
     try {
-      if (grpc) grpcPort = await grpc.listen(formatHostPort(grpcListen.host, grpcListen.port));
+      if (grpc) grpcPort = await grpc.listen(formatHostPort(grpcListen.host, grpcListen.port), init.tls);
       await listenOn(http, listen.host, listen.port);
       publicPort = (http.address() as AddressInfo).port;
       if (init.adminListen) {
@@ -218,26 +233,10 @@ export class Edge {
       { listen: formatHostPort(listen.host, publicPort), grpc: grpc ? formatHostPort(grpcListen.host, grpcPort) : 'off', websocket: ws ? WS_PATH : 'off', admin: admin ? adminPort : 'off', domain },
       'edge listening',
     );
-    const edge = new Edge({ domain, publicPort, grpcPort, adminPort, metrics, log, parts: { http, admin, grpc, ws, router, admission, gracePeriodMs } });
-    admin?.on('request', (req, res) => void edge.serveAdmin(req, res));
+    const edge = new Edge({ domain, scheme, open: tokens.open, publicPort, grpcPort, adminPort, metrics, log, parts: { http, admin, grpc, ws, router, admission, gracePeriodMs } });
+    const serveAdmin = adminHandler(() => edge.stats(), metrics);
+    admin?.on('request', (req, res) => void serveAdmin(req, res));
     return edge;
-  }
-
-  /** /livez, /readyz (503 while draining, JSON counts) and /metrics (Prometheus). */
-  private async serveAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/livez') {
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    } else if (path === '/readyz') {
-      const stats = this.stats();
-      res.writeHead(stats.draining ? 503 : 200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: stats.draining ? 'draining' : 'ready', agents: stats.sessions, exchanges: stats.openExchanges }));
-    } else if (path === '/metrics') {
-      const body = await this.metrics.registry.metrics();
-      res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(body);
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-    }
   }
 
   /** Counts for the gauges, /readyz and tests: all zero once the edge is quiet. */
@@ -296,7 +295,7 @@ export class Edge {
   }
 }
 
-function listenOn(server: Server, host: string, port: number): Promise<void> {
+function listenOn(server: Server | PublicServer, host: string, port: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -1,27 +1,38 @@
 import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
 import { DEFAULT_MAX_EXCHANGES } from '../actors/agent-session.js';
+import { formatHostPort, parseHostPort } from '../address.js';
+import { UsageError } from '../errors.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
 import {
   parseAddress,
+  parseBool,
   parseInt,
   parseListOf,
   parseOneOf,
   parseString,
+  readSettingFile,
   type SettingSpec,
   type SettingValues,
 } from '../settings.js';
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
+import { parseCidrList } from './cidr-set.js';
 import { parseTokenEntries, type TokenEntry } from './tokens.js';
 import { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-server.js';
-import { DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
+import { isValidTunnelName } from '../tunnel-name.js';
+import { DEFAULT_RESERVED_NAMES } from './agent-admission.js';
+import { checkOpenExposure, defaultListenHost, type AgentListener } from './exposure.js';
+import { DEFAULT_LIMITS, MAX_HEADER_BYTES_CAP, MAX_HEADER_COUNT_CAP, type EdgeLimits } from './limits.js';
 
 const DOMAIN = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
 
 /** Every setting of `jetty edge`: flag, JETTY_* variable and config key, with its default. */
 export const EDGE_SETTINGS: readonly SettingSpec[] = [
-  { name: 'listen', help: 'public HTTP listener', default: '0.0.0.0:8080', parse: parseAddress() },
-  { name: 'grpc-listen', help: 'gRPC listener for agents', default: '0.0.0.0:8091', parse: parseAddress() },
+  { name: 'listen', help: 'public HTTP listener; a bare port listens on 127.0.0.1 without tokens, 0.0.0.0 with', default: '8080', parse: parseAddress() },
+  { name: 'grpc-listen', help: 'gRPC listener for agents; a bare port as for listen', default: '8091', parse: parseAddress() },
+  { name: 'open', help: 'without tokens, accept agents on non-loopback listeners anyway', default: false, parse: parseBool, boolean: true },
   { name: 'grpc-public-port', help: 'gRPC port agents are told to dial, 0 = the bound one', default: 0, parse: parseInt(0, 65535) },
+  { name: 'tls-cert', help: 'PEM certificate chain: HTTPS on the public listener, TLS on gRPC; needs tls-key', default: '', parse: parseString },
+  { name: 'tls-key', help: 'PEM private key of tls-cert', default: '', parse: parseString },
   { name: 'admin-listen', help: 'health and metrics listener, empty = off', default: '127.0.0.1:9090', parse: parseAddress(true) },
   {
     name: 'domain',
@@ -40,29 +51,68 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
   { name: 'reconnect-grace', help: 'ms requests for a reconnecting tunnel are held', default: 5_000, parse: parseInt(0, 600_000) },
   { name: 'startup-grace', help: 'ms after start that requests for an unknown tunnel wait for its agent', default: 5_000, parse: parseInt(0, 600_000) },
   { name: 'max-agents', help: 'agent sessions per edge', default: DEFAULT_LIMITS.maxAgents, parse: parseInt(1, 1_000_000) },
+  { name: 'max-agents-per-token', help: 'agent sessions per token (beyond: refused, agent retries)', default: DEFAULT_LIMITS.maxAgentsPerToken, parse: parseInt(1, 1_000_000) },
+  { name: 'max-agents-per-ip', help: 'agent sessions per source address (beyond: refused, agent retries)', default: DEFAULT_LIMITS.maxAgentsPerIp, parse: parseInt(1, 1_000_000) },
   { name: 'max-exchanges-per-agent', help: 'exchanges in flight per agent (503 beyond)', default: DEFAULT_MAX_EXCHANGES, parse: parseInt(1, 100_000) },
   { name: 'tunnel-max-exchanges', help: 'exchanges in flight per tunnel (429 beyond)', default: DEFAULT_LIMITS.tunnelMaxExchanges, parse: parseInt(1, 1_000_000) },
   { name: 'tunnel-rps', help: 'requests per second per tunnel, 0 = unlimited (429 beyond)', default: DEFAULT_LIMITS.tunnelRps, parse: parseInt(0, 1_000_000) },
-  { name: 'max-header-bytes', help: 'request head size (431 beyond)', default: DEFAULT_LIMITS.maxHeaderBytes, parse: parseInt(1024, 1024 * 1024) },
-  { name: 'max-header-count', help: 'request header lines (431 beyond)', default: DEFAULT_LIMITS.maxHeaderCount, parse: parseInt(1, 10_000) },
+  {
+    name: 'max-header-bytes',
+    help: `request head size (431 beyond), at most ${MAX_HEADER_BYTES_CAP}`,
+    default: DEFAULT_LIMITS.maxHeaderBytes,
+    parse: (raw) => {
+      try {
+        return parseInt(1024, MAX_HEADER_BYTES_CAP)(raw);
+      } catch {
+        throw new Error(`want 1024 to ${MAX_HEADER_BYTES_CAP}: a request head must fit one tunnel frame`);
+      }
+    },
+  },
+  { name: 'max-header-count', help: 'request header lines (431 beyond)', default: DEFAULT_LIMITS.maxHeaderCount, parse: parseInt(1, MAX_HEADER_COUNT_CAP) },
   { name: 'header-timeout', help: 'ms a client may take to send its request head', default: DEFAULT_LIMITS.headerTimeoutMs, parse: parseInt(1000, 600_000) },
   { name: 'idle-timeout', help: 'ms an exchange may pass with no bytes either way; no total deadline', default: DEFAULT_LIMITS.idleTimeoutMs, parse: parseInt(1000, 86_400_000) },
   { name: 'h2-max-streams', help: 'HTTP/2 streams per agent connection', default: DEFAULT_LIMITS.h2MaxStreams, parse: parseInt(16, 10_000) },
+  { name: 'trusted-proxies', help: 'addresses or CIDR blocks (v4, v6) whose X-Forwarded-* and X-Request-Id are kept', default: [], parse: parseCidrList },
   {
-    name: 'trusted-proxies',
-    help: 'peers whose X-Forwarded-* and X-Request-Id are kept',
-    default: [],
-    parse: (raw) => (Array.isArray(raw) ? raw.map(String) : String(raw).split(',').map((s) => s.trim()).filter(Boolean)),
+    name: 'reserved-names',
+    help: 'tunnel names refused unless a token lists them exactly; empty = none',
+    default: [...DEFAULT_RESERVED_NAMES],
+    parse: (raw) => {
+      const names = (Array.isArray(raw) ? raw.map(String) : String(raw).split(',')).map((n) => n.trim()).filter(Boolean);
+      for (const n of names) if (!isValidTunnelName(n)) throw new Error(`"${n}" is not a tunnel name`);
+      return names;
+    },
   },
   { name: 'tokens', help: 'agent tokens: [{hash, names}] (see jetty token create)', default: [], parse: parseTokenEntries, fileOnly: true, secret: true },
   { name: 'log-level', help: 'log level', default: 'info', parse: parseOneOf(LOG_LEVELS) },
   { name: 'log-format', help: 'json, pretty, or auto (pretty on a TTY)', default: 'auto', parse: parseOneOf(LOG_FORMATS) },
 ];
 
+/**
+ * Completes resolved settings the way the edge will run them: a bare port in `listen` / `grpc-listen`
+ * gets its host (loopback without tokens); an open edge exposed beyond loopback without `open` and
+ * limits the protocol cannot carry are UsageErrors. --check-config prints the result.
+ */
+export function effectiveEdgeSettings(v: SettingValues): SettingValues {
+  const open = (v.tokens as TokenEntry[]).length === 0;
+  const out = { ...v };
+  const listeners: AgentListener[] = [];
+  for (const setting of ['listen', 'grpc-listen']) {
+    const { host, port } = parseHostPort(v[setting] as string, defaultListenHost(open));
+    out[setting] = formatHostPort(host, port);
+    if (setting === 'listen' || (v.transports as string[]).includes('grpc')) listeners.push({ setting, host, port });
+  }
+  checkOpenExposure(listeners, open, v.open === true);
+  if ((v['tls-cert'] === '') !== (v['tls-key'] === '')) throw new UsageError('--tls-cert and --tls-key go together: give both or neither');
+  return out;
+}
+
 /** Maps resolved settings onto the edge's init. */
 export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
   const limits: EdgeLimits = {
     maxAgents: v['max-agents'] as number,
+    maxAgentsPerToken: v['max-agents-per-token'] as number,
+    maxAgentsPerIp: v['max-agents-per-ip'] as number,
     tunnelMaxExchanges: v['tunnel-max-exchanges'] as number,
     tunnelRps: v['tunnel-rps'] as number,
     maxHeaderBytes: v['max-header-bytes'] as number,
@@ -74,6 +124,8 @@ export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
   return {
     listen: v.listen as string,
     grpcListen: v['grpc-listen'] as string,
+    allowOpen: v.open as boolean,
+    reservedNames: v['reserved-names'] as string[],
     grpcPublicPort: (v['grpc-public-port'] as number) || undefined,
     adminListen: (v['admin-listen'] as string) || undefined,
     domain: v.domain as string,
@@ -86,6 +138,7 @@ export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
     maxExchangesPerAgent: v['max-exchanges-per-agent'] as number,
     trustedProxies: v['trusted-proxies'] as string[],
     tokens: v.tokens as TokenEntry[],
+    tls: v['tls-cert'] ? { cert: readSettingFile('tls-cert', v['tls-cert'] as string), key: readSettingFile('tls-key', v['tls-key'] as string) } : undefined,
     limits,
   };
 }

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Http2Server, ServerHttp2Session } from 'node:http2';
-import type { Socket } from 'node:net';
+import type { Http2Server } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { AgentSession } from '../actors/agent-session.js';
@@ -13,16 +12,16 @@ import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
 import {
   EXCHANGE_METADATA_KEY,
   GRPC_COMMON_OPTIONS,
-  GRPC_CONNECTION_WINDOW_BYTES,
   GRPC_MAX_CONCURRENT_STREAMS,
-  GRPC_STREAM_WINDOW_BYTES,
   SESSION_METADATA_KEY,
   TUNNEL_AGENT_SERVICE,
 } from '../streams/grpc-service.js';
 import { ReadableReader } from '../streams/readable-reader.js';
 import { isValidTunnelName } from '../tunnel-name.js';
-import type { AgentAdmission } from './agent-admission.js';
+import type { AgentAdmission, Admitted } from './agent-admission.js';
+import { GrpcConnections } from './grpc-connections.js';
 import type { EdgeMetrics } from './metrics.js';
+import type { TlsIdentity } from './public-listener.js';
 import { bearer } from './tokens.js';
 
 /** How long a new Register stream may take to send Hello. */
@@ -72,6 +71,9 @@ export class GrpcEndpoint {
   private readonly init: GrpcEndpointInit;
   private readonly log: Logger;
   private readonly sessions = new Map<string, AgentSession>();
+  /** The connection holding each session's Register call, and the owner it speaks for. */
+  private readonly holders = new WeakMap<AgentSession, { connection: string; owner: string }>();
+  private readonly connections = new GrpcConnections();
 
   constructor(init: GrpcEndpointInit) {
     this.init = init;
@@ -88,31 +90,34 @@ export class GrpcEndpoint {
     });
   }
 
-  /** Binds `host:port`; resolves with the bound port. */
-  async listen(address: string): Promise<number> {
+  /** Binds `host:port`, with TLS when given a certificate and key; resolves with the bound port. */
+  async listen(address: string, tls?: TlsIdentity): Promise<number> {
+    const credentials = tls
+      ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], false)
+      : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      this.server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
-    this.raiseWindows();
+    this.attachConnections();
     return port;
   }
 
-  /**
-   * grpc-js's server takes no window option (nor sets TCP_NODELAY), so each HTTP/2 session gets its
-   * windows here; without it a stream moves at most 64 KiB per round trip. test/edge/grpc-endpoint.test.ts
-   * fails if this stops working after a grpc-js upgrade.
-   */
-  private raiseWindows(): void {
+  /** Hooks grpc-js's HTTP/2 servers (see GrpcConnections: connection stamps, windows). */
+  private attachConnections(): void {
     const servers = (this.server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
-    if (!(servers instanceof Map)) throw new Error('grpc-js internals changed: cannot raise HTTP/2 windows');
-    for (const h2 of servers.keys()) {
-      // Small frames (HEADERS, END, control) must not wait for Nagle + delayed ACK (≈40 ms).
-      h2.on('connection', (socket: Socket) => socket.setNoDelay(true));
-      h2.on('session', (session: ServerHttp2Session) => {
-        session.settings({ initialWindowSize: GRPC_STREAM_WINDOW_BYTES });
-        session.setLocalWindowSize(GRPC_CONNECTION_WINDOW_BYTES);
-      });
-    }
+    if (!(servers instanceof Map)) throw new Error('grpc-js internals changed: cannot reach its HTTP/2 servers');
+    this.connections.attach(servers.keys());
+  }
+
+  /**
+   * A session id is not a credential: a ForwardHTTP joins a session only from the HTTP/2 connection
+   * that holds its Register call, or with a token of the same owner.
+   */
+  private mayForward(call: ForwardCall, session: AgentSession): boolean {
+    const holder = this.holders.get(session);
+    if (!holder) return false;
+    if (holder.connection !== '' && GrpcConnections.of(call.metadata) === holder.connection) return true;
+    return holder.owner !== '' && this.init.admission.ownerOf(bearer(String(call.metadata.get('authorization')[0] ?? ''))) === holder.owner;
   }
 
   private async onRegister(call: RegisterCall): Promise<void> {
@@ -160,20 +165,27 @@ export class GrpcEndpoint {
         },
       },
     });
+    const connection = GrpcConnections.of(call.metadata);
+    let admitted: Admitted;
     try {
-      await this.init.admission.admit(session, bearer(String(call.metadata.get('authorization')[0] ?? '')), hello?.hello?.resume ?? undefined);
+      const token = bearer(String(call.metadata.get('authorization')[0] ?? ''));
+      const resume = { resume: hello?.hello?.resume || undefined, resumeSecret: hello?.hello?.resumeSecret || undefined };
+      admitted = await this.init.admission.admit(session, { token, ...resume, peer: this.connections.addressOf(connection) });
     } catch (err) {
       session.abort(toError(err));
       refuse(err);
       return;
     }
+    // The token is checked: only now does this connection get large windows.
+    this.connections.raiseWindows(connection);
+    this.holders.set(session, { connection, owner: admitted.owner });
     this.sessions.set(session.id, session);
     const heartbeat = new Heartbeat({
       intervalMs: this.init.pingIntervalMs,
       onTick: (nonce) => call.write({ ping: { nonce } }),
       onRtt: (ms) => this.init.metrics.pingRtt.observe(ms / 1000),
       onDead: (silentMs) => {
-        this.log.warn({ name, session: session.id, silentMs }, 'agent missed its pings: closing the session');
+        this.log.warn({ name, peer: call.getPeer(), silentMs }, 'agent missed its pings: closing the session');
         session.abort(new AgentUnavailableError(`agent silent for ${silentMs} ms`));
       },
     });
@@ -181,8 +193,9 @@ export class GrpcEndpoint {
       heartbeat.stop();
       this.sessions.delete(session.id);
     });
-    call.write({ registered: { name, url: this.init.publicUrl(name), sessionId: session.id, pingIntervalMs: this.init.pingIntervalMs } });
-    this.log.info({ name, session: session.id, peer: call.getPeer(), transport: 'grpc' }, 'agent registered');
+    const registered = { name, url: this.init.publicUrl(name), sessionId: session.id, pingIntervalMs: this.init.pingIntervalMs, resumeSecret: admitted.resumeSecret };
+    call.write({ registered });
+    this.log.info({ name, peer: call.getPeer(), transport: 'grpc' }, 'agent registered');
     // The control stream lives as long as the session: its end (or failure) ends the session.
     try {
       let msg: AgentMessage | null;
@@ -201,7 +214,7 @@ export class GrpcEndpoint {
   private onForward(call: ForwardCall): void {
     const sessionId = String(call.metadata.get(SESSION_METADATA_KEY)[0] ?? '');
     const session = this.sessions.get(sessionId);
-    if (!session) {
+    if (!session || !this.mayForward(call, session)) {
       fail(call as unknown as Duplex, grpc.status.NOT_FOUND, 'unknown session');
       return;
     }

@@ -1,4 +1,16 @@
 import { GRPC_MAX_CONCURRENT_STREAMS } from '../streams/grpc-service.js';
+import { UsageError } from '../errors.js';
+
+/**
+ * Largest `max-header-bytes`. A request head travels to the agent as one HEADERS chunk, which must fit
+ * one frame: MAX_FRAME_BYTES (320 KiB) on gRPC and WebSocket/protobuf, MAX_WS_FRAME_BYTES (437 KiB) on
+ * the JSON codec, where obs-text bytes double in UTF-8. At this cap and MAX_HEADER_COUNT_CAP lines the
+ * encoded head still fits both, with the fields the edge adds (test/edge/limits.test.ts). Above a frame,
+ * one request would close the agent's whole session.
+ */
+export const MAX_HEADER_BYTES_CAP = 128 * 1024;
+/** Largest `max-header-count` (each line costs a few bytes more encoded than raw). */
+export const MAX_HEADER_COUNT_CAP = 10_000;
 
 /** Edge limits (README "Configuration" lists the defaults). */
 export interface EdgeLimits {
@@ -18,6 +30,10 @@ export interface EdgeLimits {
   idleTimeoutMs: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per agent connection. */
   h2MaxStreams: number;
+  /** Agent sessions per token (its pool, reconnects included); refused beyond, the agent retries. */
+  maxAgentsPerToken: number;
+  /** Agent sessions per source address (the TCP peer; ::ffff:a.b.c.d counts as a.b.c.d); refused beyond. */
+  maxAgentsPerIp: number;
 }
 
 /** Most rate-limit buckets kept before refilled ones are pruned. */
@@ -32,6 +48,8 @@ export const DEFAULT_LIMITS: EdgeLimits = {
   headerTimeoutMs: 30_000,
   idleTimeoutMs: 300_000,
   h2MaxStreams: GRPC_MAX_CONCURRENT_STREAMS,
+  maxAgentsPerToken: 100,
+  maxAgentsPerIp: 50,
 };
 
 /**
@@ -63,4 +81,12 @@ export class RateLimiter {
     }
     return Math.max(1, Math.ceil((1 - b.tokens) / this.rps));
   }
+}
+
+/** Throws UsageError when a limit is beyond what the tunnel protocol can carry. */
+export function checkLimits(limits: EdgeLimits): void {
+  if (limits.maxHeaderBytes > MAX_HEADER_BYTES_CAP) {
+    throw new UsageError(`max-header-bytes ${limits.maxHeaderBytes} is above ${MAX_HEADER_BYTES_CAP}: a request head must fit one tunnel frame`);
+  }
+  if (limits.maxHeaderCount > MAX_HEADER_COUNT_CAP) throw new UsageError(`max-header-count ${limits.maxHeaderCount} is above ${MAX_HEADER_COUNT_CAP}`);
 }

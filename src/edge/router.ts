@@ -19,6 +19,7 @@ import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { incomingChunks, type ByteCounter } from '../streams/http-source.js';
 import { writeResponse } from '../streams/http-sink.js';
+import { CidrSet } from './cidr-set.js';
 import { sendErrorPage } from './error-pages.js';
 import { RateLimiter, type EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
@@ -66,13 +67,13 @@ export class Router {
   private readonly log: Logger;
   private readonly perTunnel = new Map<string, number>();
   private readonly rate: RateLimiter;
-  private readonly trusted: ReadonlySet<string>;
+  private readonly trusted: CidrSet;
 
   constructor(init: RouterInit) {
     this.init = init;
     this.log = init.logger;
     this.rate = new RateLimiter(init.limits.tunnelRps);
-    this.trusted = new Set(init.trustedProxies);
+    this.trusted = new CidrSet(init.trustedProxies);
   }
 
   /** The `request` / `checkContinue` listener of the public server. */

@@ -9,7 +9,7 @@ import { AgentUnavailableError, EdgeUnavailableError, NameNotAllowedError, NameT
 import type { Logger } from '../logger.js';
 import { MIN_WS_WINDOW_BYTES, WsMux } from '../streams/ws-mux.js';
 import { isValidTunnelName } from '../tunnel-name.js';
-import type { AgentAdmission } from './agent-admission.js';
+import type { AgentAdmission, Admitted } from './agent-admission.js';
 import { HELLO_TIMEOUT_MS } from './grpc-endpoint.js';
 import type { EdgeMetrics } from './metrics.js';
 import { bearer } from './tokens.js';
@@ -140,8 +140,9 @@ export class WsEndpoint {
           close: (err) => mux.close(err, 1001),
         },
       });
+      let admitted: Admitted;
       try {
-        await this.init.admission.admit(s, token, hello.resume || undefined);
+        admitted = await this.init.admission.admit(s, { token, resume: hello.resume || undefined, resumeSecret: hello.resumeSecret || undefined, peer });
       } catch (err) {
         s.abort(toError(err));
         this.log.info({ name, peer, reason: toError(err).message }, 'agent registration refused');
@@ -160,15 +161,17 @@ export class WsEndpoint {
         onTick: (nonce) => mux.sendControl({ stream: 0, edge: { ping: { nonce } } }),
         onRtt: (ms) => this.init.metrics.pingRtt.observe(ms / 1000),
         onDead: (silentMs) => {
-          this.log.warn({ name, session: s.id, silentMs }, 'agent missed its pings: closing the session');
+          this.log.warn({ name, peer, silentMs }, 'agent missed its pings: closing the session');
           mux.close(new AgentUnavailableError(`agent silent for ${silentMs} ms`), 1001);
         },
       });
       mux.sendControl({
         stream: 0,
-        edge: { registered: { name, url: this.init.publicUrl(name), sessionId: s.id, window: this.init.windowBytes, pingIntervalMs: this.init.pingIntervalMs } },
+        edge: {
+          registered: { name, url: this.init.publicUrl(name), sessionId: s.id, window: this.init.windowBytes, pingIntervalMs: this.init.pingIntervalMs, resumeSecret: admitted.resumeSecret },
+        },
       });
-      this.log.info({ name, session: s.id, peer, transport: s.transport }, 'agent registered');
+      this.log.info({ name, peer, transport: s.transport }, 'agent registered');
     };
   }
 

@@ -45,14 +45,49 @@ test('sessions of the same token form a pool; lookup picks the least loaded, ski
   await stop(a, b);
 });
 
-test('a reconnecting agent resumes its old session at once', async () => {
+test('a reconnecting agent resumes its old session at once with its resume secret', async () => {
   const reg = new MemoryRegistry();
   const [old, fresh] = [make('old'), make('fresh')];
-  await reg.claim('demo', old, open);
-  await reg.claim('demo', fresh, { owner: '', resume: 'old' });
+  await reg.claim('demo', old, { owner: '', secret: 's3cret' });
+  await reg.claim('demo', fresh, { owner: '', resume: 'old', resumeSecret: 's3cret', secret: 'next' });
   assert.is(reg.lookup('demo'), fresh);
   await old.closed;
   await stop(fresh);
+});
+
+// On an open edge the session id was enough to kick a live agent off its name and take the name over;
+// the id is sent in clear on every ForwardHTTP and was logged, so it is no credential.
+test('open edge: the session id alone, or with a wrong secret, cannot replace a live session (ERR_NAME_TAKEN)', async () => {
+  const reg = new MemoryRegistry();
+  const [live, thief] = [make('live'), make('thief')];
+  await reg.claim('demo', live, { owner: '', secret: 'right' });
+  for (const resumeSecret of [undefined, '', 'wrong', 'righ']) {
+    try {
+      await reg.claim('demo', thief, { owner: '', resume: 'live', resumeSecret, secret: 'x' });
+      assert.unreachable('took over without the secret');
+    } catch (err) {
+      assert.is((err as { code: string }).code, 'ERR_NAME_TAKEN');
+    }
+  }
+  assert.is(reg.lookup('demo'), live);
+  assert.not.ok(live.stopped);
+  await stop(live, thief);
+});
+
+test('with tokens the owner proves a resume (the token is the credential)', async () => {
+  const reg = new MemoryRegistry();
+  const [old, fresh, other] = [make('old'), make('fresh'), make('other')];
+  await reg.claim('demo', old, { owner: 'sha256:t', secret: 'a' });
+  try {
+    await reg.claim('demo', other, { owner: 'sha256:u', resume: 'old', resumeSecret: 'a' });
+    assert.unreachable('another token resumed');
+  } catch (err) {
+    assert.is((err as { code: string }).code, 'ERR_NAME_TAKEN');
+  }
+  await reg.claim('demo', fresh, { owner: 'sha256:t', resume: 'old' });
+  await old.closed;
+  assert.is(reg.lookup('demo'), fresh);
+  await stop(fresh, other);
 });
 
 test('a lost agent keeps its name for the grace period; waiting requests get the returning session', async () => {

@@ -48,6 +48,21 @@ test('without a TTY, events become plain lines', () => {
   assert.is(out.text, 'Reconnecting in 1.5 s: lost the edge\nReconnected over grpc: Forwarding http://demo.localhost:8080 -> http://localhost:3000\n');
 });
 
+// A request path (any client can send one) and an edge's reason reach the agent's terminal: escape
+// sequences in them could clear the screen, fake lines, retitle the window or write to the clipboard.
+test('escape sequences from the network are shown as text, never sent to the terminal', () => {
+  const agent = fakeAgent();
+  const out = fakeOut(false);
+  const view = new StatusView({ agent, origin: 'http://localhost:3000', out, color: false });
+  agent.emit('request', { id: '1', method: 'GET', path: '/\x1b[2J\x1b]52;c;cHduZWQ=\x07\x9b31m', status: 200, bytesIn: 0, bytesOut: 0, ms: 1 });
+  agent.emit('reconnecting', 'edge says \x1b[1A\x1b[2KForwarding http://evil', 1000);
+  const text = view.render().join('\n') + out.text;
+  view.stop();
+  assert.not.match(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+  assert.match(text, /GET \/\\x1b\[2J\\x1b\]52;c;cHd/);
+  assert.match(out.text, /edge says \\x1b\[1A\\x1b\[2KForwarding/);
+});
+
 test('reconnect backoff doubles from 250 ms with full jitter and caps at 30 s', () => {
   assert.is(backoffMs(0, () => 1), 250);
   assert.is(backoffMs(3, () => 1), 2000);

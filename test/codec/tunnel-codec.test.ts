@@ -12,6 +12,7 @@ import {
   MAX_FRAME_BYTES,
   validateChunk,
 } from '../../src/codec/tunnel-codec.js';
+import { WS_CODECS } from '../../src/codec/ws-frame.js';
 
 const test = suite('codec/tunnel-codec');
 const SEED = 20261126;
@@ -122,6 +123,19 @@ test('control messages round-trip', () => {
   );
   assert.is(open.open?.headers.exchangeId, 'x');
   assert.throws(() => decodeAgentMessage(new Uint8Array()), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+test('Hello.resume_secret and Registered.resume_secret survive every codec (protobuf, WsFrame, legacy JSON)', () => {
+  const hello = { name: 'demo', version: '1', window: 262144, resume: 'sid', resumeSecret: 'hello-secret' };
+  const registered = { name: 'demo', url: 'http://demo.localhost:8080', sessionId: 'sid', window: 262144, pingIntervalMs: 1000, resumeSecret: 'edge-secret' };
+  assert.is(decodeAgentMessage(encodeAgentMessage({ hello })).hello?.resumeSecret, 'hello-secret');
+  assert.is(decodeEdgeMessage(encodeEdgeMessage({ registered })).registered?.resumeSecret, 'edge-secret');
+  for (const codec of Object.values(WS_CODECS)) {
+    const a = codec.decode(Buffer.from(codec.encode({ stream: 0, agent: { hello } })), codec.binary);
+    const e = codec.decode(Buffer.from(codec.encode({ stream: 0, edge: { registered } })), codec.binary);
+    assert.is('agent' in a && a.agent.hello?.resumeSecret, 'hello-secret', codec.name);
+    assert.is('edge' in e && e.edge.registered?.resumeSecret, 'edge-secret', codec.name);
+  }
 });
 
 test.run();

@@ -4,6 +4,7 @@ import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { startOrigin, type Origin } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';
+import { makeTestPki } from '../helpers/tls-certs.js';
 
 const test = suite<{ started: Running[]; origin?: Origin }>('e2e/cli');
 
@@ -54,10 +55,38 @@ test('bad values exit 2 naming the problem', async () => {
     [['launch'], /unknown command/],
     [['edge', '--transports', 'grpc,carrier'], /--transports/],
     [['http', '3000', '--ws-codec', 'xml'], /--ws-codec/],
+    [['edge', '--tls-cert', 'edge.pem'], /--tls-cert and --tls-key/],
+    [['edge', '--tls-cert', '/nonexistent/edge.pem', '--tls-key', '/nonexistent/edge.key'], /cannot read --tls-cert/],
+    // A token never crosses the network in cleartext unless asked to (loopback is the one exception).
+    [['http', '3000', '--edge', 'http://192.0.2.10:8080', '--token', 'jt_secret'], /cleartext .*--insecure/],
+    [['http', '3000', '--edge', 'http://tunnels.example.com', '--token', 'jt_secret'], /cleartext .*--insecure/],
   ] as const) {
     const run = jetty([...args]);
     assert.is(await run.exited, 2, args.join(' '));
     assert.match(run.stderr, re);
+  }
+});
+
+test('TLS: the edge serves https with --tls-cert/--tls-key; an agent with --edge-ca forwards, one without exits 1, a plain http:// one exits 2', async (ctx) => {
+  const pki = makeTestPki();
+  try {
+    ctx.origin = await startOrigin((req, res) => res.end(`tls ${req.url}`));
+    const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', '--tls-cert', pki.certPath, '--tls-key', pki.keyPath]);
+    ctx.started.push(edge);
+    const port = Number((await edge.line(/^Jetty edge on https:\/\/localhost:(\d+) /))[1]);
+    const agent = jetty(['http', String(ctx.origin.port), '--edge', `https://127.0.0.1:${port}`, '--edge-ca', pki.caPath, '--name', 'secure']);
+    ctx.started.push(agent);
+    assert.is((await agent.line(/^Forwarding (\S+) -> /))[1], `https://secure.localhost:${port}`);
+    const noCa = jetty(['http', String(ctx.origin.port), '--edge', `https://127.0.0.1:${port}`, '--name', 'no-ca']);
+    ctx.started.push(noCa);
+    assert.is(await noCa.exited, 1);
+    assert.match(noCa.stderr, /cannot verify the TLS certificate.*--edge-ca/);
+    const plain = jetty(['http', String(ctx.origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'plain']);
+    ctx.started.push(plain);
+    assert.is(await plain.exited, 2);
+    assert.match(plain.stderr, /only speaks HTTPS: use --edge https:/);
+  } finally {
+    pki.remove();
   }
 });
 

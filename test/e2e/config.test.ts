@@ -56,6 +56,42 @@ test('an unknown key or a bad value exits 2 naming the key and the file', async 
   assert.match(run.stderr, /JETTY_IDLE_TIMEOUT/);
 });
 
+test('without tokens the listeners default to loopback and the edge says it is open; with tokens they default to all interfaces', async (ctx) => {
+  let run = jetty(['edge', '--check-config']);
+  assert.is(await run.exited, 0, run.stderr);
+  assert.match(run.stdout, /^# OPEN: no agent tokens/);
+  assert.match(run.stdout, /^listen: 127\.0\.0\.1:8080$/m);
+  assert.match(run.stdout, /^grpc-listen: 127\.0\.0\.1:8091$/m);
+  const tokens = file(ctx, `tokens:\n  - hash: sha256:${'b'.repeat(64)}\n    names: ["*"]\n`);
+  run = jetty(['edge', '--config', tokens, '--check-config']);
+  assert.is(await run.exited, 0, run.stderr);
+  assert.not.match(run.stdout, /OPEN/);
+  assert.match(run.stdout, /^listen: 0\.0\.0\.0:8080$/m);
+  const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '']);
+  ctx.started.push(edge);
+  await edge.line(/^Jetty edge on http:\/\/localhost:\d+ \(agents: [^)]*\) OPEN: no agent tokens/);
+});
+
+test('an open edge on a non-loopback address needs --open, else exits 2 with the reason', async (ctx) => {
+  for (const args of [['--listen', '0.0.0.0:0'], ['--grpc-listen', '[::]:0'], ['--listen', '192.0.2.1:0']]) {
+    const run = jetty(['edge', '--admin-listen', '', ...args]);
+    assert.is(await run.exited, 2, args.join(' '));
+    assert.match(run.stderr, /no agent tokens.*--open/, args.join(' '));
+  }
+  // gRPC switched off: its listener does not count.
+  const wsOnly = jetty(['edge', '--grpc-listen', '0.0.0.0:8091', '--transports', 'websocket', '--check-config']);
+  assert.is(await wsOnly.exited, 0, wsOnly.stderr);
+  const edge = jetty(['edge', '--open', '--listen', '0.0.0.0:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '']);
+  ctx.started.push(edge);
+  await edge.line(/^Jetty edge on .* OPEN: no agent tokens/);
+});
+
+test('max-header-bytes above what one frame carries exits 2', async () => {
+  const run = jetty(['edge', '--check-config', '--max-header-bytes', String(1024 * 1024)]);
+  assert.is(await run.exited, 2);
+  assert.match(run.stderr, /--max-header-bytes.*frame/);
+});
+
 test('jetty token create prints a token and the config entry; the edge then requires it', async (ctx) => {
   const created = jetty(['token', 'create', '--name', 'secure']);
   assert.is(await created.exited, 0);

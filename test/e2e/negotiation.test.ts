@@ -117,7 +117,10 @@ test('gRPC: an agent that stops answering pings is declared dead, its exchange g
 
 test('an agent whose edge stops pinging declares it gone and reconnects', async (ctx) => {
   // A minimal fake edge: discovery plus a WebSocket that registers the agent and then says nothing.
-  const http = createHttpServer((_req, res) => res.end(JSON.stringify({ version: 1, domain: 'localhost', publicPort: 0, transports: { websocket: { path: '/_jetty/ws' } } })));
+  const http = createHttpServer((_req, res) => {
+    const publicPort = (http.address() as AddressInfo).port;
+    res.end(JSON.stringify({ version: 1, domain: 'localhost', publicPort, transports: { websocket: { path: '/_jetty/ws' } } }));
+  });
   const wss = new WebSocketServer({ server: http, handleProtocols: () => WS_PROTOCOL_PROTO });
   wss.on('connection', (ws) => {
     ws.once('message', () => {
