@@ -17,6 +17,7 @@ import {
 } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
+import { abortable } from '../streams/abortable.js';
 import { incomingChunks, type ByteCounter } from '../streams/http-source.js';
 import { writeResponse } from '../streams/http-sink.js';
 import { CidrSet } from './cidr-set.js';
@@ -167,12 +168,21 @@ export class Router {
     // No bytes either way for idleTimeoutMs: the socket's own timer sees both directions.
     const onIdle = (): void => exchange.abort(new IdleTimeoutError(`no bytes either way for ${this.init.limits.idleTimeoutMs} ms`), ResetCode.CANCEL);
     res.on('close', onClose);
+    // After a complete response Node no longer aborts the request when its socket closes: an upload
+    // still running would wait for bytes that never come.
+    const socket = req.socket;
+    const onSocketClose = (): void => {
+      if (!req.complete) exchange.abort(new AbortError('public client went away mid-upload'), ResetCode.CANCEL);
+    };
+    socket.once('close', onSocketClose);
     // Through res (not the socket) so Node sees a listener and leaves the socket to us.
     res.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
     if (res.destroyed) onClose();
     // The upload fails on its own only when the client leaves or the exchange ends early (an origin
     // that answered without reading the body): the exchange abort then ends the download.
-    const upload = pipe(incomingChunks(req, head, up), (source) => exchange.sink(source)).catch((err: unknown) => {
+    const failed = new AbortController();
+    void exchange.closed.then(() => exchange.error && failed.abort(exchange.error));
+    const upload = pipe(abortable(incomingChunks(req, head, up), failed.signal), (source) => exchange.sink(source)).catch((err: unknown) => {
       exchange.abort(toError(err), ResetCode.CANCEL);
     });
     try {
@@ -189,6 +199,7 @@ export class Router {
       throw exchange.error instanceof IdleTimeoutError ? exchange.error : err;
     } finally {
       res.off('close', onClose);
+      socket.off('close', onSocketClose);
       res.off('timeout', onIdle);
       req.socket?.setTimeout(0);
     }
