@@ -8,7 +8,7 @@ const STATUS_BY_CODE: Record<string, [number, string]> = {
   ERR_AGENT_UNAVAILABLE: [502, 'Agent Unavailable'],
   ERR_EXCHANGE_RESET: [502, 'Agent Unavailable'],
   ERR_TRANSPORT_CLOSED: [502, 'Agent Unavailable'],
-  ERR_PROTOCOL: [502, 'Agent Unavailable'],
+  ERR_PROTOCOL: [502, 'Agent Protocol Error'],
   ERR_AGENT_BUSY: [503, 'Agent Busy'],
   ERR_EDGE_UNAVAILABLE: [503, 'Edge Unavailable'],
   ERR_TUNNEL_LIMIT: [429, 'Too Many Requests'],

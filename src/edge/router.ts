@@ -11,6 +11,7 @@ import {
   HeadersTooLargeError,
   IdleTimeoutError,
   LimitError,
+  ProtocolError,
   TunnelLimitError,
   TunnelNotFoundError,
   toError,
@@ -158,7 +159,10 @@ export class Router {
     try {
       return await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, down);
     } catch (err) {
-      exchange.abort(toError(err), ResetCode.CANCEL);
+      const e = toError(err);
+      // A response the edge refuses (ambiguous framing, a body that does not match its length) is the
+      // agent's protocol error; anything else here means the public side gave up.
+      exchange.abort(e, e instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.CANCEL);
       req.destroy();
       throw exchange.error instanceof IdleTimeoutError ? exchange.error : err;
     } finally {
