@@ -21,8 +21,6 @@ import { DISCOVERY_PATH, WS_PATH } from '../well-known.js';
 export const EDGE_TRANSPORTS = ['grpc', 'websocket'] as const;
 export type EdgeTransport = (typeof EDGE_TRANSPORTS)[number];
 
-/** Public listener: idle keep-alive connections are closed after this many ms. */
-export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** How often Node checks header timeouts (its default, 30 s, would let slow-header clients linger). */
 const CONNECTION_CHECK_INTERVAL_MS = 1_000;
 
@@ -160,7 +158,7 @@ export class Edge {
     const http = createServer({
       headersTimeout: limits.headerTimeoutMs,
       connectionsCheckingInterval: CONNECTION_CHECK_INTERVAL_MS,
-      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
       maxHeaderSize: limits.maxHeaderBytes,
       // Streaming bodies have no total deadline; the idle timeout (per exchange) bounds silent ones.
       requestTimeout: 0,

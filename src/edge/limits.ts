@@ -16,6 +16,8 @@ export interface EdgeLimits {
   headerTimeoutMs: number;
   /** An exchange with no bytes either way for this long is aborted, ms. */
   idleTimeoutMs: number;
+  /** A public connection idle between requests is closed after this long, ms. */
+  keepAliveTimeoutMs: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per agent connection. */
   h2MaxStreams: number;
 }
@@ -31,6 +33,7 @@ export const DEFAULT_LIMITS: EdgeLimits = {
   maxHeaderCount: 100,
   headerTimeoutMs: 30_000,
   idleTimeoutMs: 300_000,
+  keepAliveTimeoutMs: 65_000,
   h2MaxStreams: GRPC_MAX_CONCURRENT_STREAMS,
 };
 

@@ -166,9 +166,11 @@ export class Router {
       req.destroy();
       throw exchange.error instanceof IdleTimeoutError ? exchange.error : err;
     } finally {
+      // Only our listener goes: the socket timer is Node's again. A finished response has already re-armed
+      // it with the keep-alive timeout (disarming it here left idle connections open for ever); a failed one
+      // is destroyed by the caller.
       res.off('close', onClose);
       res.off('timeout', onIdle);
-      req.socket?.setTimeout(0);
     }
   }
 
