@@ -168,8 +168,14 @@ export class Edge {
     // Expect: 100-continue goes to the origin, whose 100 (or final status) comes back through the tunnel.
     http.on('checkContinue', router.handle);
     http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      const host = req.headers.host ?? '';
-      if (ws && req.url === WS_PATH && tunnelName(host, domain) === undefined && !admission.draining) {
+      let ownHost: boolean;
+      try {
+        ownHost = tunnelName(req.headers.host ?? '', domain) === undefined;
+      } catch {
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      if (ws && req.url === WS_PATH && ownHost && !admission.draining) {
         ws.handleUpgrade(req, socket, head);
         return;
       }

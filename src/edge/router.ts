@@ -23,7 +23,7 @@ import { writeResponse } from '../streams/http-sink.js';
 import { sendErrorPage } from './error-pages.js';
 import { RateLimiter, type EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
-import { requestHead, singleHost, tunnelName } from './request-head.js';
+import { formatAuthority, parseAuthority, requestHead, requestTrailers, singleHost, tunnelName } from './request-head.js';
 
 /** Answers requests addressed to the edge's own host (discovery, the landing page). */
 export type OwnHostHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -87,8 +87,9 @@ export class Router {
     let failure: Error | undefined;
     let counted = false;
     try {
-      host = singleHost(req);
-      name = tunnelName(host, this.init.domain);
+      const authority = parseAuthority(singleHost(req));
+      host = formatAuthority(authority);
+      name = tunnelName(authority.host, this.init.domain);
       if (name === undefined) {
         this.init.ownHost(req, res);
         return;
@@ -112,7 +113,7 @@ export class Router {
       const session = this.init.registry.lookup(name) ?? (await this.init.registry.waitFor(name, this.init.reconnectGraceMs));
       if (!session) throw new TunnelNotFoundError(`no tunnel named "${name}" is connected to this edge`);
       transport = session.transport;
-      const head = requestHead(req, host, randomUUID(), { requestId: id, trusted });
+      const head = requestHead(req, authority, randomUUID(), { requestId: id, trusted });
       status = await this.relay(req, res, head, session, up, down);
     } catch (err) {
       failure = toError(err);
@@ -153,7 +154,7 @@ export class Router {
     // Through res (not the socket) so Node sees a listener and leaves the socket to us.
     res.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
     if (res.destroyed) onClose();
-    const upload = pipe(incomingChunks(req, head, up), (source) => exchange.sink(source));
+    const upload = pipe(incomingChunks(req, head, up, requestTrailers), (source) => exchange.sink(source));
     // The upload fails on its own only when the client leaves; the exchange abort then ends the download.
     upload.catch((err: unknown) => exchange.abort(toError(err), ResetCode.CANCEL));
     try {

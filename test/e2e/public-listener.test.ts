@@ -1,9 +1,11 @@
+import { once } from 'node:events';
+import { request, type IncomingMessage } from 'node:http';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
 import type { Edge } from '../../src/edge/edge-server.js';
 import { RawHttpClient, rawGet } from '../helpers/raw-http.js';
-import { startAgent, startEdge, startOrigin, type Origin } from '../helpers/harness.js';
+import { send, startAgent, startEdge, startOrigin, type Origin } from '../helpers/harness.js';
 
 interface Ctx {
   edge: Edge;
@@ -60,6 +62,51 @@ test('a keep-alive connection times out again after a tunnelled response', async
   const idleFrom = Date.now();
   await c.closedByPeer('the keep-alive timeout to close the connection', KEEP_ALIVE_MS + 4000);
   assert.ok(Date.now() - idleFrom >= KEEP_ALIVE_MS - 50, 'closed before the keep-alive timeout');
+});
+
+interface Seen {
+  headers: Record<string, string>;
+  trailers: Record<string, string>;
+}
+
+test('a Host whose port is not digits is refused (400), never routed; the origin gets the normalised Host', async (ctx) => {
+  // Guards against `Host: demo.localhost:@evil.example` being routed to demo and passed on raw to the origin.
+  let hits = 0;
+  ctx.origin.server.once('request', () => hits++);
+  const c = await client(ctx);
+  c.write(rawGet('demo.localhost:@evil.example', '/', true));
+  await c.closedByPeer();
+  assert.match(c.received, /^HTTP\/1.1 400 /);
+  assert.match(c.received, /x-jetty-error: ERR_BAD_REQUEST/i);
+  assert.not.match(c.received, 'evil');
+  const { body } = await send(ctx.edge, NAME, '/', { headers: ['Host', 'Demo.LOCALHOST.:08080'] });
+  const seen = JSON.parse(body.toString()) as Seen;
+  assert.is(seen.headers.host, 'demo.localhost:8080');
+  assert.is(seen.headers['x-forwarded-host'], 'demo.localhost:8080');
+  assert.is(hits, 1);
+});
+
+test('X-Real-IP and X-Forwarded-Port/-Ssl/-Prefix from an untrusted client never reach the origin', async (ctx) => {
+  // Guards against a client forging the address, port, scheme or path prefix an origin trusts from its proxy.
+  const forged = { 'x-real-ip': '6.6.6.6', 'x-forwarded-port': '443', 'x-forwarded-ssl': 'on', 'x-forwarded-prefix': '/admin', 'x-forwarded-for': '6.6.6.6' };
+  const { body } = await send(ctx.edge, NAME, '/', { headers: forged });
+  const seen = JSON.parse(body.toString()) as Seen;
+  for (const name of Object.keys(forged)) assert.is.not(seen.headers[name], (forged as Record<string, string>)[name], name);
+  assert.is(seen.headers['x-forwarded-for'], '127.0.0.1');
+});
+
+test('request trailers are filtered like headers', async (ctx) => {
+  // Guards against framing, routing or forwarding fields reaching the origin behind the body.
+  const req = request({ host: '127.0.0.1', port: ctx.edge.publicPort, method: 'POST', path: '/', headers: { host: `${NAME}.localhost`, trailer: 'x-sum' }, agent: false });
+  req.write('body');
+  // (Node's parser itself refuses Content-Length in trailers with 400.)
+  req.addTrailers([['X-Sum', '1'], ['Host', 'evil.example'], ['X-Forwarded-For', '6.6.6.6'], ['X-Real-IP', '6.6.6.6'], ['Connection', 'x-sum2'], ['X-Sum2', '2']]);
+  req.end();
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  const parts: Buffer[] = [];
+  for await (const d of res) parts.push(d as Buffer);
+  const seen = JSON.parse(Buffer.concat(parts).toString()) as Seen;
+  assert.equal(seen.trailers, { 'x-sum': '1' });
 });
 
 test.run();
