@@ -106,6 +106,11 @@ export class TunnelLimitError extends LimitError {
   override readonly code = 'ERR_TUNNEL_LIMIT';
 }
 
+/** One client address holds as many public connections or exchanges as it may (429). */
+export class ClientLimitError extends LimitError {
+  override readonly code = 'ERR_CLIENT_LIMIT';
+}
+
 /** Request head too large or too many header lines (431). */
 export class HeadersTooLargeError extends LimitError {
   override readonly code = 'ERR_HEADERS_TOO_LARGE';

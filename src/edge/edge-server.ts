@@ -8,6 +8,7 @@ import { AgentUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { AgentAdmission } from './agent-admission.js';
+import { capConnections, PerAddressLimit } from './client-limits.js';
 import { GrpcEndpoint } from './grpc-endpoint.js';
 import { DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
 import { EdgeMetrics } from './metrics.js';
@@ -163,6 +164,10 @@ export class Edge {
       // Streaming bodies have no total deadline; the idle timeout (per exchange) bounds silent ones.
       requestTimeout: 0,
       noDelay: true,
+    });
+    capConnections(http, new PerAddressLimit(limits.maxConnectionsPerIp), {
+      exempt: (address) => router.isTrusted(address),
+      onRefused: () => metrics.limitRejections.inc({ limit: 'ip_connections' }),
     });
     http.on('request', router.handle);
     // Expect: 100-continue goes to the origin, whose 100 (or final status) comes back through the tunnel.

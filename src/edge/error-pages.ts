@@ -12,6 +12,7 @@ const STATUS_BY_CODE: Record<string, [number, string]> = {
   ERR_AGENT_BUSY: [503, 'Agent Busy'],
   ERR_EDGE_UNAVAILABLE: [503, 'Edge Unavailable'],
   ERR_TUNNEL_LIMIT: [429, 'Too Many Requests'],
+  ERR_CLIENT_LIMIT: [429, 'Too Many Requests'],
   ERR_HEADERS_TOO_LARGE: [431, 'Request Header Fields Too Large'],
   ERR_AGENT_TIMEOUT: [504, 'Agent Timeout'],
   ERR_IDLE_TIMEOUT: [504, 'Idle Timeout'],

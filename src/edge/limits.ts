@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_EXCHANGES } from '../actors/agent-session.js';
 import { GRPC_MAX_CONCURRENT_STREAMS } from '../streams/grpc-service.js';
 
 /** Edge limits (README "Configuration" lists the defaults). */
@@ -20,6 +21,11 @@ export interface EdgeLimits {
   keepAliveTimeoutMs: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per agent connection. */
   h2MaxStreams: number;
+  /**
+   * Open public connections, and exchanges in flight, per client address (behind a trusted proxy: per
+   * forwarded client). Connections beyond are closed at accept, exchanges beyond get 429.
+   */
+  maxConnectionsPerIp: number;
 }
 
 /** Most rate-limit buckets kept before refilled ones are pruned. */
@@ -35,6 +41,8 @@ export const DEFAULT_LIMITS: EdgeLimits = {
   idleTimeoutMs: 300_000,
   keepAliveTimeoutMs: 65_000,
   h2MaxStreams: GRPC_MAX_CONCURRENT_STREAMS,
+  // Half of one agent's exchanges: a single address (128 dripping uploads, say) cannot fill a tunnel.
+  maxConnectionsPerIp: DEFAULT_MAX_EXCHANGES / 2,
 };
 
 /**

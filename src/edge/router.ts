@@ -7,6 +7,7 @@ import type { Registry } from '../actors/registry.js';
 import {
   AbortError,
   BadRequestError,
+  ClientLimitError,
   EdgeUnavailableError,
   HeadersTooLargeError,
   IdleTimeoutError,
@@ -21,6 +22,7 @@ import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { incomingChunks, type ByteCounter } from '../streams/http-source.js';
 import { writeResponse } from '../streams/http-sink.js';
 import { sendErrorPage } from './error-pages.js';
+import { PerAddressLimit } from './client-limits.js';
 import { RateLimiter, type EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
 import { formatAuthority, parseAuthority, requestHead, requestTrailers, singleHost, tunnelName } from './request-head.js';
@@ -60,12 +62,28 @@ export class Router {
   private readonly perTunnel = new Map<string, number>();
   private readonly rate: RateLimiter;
   private readonly trusted: ReadonlySet<string>;
+  /** Exchanges in flight per client address (the forwarded one behind a trusted proxy). */
+  private readonly perClient: PerAddressLimit;
 
   constructor(init: RouterInit) {
     this.init = init;
     this.log = init.logger;
     this.rate = new RateLimiter(init.limits.tunnelRps);
     this.trusted = new Set(init.trustedProxies);
+    this.perClient = new PerAddressLimit(init.limits.maxConnectionsPerIp);
+  }
+
+  /** A trusted proxy's X-Forwarded-* are kept, and its connections stand for many clients. */
+  isTrusted(address: string): boolean {
+    return this.trusted.has(address);
+  }
+
+  /** The client an exchange counts against: the peer, or the last address a trusted proxy forwarded. */
+  private clientAddress(req: IncomingMessage, trusted: boolean): string {
+    const peer = req.socket.remoteAddress ?? '';
+    const forwarded = req.headers['x-forwarded-for'];
+    if (!trusted || typeof forwarded !== 'string') return peer;
+    return forwarded.slice(forwarded.lastIndexOf(',') + 1).trim() || peer;
   }
 
   /** The `request` / `checkContinue` listener of the public server. */
@@ -86,6 +104,7 @@ export class Router {
     let transport = 'none';
     let failure: Error | undefined;
     let counted = false;
+    let client: string | undefined;
     try {
       const authority = parseAuthority(singleHost(req));
       host = formatAuthority(authority);
@@ -103,6 +122,9 @@ export class Router {
       }
       const allowed = this.rate.take(name);
       if (allowed !== true) throw new TunnelLimitError(`tunnel "${name}" is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
+      const address = this.clientAddress(req, trusted);
+      if (!this.perClient.take(address)) throw new ClientLimitError(`client address has ${this.perClient.max} requests in flight`, 'ip_exchanges', 1);
+      client = address;
       const inFlight = this.perTunnel.get(name) ?? 0;
       if (inFlight >= this.init.limits.tunnelMaxExchanges) {
         throw new TunnelLimitError(`tunnel "${name}" has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
@@ -125,6 +147,7 @@ export class Router {
         status = sendErrorPage(res, failure, failure instanceof BadRequestError ? failure.message : undefined);
       }
     } finally {
+      if (client !== undefined) this.perClient.release(client);
       if (counted && name !== undefined) {
         this.openExchanges--;
         const n = (this.perTunnel.get(name) ?? 1) - 1;

@@ -5,7 +5,8 @@ import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
 import type { Edge } from '../../src/edge/edge-server.js';
 import { RawHttpClient, rawGet } from '../helpers/raw-http.js';
-import { send, startAgent, startEdge, startOrigin, type Origin } from '../helpers/harness.js';
+import { DEFAULT_LIMITS } from '../../src/edge/limits.js';
+import { send, startAgent, startEdge, startOrigin, waitFor, type Origin } from '../helpers/harness.js';
 
 interface Ctx {
   edge: Edge;
@@ -107,6 +108,74 @@ test('request trailers are filtered like headers', async (ctx) => {
   for await (const d of res) parts.push(d as Buffer);
   const seen = JSON.parse(Buffer.concat(parts).toString()) as Seen;
   assert.equal(seen.trailers, { 'x-sum': '1' });
+});
+
+/** A POST that sends its head and one chunk, then nothing: it holds its exchange open. */
+function drip(name: string, extra = ''): string {
+  return `POST /drip HTTP/1.1\r\nHost: ${name}.localhost\r\nTransfer-Encoding: chunked\r\n${extra}\r\n1\r\nx\r\n`;
+}
+
+/** An origin that answers GETs at once and holds uploads open, counting them. */
+async function dripOrigin(): Promise<Origin & { uploads: () => number }> {
+  let open = 0;
+  const origin = await startOrigin((req, res) => {
+    if (req.method === 'GET') return void res.end('served');
+    open++;
+    req.on('close', () => open--);
+    req.resume();
+  });
+  return Object.assign(origin, { uploads: () => open });
+}
+
+test('128 dripping uploads from one address cannot fill a tunnel: the address is capped, others are served', async (ctx) => {
+  // Guards against one client address holding every exchange of an agent (128) with slow uploads.
+  const origin = await dripOrigin();
+  const agent = await startAgent(ctx.edge, origin.url, 'drip');
+  try {
+    const cap = DEFAULT_LIMITS.maxConnectionsPerIp;
+    const drips = await Promise.all(Array.from({ length: 128 }, () => client(ctx)));
+    for (const d of drips) d.write(drip('drip'));
+    await waitFor(() => origin.uploads() === cap && drips.filter((d) => d.ended).length === 128 - cap, 5000, `${cap} uploads in flight and the rest refused`);
+    // Another address reaches the same tunnel.
+    const other = await client(ctx, '127.0.0.2');
+    other.write(rawGet('drip.localhost', '/', true));
+    await other.closedByPeer();
+    assert.match(other.received, /^HTTP\/1.1 200 [^]*served$/);
+    // Closing the uploads gives the address its slots back.
+    for (const d of drips) d.close();
+    await waitFor(() => origin.uploads() === 0, 5000, 'uploads to end');
+    const again = await client(ctx);
+    again.write(rawGet('drip.localhost', '/', true));
+    await again.closedByPeer();
+    assert.match(again.received, /^HTTP\/1.1 200 /);
+  } finally {
+    await agent.close();
+    await origin.close();
+  }
+});
+
+test('behind a trusted proxy, exchanges are capped per forwarded client (429), the proxy connections are not', async (ctx) => {
+  // Guards against a cap per peer address refusing everyone behind a proxy, or none of one client behind it.
+  const origin = await dripOrigin();
+  const edge = await startEdge({ trustedProxies: ['127.0.0.1'], limits: { maxConnectionsPerIp: 2 } });
+  const agent = await startAgent(edge, origin.url, 'proxied');
+  try {
+    const drips = await Promise.all(Array.from({ length: 3 }, () => RawHttpClient.connect(edge.publicPort)));
+    ctx.clients.push(...drips);
+    for (const d of drips) d.write(drip('proxied', 'X-Forwarded-For: 10.0.0.1, 198.51.100.1\r\n'));
+    await waitFor(() => origin.uploads() === 2 && drips.some((d) => d.received.startsWith('HTTP/1.1 429')), 5000, 'two uploads and one 429');
+    assert.match(drips.find((d) => d.received !== '')!.received, /x-jetty-error: ERR_CLIENT_LIMIT/i);
+    const other = await RawHttpClient.connect(edge.publicPort);
+    ctx.clients.push(other);
+    other.write(`GET / HTTP/1.1\r\nHost: proxied.localhost\r\nX-Forwarded-For: 198.51.100.2\r\nConnection: close\r\n\r\n`);
+    await other.closedByPeer();
+    assert.match(other.received, /^HTTP\/1.1 200 /);
+  } finally {
+    for (const c of ctx.clients) c.close();
+    await agent.close();
+    await edge.close();
+    await origin.close();
+  }
 });
 
 test.run();
