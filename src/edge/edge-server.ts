@@ -7,6 +7,7 @@ import { formatHostPort, parseHostPort } from '../address.js';
 import { AgentUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
+import { serveAdmin } from './admin-endpoint.js';
 import { AgentAdmission } from './agent-admission.js';
 import { capConnections, PerAddressLimit } from './client-limits.js';
 import { GrpcEndpoint } from './grpc-endpoint.js';
@@ -219,25 +220,8 @@ export class Edge {
       'edge listening',
     );
     const edge = new Edge({ domain, publicPort, grpcPort, adminPort, metrics, log, parts: { http, admin, grpc, ws, router, admission, gracePeriodMs } });
-    admin?.on('request', (req, res) => void edge.serveAdmin(req, res));
+    admin?.on('request', (req, res) => void serveAdmin(edge, req, res));
     return edge;
-  }
-
-  /** /livez, /readyz (503 while draining, JSON counts) and /metrics (Prometheus). */
-  private async serveAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/livez') {
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    } else if (path === '/readyz') {
-      const stats = this.stats();
-      res.writeHead(stats.draining ? 503 : 200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: stats.draining ? 'draining' : 'ready', agents: stats.sessions, exchanges: stats.openExchanges }));
-    } else if (path === '/metrics') {
-      const body = await this.metrics.registry.metrics();
-      res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(body);
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-    }
   }
 
   /** Counts for the gauges, /readyz and tests: all zero once the edge is quiet. */
