@@ -6,7 +6,6 @@ import type { AgentSession } from '../actors/agent-session.js';
 import type { Registry } from '../actors/registry.js';
 import {
   AbortError,
-  BadRequestError,
   ClientLimitError,
   EdgeUnavailableError,
   HeadersTooLargeError,
@@ -144,7 +143,7 @@ export class Router {
         res.destroy(failure);
       } else {
         if (failure instanceof LimitError && failure.retryAfterS !== undefined) res.setHeader('retry-after', failure.retryAfterS);
-        status = sendErrorPage(res, failure, failure instanceof BadRequestError ? failure.message : undefined);
+        status = sendErrorPage(res, failure);
       }
     } finally {
       if (client !== undefined) this.perClient.release(client);
@@ -216,7 +215,12 @@ export class Router {
     metrics.receivedBytes.inc(bytesIn);
     metrics.sentBytes.inc(bytesOut);
     const entry = { id, host, method: req.method, path: req.url, status, bytesIn, bytesOut, ms: Math.round(ms * 10) / 10 };
-    if (err) this.log.info({ ...entry, err: toError(err).message }, 'request failed');
+    if (err) {
+      // The whole story stays here, beside the request id: the public page only says which kind of failure.
+      const e = toError(err);
+      const cause = e.cause === undefined ? undefined : toError(e.cause).message;
+      this.log.info({ ...entry, err: e.message, code: (e as { code?: string }).code, cause }, 'request failed');
+    }
     else this.log.info(entry, 'request');
   }
 }

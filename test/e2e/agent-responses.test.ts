@@ -7,7 +7,7 @@ import { send } from '../helpers/harness.js';
 import { assertStillServing, closeHostileBed, startHostileBed, type HostileBed } from '../helpers/hostile-bed.js';
 
 /** What a public client sees when the edge refuses an agent's response for breaking HTTP framing. */
-const PROTOCOL_PAGE = { status: 502, code: 'ERR_PROTOCOL' };
+const PROTOCOL_PAGE = { status: 502, code: 'ERR_AGENT_PROTOCOL' };
 
 interface Ctx extends HostileBed {
   raw?: RawWsAgent;
