@@ -61,6 +61,19 @@ function exchangeOf(request: HTTPChunk[]): ExchangeDuplex & { resetCode?: ResetC
   return ex;
 }
 
+/** Resolves with `p`, or rejects once `ms` have passed (a deadline, not a sleep). */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function head(headers: Array<[string, string]>): HTTPChunk {
   return { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'POST', target: '/', headers: [['Host', 'demo.localhost'], ...headers].map(([name, value]) => ({ name, value })) };
 }
@@ -82,7 +95,8 @@ test('Content-Length with Transfer-Encoding reaches the origin as Content-Length
   assert.is(ex.error, undefined);
   assert.equal(ctx.seen, ['POST / cl=5 te=- hello']);
   ex = exchangeOf([{ kind: ChunkKind.DATA, data: Buffer.from('short') }]);
-  await ctx.proxy.serve(head([['Content-Length', '10']]), ex);
+  // Ends at once: the origin must not sit waiting for the rest of the body (until its own timeout).
+  await within(ctx.proxy.serve(head([['Content-Length', '10']]), ex), 2000, 'serve() to end after a short body');
   assert.is(ex.resetCode, ResetCode.PROTOCOL_ERROR);
   assert.is(ctx.seen.length, 1);
 });
