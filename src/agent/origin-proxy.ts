@@ -115,15 +115,21 @@ export class OriginProxy {
     });
     const response = this.responseChunks(req, onStatus, down);
     flushHeadUnlessBodyReady(req, () => exchange.buffered);
-    // Either direction failing ends both at once: an upload refused half-way (a body that misses its
-    // length) must not leave the origin waiting for the rest while the response waits for the origin.
     const fail = (reason: unknown): void => {
       req.destroy();
       const err = toError(reason);
       exchange.abort(err, err instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.ORIGIN_ERROR);
     };
-    const upload = writeBody(req, exchange.source[Symbol.asyncIterator](), { counter: up, length }).catch(fail);
-    await Promise.all([upload, exchange.sink(response).catch(fail)]);
+    // A body refused half-way (it misses its length) ends both directions at once: the origin would wait
+    // for the rest while the response waits for the origin. Other upload failures (an origin that answered
+    // early and closed) leave its response to finish first.
+    const upload = writeBody(req, exchange.source[Symbol.asyncIterator](), { counter: up, length }).catch((err: unknown) => {
+      if (!(err instanceof ProtocolError)) throw err;
+      fail(err);
+    });
+    const results = await Promise.allSettled([upload, exchange.sink(response)]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) fail(failed.reason);
   }
 
   private async *responseChunks(
