@@ -53,10 +53,16 @@ export class ExchangeResetError extends JettyError {
   constructor(
     message: string,
     readonly resetCode: number,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; peerReason?: string },
   ) {
     super(message, options);
+    this.peerReason = options?.peerReason;
   }
+  /**
+   * The peer's own words for the reset (bounded), for the log line beside the request id only: never
+   * put in a message, a close reason or a public page.
+   */
+  readonly peerReason: string | undefined;
 }
 
 /** The transport under an exchange closed before the exchange finished. */
@@ -112,6 +118,11 @@ export class LimitError extends JettyError {
 /** Per-tunnel request rate or concurrency exceeded (429). */
 export class TunnelLimitError extends LimitError {
   override readonly code = 'ERR_TUNNEL_LIMIT';
+}
+
+/** One client address holds as many public connections or exchanges as it may (429). */
+export class ClientLimitError extends LimitError {
+  override readonly code = 'ERR_CLIENT_LIMIT';
 }
 
 /** Request head too large or too many header lines (431). */

@@ -1,7 +1,7 @@
 import { Agent as HttpAgent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import { endToEndFields, flatFields } from '../codec/http-fields.js';
-import { ExchangeResetError, toError } from '../errors.js';
+import { endToEndFields, flatFields, framedFields } from '../codec/http-fields.js';
+import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { writeBody, flushHeadUnlessBodyReady } from '../streams/http-sink.js';
@@ -31,10 +31,10 @@ export interface OriginProxyInit {
 const CONTINUE_HEAD: HTTPChunk = Object.freeze({ kind: ChunkKind.HEADERS, status: 100, headers: [] }) as HTTPChunk;
 
 /**
- * Serves exchanges against the local service (the edge has already stripped hop-by-hop fields and
- * Transfer-Encoding from the request head): the request chunks become an HTTP/1.1 request (Node
- * frames the body: Content-Length when the client gave one, chunked otherwise, never both), the
- * response becomes chunks. A reset from either side destroys the origin request at once.
+ * Serves exchanges against the local service: the request chunks become an HTTP/1.1 request whose head
+ * is re-framed as the edge does it (framedFields: hop-by-hop fields and Transfer-Encoding dropped; Node
+ * frames the body by the one Content-Length the client gave, chunked otherwise, never both, and the body
+ * must match it), the response becomes chunks. A reset from either side destroys the origin request at once.
  */
 export class OriginProxy {
   private readonly origin: URL;
@@ -55,32 +55,14 @@ export class OriginProxy {
     const up: ByteCounter = { bytes: 0 };
     const down: ByteCounter = { bytes: 0 };
     let status = 0;
-    const req = request({
-      protocol: this.origin.protocol,
-      hostname: this.origin.hostname.replace(/^\[|\]$/g, ''),
-      port: this.origin.port || 80,
-      method: head.method,
-      path: head.target,
-      headers: flatFields(head.headers),
-      agent: this.agent,
-      setHost: false,
-    });
-    // Failures surface through the response pipeline; this listener only keeps a late second
-    // 'error' (after a destroy) from being unhandled.
-    req.on('error', () => undefined);
-    // A reset from the edge (or a dead session) must reach the origin even when nothing is being read.
-    void exchange.closed.then(() => {
-      if (exchange.error) req.destroy(exchange.error);
-    });
-    const response = this.responseChunks(req, (s) => (status = s), down);
-    flushHeadUnlessBodyReady(req, () => exchange.buffered);
-    const upload = writeBody(req, exchange.source[Symbol.asyncIterator](), up);
-    const results = await Promise.allSettled([upload, exchange.sink(response)]);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
-      req.destroy();
-      exchange.abort(toError(failed.reason), ResetCode.ORIGIN_ERROR);
+    let origin: { req: ClientRequest; length: number | undefined } | undefined;
+    try {
+      origin = this.originRequest(head);
+    } catch (err) {
+      // Nothing reached the origin: the head was one Node (or framedFields) refuses.
+      exchange.abort(new ProtocolError('request head is not valid HTTP', { cause: err }), ResetCode.PROTOCOL_ERROR);
     }
+    if (origin) await this.relay(origin.req, origin.length, exchange, (s) => (status = s), up, down);
     const entry: RequestRecord = {
       id: head.headers?.find((h) => h.name === 'X-Request-Id')?.value ?? head.exchangeId,
       method: head.method,
@@ -93,6 +75,61 @@ export class OriginProxy {
     if (exchange.error) entry.err = exchange.error.message;
     this.log.info(entry, exchange.error ? 'request failed' : 'request');
     this.onRequest?.(entry);
+  }
+
+  /**
+   * The origin request for `head`. The edge re-frames requests already; a head it should never send is
+   * refused here too, so a wrong Content-Length cannot make the origin read one request as two.
+   * Throws when Node or framedFields refuses the head.
+   */
+  private originRequest(head: HTTPChunk): { req: ClientRequest; length: number | undefined } {
+    const { headers, length } = framedFields(head.headers ?? []);
+    const req = request({
+      protocol: this.origin.protocol,
+      hostname: this.origin.hostname.replace(/^\[|\]$/g, ''),
+      port: this.origin.port || 80,
+      method: head.method,
+      path: head.target,
+      headers: flatFields(headers),
+      agent: this.agent,
+      setHost: false,
+    });
+    return { req, length };
+  }
+
+  /** Runs both directions of one exchange against `req`; a failure of either aborts both. */
+  private async relay(
+    req: ClientRequest,
+    length: number | undefined,
+    exchange: ExchangeDuplex,
+    onStatus: (status: number) => void,
+    up: ByteCounter,
+    down: ByteCounter,
+  ): Promise<void> {
+    // Failures surface through the response pipeline; this listener only keeps a late second
+    // 'error' (after a destroy) from being unhandled.
+    req.on('error', () => undefined);
+    // A reset from the edge (or a dead session) must reach the origin even when nothing is being read.
+    void exchange.closed.then(() => {
+      if (exchange.error) req.destroy(exchange.error);
+    });
+    const response = this.responseChunks(req, onStatus, down);
+    flushHeadUnlessBodyReady(req, () => exchange.buffered);
+    const fail = (reason: unknown): void => {
+      req.destroy();
+      const err = toError(reason);
+      exchange.abort(err, err instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.ORIGIN_ERROR);
+    };
+    // A body refused half-way (it misses its length) ends both directions at once: the origin would wait
+    // for the rest while the response waits for the origin. Other upload failures (an origin that answered
+    // early and closed) leave its response to finish first.
+    const upload = writeBody(req, exchange.source[Symbol.asyncIterator](), { counter: up, length }).catch((err: unknown) => {
+      if (!(err instanceof ProtocolError)) throw err;
+      fail(err);
+    });
+    const results = await Promise.allSettled([upload, exchange.sink(response)]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) fail(failed.reason);
   }
 
   private async *responseChunks(

@@ -8,6 +8,7 @@ import { AgentUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { AgentAdmission } from './agent-admission.js';
+import { capConnections, PerAddressLimit } from './client-limits.js';
 import { GrpcEndpoint } from './grpc-endpoint.js';
 import { checkOpenExposure, defaultListenHost } from './exposure.js';
 import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
@@ -25,8 +26,6 @@ import { WS_PATH } from '../well-known.js';
 export const EDGE_TRANSPORTS = ['grpc', 'websocket'] as const;
 export type EdgeTransport = (typeof EDGE_TRANSPORTS)[number];
 
-/** Public listener: idle keep-alive connections are closed after this many ms. */
-export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** How often Node checks header timeouts (its default, 30 s, would let slow-header clients linger). */
 const CONNECTION_CHECK_INTERVAL_MS = 1_000;
 
@@ -184,18 +183,28 @@ export class Edge {
     const http = createPublicServer(init.tls, {
       headersTimeout: limits.headerTimeoutMs,
       connectionsCheckingInterval: CONNECTION_CHECK_INTERVAL_MS,
-      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
       maxHeaderSize: limits.maxHeaderBytes,
       // Streaming bodies have no total deadline; the idle timeout (per exchange) bounds silent ones.
       requestTimeout: 0,
       noDelay: true,
     });
+    capConnections(http, new PerAddressLimit(limits.maxConnectionsPerIp), {
+      exempt: (address) => router.isTrusted(address),
+      onRefused: () => metrics.limitRejections.inc({ limit: 'ip_connections' }),
+    });
     http.on('request', router.handle);
     // Expect: 100-continue goes to the origin, whose 100 (or final status) comes back through the tunnel.
     http.on('checkContinue', router.handle);
     http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      const host = req.headers.host ?? '';
-      if (ws && req.url === WS_PATH && tunnelName(host, domain) === undefined && !admission.draining) {
+      let ownHost: boolean;
+      try {
+        ownHost = tunnelName(req.headers.host ?? '', domain) === undefined;
+      } catch {
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      if (ws && req.url === WS_PATH && ownHost && !admission.draining) {
         ws.handleUpgrade(req, socket, head);
         return;
       }

@@ -71,6 +71,8 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
   { name: 'max-header-count', help: 'request header lines (431 beyond)', default: DEFAULT_LIMITS.maxHeaderCount, parse: parseInt(1, MAX_HEADER_COUNT_CAP) },
   { name: 'header-timeout', help: 'ms a client may take to send its request head', default: DEFAULT_LIMITS.headerTimeoutMs, parse: parseInt(1000, 600_000) },
   { name: 'idle-timeout', help: 'ms an exchange may pass with no bytes either way; no total deadline', default: DEFAULT_LIMITS.idleTimeoutMs, parse: parseInt(1000, 86_400_000) },
+  { name: 'keep-alive-timeout', help: 'ms a public connection may sit idle between requests', default: DEFAULT_LIMITS.keepAliveTimeoutMs, parse: parseInt(1000, 600_000) },
+  { name: 'max-connections-per-ip', help: 'open public connections and exchanges per client address', default: DEFAULT_LIMITS.maxConnectionsPerIp, parse: parseInt(1, 1_000_000) },
   { name: 'h2-max-streams', help: 'HTTP/2 streams per agent connection', default: DEFAULT_LIMITS.h2MaxStreams, parse: parseInt(16, 10_000) },
   { name: 'trusted-proxies', help: 'addresses or CIDR blocks (v4, v6) whose X-Forwarded-* and X-Request-Id are kept', default: [], parse: parseCidrList },
   {
@@ -119,7 +121,9 @@ export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
     maxHeaderCount: v['max-header-count'] as number,
     headerTimeoutMs: v['header-timeout'] as number,
     idleTimeoutMs: v['idle-timeout'] as number,
+    keepAliveTimeoutMs: v['keep-alive-timeout'] as number,
     h2MaxStreams: v['h2-max-streams'] as number,
+    maxConnectionsPerIp: v['max-connections-per-ip'] as number,
   };
   return {
     listen: v.listen as string,

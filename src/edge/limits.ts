@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_EXCHANGES } from '../actors/agent-session.js';
 import { GRPC_MAX_CONCURRENT_STREAMS } from '../streams/grpc-service.js';
 import { UsageError } from '../errors.js';
 
@@ -28,12 +29,19 @@ export interface EdgeLimits {
   headerTimeoutMs: number;
   /** An exchange with no bytes either way for this long is aborted, ms. */
   idleTimeoutMs: number;
+  /** A public connection idle between requests is closed after this long, ms. */
+  keepAliveTimeoutMs: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per agent connection. */
   h2MaxStreams: number;
   /** Agent sessions per token (its pool, reconnects included); refused beyond, the agent retries. */
   maxAgentsPerToken: number;
   /** Agent sessions per source address (the TCP peer; ::ffff:a.b.c.d counts as a.b.c.d); refused beyond. */
   maxAgentsPerIp: number;
+  /**
+   * Open public connections, and exchanges in flight, per client address (behind a trusted proxy: per
+   * forwarded client). Connections beyond are closed at accept, exchanges beyond get 429.
+   */
+  maxConnectionsPerIp: number;
 }
 
 /** Most rate-limit buckets kept before refilled ones are pruned. */
@@ -47,9 +55,12 @@ export const DEFAULT_LIMITS: EdgeLimits = {
   maxHeaderCount: 100,
   headerTimeoutMs: 30_000,
   idleTimeoutMs: 300_000,
+  keepAliveTimeoutMs: 65_000,
   h2MaxStreams: GRPC_MAX_CONCURRENT_STREAMS,
   maxAgentsPerToken: 100,
   maxAgentsPerIp: 50,
+  // Half of one agent's exchanges: a single address (128 dripping uploads, say) cannot fill a tunnel.
+  maxConnectionsPerIp: DEFAULT_MAX_EXCHANGES / 2,
 };
 
 /**

@@ -1,10 +1,24 @@
 import type { IncomingMessage } from 'node:http';
-import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
-import { endToEndFields } from '../codec/http-fields.js';
+import { ChunkKind, type Header, type HTTPChunk } from '../codec/http-chunk.js';
+import { endToEndFields, trailerFields } from '../codec/http-fields.js';
 import { BadRequestError } from '../errors.js';
 
 /** Fields the edge sets itself; incoming ones are dropped (kept and extended only from trusted proxies). */
 const EDGE_SET_FIELDS: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id']);
+/**
+ * Client-address fields other proxies set (X-Real-IP, X-Forwarded-Port/-Ssl/-Prefix and every other
+ * X-Forwarded-*): an origin may trust them, so only a trusted proxy may send them.
+ */
+const CLIENT_ADDRESS_FIELDS: ReadonlySet<string> = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip']);
+const FORWARDED_PREFIX = 'x-forwarded-';
+
+/** Longest host name (RFC 1035: 253 characters, one trailing dot more). */
+const MAX_HOST_CHARS = 254;
+/** reg-name restricted to DNS labels (letters, digits, '-', '_'), dot-separated, one trailing dot allowed. */
+const REG_NAME = /^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/;
+/** An IPv6 literal (hex, ':' and dotted IPv4 tail); zone ids and IPvFuture are refused. */
+const IP_LITERAL = /^\[[0-9a-f:.]+\]$/;
+const PORT = /^\d*$/;
 
 export interface RequestHeadOptions {
   /** Sent to the agent and the origin as X-Request-Id. */
@@ -13,23 +27,54 @@ export interface RequestHeadOptions {
   trusted: boolean;
 }
 
-/**
- * The routing key of a Host / :authority value: lower-cased, port and one trailing dot removed.
- */
-export function normaliseHost(host: string): string {
-  let h = host.trim().toLowerCase();
-  if (h.startsWith('[')) {
-    const end = h.indexOf(']');
-    h = end === -1 ? h : h.slice(0, end + 1);
-  } else {
-    const colon = h.lastIndexOf(':');
-    if (colon !== -1) h = h.slice(0, colon);
-  }
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h;
+/** A Host / :authority value, checked and normalised. */
+export interface Authority {
+  /** Lower-case name (one trailing dot removed) or bracketed IPv6 literal: the routing key. */
+  host: string;
+  /** Decimal port without leading zeros; '' when absent or empty. */
+  port: string;
 }
 
-/** The tunnel a host names (`NAME.DOMAIN`), or undefined when the host is the edge's own. */
+/**
+ * Splits and checks a Host / :authority value (RFC 9110 §7.2, uri-host [":" port]): the port is empty
+ * or digits up to 65535, the host a DNS-style name, an IPv4 address or an IPv6 literal. Anything else
+ * (userinfo, a path, a second colon) is a BadRequestError, never a routing guess.
+ */
+export function parseAuthority(value: string): Authority {
+  const v = value.toLowerCase();
+  let host: string;
+  let port = '';
+  if (v.startsWith('[')) {
+    const end = v.indexOf(']');
+    host = end === -1 ? v : v.slice(0, end + 1);
+    const rest = v.slice(host.length);
+    if (!IP_LITERAL.test(host) || (rest !== '' && !rest.startsWith(':'))) throw new BadRequestError('malformed Host');
+    port = rest.slice(1);
+  } else {
+    const colon = v.indexOf(':');
+    host = colon === -1 ? v : v.slice(0, colon);
+    port = colon === -1 ? '' : v.slice(colon + 1);
+    if (host.length > MAX_HOST_CHARS || !REG_NAME.test(host)) throw new BadRequestError('malformed Host');
+    if (host.endsWith('.')) host = host.slice(0, -1);
+  }
+  if (!PORT.test(port) || Number(port) > 65535) throw new BadRequestError('Host port must be digits');
+  return { host, port: port === '' ? '' : String(Number(port)) };
+}
+
+/** The normalised Host value the origin receives: `host[:port]`. */
+export function formatAuthority(a: Authority): string {
+  return a.port === '' ? a.host : `${a.host}:${a.port}`;
+}
+
+/** The routing key of a Host / :authority value (parseAuthority's host). Throws BadRequestError. */
+export function normaliseHost(host: string): string {
+  return parseAuthority(host).host;
+}
+
+/**
+ * The tunnel a Host value names (`NAME.DOMAIN`), or undefined when the host is the edge's own.
+ * Throws BadRequestError for a malformed Host.
+ */
 export function tunnelName(host: string, domain: string): string | undefined {
   const h = normaliseHost(host);
   const suffix = `.${domain}`;
@@ -53,10 +98,10 @@ export function singleHost(req: IncomingMessage): string {
 }
 
 /**
- * The request target in origin form. An absolute-form target must name the same authority as Host
+ * The request target in origin form. An absolute-form target must name the same host as Host
  * (otherwise routing and the origin would disagree on the destination); it is then reduced.
  */
-export function originFormTarget(url: string, host: string): string {
+export function originFormTarget(url: string, authority: Authority): string {
   if (url.startsWith('/')) return url;
   if (url === '*') return url;
   if (/^https?:\/\//i.test(url)) {
@@ -66,7 +111,7 @@ export function originFormTarget(url: string, host: string): string {
     } catch (err) {
       throw new BadRequestError('malformed absolute-form target', { cause: err });
     }
-    if (normaliseHost(parsed.host) !== normaliseHost(host)) {
+    if (parsed.username || parsed.password || normaliseHost(parsed.host) !== authority.host) {
       throw new BadRequestError('absolute-form target names another host than Host');
     }
     return `${parsed.pathname}${parsed.search}`;
@@ -74,13 +119,33 @@ export function originFormTarget(url: string, host: string): string {
   throw new BadRequestError('unsupported request target form');
 }
 
+/** Forwarding fields only a trusted proxy may send. */
+function clientAddressField(lower: string): boolean {
+  return lower.startsWith(FORWARDED_PREFIX) || CLIENT_ADDRESS_FIELDS.has(lower);
+}
+
 /**
- * The request HEADERS chunk for a public request: hop-by-hop fields stripped, forwarding fields and
- * X-Request-Id set by the edge.
+ * A public request's trailers as they go on: filtered like its head (trailerFields, and the fields the
+ * edge sets), and never forwarding fields, which belong in the head if anywhere.
  */
-export function requestHead(req: IncomingMessage, host: string, exchangeId: string, options: RequestHeadOptions): HTTPChunk {
-  const target = originFormTarget(req.url ?? '/', host);
-  const headers = endToEndFields(req.rawHeaders, EDGE_SET_FIELDS);
+export function requestTrailers(fields: readonly Header[]): Header[] {
+  return trailerFields(fields, EDGE_SET_FIELDS).filter((h) => !clientAddressField(h.name.toLowerCase()));
+}
+
+/**
+ * The request HEADERS chunk for a public request: hop-by-hop fields stripped, Host normalised,
+ * client-address fields dropped unless a trusted proxy sent them, forwarding fields and X-Request-Id
+ * set by the edge.
+ */
+export function requestHead(req: IncomingMessage, authority: Authority, exchangeId: string, options: RequestHeadOptions): HTTPChunk {
+  const target = originFormTarget(req.url ?? '/', authority);
+  const host = formatAuthority(authority);
+  // Host first, always: even a Connection field naming it cannot take it away from the origin.
+  const headers: Header[] = [{ name: 'Host', value: host }];
+  for (const h of endToEndFields(req.rawHeaders, EDGE_SET_FIELDS)) {
+    const lower = h.name.toLowerCase();
+    if (lower !== 'host' && (options.trusted || !clientAddressField(lower))) headers.push(h);
+  }
   const peer = req.socket.remoteAddress ?? '';
   const prior = (name: string): string | undefined => {
     const v = req.headers[name];

@@ -6,14 +6,16 @@ import type { AgentSession } from '../actors/agent-session.js';
 import type { Registry } from '../actors/registry.js';
 import {
   AbortError,
-  BadRequestError,
+  ClientLimitError,
   EdgeUnavailableError,
   HeadersTooLargeError,
   IdleTimeoutError,
   LimitError,
+  ProtocolError,
   TunnelLimitError,
   TunnelNotFoundError,
   toError,
+  ExchangeResetError,
 } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
@@ -22,9 +24,10 @@ import { incomingChunks, type ByteCounter } from '../streams/http-source.js';
 import { writeResponse } from '../streams/http-sink.js';
 import { CidrSet } from './cidr-set.js';
 import { sendErrorPage } from './error-pages.js';
+import { PerAddressLimit } from './client-limits.js';
 import { RateLimiter, type EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
-import { requestHead, singleHost, tunnelName } from './request-head.js';
+import { formatAuthority, parseAuthority, requestHead, requestTrailers, singleHost, tunnelName } from './request-head.js';
 
 /** Ends the connection once the response has gone out (the request body was left unread). */
 function closeAfterResponse(res: ServerResponse): void {
@@ -69,12 +72,28 @@ export class Router {
   private readonly perTunnel = new Map<string, number>();
   private readonly rate: RateLimiter;
   private readonly trusted: CidrSet;
+  /** Exchanges in flight per client address (the forwarded one behind a trusted proxy). */
+  private readonly perClient: PerAddressLimit;
 
   constructor(init: RouterInit) {
     this.init = init;
     this.log = init.logger;
     this.rate = new RateLimiter(init.limits.tunnelRps);
     this.trusted = new CidrSet(init.trustedProxies);
+    this.perClient = new PerAddressLimit(init.limits.maxConnectionsPerIp);
+  }
+
+  /** A trusted proxy's X-Forwarded-* are kept, and its connections stand for many clients. */
+  isTrusted(address: string): boolean {
+    return this.trusted.has(address);
+  }
+
+  /** The client an exchange counts against: the peer, or the last address a trusted proxy forwarded. */
+  private clientAddress(req: IncomingMessage, trusted: boolean): string {
+    const peer = req.socket.remoteAddress ?? '';
+    const forwarded = req.headers['x-forwarded-for'];
+    if (!trusted || typeof forwarded !== 'string') return peer;
+    return forwarded.slice(forwarded.lastIndexOf(',') + 1).trim() || peer;
   }
 
   /** The `request` / `checkContinue` listener of the public server. */
@@ -95,9 +114,11 @@ export class Router {
     let transport = 'none';
     let failure: Error | undefined;
     let counted = false;
+    let client: string | undefined;
     try {
-      host = singleHost(req);
-      name = tunnelName(host, this.init.domain);
+      const authority = parseAuthority(singleHost(req));
+      host = formatAuthority(authority);
+      name = tunnelName(authority.host, this.init.domain);
       if (name === undefined) {
         this.init.ownHost(req, res);
         return;
@@ -111,6 +132,9 @@ export class Router {
       }
       const allowed = this.rate.take(name);
       if (allowed !== true) throw new TunnelLimitError(`tunnel "${name}" is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
+      const address = this.clientAddress(req, trusted);
+      if (!this.perClient.take(address)) throw new ClientLimitError(`client address has ${this.perClient.max} requests in flight`, 'ip_exchanges', 1);
+      client = address;
       const inFlight = this.perTunnel.get(name) ?? 0;
       if (inFlight >= this.init.limits.tunnelMaxExchanges) {
         throw new TunnelLimitError(`tunnel "${name}" has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
@@ -121,7 +145,7 @@ export class Router {
       const session = this.init.registry.lookup(name) ?? (await this.init.registry.waitFor(name, this.init.reconnectGraceMs));
       if (!session) throw new TunnelNotFoundError(`no tunnel named "${name}" is connected to this edge`);
       transport = session.transport;
-      const head = requestHead(req, host, randomUUID(), { requestId: id, trusted });
+      const head = requestHead(req, authority, randomUUID(), { requestId: id, trusted });
       status = await this.relay(req, res, head, session, up, down);
     } catch (err) {
       failure = toError(err);
@@ -130,9 +154,10 @@ export class Router {
         res.destroy(failure);
       } else {
         if (failure instanceof LimitError && failure.retryAfterS !== undefined) res.setHeader('retry-after', failure.retryAfterS);
-        status = sendErrorPage(res, failure, failure instanceof BadRequestError ? failure.message : undefined);
+        status = sendErrorPage(res, failure);
       }
     } finally {
+      if (client !== undefined) this.perClient.release(client);
       if (counted && name !== undefined) {
         this.openExchanges--;
         const n = (this.perTunnel.get(name) ?? 1) - 1;
@@ -182,7 +207,7 @@ export class Router {
     // that answered without reading the body): the exchange abort then ends the download.
     const failed = new AbortController();
     void exchange.closed.then(() => exchange.error && failed.abort(exchange.error));
-    const upload = pipe(abortable(incomingChunks(req, head, up), failed.signal), (source) => exchange.sink(source)).catch((err: unknown) => {
+    const upload = pipe(abortable(incomingChunks(req, head, up, requestTrailers), failed.signal), (source) => exchange.sink(source)).catch((err: unknown) => {
       exchange.abort(toError(err), ResetCode.CANCEL);
     });
     try {
@@ -194,14 +219,19 @@ export class Router {
       if (!req.complete) closeAfterResponse(res);
       return status;
     } catch (err) {
-      exchange.abort(toError(err), ResetCode.CANCEL);
+      const e = toError(err);
+      // A response the edge refuses (ambiguous framing, a body that does not match its length) is the
+      // agent's protocol error; anything else here means the public side gave up.
+      exchange.abort(e, e instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.CANCEL);
       req.destroy();
       throw exchange.error instanceof IdleTimeoutError ? exchange.error : err;
     } finally {
+      // Only our listener goes: the socket timer is Node's again. A finished response has already re-armed
+      // it with the keep-alive timeout (disarming it here left idle connections open for ever); a failed one
+      // is destroyed by the caller.
       res.off('close', onClose);
       socket.off('close', onSocketClose);
       res.off('timeout', onIdle);
-      req.socket?.setTimeout(0);
     }
   }
 
@@ -223,7 +253,13 @@ export class Router {
     metrics.receivedBytes.inc(bytesIn);
     metrics.sentBytes.inc(bytesOut);
     const entry = { id, host, method: req.method, path: req.url, status, bytesIn, bytesOut, ms: Math.round(ms * 10) / 10 };
-    if (err) this.log.info({ ...entry, err: toError(err).message }, 'request failed');
+    if (err) {
+      // The whole story stays here, beside the request id: the public page only says which kind of failure.
+      const e = toError(err);
+      const cause = e.cause === undefined ? undefined : toError(e.cause).message;
+      const peerReason = e instanceof ExchangeResetError ? e.peerReason : undefined;
+      this.log.info({ ...entry, err: e.message, code: (e as { code?: string }).code, cause, peerReason }, 'request failed');
+    }
     else this.log.info(entry, 'request');
   }
 }

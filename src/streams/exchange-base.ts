@@ -2,6 +2,9 @@ import { ChunkKind, END_CHUNK, ResetCode, resetChunk, type HTTPChunk } from '../
 import { AbortError, ExchangeResetError, toError } from '../errors.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 
+/** Most characters of a peer's RESET reason kept for the log. */
+const MAX_PEER_REASON_CHARS = 200;
+
 /**
  * The lifecycle every transport's exchange shares: the sink loop (skipping HEADERS already sent, END at
  * the end, RESET on failure), settle-once, and `closed`. A transport supplies how one chunk is read and
@@ -79,7 +82,8 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   protected resetBy(chunk: HTTPChunk): Error {
     const code = chunk.code ?? ResetCode.UNSPECIFIED;
     // The peer's reason text is not quoted: exchange errors reach close reasons and public error pages.
-    const err = new ExchangeResetError(`reset by peer (${ResetCode[code] ?? `code ${code}`})`, code);
+    const peerReason = chunk.reason ? chunk.reason.slice(0, MAX_PEER_REASON_CHARS) : undefined;
+    const err = new ExchangeResetError(`reset by peer (${ResetCode[code] ?? `code ${code}`})`, code, { peerReason });
     this.fail(err, undefined);
     return err;
   }

@@ -1,6 +1,6 @@
 import type { OutgoingMessage, ServerResponse } from 'node:http';
 import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
-import { flatFields } from '../codec/http-fields.js';
+import { flatFields, framedFields, trailerFields } from '../codec/http-fields.js';
 import { ProtocolError, TransportClosedError } from '../errors.js';
 import type { ByteCounter } from './http-source.js';
 
@@ -19,30 +19,45 @@ function waitDrain(out: OutgoingMessage): Promise<void> {
   });
 }
 
+export interface WriteBodyOptions {
+  counter?: ByteCounter;
+  /**
+   * The body length the head declared (0 for a message that has no body). DATA beyond it, or an end
+   * short of it, is a ProtocolError thrown before `out` ends: the caller destroys `out`, so the next
+   * hop sees a cut message, never a complete one followed by bytes it would read as another message.
+   */
+  length?: number;
+}
+
 /**
  * Writes DATA and TRAILERS to an outgoing message (origin request or public response) with
- * backpressure: at most one `write()` beyond the socket's high-water mark is in flight. Ends the
- * message when `chunks` is done.
+ * backpressure: at most one `write()` beyond the socket's high-water mark is in flight. Trailers are
+ * filtered (trailerFields). Ends the message when `chunks` is done.
  */
-export async function writeBody(
-  out: OutgoingMessage,
-  chunks: AsyncIterator<HTTPChunk>,
-  counter?: ByteCounter,
-): Promise<void> {
+export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTPChunk>, options: WriteBodyOptions = {}): Promise<void> {
+  const { counter, length } = options;
+  let written = 0;
   for (;;) {
     const { value: chunk, done } = await chunks.next();
     if (done) break;
     if (chunk.kind === ChunkKind.DATA) {
       const data = chunk.data!;
+      written += data.byteLength;
+      if (length !== undefined && written > length) throw new ProtocolError(`body runs past its declared length of ${length} bytes`);
       if (counter) counter.bytes += data.byteLength;
       if (out.destroyed) throw new TransportClosedError('peer closed while writing');
       if (!out.write(data)) await waitDrain(out);
     } else if (chunk.kind === ChunkKind.TRAILERS) {
-      out.addTrailers((chunk.headers ?? []).map((h) => [h.name, h.value] as [string, string]));
+      try {
+        out.addTrailers(trailerFields(chunk.headers ?? []).map((h) => [h.name, h.value] as [string, string]));
+      } catch (err) {
+        throw new ProtocolError('trailer field is not valid HTTP', { cause: err });
+      }
     } else {
       throw new ProtocolError(`unexpected ${ChunkKind[chunk.kind]} chunk in a body`);
     }
   }
+  if (length !== undefined && written < length) throw new ProtocolError(`body ended ${length - written} bytes short of its declared length`);
   await endMessage(out);
 }
 
@@ -80,10 +95,18 @@ export function flushHeadUnlessBodyReady(out: OutgoingMessage, bodyReady: () => 
   if (!bodyReady()) out.flushHeaders();
 }
 
+/** Responses that never have a body, whatever their head says (RFC 9110 §6.4.1). */
+function bodyless(res: ServerResponse, status: number): boolean {
+  return res.req.method === 'HEAD' || status === 204 || status === 304;
+}
+
 /**
  * Writes a response (HEADERS, DATA*, [TRAILERS]) to a public client. 1xx HEADERS (100 Continue) are
- * relayed before the final head. If `chunks` throws, the caller destroys `res`: the client then sees a
- * cut message, never a complete-looking one.
+ * relayed before the final head. The head is re-framed (framedFields): hop-by-hop fields and
+ * Transfer-Encoding go, one Content-Length at most stays and the body must match it. A head that is
+ * not valid HTTP (ambiguous length, bad status or field) is a ProtocolError before anything is sent.
+ * If `chunks` throws, the caller destroys `res`: the client then sees a cut message, never a
+ * complete-looking one.
  */
 export async function writeResponse(
   res: ServerResponse,
@@ -94,14 +117,22 @@ export async function writeResponse(
   for (;;) {
     const { value: head, done } = await chunks.next();
     if (done) throw new ProtocolError('response ended before its HEADERS');
-    if (head.kind !== ChunkKind.HEADERS || !head.status) throw new ProtocolError('response must start with HEADERS');
-    if (head.status < 200) {
-      if (head.status === 100) res.writeContinue();
+    const status = head.status ?? 0;
+    if (head.kind !== ChunkKind.HEADERS || !Number.isInteger(status) || status < 100 || status > 599) {
+      throw new ProtocolError('response must start with HEADERS carrying a status from 100 to 599');
+    }
+    if (status < 200) {
+      if (status === 100) res.writeContinue();
       continue;
     }
-    res.writeHead(head.status, flatFields(head.headers));
+    const { headers, length } = framedFields(head.headers ?? []);
+    try {
+      res.writeHead(status, flatFields(headers));
+    } catch (err) {
+      throw new ProtocolError('response head field is not valid HTTP', { cause: err });
+    }
     flushHeadUnlessBodyReady(res, bodyReady);
-    await writeBody(res, chunks, counter);
-    return head.status;
+    await writeBody(res, chunks, { counter, length: bodyless(res, status) ? 0 : length });
+    return status;
   }
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { ChunkKind, dataChunk, type HTTPChunk } from '../codec/http-chunk.js';
+import { ChunkKind, dataChunk, type Header, type HTTPChunk } from '../codec/http-chunk.js';
+import { pairFields, trailerFields } from '../codec/http-fields.js';
 import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
 import { AbortError } from '../errors.js';
 
@@ -10,14 +11,16 @@ export interface ByteCounter {
 
 /**
  * An incoming HTTP message (a public request on the edge, an origin response on the agent) as
- * chunks: `head`, then DATA as it arrives, then TRAILERS if any. Pull-based: the socket is read only
- * as fast as the consumer asks (Node's highWaterMark, 16 KiB by default, is the bound here).
+ * chunks: `head`, then DATA as it arrives, then TRAILERS if any, filtered by `trailers` (default
+ * trailerFields). Pull-based: the socket is read only as fast as the consumer asks (Node's
+ * highWaterMark, 16 KiB by default, is the bound here).
  * Throws AbortError if the peer goes away before the message is complete.
  */
 export async function* incomingChunks(
   msg: IncomingMessage,
   head: HTTPChunk,
   counter?: ByteCounter,
+  trailers: (fields: readonly Header[]) => Header[] = trailerFields,
 ): AsyncGenerator<HTTPChunk> {
   yield head;
   try {
@@ -36,10 +39,8 @@ export async function* incomingChunks(
     throw new AbortError('peer went away mid-message', { cause: err });
   }
   if (!msg.complete) throw new AbortError('message ended before it was complete');
-  const raw = msg.rawTrailers;
-  if (raw.length > 0) {
-    const headers = [];
-    for (let i = 0; i < raw.length; i += 2) headers.push({ name: raw[i], value: raw[i + 1] });
-    yield { kind: ChunkKind.TRAILERS, headers };
+  if (msg.rawTrailers.length > 0) {
+    const headers = trailers(pairFields(msg.rawTrailers));
+    if (headers.length > 0) yield { kind: ChunkKind.TRAILERS, headers };
   }
 }

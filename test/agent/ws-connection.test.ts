@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { OriginProxy } from '../../src/agent/origin-proxy.js';
 import { WsConnection } from '../../src/agent/ws-connection.js';
+import type { ExchangeHandler } from '../../src/agent/grpc-connection.js';
 import { ChunkKind } from '../../src/codec/http-chunk.js';
 import { WS_CODECS, WS_PROTOCOL_JSON, WS_PROTOCOL_PROTO, type WsCodecName, type WsFrame } from '../../src/codec/ws-frame.js';
 import { ProtocolError } from '../../src/errors.js';
@@ -44,7 +45,7 @@ test.after(async (ctx) => {
   await ctx.origin.close();
 });
 
-function connect(ctx: Ctx, codec: WsCodecName = WS_PROTOCOL_PROTO): Promise<WsConnection> {
+function connect(ctx: Ctx, codec: WsCodecName = WS_PROTOCOL_PROTO, onExchange?: ExchangeHandler): Promise<WsConnection> {
   return WsConnection.connect({
     url: `ws://127.0.0.1:${(ctx.edge.address() as AddressInfo).port}/_jetty/ws`,
     codec,
@@ -52,7 +53,7 @@ function connect(ctx: Ctx, codec: WsCodecName = WS_PROTOCOL_PROTO): Promise<WsCo
     version: 'test',
     windowBytes: WINDOW,
     logger: silentLogger(),
-    onExchange: (head, exchange) => ctx.proxy.serve(head, exchange),
+    onExchange: onExchange ?? ((head, exchange) => ctx.proxy.serve(head, exchange)),
   });
 }
 
@@ -81,13 +82,32 @@ test('an edge frame with a long non-ASCII type fails the registration with ERR_P
 // A request the origin client refuses (a space in the target) made the exchange handler reject,
 // unhandled: the agent process died on the edge's word.
 test('an exchange whose handler fails closes that session only (1011); the connection reports closed', async (ctx) => {
-  const connecting = connect(ctx);
+  const connecting = connect(ctx, WS_PROTOCOL_PROTO, () => {
+    throw new TypeError('a bug in the exchange handler');
+  });
   const edge = await edgeSide(ctx);
   edge.send(registered);
   ctx.conn = await within(connecting);
   edge.send({ stream: 1, chunk: { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'GET', target: '/a b', headers: [] } });
   assert.is(await within(edge.closed, 5000, 'the close'), 1011);
   assert.ok(await within(ctx.conn.closed, 5000, 'the session to end'));
+});
+
+test('a request target the origin client refuses is reset; the session stays', async (ctx) => {
+  const connecting = connect(ctx);
+  const edge = await edgeSide(ctx);
+  edge.send(registered);
+  ctx.conn = await within(connecting);
+  const codec = WS_CODECS[edge.ws.protocol as WsCodecName];
+  const reset = new Promise<WsFrame>((resolve) =>
+    edge.ws.on('message', (data: Buffer, isBinary: boolean) => {
+      const frame = codec.decode(data, isBinary);
+      if (frame.stream === 1 && 'chunk' in frame && frame.chunk.kind === ChunkKind.RESET) resolve(frame);
+    }),
+  );
+  edge.send({ stream: 1, chunk: { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'GET', target: '/a b', headers: [] } });
+  await within(reset, 5000, 'the RESET');
+  assert.is(edge.ws.readyState, edge.ws.OPEN);
 });
 
 // Chunks the agent's reader would never take (a second request HEADERS, DATA after END) were queued

@@ -1,0 +1,115 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { OriginProxy } from '../../src/agent/origin-proxy.js';
+import { ChunkKind, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk.js';
+import { silentLogger } from '../../src/logger.js';
+import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
+import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
+
+interface Ctx {
+  origin: Origin;
+  proxy: OriginProxy;
+  seen: string[];
+  closedSockets: number;
+}
+
+const test = suite<Ctx>('agent/origin-proxy');
+
+test.before.each(async (ctx) => {
+  ctx.seen = [];
+  ctx.closedSockets = 0;
+  ctx.origin = await startOrigin((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => {
+      ctx.seen.push(`${req.method} ${req.url} cl=${req.headers['content-length'] ?? '-'} te=${req.headers['transfer-encoding'] ?? '-'} ${Buffer.concat(parts).toString()}`);
+      res.end('ok');
+    });
+  });
+  ctx.origin.server.on('connection', (socket) => socket.on('close', () => ctx.closedSockets++));
+  ctx.proxy = new OriginProxy({ origin: ctx.origin.url, logger: silentLogger() });
+});
+
+test.after.each(async (ctx) => {
+  ctx.proxy.close();
+  await ctx.origin.close();
+});
+
+/** An exchange as an edge would drive it: the request body chunks in, the response collected. */
+function exchangeOf(request: HTTPChunk[]): ExchangeDuplex & { resetCode?: ResetCode; response: HTTPChunk[] } {
+  let settle!: () => void;
+  const ex = {
+    id: 'x1',
+    buffered: false,
+    error: undefined as Error | undefined,
+    resetCode: undefined as ResetCode | undefined,
+    response: [] as HTTPChunk[],
+    closed: new Promise<void>((resolve) => (settle = resolve)),
+    source: (async function* () {
+      yield* request;
+    })(),
+    async sink(source: AsyncIterable<HTTPChunk>) {
+      for await (const chunk of source) ex.response.push(chunk);
+      settle();
+    },
+    abort(err: Error, code?: ResetCode) {
+      ex.error ??= err;
+      ex.resetCode ??= code;
+      settle();
+    },
+  };
+  return ex;
+}
+
+/** Resolves with `p`, or rejects once `ms` have passed (a deadline, not a sleep). */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function head(headers: Array<[string, string]>): HTTPChunk {
+  return { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'POST', target: '/', headers: [['Host', 'demo.localhost'], ...headers].map(([name, value]) => ({ name, value })) };
+}
+
+test('DATA beyond the request Content-Length never reaches the origin as a second request', async (ctx) => {
+  // Guards against request smuggling by an edge: Node's client wrote bytes past a declared length as is.
+  const smuggled = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n';
+  const ex = exchangeOf([{ kind: ChunkKind.DATA, data: Buffer.from(smuggled) }]);
+  await ctx.proxy.serve(head([['Content-Length', '0']]), ex);
+  assert.is(ex.resetCode, ResetCode.PROTOCOL_ERROR);
+  await waitFor(() => ctx.closedSockets === 1, 5000, 'the origin connection to close');
+  assert.not.ok(ctx.seen.some((s) => s.includes('/smuggled')), ctx.seen.join('\n'));
+});
+
+test('Content-Length with Transfer-Encoding reaches the origin as Content-Length alone; a short body is cut', async (ctx) => {
+  // Guards against both framings reaching the origin, and a short body ending as a complete request.
+  let ex = exchangeOf([{ kind: ChunkKind.DATA, data: Buffer.from('hello') }]);
+  await ctx.proxy.serve(head([['Transfer-Encoding', 'chunked'], ['Content-Length', '5']]), ex);
+  assert.is(ex.error, undefined);
+  assert.equal(ctx.seen, ['POST / cl=5 te=- hello']);
+  ex = exchangeOf([{ kind: ChunkKind.DATA, data: Buffer.from('short') }]);
+  // Ends at once: the origin must not sit waiting for the rest of the body (until its own timeout).
+  await within(ctx.proxy.serve(head([['Content-Length', '10']]), ex), 2000, 'serve() to end after a short body');
+  assert.is(ex.resetCode, ResetCode.PROTOCOL_ERROR);
+  assert.is(ctx.seen.length, 1);
+});
+
+test('a request head Node refuses is reset as a protocol error; serve() never rejects', async (ctx) => {
+  // Guards against a hostile edge crashing the agent: request() threw out of serve().
+  const ex = exchangeOf([]);
+  await ctx.proxy.serve(head([['X-Bad', 'a\r\nb']]), ex);
+  assert.is(ex.resetCode, ResetCode.PROTOCOL_ERROR);
+  const differing = exchangeOf([]);
+  await ctx.proxy.serve(head([['Content-Length', '1'], ['Content-Length', '2']]), differing);
+  assert.is(differing.resetCode, ResetCode.PROTOCOL_ERROR);
+  assert.is(ctx.seen.length, 0);
+});
+
+test.run();
