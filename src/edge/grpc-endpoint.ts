@@ -142,7 +142,7 @@ export class GrpcEndpoint {
     const name = hello?.hello?.name ?? '';
     if (!isValidTunnelName(name)) {
       reader.release();
-      fail(call as unknown as Duplex, grpc.status.INVALID_ARGUMENT, `invalid tunnel name "${name}": use lower-case letters, digits and hyphens`);
+      fail(call as unknown as Duplex, grpc.status.INVALID_ARGUMENT, 'invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens');
       return;
     }
     const session = new AgentSession({
