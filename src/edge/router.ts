@@ -132,9 +132,15 @@ export class Router {
       }
       const allowed = this.rate.take(name);
       if (allowed !== true) throw new TunnelLimitError(`tunnel "${name}" is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
-      const address = this.clientAddress(req, trusted);
-      if (!this.perClient.take(address)) throw new ClientLimitError(`client address has ${this.perClient.max} requests in flight`, 'ip_exchanges', 1);
-      client = address;
+      // A direct client is bounded by its connections (one HTTP/1.1 exchange each, capped at accept);
+      // counting its exchanges too would refuse a keep-alive client's next request, parsed while the
+      // previous one is still being released. Behind a trusted proxy, connections stand for many
+      // clients: there the forwarded client's exchanges are counted.
+      if (trusted) {
+        const address = this.clientAddress(req, trusted);
+        if (!this.perClient.take(address)) throw new ClientLimitError(`client address has ${this.perClient.max} requests in flight`, 'ip_exchanges', 1);
+        client = address;
+      }
       const inFlight = this.perTunnel.get(name) ?? 0;
       if (inFlight >= this.init.limits.tunnelMaxExchanges) {
         throw new TunnelLimitError(`tunnel "${name}" has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
