@@ -114,7 +114,8 @@ async function main(): Promise<void> {
     const failed = [...counts.failures.values()].reduce((a, b) => a + b, 0);
     const edgeRss = rssMiB(edge.child.pid!);
     samples.push({ minute, edgeRss });
-    process.stdout.write(`| ${minute} | ${counts.ok} | ${counts.aborted} | ${failed} | ${edgeRss.toFixed(1)} | ${rssMiB(agent.pid!).toFixed(1)} | ${fds(edge.child.pid!)} | ${fds(agent.pid!)} |\n`);
+    const causes = [...counts.failures].map(([c, n]) => `${n} × ${c}`).join('; ');
+    process.stdout.write(`| ${minute} | ${counts.ok} | ${counts.aborted} | ${failed}${causes ? ` (${causes})` : ''} | ${edgeRss.toFixed(1)} | ${rssMiB(agent.pid!).toFixed(1)} | ${fds(edge.child.pid!)} | ${fds(agent.pid!)} |\n`);
     if (minute < MINUTES) {
       // The agent restarts as in a deploy: SIGTERM (it drains), and a new one takes over.
       const next = startAgent();
