@@ -4,10 +4,12 @@
 // cause, RSS and open file descriptors of edge and agent; at the end the edge's RSS slope after the
 // first minute (warm-up). Exits 1 if any request failed that was not aborted by its own client.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createToken } from '../src/edge/tokens.js';
 
 const MINUTES = Number(argValue('--minutes') ?? 5);
 const SMALL_CLIENTS = 16;
@@ -22,8 +24,8 @@ function argValue(flag: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
-function start(args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, JETTY_LOG_LEVEL: 'warn' } });
+function start(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, JETTY_LOG_LEVEL: 'warn', ...env } });
   let out = '';
   return new Promise((resolve, reject) => {
     child.stdout!.setEncoding('utf8');
@@ -83,11 +85,17 @@ async function main(): Promise<void> {
   const origin = await start([ORIGIN, '0'], /origin (\d+)/);
   children.push(origin.child);
   const originPort = Number(origin.match[1]);
-  const edge = await start([BIN, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', ''], /on http:\/\/localhost:(\d+) /);
+  // A token, so that the old and the new agent of a restart form a pool (a rolling restart, as in a deploy).
+  const dir = mkdtempSync(join(tmpdir(), 'jetty-soak-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const token = createToken();
+  const config = join(dir, 'edge.yaml');
+  writeFileSync(config, `tokens:\n  - hash: ${token.hash}\n    names: [soak]\n`);
+  const edge = await start([BIN, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', '--config', config], /on https?:\/\/localhost:(\d+) /);
   children.push(edge.child);
   const port = Number(edge.match[1]);
   const startAgent = async (): Promise<ChildProcess> => {
-    const a = await start([BIN, 'http', String(originPort), '--edge', `http://127.0.0.1:${port}`, '--name', 'soak'], /^Forwarding /m);
+    const a = await start([BIN, 'http', String(originPort), '--edge', `http://127.0.0.1:${port}`, '--name', 'soak'], /^Forwarding /m, { JETTY_TOKEN: token.token });
     children.push(a.child);
     return a.child;
   };
