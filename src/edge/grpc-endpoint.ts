@@ -6,7 +6,8 @@ import { AgentSession } from '../actors/agent-session.js';
 import { Heartbeat } from '../actors/heartbeat.js';
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
-import { AgentUnavailableError, EdgeUnavailableError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, toError } from '../errors.js';
+import { AgentUnavailableError, ProtocolError, toError } from '../errors.js';
+import { grpcStatusFor } from '../session-errors.js';
 import type { Logger } from '../logger.js';
 import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
 import {
@@ -52,13 +53,9 @@ function fail(call: Duplex, code: grpc.status, details: string): void {
   call.emit('error', Object.assign(new Error(details), { code, details }));
 }
 
-/** Admission refusals → gRPC status (the agent maps them back). */
+/** Admission refusals → gRPC status, from the session error table (the agent maps them back). */
 function statusFor(err: unknown): grpc.status {
-  if (err instanceof UnauthorizedError) return grpc.status.UNAUTHENTICATED;
-  if (err instanceof NameNotAllowedError) return grpc.status.PERMISSION_DENIED;
-  if (err instanceof NameTakenError) return grpc.status.ALREADY_EXISTS;
-  if (err instanceof EdgeUnavailableError) return grpc.status.UNAVAILABLE;
-  return grpc.status.INTERNAL;
+  return grpcStatusFor(err) ?? grpc.status.INTERNAL;
 }
 
 /**

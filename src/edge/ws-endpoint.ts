@@ -5,7 +5,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { AgentSession } from '../actors/agent-session.js';
 import { Heartbeat } from '../actors/heartbeat.js';
 import { MAX_WS_FRAME_BYTES, WS_CODECS, WS_PROTOCOL_PROTO, type WsCodecName, type WsFrame } from '../codec/ws-frame.js';
-import { AgentUnavailableError, EdgeUnavailableError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, toError } from '../errors.js';
+import { AgentUnavailableError, ProtocolError, toError } from '../errors.js';
+import { wsCloseCodeFor } from '../session-errors.js';
 import type { Logger } from '../logger.js';
 import { MIN_WS_WINDOW_BYTES, WsMux } from '../streams/ws-mux.js';
 import { isValidTunnelName } from '../tunnel-name.js';
@@ -13,17 +14,9 @@ import type { AgentAdmission, Admitted } from './agent-admission.js';
 import { HELLO_TIMEOUT_MS } from './grpc-endpoint.js';
 import type { EdgeMetrics } from './metrics.js';
 import { bearer } from './tokens.js';
-import { WS_CLOSE_BAD_HELLO, WS_CLOSE_NAME_NOT_ALLOWED, WS_CLOSE_NAME_TAKEN, WS_CLOSE_UNAUTHORIZED, WS_CLOSE_UNAVAILABLE } from '../well-known.js';
+import { WS_CLOSE_BAD_HELLO } from '../well-known.js';
 
 
-/** Admission refusals → close codes (the agent maps them back). */
-function closeCodeFor(err: unknown): number {
-  if (err instanceof UnauthorizedError) return WS_CLOSE_UNAUTHORIZED;
-  if (err instanceof NameNotAllowedError) return WS_CLOSE_NAME_NOT_ALLOWED;
-  if (err instanceof NameTakenError) return WS_CLOSE_NAME_TAKEN;
-  if (err instanceof EdgeUnavailableError) return WS_CLOSE_UNAVAILABLE;
-  return 1011;
-}
 
 export interface WsEndpointInit {
   admission: AgentAdmission;
@@ -146,7 +139,7 @@ export class WsEndpoint {
       } catch (err) {
         s.abort(toError(err));
         this.log.info({ name, peer, reason: toError(err).message }, 'agent registration refused');
-        mux.close(toError(err), closeCodeFor(err));
+        mux.close(toError(err), wsCloseCodeFor(err));
         return;
       }
       if (mux.isClosed) {
