@@ -25,6 +25,21 @@ export interface WsEndpointInit {
   windowBytes: number;
 }
 
+/** Stream 0 of `mux` as a session control channel; exchanges open directly on their own stream ids. */
+function muxChannel(mux: WsMux, incoming: Pushable<AgentMessage>, transport: string, peer: string | undefined): ControlChannel {
+  return {
+    transport,
+    peer,
+    messages: incoming[Symbol.asyncIterator](),
+    get isClosed() {
+      return mux.isClosed;
+    },
+    send: (msg) => mux.write({ stream: 0, edge: msg }),
+    close: (err) => mux.close(err, wsCloseCodeFor(err)),
+    openDirect: (head) => mux.open(head),
+  };
+}
+
 /**
  * The edge's WebSocket adapter: agents upgrade at WS_PATH on the edge's own host; the subprotocol picks
  * the codec (protobuf by default, the legacy JSON frames on request). One WsMux per agent; its stream 0
@@ -87,18 +102,7 @@ export class WsEndpoint {
         session?.abort(new AgentUnavailableError('agent connection closed', { cause: err }));
       },
     });
-    const channel: ControlChannel = {
-      transport: `websocket/${codec.name}`,
-      peer,
-      messages: incoming[Symbol.asyncIterator](),
-      get isClosed() {
-        return mux.isClosed;
-      },
-      send: (msg) => mux.write({ stream: 0, edge: msg }),
-      close: (err) => mux.close(err, wsCloseCodeFor(err)),
-      openDirect: (head) => mux.open(head),
-    };
-    const accepted = this.init.protocol.accept(channel, {
+    const accepted = this.init.protocol.accept(muxChannel(mux, incoming, `websocket/${codec.name}`, peer), {
       token: bearer(req.headers.authorization),
       window: this.init.windowBytes,
       checkHello: (hello) => {
