@@ -97,6 +97,11 @@ export class UnauthorizedError extends JettyError {
   override readonly code = 'ERR_UNAUTHORIZED';
 }
 
+/** An agent's Hello is missing, late, malformed or names an invalid tunnel (the agent cannot retry as is). */
+export class BadHelloError extends JettyError {
+  override readonly code = 'ERR_BAD_HELLO';
+}
+
 /** The agent's token does not cover the tunnel name it asked for. */
 export class NameNotAllowedError extends JettyError {
   override readonly code = 'ERR_NAME_NOT_ALLOWED';

@@ -1,60 +1,26 @@
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import { ResetCode } from '../codec/http-chunk.js';
-import {
-  AbortError,
-  AgentBusyError,
-  AgentTimeoutError,
-  AgentUnavailableError,
-  MailboxFullError,
-  toError,
-  type JettyError,
-} from '../errors.js';
+import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
+import { AgentBusyError, AgentUnavailableError, MailboxFullError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { BeginOptions, ChannelStatus, ExchangeDuplex } from '../streams/exchange-duplex.js';
+import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { Actor } from './actor.js';
+import type { ControlChannel, ExchangeStream } from './control-channel.js';
+import { ExchangeSlots, type OpenRequest, type Queued } from './exchange-slots.js';
+import { DEFAULT_PING_INTERVAL_MS, Heartbeat } from './heartbeat.js';
+import { Outbox } from './outbox.js';
+import type { OpenExchangeOptions, TunnelSession } from './registry.js';
 
-/** Default cap on exchanges in flight per agent; bounds the edge's memory per agent. */
-export const DEFAULT_MAX_EXCHANGES = 128;
-/** How long the edge waits for the agent to open a stream for an Open before answering 504. */
-export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
-/** Idle streams kept per session; extra ones are closed when they come back. */
-export const DEFAULT_MAX_IDLE_STREAMS = 64;
-/**
- * Exchanges that wait for a free slot when the agent is at its cap (beyond: 503 agent busy). A
- * waiting exchange holds only its public request head: the body is not read until it starts.
- */
-export const DEFAULT_MAX_QUEUED_EXCHANGES = 1024;
+export { DEFAULT_MAX_EXCHANGES, DEFAULT_MAX_IDLE_STREAMS, DEFAULT_MAX_QUEUED_EXCHANGES, DEFAULT_OPEN_TIMEOUT_MS } from './exchange-slots.js';
+export type { ControlChannel, ExchangeStream } from './control-channel.js';
 
-/** The agent's control channel, as the session needs it (gRPC Register stream or WebSocket). */
-export interface SessionControl {
-  /**
-   * Transports that multiplex on one connection (WebSocket) start an exchange directly: the request
-   * HEADERS go out now and the returned duplex's sink skips them. Without it, the session uses its
-   * pool of agent-opened streams and sendOpen.
-   */
-  openDirect?(head: HTTPChunk): ExchangeDuplex;
-  /** Ask the agent to open a stream for this exchange; the request HEADERS ride along. */
-  sendOpen(head: HTTPChunk): void;
-  /** The public side of this exchange went away: abort the origin request. */
-  sendCancel(exchangeId: string, code: ResetCode): void;
-  /** Tell the agent this edge is draining: finish what is in flight, reconnect elsewhere. */
-  sendDrain?(): void;
-  /** End the control channel (the session is over). */
-  close(err: Error): void;
-}
-
-/** A stream the agent opened that can carry exchanges one at a time. */
-export interface ExchangeStream {
-  readonly status: ChannelStatus;
-  begin(id: string, options?: BeginOptions): ExchangeDuplex;
-  close(err: Error | undefined): void;
-}
+/** Where a session is: admitted but not yet told so, serving, taking no new exchanges, gone. */
+export type SessionStatus = 'admitting' | 'registered' | 'draining' | 'closed';
 
 export interface AgentSessionInit {
   id: string;
   name: string;
-  transport: string;
-  control: SessionControl;
+  channel: ControlChannel;
   logger: Logger;
   /** Cap on exchanges in flight; default DEFAULT_MAX_EXCHANGES. */
   maxExchanges?: number;
@@ -64,35 +30,26 @@ export interface AgentSessionInit {
   maxIdleStreams?: number;
   /** Exchanges waiting for a slot at the cap; default DEFAULT_MAX_QUEUED_EXCHANGES. */
   maxQueuedExchanges?: number;
+  /** Liveness ping interval, in ms; default DEFAULT_PING_INTERVAL_MS. */
+  pingIntervalMs?: number;
+  /** Told to the agent with Drain: how long its exchanges in flight get, in ms; default 0. */
+  gracePeriodMs?: number;
+  /** Round-trip time of each answered ping, in ms (the edge's metric). */
+  onPingRtt?: (ms: number) => void;
 }
 
-export interface OpenExchangeOptions {
-  /** The public client went away: stop waiting for a slot (the promise rejects with its reason). */
-  signal?: AbortSignal;
-}
-
-interface Queued {
-  head: HTTPChunk;
-  resolve: Pending['resolve'];
-  reject: Pending['reject'];
-  signal: AbortSignal | undefined;
-  timer: NodeJS.Timeout;
-}
-
-interface Pending {
-  resolve: (exchange: ExchangeDuplex) => void;
-  reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
-/** Messages of the AgentSession actor. */
+/** Messages of the AgentSession actor: lifecycle and control only, never body bytes. */
 export type SessionMessage =
-  | { type: 'OpenExchange'; head: HTTPChunk; resolve: Pending['resolve']; reject: Pending['reject']; signal: AbortSignal | undefined }
+  | ({ type: 'OpenExchange' } & OpenRequest)
+  | { type: 'Start'; registered: NonNullable<EdgeMessage['registered']> }
+  | { type: 'Registered' }
   | { type: 'StreamIdle'; stream: ExchangeStream }
   | { type: 'StreamAttached'; exchangeId: string; stream: ExchangeStream }
   | { type: 'OpenTimeout'; exchangeId: string }
   | { type: 'QueueTimeout'; entry: Queued }
   | { type: 'ExchangeClosed'; exchange: ExchangeDuplex }
+  | { type: 'Ping'; nonce: number }
+  | { type: 'Pong'; nonce: number }
   | { type: 'Drain' };
 
 export interface SessionStats {
@@ -102,45 +59,71 @@ export interface SessionStats {
 }
 
 /**
- * One connected agent. Owns its idle streams, the exchanges in flight and the Opens waiting for a
- * stream. Bytes never pass through the mailbox: it carries lifecycle only.
+ * One connected agent, as an actor. It owns its control channel's read loop, its heartbeat, its
+ * outbox (control sends wait for the transport, bounded) and its exchanges (ExchangeSlots); every
+ * change of its state is a message handled by its own loop. States: admitting → registered →
+ * draining → closed. Opens that arrive while admitting wait until Registered has gone out.
  *
- * Teardown order (cleanup): pending Opens rejected (502) → exchanges aborted → idle streams closed →
- * control channel closed.
+ * Teardown order (cleanup): heartbeat stopped → outbox dropped → pending Opens rejected (502) →
+ * exchanges aborted → idle streams closed → control channel closed.
  */
-export class AgentSession extends Actor<SessionMessage> {
+export class AgentSession extends Actor<SessionMessage> implements TunnelSession {
   readonly id: string;
   readonly name: string;
   readonly transport: string;
-  /** Set by drain(): the session takes no new exchanges. */
-  draining = false;
-  private readonly control: SessionControl;
+  private statusNow: SessionStatus = 'admitting';
+  private readonly init: AgentSessionInit;
+  private readonly channel: ControlChannel;
   private readonly log: Logger;
-  private readonly maxExchanges: number;
-  private readonly openTimeoutMs: number;
-  private readonly maxIdleStreams: number;
-  private readonly maxQueued: number;
-  private readonly queued: Queued[] = [];
-  private readonly idle: ExchangeStream[] = [];
-  private readonly exchanges = new Set<ExchangeDuplex>();
-  private readonly pending = new Map<string, Pending>();
+  private readonly slots: ExchangeSlots;
+  private readonly outbox: Outbox;
+  private heartbeat: Heartbeat | undefined;
 
   constructor(init: AgentSessionInit) {
     super();
+    this.init = init;
     this.id = init.id;
     this.name = init.name;
-    this.transport = init.transport;
-    this.control = init.control;
+    this.channel = init.channel;
+    this.transport = init.channel.transport;
     this.log = init.logger;
-    this.maxExchanges = init.maxExchanges ?? DEFAULT_MAX_EXCHANGES;
-    this.openTimeoutMs = init.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
-    this.maxIdleStreams = init.maxIdleStreams ?? DEFAULT_MAX_IDLE_STREAMS;
-    this.maxQueued = init.maxQueuedExchanges ?? DEFAULT_MAX_QUEUED_EXCHANGES;
+    const direct = init.channel.openDirect?.bind(init.channel);
+    this.outbox = new Outbox((msg) => this.channel.send(msg), (err) => this.abort(new AgentUnavailableError('agent control channel failed', { cause: err })));
+    this.slots = new ExchangeSlots({
+      ...init,
+      openDirect: direct,
+      sendOpen: (head) => this.outbox.post({ open: { headers: head } }),
+      // A multiplexed exchange's RESET travels on its own stream: no Cancel is needed.
+      sendCancel: (exchangeId, code) => {
+        if (!direct) this.outbox.post({ cancel: { exchangeId, code } });
+      },
+      openTimedOut: (exchangeId) => this.sendSafe({ type: 'OpenTimeout', exchangeId }),
+      queueTimedOut: (entry) => this.sendSafe({ type: 'QueueTimeout', entry }),
+      exchangeClosed: (exchange) => this.sendSafe({ type: 'ExchangeClosed', exchange }),
+    });
+  }
+
+  get status(): SessionStatus {
+    return this.stopped ? 'closed' : this.statusNow;
+  }
+
+  /** Takes no new exchanges (set by the session's own loop once Drain is handled). */
+  get draining(): boolean {
+    return this.statusNow === 'draining';
   }
 
   /** Exchanges in flight or waiting for a stream (the pool picks the lowest). */
   get load(): number {
-    return this.exchanges.size + this.pending.size + this.queued.length;
+    return this.slots.load;
+  }
+
+  stats(): SessionStats {
+    return this.slots.stats();
+  }
+
+  /** The session was admitted: tell the agent (Registered), then start reading, pinging and serving. */
+  start(registered: NonNullable<EdgeMessage['registered']>): void {
+    this.sendSafe({ type: 'Start', registered });
   }
 
   /**
@@ -148,13 +131,7 @@ export class AgentSession extends Actor<SessionMessage> {
    * mailbox, so every exchange looked up before it reaches the agent first.
    */
   drain(): void {
-    if (this.draining || this.stopped) return;
-    this.draining = true;
     this.sendSafe({ type: 'Drain' });
-  }
-
-  stats(): SessionStats {
-    return { openExchanges: this.exchanges.size, idleStreams: this.idle.length, pendingOpens: this.pending.size + this.queued.length };
   }
 
   /**
@@ -201,127 +178,88 @@ export class AgentSession extends Actor<SessionMessage> {
     try {
       this.send(msg);
     } catch (err) {
-      stream.close(err as JettyError);
+      stream.close(toError(err));
     }
   }
 
   protected handle(msg: SessionMessage): void {
     switch (msg.type) {
       case 'OpenExchange':
-        return this.onOpen(msg);
+        return this.slots.open(msg, this.statusNow === 'admitting');
+      case 'Start':
+        return this.onStart(msg.registered);
+      case 'Registered':
+        this.statusNow = this.statusNow === 'admitting' ? 'registered' : this.statusNow;
+        return this.slots.startQueued();
       case 'StreamIdle':
-        return this.onIdle(msg.stream);
+        return this.slots.idleStream(msg.stream);
       case 'StreamAttached':
-        return this.onAttached(msg.exchangeId, msg.stream);
-      case 'OpenTimeout': {
-        const p = this.pending.get(msg.exchangeId);
-        if (!p) return;
-        this.pending.delete(msg.exchangeId);
-        p.reject(new AgentTimeoutError(`agent did not take exchange within ${this.openTimeoutMs} ms`));
-        this.control.sendCancel(msg.exchangeId, ResetCode.CANCEL);
-        return this.startQueued();
-      }
-      case 'QueueTimeout': {
-        const i = this.queued.indexOf(msg.entry);
-        if (i < 0) return;
-        this.queued.splice(i, 1);
-        msg.entry.reject(new AgentBusyError(`agent had ${this.maxExchanges} exchanges in flight for ${this.openTimeoutMs} ms`));
-        return;
-      }
+        return this.slots.attached(msg.exchangeId, msg.stream);
+      case 'OpenTimeout':
+        return this.slots.openTimeout(msg.exchangeId);
+      case 'QueueTimeout':
+        return this.slots.queueTimeout(msg.entry);
       case 'ExchangeClosed':
-        this.exchanges.delete(msg.exchange);
-        if (msg.exchange.error) this.control.sendCancel(msg.exchange.id, ResetCode.CANCEL);
-        return this.startQueued();
+        return this.slots.closedExchange(msg.exchange);
+      case 'Ping':
+        return this.outbox.post({ ping: { nonce: msg.nonce } });
+      case 'Pong':
+        this.heartbeat?.alive(msg.nonce);
+        return;
       case 'Drain':
-        this.control.sendDrain?.();
-        return;
+        return this.onDrain();
     }
   }
 
-  private onOpen(msg: Extract<SessionMessage, { type: 'OpenExchange' }>): void {
-    if (this.exchanges.size + this.pending.size < this.maxExchanges && this.queued.length === 0) {
-      this.start(msg.head, msg.resolve, msg.reject);
-      return;
-    }
-    if (this.queued.length >= this.maxQueued) {
-      msg.reject(new AgentBusyError(`agent has ${this.maxExchanges} exchanges in flight and ${this.maxQueued} waiting`));
-      return;
-    }
-    const entry: Queued = { head: msg.head, resolve: msg.resolve, reject: msg.reject, signal: msg.signal, timer: undefined as never };
-    entry.timer = setTimeout(() => this.sendSafe({ type: 'QueueTimeout', entry }), this.openTimeoutMs);
-    this.queued.push(entry);
+  private onStart(registered: NonNullable<EdgeMessage['registered']>): void {
+    if (this.heartbeat) return;
+    // Opens held while admitting start only once Registered has left: nothing may overtake it.
+    this.outbox.post({ registered }, () => this.sendSafe({ type: 'Registered' }));
+    const intervalMs = this.init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
+    this.heartbeat = new Heartbeat({
+      intervalMs,
+      onTick: (nonce) => this.sendSafe({ type: 'Ping', nonce }),
+      onRtt: this.init.onPingRtt,
+      onDead: (silentMs) => {
+        this.log.warn({ name: this.name, peer: this.channel.peer, silentMs }, 'agent missed its pings: closing the session');
+        this.abort(new AgentUnavailableError(`agent silent for ${silentMs} ms`));
+      },
+    });
+    void this.readLoop();
   }
 
-  /** Starts waiting exchanges while there are free slots; ones whose client left are dropped. */
-  private startQueued(): void {
-    while (this.queued.length > 0 && this.exchanges.size + this.pending.size < this.maxExchanges) {
-      const entry = this.queued.shift()!;
-      clearTimeout(entry.timer);
-      if (entry.signal?.aborted) entry.reject(entry.signal.reason);
-      else this.start(entry.head, entry.resolve, entry.reject);
-    }
+  private onDrain(): void {
+    if (this.statusNow === 'draining') return;
+    this.statusNow = 'draining';
+    this.outbox.post({ drain: { gracePeriodMs: this.init.gracePeriodMs ?? 0 } });
   }
 
-  private start(head: HTTPChunk, resolve: Pending['resolve'], reject: Pending['reject']): void {
-    const id = head.exchangeId ?? '';
-    if (this.control.openDirect) {
-      try {
-        resolve(this.track(this.control.openDirect(head)));
-      } catch (err) {
-        reject(new AgentUnavailableError('agent connection closed', { cause: err }));
+  /** The control channel's read loop: each agent message becomes a mailbox message; its end ends the session. */
+  private async readLoop(): Promise<void> {
+    try {
+      for (;;) {
+        const next = await this.channel.messages.next();
+        if (next.done) break;
+        const msg = controlMessage(next.value);
+        if (msg instanceof Error) throw msg;
+        if (msg) this.sendSafe(msg);
       }
-      return;
+      this.abort(new AgentUnavailableError('agent closed its control stream'));
+    } catch (err) {
+      this.abort(err instanceof ProtocolError ? err : new AgentUnavailableError('agent control stream failed', { cause: err }));
     }
-    let stream: ExchangeStream | undefined;
-    while ((stream = this.idle.pop()) !== undefined) {
-      if (stream.status === 'idle') {
-        resolve(this.track(stream.begin(id)));
-        return;
-      }
-    }
-    const timer = setTimeout(() => this.sendSafe({ type: 'OpenTimeout', exchangeId: id }), this.openTimeoutMs);
-    this.pending.set(id, { resolve, reject, timer });
-    this.control.sendOpen(head);
-  }
-
-  private onIdle(stream: ExchangeStream): void {
-    if (stream.status !== 'idle') return;
-    if (this.idle.length >= this.maxIdleStreams) {
-      stream.close(undefined);
-      return;
-    }
-    this.idle.push(stream);
-  }
-
-  private onAttached(exchangeId: string, stream: ExchangeStream): void {
-    const p = this.pending.get(exchangeId);
-    if (!p) {
-      // The Open timed out or its client left: the agent started for nothing; ending the stream
-      // tells it to abort the origin request.
-      stream.close(new AbortError(`no exchange ${exchangeId} waiting`));
-      return;
-    }
-    this.pending.delete(exchangeId);
-    clearTimeout(p.timer);
-    p.resolve(this.track(stream.begin(exchangeId, { headSent: true })));
-  }
-
-  private track(exchange: ExchangeDuplex): ExchangeDuplex {
-    this.exchanges.add(exchange);
-    void exchange.closed.then(() => this.sendSafe({ type: 'ExchangeClosed', exchange }));
-    return exchange;
   }
 
   private sendSafe(msg: SessionMessage): void {
     if (this.stopped) {
-      if (msg.type === 'ExchangeClosed') this.exchanges.delete(msg.exchange);
+      if (msg.type === 'ExchangeClosed') this.slots.forget(msg.exchange);
       return;
     }
     try {
       this.send(msg);
     } catch (err) {
       this.log.warn({ err, name: this.name }, 'session mailbox refused a lifecycle message');
-      this.abort(err as Error);
+      this.abort(toError(err));
     }
   }
 
@@ -329,25 +267,23 @@ export class AgentSession extends Actor<SessionMessage> {
     const reason = new AgentUnavailableError('agent session closed', { cause: err });
     if (msg.type === 'OpenExchange') msg.reject(reason);
     else if (msg.type === 'StreamIdle' || msg.type === 'StreamAttached') msg.stream.close(reason);
-    else if (msg.type === 'ExchangeClosed') this.exchanges.delete(msg.exchange);
+    else if (msg.type === 'ExchangeClosed') this.slots.forget(msg.exchange);
   }
 
   protected cleanup(err: Error): void {
-    const reason = new AgentUnavailableError('agent session closed', { cause: err });
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(reason);
-    }
-    this.pending.clear();
-    for (const entry of this.queued) {
-      clearTimeout(entry.timer);
-      entry.reject(reason);
-    }
-    this.queued.length = 0;
-    for (const exchange of this.exchanges) exchange.abort(reason);
-    this.exchanges.clear();
-    for (const stream of this.idle) stream.close(reason);
-    this.idle.length = 0;
-    this.control.close(err);
+    this.heartbeat?.stop();
+    this.outbox.stop();
+    this.slots.abortAll(new AgentUnavailableError('agent session closed', { cause: err }));
+    // Refusals are the handshake's to send; a session that served ends its channel as going away,
+    // unless its agent broke the protocol.
+    this.channel.close(err instanceof ProtocolError ? err : new AgentUnavailableError('agent session closed', { cause: err }));
   }
+}
+
+/** An agent message as the session's mailbox takes it; an Error for one that breaks the protocol. */
+function controlMessage(msg: AgentMessage): SessionMessage | Error | undefined {
+  if (msg.pong) return { type: 'Pong', nonce: msg.pong.nonce };
+  if (msg.drain) return { type: 'Drain' };
+  if (msg.hello) return new ProtocolError('second Hello');
+  return undefined;
 }

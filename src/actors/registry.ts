@@ -1,6 +1,35 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { NameTakenError } from '../errors.js';
-import type { AgentSession } from './agent-session.js';
+import type { HTTPChunk } from '../codec/http-chunk.js';
+import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
+
+export interface OpenExchangeOptions {
+  /** The public client went away: stop waiting for a slot (the promise rejects with its reason). */
+  signal?: AbortSignal;
+}
+
+/**
+ * A tunnel's session as the registry and the router need it (the role; AgentSession is the local
+ * actor that plays it, a session on another edge could too).
+ */
+export interface TunnelSession {
+  readonly id: string;
+  readonly name: string;
+  /** How the agent is connected, for logs and metrics (`grpc`, `websocket/proto`…). */
+  readonly transport: string;
+  /** Exchanges in flight or waiting; lookup picks the lowest. */
+  readonly load: number;
+  /** Takes no new exchanges. */
+  readonly draining: boolean;
+  /** Gone for good. */
+  readonly stopped: boolean;
+  /** Settles once the session has ended and released everything. */
+  readonly closed: Promise<void>;
+  /** Starts an exchange whose request begins with `head` (see AgentSession.openExchange). */
+  openExchange(head: HTTPChunk, options?: OpenExchangeOptions): Promise<ExchangeDuplex>;
+  /** Ends the session now. Idempotent. */
+  abort(err: Error): void;
+}
 
 export interface ClaimOptions {
   /**
@@ -30,29 +59,29 @@ export interface ReleaseOptions {
  */
 export interface Registry {
   /** Adds `session` under `name`; throws NameTakenError when another owner holds it. */
-  claim(name: string, session: AgentSession, options: ClaimOptions): Promise<void>;
+  claim(name: string, session: TunnelSession, options: ClaimOptions): Promise<void>;
   /** Removes `session` from `name`. */
-  release(name: string, session: AgentSession, options: ReleaseOptions): Promise<void>;
+  release(name: string, session: TunnelSession, options: ReleaseOptions): Promise<void>;
   /** The healthy session of `name` with the fewest exchanges in flight. */
-  lookup(name: string): AgentSession | undefined;
+  lookup(name: string): TunnelSession | undefined;
   /**
    * While `name` has no healthy session but is held (reconnect grace, or only draining members),
    * resolves once a session is back, or undefined at the deadline.
    */
-  waitFor(name: string, timeoutMs: number): Promise<AgentSession | undefined>;
+  waitFor(name: string, timeoutMs: number): Promise<TunnelSession | undefined>;
 }
 
 interface Pool {
   owner: string;
-  members: Set<AgentSession>;
+  members: Set<TunnelSession>;
   /** The resume secret each member was claimed with. */
-  secrets: Map<AgentSession, string>;
+  secrets: Map<TunnelSession, string>;
   /** Set while empty and waiting for its agent to reconnect. */
   graceUntil?: number;
   /** Made by a request while the edge was starting (agents still reconnecting): anyone may claim it. */
   provisional?: boolean;
   graceTimer?: NodeJS.Timeout;
-  waiters: Set<(s: AgentSession | undefined) => void>;
+  waiters: Set<(s: TunnelSession | undefined) => void>;
 }
 
 export class MemoryRegistry implements Registry {
@@ -73,7 +102,7 @@ export class MemoryRegistry implements Registry {
     this.startupUntil = Date.now() + startupGraceMs;
   }
 
-  async claim(name: string, session: AgentSession, options: ClaimOptions): Promise<void> {
+  async claim(name: string, session: TunnelSession, options: ClaimOptions): Promise<void> {
     let pool = this.pools.get(name);
     if (pool) {
       for (const m of pool.members) {
@@ -103,14 +132,13 @@ export class MemoryRegistry implements Registry {
     pool.graceUntil = undefined;
     pool.members.add(session);
     if (options.secret) pool.secrets.set(session, options.secret);
-    // Wake held requests on the next turn: the endpoint that claimed must tell its agent it is
-    // registered (in the microtasks after this claim) before the first exchange reaches it.
+    // Held requests may go at once: a session holds their exchanges until its Registered has left.
     const waiters = [...pool.waiters];
     pool.waiters.clear();
-    if (waiters.length > 0) setImmediate(() => waiters.forEach((w) => w(session)));
+    for (const w of waiters) w(session);
   }
 
-  async release(name: string, session: AgentSession, options: ReleaseOptions): Promise<void> {
+  async release(name: string, session: TunnelSession, options: ReleaseOptions): Promise<void> {
     const pool = this.pools.get(name);
     pool?.secrets.delete(session);
     if (!pool || !pool.members.delete(session) || pool.members.size > 0) return;
@@ -141,10 +169,10 @@ export class MemoryRegistry implements Registry {
     return pool;
   }
 
-  lookup(name: string): AgentSession | undefined {
+  lookup(name: string): TunnelSession | undefined {
     const pool = this.pools.get(name);
     if (!pool) return undefined;
-    let best: AgentSession | undefined;
+    let best: TunnelSession | undefined;
     let bestLoad = Infinity;
     for (const s of pool.members) {
       if (s.stopped || s.draining) continue;
@@ -157,13 +185,13 @@ export class MemoryRegistry implements Registry {
     return best;
   }
 
-  waitFor(name: string, timeoutMs: number): Promise<AgentSession | undefined> {
+  waitFor(name: string, timeoutMs: number): Promise<TunnelSession | undefined> {
     const pool = this.pools.get(name) ?? this.provisionalPool(name);
     if (!pool || (pool.graceUntil === undefined && pool.members.size === 0)) return Promise.resolve(undefined);
     const wait = Math.min(timeoutMs, (pool.graceUntil ?? Infinity) - Date.now());
     if (wait <= 0) return Promise.resolve(undefined);
     return new Promise((resolve) => {
-      const done = (s: AgentSession | undefined): void => {
+      const done = (s: TunnelSession | undefined): void => {
         clearTimeout(timer);
         pool.waiters.delete(done);
         resolve(s);

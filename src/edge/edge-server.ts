@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { AgentAdmission } from './agent-admission.js';
 import { capConnections, PerAddressLimit } from './client-limits.js';
+import { EdgeSessionProtocol } from './edge-session-protocol.js';
 import { GrpcEndpoint } from './grpc-endpoint.js';
 import { checkOpenExposure, defaultListenHost } from './exposure.js';
 import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
@@ -160,16 +161,17 @@ export class Edge {
     const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${publicPort === (init.tls ? 443 : 80) ? '' : `:${publicPort}`}`;
     if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');
     const pingIntervalMs = init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
-    const common = {
+    const protocol = new EdgeSessionProtocol({
       admission,
-      metrics,
       logger: log,
       publicUrl,
       maxExchanges: init.maxExchangesPerAgent,
       openTimeoutMs: init.openTimeoutMs,
       pingIntervalMs,
       gracePeriodMs,
-    };
+      onPingRtt: (ms) => metrics.pingRtt.observe(ms / 1000),
+    });
+    const common = { protocol, admission, metrics, logger: log };
     const grpc = transports.includes('grpc') ? new GrpcEndpoint({ ...common, maxConcurrentStreams: limits.h2MaxStreams }) : undefined;
     const ws = transports.includes('websocket') ? new WsEndpoint({ ...common, windowBytes: init.wsWindowBytes ?? DEFAULT_WS_WINDOW_BYTES }) : undefined;
     let grpcPort = 0;

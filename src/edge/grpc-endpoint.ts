@@ -1,13 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import type { Http2Server } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { AgentSession } from '../actors/agent-session.js';
-import { Heartbeat } from '../actors/heartbeat.js';
+import type { AgentSession } from '../actors/agent-session.js';
+import type { ControlChannel } from '../actors/control-channel.js';
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
-import { AgentUnavailableError, EdgeUnavailableError, NameNotAllowedError, NameTakenError, ProtocolError, UnauthorizedError, toError } from '../errors.js';
+import { TransportClosedError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { grpcStatusFor } from '../session-errors.js';
 import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
 import {
   EXCHANGE_METADATA_KEY,
@@ -17,32 +17,20 @@ import {
   TUNNEL_AGENT_SERVICE,
 } from '../streams/grpc-service.js';
 import { ReadableReader } from '../streams/readable-reader.js';
-import { isValidTunnelName } from '../tunnel-name.js';
-import type { AgentAdmission, Admitted } from './agent-admission.js';
+import type { AgentAdmission } from './agent-admission.js';
+import type { EdgeSessionProtocol } from './edge-session-protocol.js';
 import { GrpcConnections } from './grpc-connections.js';
-import type { EdgeMetrics } from './metrics.js';
 import type { TlsIdentity } from './public-listener.js';
 import { bearer } from './tokens.js';
-
-/** How long a new Register stream may take to send Hello. */
-export const HELLO_TIMEOUT_MS = 10_000;
 
 type RegisterCall = grpc.ServerDuplexStream<AgentMessage, EdgeMessage>;
 type ForwardCall = grpc.ServerDuplexStream<HTTPChunk, HTTPChunk>;
 
 export interface GrpcEndpointInit {
-  admission: AgentAdmission;
-  metrics: EdgeMetrics;
+  protocol: EdgeSessionProtocol;
+  /** Who may forward on another agent's session (ownerOf). */
+  admission: Pick<AgentAdmission, 'ownerOf'>;
   logger: Logger;
-  /** The public URL of a tunnel name. */
-  publicUrl: (name: string) => string;
-  /** Per-agent exchange cap; see AgentSession. */
-  maxExchanges?: number;
-  openTimeoutMs?: number;
-  /** Liveness ping interval on Register, in ms. */
-  pingIntervalMs: number;
-  /** Drain: how long in-flight exchanges get (told to agents). */
-  gracePeriodMs: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per agent connection. */
   maxConcurrentStreams?: number;
 }
@@ -52,17 +40,58 @@ function fail(call: Duplex, code: grpc.status, details: string): void {
   call.emit('error', Object.assign(new Error(details), { code, details }));
 }
 
-/** Admission refusals → gRPC status (the agent maps them back). */
-function statusFor(err: unknown): grpc.status {
-  if (err instanceof UnauthorizedError) return grpc.status.UNAUTHENTICATED;
-  if (err instanceof NameNotAllowedError) return grpc.status.PERMISSION_DENIED;
-  if (err instanceof NameTakenError) return grpc.status.ALREADY_EXISTS;
-  if (err instanceof EdgeUnavailableError) return grpc.status.UNAVAILABLE;
-  return grpc.status.INTERNAL;
+/** The Register call as a session control channel: its messages in, writes that wait for 'drain'. */
+function registerChannel(call: RegisterCall, peer: string | undefined): ControlChannel {
+  const duplex = call as unknown as Duplex;
+  let closed = false;
+  duplex.once('close', () => (closed = true));
+  return {
+    transport: 'grpc',
+    peer,
+    messages: readAll<AgentMessage>(new ReadableReader<AgentMessage>(duplex)),
+    get isClosed() {
+      return closed || call.destroyed;
+    },
+    send: async (msg) => {
+      if (!call.writable) throw new TransportClosedError('agent control stream closed');
+      if (!call.write(msg)) await drained(duplex);
+    },
+    close: (err) => {
+      if (closed || !call.writable) return;
+      closed = true;
+      const code = grpcStatusFor(err);
+      if (code === undefined) call.end();
+      else fail(duplex, code, err.message);
+    },
+  };
+}
+
+/** The reader's items until a clean end; the reader is released when the loop ends. */
+async function* readAll<T>(reader: ReadableReader<T>): AsyncGenerator<T> {
+  try {
+    let item: T | null;
+    while ((item = await reader.read()) !== null) yield item;
+  } finally {
+    reader.release();
+  }
+}
+
+/** Resolves once `stream` can take more writes, or has closed (the next send then fails). */
+function drained(stream: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
 }
 
 /**
- * The edge's gRPC side: agents Register (one control stream each) and open ForwardHTTP streams.
+ * The edge's gRPC adapter: agents Register (one control stream each, handed to the session protocol,
+ * edge-session-protocol.ts) and open ForwardHTTP streams (the session's pool of exchange streams).
  * Teardown order (close): sessions aborted (their exchanges and streams with them) → server
  * shut down → sessions forced.
  */
@@ -120,95 +149,24 @@ export class GrpcEndpoint {
     return holder.owner !== '' && this.init.admission.ownerOf(bearer(String(call.metadata.get('authorization')[0] ?? ''))) === holder.owner;
   }
 
-  private async onRegister(call: RegisterCall): Promise<void> {
-    const reader = new ReadableReader<AgentMessage>(call as unknown as Duplex);
+  private onRegister(call: RegisterCall): void {
     call.on('error', () => undefined);
-    const refuse = (err: unknown): void => {
-      reader.release();
-      this.log.info({ peer: call.getPeer(), reason: toError(err).message }, 'agent registration refused');
-      fail(call as unknown as Duplex, statusFor(err), toError(err).message);
-    };
-    let hello: AgentMessage | null;
-    const timer = setTimeout(() => reader.interrupt(new ProtocolError('no Hello in time')), HELLO_TIMEOUT_MS);
-    try {
-      hello = await reader.read();
-    } catch (err) {
-      reader.release();
-      fail(call as unknown as Duplex, grpc.status.INVALID_ARGUMENT, toError(err).message);
-      return;
-    } finally {
-      clearTimeout(timer);
-    }
-    const name = hello?.hello?.name ?? '';
-    if (!isValidTunnelName(name)) {
-      reader.release();
-      fail(call as unknown as Duplex, grpc.status.INVALID_ARGUMENT, 'invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens');
-      return;
-    }
-    const session = new AgentSession({
-      id: randomUUID(),
-      name,
-      transport: 'grpc',
-      logger: this.log,
-      maxExchanges: this.init.maxExchanges,
-      openTimeoutMs: this.init.openTimeoutMs,
-      control: {
-        sendOpen: (head) => call.write({ open: { headers: head } }),
-        sendCancel: (exchangeId, code) => {
-          if (call.writable) call.write({ cancel: { exchangeId, code } });
-        },
-        sendDrain: () => {
-          if (call.writable) call.write({ drain: { gracePeriodMs: this.init.gracePeriodMs } });
-        },
-        close: () => {
-          if (call.writable) call.end();
-        },
-      },
-    });
     const connection = GrpcConnections.of(call.metadata);
-    let admitted: Admitted;
-    try {
-      const token = bearer(String(call.metadata.get('authorization')[0] ?? ''));
-      const resume = { resume: hello?.hello?.resume || undefined, resumeSecret: hello?.hello?.resumeSecret || undefined };
-      admitted = await this.init.admission.admit(session, { token, ...resume, peer: this.connections.addressOf(connection) });
-    } catch (err) {
-      session.abort(toError(err));
-      refuse(err);
-      return;
-    }
-    // The token is checked: only now does this connection get large windows.
-    this.connections.raiseWindows(connection);
-    this.holders.set(session, { connection, owner: admitted.owner });
-    this.sessions.set(session.id, session);
-    const heartbeat = new Heartbeat({
-      intervalMs: this.init.pingIntervalMs,
-      onTick: (nonce) => call.write({ ping: { nonce } }),
-      onRtt: (ms) => this.init.metrics.pingRtt.observe(ms / 1000),
-      onDead: (silentMs) => {
-        this.log.warn({ name, peer: call.getPeer(), silentMs }, 'agent missed its pings: closing the session');
-        session.abort(new AgentUnavailableError(`agent silent for ${silentMs} ms`));
+    const channel = registerChannel(call, this.connections.addressOf(connection));
+    const accepted = this.init.protocol.accept(channel, {
+      token: bearer(String(call.metadata.get('authorization')[0] ?? '')),
+      onAdmitted: (session, admitted) => {
+        // The token is checked: only now does this connection get large windows.
+        this.connections.raiseWindows(connection);
+        this.holders.set(session, { connection, owner: admitted.owner });
+        this.sessions.set(session.id, session);
+        void session.closed.then(() => this.sessions.delete(session.id));
       },
     });
-    void session.closed.then(() => {
-      heartbeat.stop();
-      this.sessions.delete(session.id);
+    accepted.catch((err: unknown) => {
+      this.log.error({ peer: call.getPeer(), err }, 'closing agent session: handler fault');
+      channel.close(toError(err));
     });
-    const registered = { name, url: this.init.publicUrl(name), sessionId: session.id, pingIntervalMs: this.init.pingIntervalMs, resumeSecret: admitted.resumeSecret };
-    call.write({ registered });
-    this.log.info({ name, peer: call.getPeer(), transport: 'grpc' }, 'agent registered');
-    // The control stream lives as long as the session: its end (or failure) ends the session.
-    try {
-      let msg: AgentMessage | null;
-      while ((msg = await reader.read()) !== null) {
-        if (msg.pong) heartbeat.alive(msg.pong.nonce);
-        else if (msg.drain) session.drain();
-      }
-      session.abort(new AgentUnavailableError('agent closed its control stream'));
-    } catch (err) {
-      session.abort(new AgentUnavailableError('agent control stream failed', { cause: err }));
-    } finally {
-      reader.release();
-    }
   }
 
   private onForward(call: ForwardCall): void {

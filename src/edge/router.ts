@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipe } from 'it-pipe';
 import { ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import type { AgentSession } from '../actors/agent-session.js';
-import type { Registry } from '../actors/registry.js';
+import type { Registry, TunnelSession } from '../actors/registry.js';
 import {
   AbortError,
   ClientLimitError,
@@ -178,7 +177,7 @@ export class Router {
     req: IncomingMessage,
     res: ServerResponse,
     head: HTTPChunk,
-    session: AgentSession,
+    session: TunnelSession,
     up: ByteCounter,
     down: ByteCounter,
   ): Promise<number> {

@@ -1,28 +1,14 @@
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
-import { AgentSession, type ExchangeStream, type SessionControl } from '../../src/actors/agent-session.js';
+import { AgentSession, type ExchangeStream } from '../../src/actors/agent-session.js';
 import { ChunkKind, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import { AbortError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
 import { waitFor } from '../helpers/harness.js';
+import { FakeControlChannel, REGISTERED } from '../helpers/fake-control-channel.js';
 
 const test = suite('actors/agent-session');
-
-class FakeControl implements SessionControl {
-  opens: HTTPChunk[] = [];
-  cancels: string[] = [];
-  closed = false;
-  sendOpen(head: HTTPChunk): void {
-    this.opens.push(head);
-  }
-  sendCancel(id: string): void {
-    this.cancels.push(id);
-  }
-  close(): void {
-    this.closed = true;
-  }
-}
 
 /** A stream whose exchanges finish when the test says so. */
 class FakeStream implements ExchangeStream {
@@ -58,12 +44,15 @@ class FakeStream implements ExchangeStream {
 
 const head = (id: string): HTTPChunk => ({ kind: ChunkKind.HEADERS, exchangeId: id, method: 'GET', target: '/', headers: [] });
 
-function session(control: SessionControl, init: Partial<ConstructorParameters<typeof AgentSession>[0]> = {}): AgentSession {
-  return new AgentSession({ id: 's', name: 'n', transport: 'test', control, logger: silentLogger(), ...init });
+/** A session past its handshake (registered), on `channel`. */
+function session(channel: FakeControlChannel, init: Partial<ConstructorParameters<typeof AgentSession>[0]> = {}): AgentSession {
+  const s = new AgentSession({ id: 's', name: 'n', channel, logger: silentLogger(), ...init });
+  s.start(REGISTERED);
+  return s;
 }
 
 test('an idle stream carries the exchange without asking the agent', async () => {
-  const control = new FakeControl();
+  const control = new FakeControlChannel();
   const s = session(control);
   const stream = new FakeStream();
   s.offerStream(stream);
@@ -77,7 +66,7 @@ test('an idle stream carries the exchange without asking the agent', async () =>
 });
 
 test('with no idle stream the request HEADERS ride in Open and the attached stream takes over', async () => {
-  const control = new FakeControl();
+  const control = new FakeControlChannel();
   const s = session(control);
   const opening = s.openExchange(head('b'));
   await waitFor(() => control.opens.length === 1);
@@ -89,7 +78,7 @@ test('with no idle stream the request HEADERS ride in Open and the attached stre
 });
 
 test('an Open nobody answers rejects with ERR_AGENT_TIMEOUT and cancels on the agent', async () => {
-  const control = new FakeControl();
+  const control = new FakeControlChannel();
   const s = session(control, { openTimeoutMs: 20 });
   try {
     await s.openExchange(head('c'));
@@ -104,7 +93,7 @@ test('an Open nobody answers rejects with ERR_AGENT_TIMEOUT and cancels on the a
 });
 
 test('exchanges beyond the cap are refused with ERR_AGENT_BUSY', async () => {
-  const control = new FakeControl();
+  const control = new FakeControlChannel();
   const s = session(control, { maxExchanges: 2 });
   const streams = [new FakeStream(), new FakeStream()];
   for (const st of streams) s.offerStream(st);
@@ -121,7 +110,7 @@ test('exchanges beyond the cap are refused with ERR_AGENT_BUSY', async () => {
 });
 
 test('abort rejects pending Opens, aborts exchanges, closes control: nothing left behind', async () => {
-  const control = new FakeControl();
+  const control = new FakeControlChannel();
   const s = session(control);
   const stream = new FakeStream();
   s.offerStream(stream);
@@ -137,7 +126,7 @@ test('abort rejects pending Opens, aborts exchanges, closes control: nothing lef
     assert.is((err as { code: string }).code, 'ERR_AGENT_UNAVAILABLE');
   }
   assert.ok(running.error);
-  assert.ok(control.closed);
+  assert.ok(control.isClosed);
   assert.equal(s.stats(), { openExchanges: 0, idleStreams: 0, pendingOpens: 0 });
   // After the session is gone, a new exchange is refused with the same code (never hangs).
   const late = await s.openExchange(head('z')).then(
@@ -148,7 +137,7 @@ test('abort rejects pending Opens, aborts exchanges, closes control: nothing lef
 });
 
 test('a failed exchange sends Cancel so the agent aborts the origin request', async () => {
-  const control = new FakeControl();
+  const control = new FakeControlChannel();
   const s = session(control);
   const stream = new FakeStream();
   s.offerStream(stream);
@@ -160,7 +149,7 @@ test('a failed exchange sends Cancel so the agent aborts the origin request', as
 });
 
 test('at the exchange cap an exchange waits for a slot; past the queue bound it is refused (503)', async () => {
-  const control = new FakeControl();
+  const control = new FakeControlChannel();
   const s = session(control, { maxExchanges: 1, maxQueuedExchanges: 1 });
   const stream = new FakeStream();
   s.offerStream(stream);
@@ -182,7 +171,7 @@ test('at the exchange cap an exchange waits for a slot; past the queue bound it 
 });
 
 test('a client that leaves while its exchange waits for a slot stops waiting at once', async () => {
-  const control = new FakeControl();
+  const control = new FakeControlChannel();
   const s = session(control, { maxExchanges: 1 });
   s.offerStream(new FakeStream());
   await s.openExchange(head('a'));
@@ -198,7 +187,7 @@ test('a client that leaves while its exchange waits for a slot stops waiting at 
 });
 
 test('an exchange that waited for a slot longer than the open timeout gets 503', async () => {
-  const control = new FakeControl();
+  const control = new FakeControlChannel();
   const s = session(control, { maxExchanges: 1, openTimeoutMs: 50 });
   s.offerStream(new FakeStream());
   await s.openExchange(head('a'));

@@ -4,12 +4,15 @@ import { Heartbeat } from '../../src/actors/heartbeat.js';
 
 const test = suite('actors/heartbeat');
 
-/** A heartbeat that pings every 5 ms; `nextPing()` resolves with the nonce of the next ping sent. */
+/**
+ * A heartbeat that pings every 50 ms; `nextPing()` resolves with the nonce of the next ping sent. (At
+ * 5 ms, an event loop late by 15 ms on a loaded machine declared the peer dead before the first ping.)
+ */
 function pinging(): { hb: Heartbeat; nextPing: () => Promise<number>; rtts: number[] } {
   let waiter: ((nonce: number) => void) | undefined;
   const rtts: number[] = [];
   const hb = new Heartbeat({
-    intervalMs: 5,
+    intervalMs: 50,
     onTick: (nonce) => waiter?.(nonce),
     onDead: () => undefined,
     onRtt: (ms) => rtts.push(ms),

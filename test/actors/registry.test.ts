@@ -4,10 +4,11 @@ import { AgentSession } from '../../src/actors/agent-session.js';
 import { MemoryRegistry } from '../../src/actors/registry.js';
 import { AbortError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
+import { waitFor } from '../helpers/harness.js';
+import { FakeControlChannel } from '../helpers/fake-control-channel.js';
 
 const test = suite('actors/registry');
-const control = { sendOpen: () => undefined, sendCancel: () => undefined, close: () => undefined };
-const make = (id: string) => new AgentSession({ id, name: 'x', transport: 't', control, logger: silentLogger() });
+const make = (id: string) => new AgentSession({ id, name: 'x', channel: new FakeControlChannel(), logger: silentLogger() });
 const open = { owner: '' };
 const gone = { reconnecting: false };
 
@@ -41,6 +42,8 @@ test('sessions of the same token form a pool; lookup picks the least loaded, ski
   Object.defineProperty(b, 'load', { value: 1 });
   assert.is(reg.lookup('demo'), b);
   b.drain();
+  // Draining is a state of the session, changed by its own loop.
+  await waitFor(() => b.draining, 5000, 'b to drain');
   assert.is(reg.lookup('demo'), a);
   await stop(a, b);
 });

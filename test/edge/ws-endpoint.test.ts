@@ -6,6 +6,7 @@ import type { AgentSession } from '../../src/actors/agent-session.js';
 import { ChunkKind } from '../../src/codec/http-chunk.js';
 import { WS_PROTOCOL_JSON, type WsFrame } from '../../src/codec/ws-frame.js';
 import type { Edge } from '../../src/edge/edge-server.js';
+import { MAX_WS_CONTROL_BACKLOG } from '../../src/edge/ws-endpoint.js';
 import { MAX_WS_CLOSE_REASON_BYTES } from '../../src/streams/ws-close-reason.js';
 import { WS_CLOSE_BAD_HELLO } from '../../src/well-known.js';
 import { hostileEdgeSuite } from '../helpers/hostile-edge-suite.js';
@@ -143,6 +144,17 @@ test('an exception in one session handler closes that session (1011), is logged 
   assert.equal(faults.values.map((v) => [v.labels.transport, v.value]), [['websocket', 1]]);
   assert.ok(logLines.some((l) => l.msg === 'closing agent session: handler fault' && l.name === 'faulty'));
   await waitFor(() => ctx.edge.stats().sessions === 1, 5000, 'the faulty session to be dropped');
+});
+
+// The control channel is read by the session one message at a time: a peer that floods it must not
+// grow the edge's memory without bound.
+test('control messages beyond the backlog the session has not read close the connection (1002)', async (ctx) => {
+  ctx.raw = await RawWsAgent.open(ctx.edge);
+  const flood: WsFrame[] = [RawWsAgent.hello('flood'), ...Array.from({ length: MAX_WS_CONTROL_BACKLOG + 1 }, (_, i) => ({ stream: 0, agent: { pong: { nonce: i + 1 } } }) as WsFrame)];
+  ctx.raw.sendBurst(flood);
+  await within(ctx.raw.closed, 5000, 'the close');
+  assert.is(ctx.raw.closeCode, 1002);
+  await waitFor(() => ctx.edge.stats().sessions === 1, 5000, 'no session left of it');
 });
 
 test.run();
