@@ -21,6 +21,7 @@ import { Router } from './router.js';
 import { TokenAuthority, type TokenEntry } from './tokens.js';
 import { WsEndpoint } from './ws-endpoint.js';
 import { WS_PATH } from '../well-known.js';
+import { waitForEvent } from '../wait.js';
 
 /** Agent transports an edge can offer (the seed's TransportMode, per edge instance). */
 export const EDGE_TRANSPORTS = ['grpc', 'websocket'] as const;
@@ -274,9 +275,9 @@ export class Edge {
       http.close();
       http.closeIdleConnections();
       for (const s of admission.sessions) s.drain();
-      const deadline = Date.now() + gracePeriodMs;
-      while (this.stats().openExchanges > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      const left = this.stats().openExchanges;
+      // The router's count is the one /readyz shows: the drain ends the moment the last exchange does.
+      if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: gracePeriodMs }).catch(() => undefined);
+      const left = router.openExchanges;
       if (left > 0) this.log.warn({ exchanges: left }, 'grace period over: aborting exchanges in flight');
       await this.close();
     })();
@@ -304,12 +305,8 @@ export class Edge {
   }
 }
 
-function listenOn(server: Server | PublicServer, host: string, port: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+async function listenOn(server: Server | PublicServer, host: string, port: number): Promise<void> {
+  const listening = waitForEvent(server, 'listening');
+  server.listen(port, host);
+  await listening;
 }

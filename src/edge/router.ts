@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipe } from 'it-pipe';
 import { ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
@@ -62,10 +63,10 @@ export interface RouterInit {
  * Teardown order per request: exchange.abort (RESET / Cancel to the agent) → request destroyed →
  * response destroyed (cut, never completed) → counters released → log line.
  */
-export class Router {
+export class Router extends EventEmitter<{ idle: [] }> {
   /** Set on drain: new requests get 503 and Connection: close. */
   draining = false;
-  /** Exchanges relayed right now (all tunnels). */
+  /** Exchanges relayed right now (all tunnels); `idle` is emitted each time it falls to 0. */
   openExchanges = 0;
   private readonly init: RouterInit;
   private readonly log: Logger;
@@ -76,6 +77,7 @@ export class Router {
   private readonly perClient: PerAddressLimit;
 
   constructor(init: RouterInit) {
+    super();
     this.init = init;
     this.log = init.logger;
     this.rate = new RateLimiter(init.limits.tunnelRps);
@@ -163,6 +165,7 @@ export class Router {
         const n = (this.perTunnel.get(name) ?? 1) - 1;
         if (n === 0) this.perTunnel.delete(name);
         else this.perTunnel.set(name, n);
+        if (this.openExchanges === 0) this.emit('idle');
       }
     }
     this.finish(req, id, host, transport, status, started, up.bytes, down.bytes, failure);
