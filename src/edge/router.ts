@@ -121,18 +121,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
         this.init.ownHost(req, res);
         return;
       }
-      if (this.draining) {
-        res.shouldKeepAlive = false;
-        throw new EdgeUnavailableError('edge is draining', 'draining', 1);
-      }
-      if (req.rawHeaders.length / 2 > this.init.limits.maxHeaderCount) {
-        throw new HeadersTooLargeError(`more than ${this.init.limits.maxHeaderCount} header lines`, 'header_count');
-      }
-      const allowed = this.rate.take(name);
-      if (allowed !== true) throw new TunnelLimitError(`tunnel "${name}" is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
-      const address = this.clientAddress(req, trusted);
-      if (!this.perClient.take(address)) throw new ClientLimitError(`client address has ${this.perClient.max} requests in flight`, 'ip_exchanges', 1);
-      client = address;
+      client = this.admit(req, res, name, trusted);
       const inFlight = this.perTunnel.get(name) ?? 0;
       if (inFlight >= this.init.limits.tunnelMaxExchanges) {
         throw new TunnelLimitError(`tunnel "${name}" has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
@@ -170,6 +159,25 @@ export class Router extends EventEmitter<{ idle: [] }> {
     metrics.duration.observe({ transport: fields.transport }, entry.ms / 1000);
     metrics.receivedBytes.inc(entry.bytesIn);
     metrics.sentBytes.inc(entry.bytesOut);
+  }
+
+  /**
+   * The limits a request for tunnel `name` passes before it may wait for an exchange (LimitError when
+   * it does not). Returns the client address it now counts against: the caller releases it.
+   */
+  private admit(req: IncomingMessage, res: ServerResponse, name: string, trusted: boolean): string {
+    if (this.draining) {
+      res.shouldKeepAlive = false;
+      throw new EdgeUnavailableError('edge is draining', 'draining', 1);
+    }
+    if (req.rawHeaders.length / 2 > this.init.limits.maxHeaderCount) {
+      throw new HeadersTooLargeError(`more than ${this.init.limits.maxHeaderCount} header lines`, 'header_count');
+    }
+    const allowed = this.rate.take(name);
+    if (allowed !== true) throw new TunnelLimitError(`tunnel "${name}" is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
+    const address = this.clientAddress(req, trusted);
+    if (!this.perClient.take(address)) throw new ClientLimitError(`client address has ${this.perClient.max} requests in flight`, 'ip_exchanges', 1);
+    return address;
   }
 
   /** The exchange's two pipes: request body → exchange, exchange → response. Sets `pipeline.status`. */
