@@ -4,7 +4,7 @@ import { endToEndFields, flatFields, framedFields } from '../codec/http-fields.j
 import { pipe } from 'it-pipe';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { AbortOptions } from '../wait.js';
+import { waitForEvent, type AbortOptions } from '../wait.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { writeBody, flushHeadUnlessBodyReady } from '../streams/http-sink.js';
 import { countData, ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
@@ -124,14 +124,18 @@ export class OriginProxy {
   }
 
   private async *responseChunks(req: ClientRequest, pipeline: ExchangePipeline): AsyncGenerator<HTTPChunk> {
-    const response = new Promise<IncomingMessage>((resolve, reject) => {
-      req.once('response', resolve);
-      req.once('error', (err) =>
-        reject(new ExchangeResetError(`origin request failed: ${err.message}`, ResetCode.ORIGIN_ERROR, { cause: err })),
-      );
-    });
-    const continued = new Promise<void>((resolve) => req.once('continue', resolve));
-    if ((await Promise.race([continued.then(() => true), response.then(() => false)])) === true) {
+    const response = waitForEvent<[IncomingMessage]>(req, 'response').then(
+      ([res]) => res,
+      (err: Error) => {
+        throw new ExchangeResetError(`origin request failed: ${err.message}`, ResetCode.ORIGIN_ERROR, { cause: err });
+      },
+    );
+    // A 'continue' that never comes (the usual case) leaves this wait to the request's end.
+    const continued = waitForEvent(req, 'continue').then(
+      () => true,
+      () => false,
+    );
+    if ((await Promise.race([continued, response.then(() => false)])) === true) {
       yield CONTINUE_HEAD;
     }
     const res = await response;

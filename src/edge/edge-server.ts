@@ -225,7 +225,8 @@ export class Edge {
     this.closing ??= (async () => {
       const { http, grpc, ws, admission } = this.parts;
       admission.draining = true;
-      const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+      const httpClosed = waitForEvent(http, 'close');
+      http.close();
       const err = new AgentUnavailableError('edge shutting down');
       await Promise.all([...admission.sessions].map((s) => (s.abort(err), s.closed)));
       await Promise.all([grpc?.close(), ws?.close()]);
