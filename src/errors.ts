@@ -140,6 +140,11 @@ export class EdgeUnavailableError extends LimitError {
   override readonly code = 'ERR_EDGE_UNAVAILABLE';
 }
 
+/** The peer opened an exchange of a kind this side does not serve (only `http` is, so far). */
+export class UnsupportedExchangeKindError extends JettyError {
+  override readonly code = 'ERR_EXCHANGE_KIND';
+}
+
 /** An exchange passed its idle timeout with no bytes either way. */
 export class IdleTimeoutError extends JettyError {
   override readonly code = 'ERR_IDLE_TIMEOUT';

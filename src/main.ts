@@ -1,15 +1,17 @@
-import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
-import { Agent, AGENT_VERSION, type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/agent.js';
+import { Agent, type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/agent.js';
 import { AGENT_SETTINGS } from './agent/agent-settings.js';
 import { StatusView } from './agent/status-view.js';
 import { parseHostPort } from './address.js';
 import { Edge } from './edge/edge-server.js';
 import { EDGE_SETTINGS, edgeInitFrom, effectiveEdgeSettings } from './edge/edge-settings.js';
 import { createToken } from './edge/tokens.js';
-import { UsageError, toError } from './errors.js';
+import { AdminServer } from './admin-server.js';
+import { AbortError, UsageError, toError } from './errors.js';
 import { createLogger, type LogFormat, type Logger } from './logger.js';
 import { printable } from './printable.js';
+import { VERSION } from './version.js';
+import type { AbortOptions } from './wait.js';
 import {
   argsConfig,
   loadConfigFile,
@@ -127,13 +129,38 @@ function exit(code: number): void {
   logger.flush(done);
 }
 
-/** First signal: graceful `drain`, then exit 0. A second signal: exit at once. */
-function onSignals(drain: () => Promise<unknown>): void {
+/**
+ * The root of the ownership tree (STYLE.md): a second signal or a fatal error aborts it, and the edge
+ * or agent started below closes at once.
+ */
+const root = new AbortController();
+
+/** After the root aborts, the longest the edge or agent may take to close before the process exits anyway. */
+const ABORT_EXIT_MS = 1_000;
+
+/**
+ * Closes `part` when the root aborts, bounded by ABORT_EXIT_MS, then exits: 0 for a second signal (the
+ * operator asked twice), 1 for a fatal error.
+ */
+function closeOnAbort(part: { close(): Promise<unknown> }): void {
+  root.signal.addEventListener(
+    'abort',
+    () => {
+      const code = root.signal.reason instanceof AbortError ? EXIT_OK : EXIT_RUNTIME;
+      setTimeout(() => process.exit(code), ABORT_EXIT_MS).unref();
+      void part.close().then(() => exit(code));
+    },
+    { once: true },
+  );
+}
+
+/** First signal: graceful `drain`, then exit 0. A second signal aborts the root: close at once. */
+function onSignals(drain: (options: AbortOptions) => Promise<unknown>): void {
   let draining = false;
   const handler = (): void => {
-    if (draining) process.exit(EXIT_OK);
+    if (draining) return void root.abort(new AbortError('second signal'));
     draining = true;
-    void drain().then(() => exit(EXIT_OK));
+    void drain({ signal: root.signal }).then(() => exit(EXIT_OK));
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
@@ -154,12 +181,13 @@ async function runEdge(argv: string[]): Promise<number> {
   }
   const logger = createLogger(values['log-level'] as string, 'edge', values['log-format'] as LogFormat);
   processLogger = logger;
-  const edge = await Edge.start({ ...edgeInitFrom(values), logger });
+  const edge = await Edge.start({ ...edgeInitFrom(values), logger }, { signal: root.signal });
+  closeOnAbort(edge);
   const t = values.transports as string[];
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
   process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
-  onSignals(() => edge.drain());
+  onSignals((options) => edge.drain(options));
   await new Promise(() => undefined);
   return EXIT_OK;
 }
@@ -189,17 +217,11 @@ async function runHttp(argv: string[]): Promise<number> {
     logger,
   });
   const shown = `${origin.protocol}//${origin.host}`;
+  closeOnAbort(agent);
   const adminListen = values['admin-listen'] as string;
   if (adminListen) {
-    const a = parseHostPort(adminListen, '127.0.0.1');
-    const admin = createServer((req, res) => {
-      const ready = agent.connected;
-      if (req.url === '/readyz') res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ready ? 'connected' : 'disconnected', transport: agent.transport, url: agent.url }));
-      else if (req.url === '/livez') res.writeHead(200).end('ok\n');
-      else res.writeHead(404).end();
-    });
-    await new Promise<void>((resolve, reject) => admin.once('error', reject).listen(a.port, a.host, resolve));
-    admin.unref();
+    const readiness = () => ({ ready: agent.connected, body: { status: agent.connected ? 'connected' : 'disconnected', transport: agent.transport, url: agent.url } });
+    (await AdminServer.start({ listen: adminListen, readiness }, { signal: root.signal })).unref();
   }
   process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${printable(agent.transport)}\n`);
   process.stdout.write(`Forwarding ${printable(agent.url)} -> ${shown}\n`);
@@ -247,7 +269,7 @@ async function main(argv: string[]): Promise<number> {
       return runToken(rest);
     case '--version':
     case '-v':
-      process.stdout.write(`${AGENT_VERSION}\n`);
+      process.stdout.write(`${VERSION}\n`);
       return EXIT_OK;
     case undefined:
     case '--help':
@@ -269,6 +291,7 @@ main(process.argv.slice(2)).then(
   (code) => exit(code),
   (err: unknown) => {
     const e = toError(err);
+    root.abort(e);
     process.stderr.write(`jetty: ${printable(e.message)}\n`);
     exit(e instanceof UsageError ? EXIT_USAGE : EXIT_RUNTIME);
   },

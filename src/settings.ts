@@ -26,6 +26,15 @@ export interface SettingSpec<T = unknown> {
 
 export type SettingValues = Record<string, unknown>;
 
+// ---- defaults shared by the edge and the agent, and by their settings and their init objects ----
+
+/** Drain (edge) or leave (agent): how long exchanges in flight may run after the first signal, in ms. */
+export const DEFAULT_GRACE_PERIOD_MS = 30_000;
+/** Edge: how long requests for a tunnel whose agent dropped are held for its return, in ms. */
+export const DEFAULT_RECONNECT_GRACE_MS = 5_000;
+/** Edge CLI: after start-up, how long requests for a tunnel no agent holds yet wait for one, in ms. */
+export const DEFAULT_STARTUP_GRACE_MS = 5_000;
+
 /** JETTY_LISTEN for `listen`, JETTY_GRPC_LISTEN for `grpc-listen`. */
 export const envName = (name: string): string => `JETTY_${name.toUpperCase().replace(/-/g, '_')}`;
 

@@ -1,5 +1,5 @@
 import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
-import { parseAddress, parseBool, parseInt, parseOneOf, parseString, type SettingSpec } from '../settings.js';
+import { DEFAULT_GRACE_PERIOD_MS, parseAddress, parseBool, parseInt, parseOneOf, parseString, type SettingSpec } from '../settings.js';
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { isValidTunnelName } from '../tunnel-name.js';
 import { AGENT_TRANSPORTS, WS_CODEC_NAMES, WS_MASK_NAMES } from './agent.js';
@@ -39,7 +39,7 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   { name: 'ws-window', help: 'WebSocket credit window per exchange, bytes', default: DEFAULT_WS_WINDOW_BYTES, parse: parseInt(MIN_WS_WINDOW_BYTES, 1 << 30) },
   { name: 'ws-mask', help: 'WebSocket masking key: zero or random', default: 'zero', parse: parseOneOf(WS_MASK_NAMES) },
   { name: 'admin-listen', help: 'readiness listener (/readyz), empty = off', default: '', parse: parseAddress(true) },
-  { name: 'grace-period', help: 'ms in-flight exchanges get after SIGTERM', default: 30_000, parse: parseInt(0, 3_600_000) },
+  { name: 'grace-period', help: 'ms in-flight exchanges get after SIGTERM', default: DEFAULT_GRACE_PERIOD_MS, parse: parseInt(0, 3_600_000) },
   { name: 'log-level', help: 'log level', default: 'info', parse: parseOneOf(LOG_LEVELS) },
   { name: 'log-format', help: 'json, pretty, or auto (pretty on a TTY)', default: 'auto', parse: parseOneOf(LOG_FORMATS) },
 ];

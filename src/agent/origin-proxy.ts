@@ -1,26 +1,20 @@
 import { Agent as HttpAgent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { endToEndFields, flatFields, framedFields } from '../codec/http-fields.js';
+import { pipe } from 'it-pipe';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { waitForEvent, type AbortOptions } from '../wait.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { writeBody, flushHeadUnlessBodyReady } from '../streams/http-sink.js';
-import { incomingChunks, type ByteCounter } from '../streams/http-source.js';
+import { countData, ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
+import { incomingChunks } from '../streams/http-source.js';
 
 /** Idle keep-alive connections kept to the origin. */
 export const ORIGIN_MAX_FREE_SOCKETS = 64;
 
 /** What the agent reports of one finished exchange (its log line, and the live status view). */
-export interface RequestRecord {
-  id: string | undefined;
-  method: string | undefined;
-  path: string | undefined;
-  status: number;
-  bytesIn: number;
-  bytesOut: number;
-  ms: number;
-  err?: string;
-}
+export type RequestRecord = ExchangeRecord;
 
 export interface OriginProxyInit {
   /** The local service, e.g. http://localhost:3000. */
@@ -49,32 +43,38 @@ export class OriginProxy {
     this.agent = new HttpAgent({ keepAlive: true, maxFreeSockets: ORIGIN_MAX_FREE_SOCKETS, noDelay: true });
   }
 
-  /** Handles one exchange whose request HEADERS are `head`; resolves when it is over, never rejects. */
-  async serve(head: HTTPChunk, exchange: ExchangeDuplex): Promise<void> {
-    const started = performance.now();
-    const up: ByteCounter = { bytes: 0 };
-    const down: ByteCounter = { bytes: 0 };
-    let status = 0;
-    let origin: { req: ClientRequest; length: number | undefined } | undefined;
+  /**
+   * Handles one exchange whose request HEADERS are `head`; resolves when it is over, never rejects.
+   * Aborting `options.signal` cancels the exchange (CANCEL to the edge) and the origin request.
+   */
+  async serve(head: HTTPChunk, exchange: ExchangeDuplex, options: AbortOptions = {}): Promise<void> {
+    const id = head.headers?.find((h) => h.name === 'X-Request-Id')?.value ?? head.exchangeId;
+    const pipeline = new ExchangePipeline({ id, method: head.method, path: head.target, logger: this.log });
+    pipeline.attach(exchange);
+    const { signal } = options;
+    const onAbort = (): void => pipeline.abort(toError(signal!.reason), ResetCode.CANCEL);
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      origin = this.originRequest(head);
-    } catch (err) {
-      // Nothing reached the origin: the head was one Node (or framedFields) refuses.
-      exchange.abort(new ProtocolError('request head is not valid HTTP', { cause: err }), ResetCode.PROTOCOL_ERROR);
+      await this.serveAccepted(head, exchange, pipeline);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
-    if (origin) await this.relay(origin.req, origin.length, exchange, (s) => (status = s), up, down);
-    const entry: RequestRecord = {
-      id: head.headers?.find((h) => h.name === 'X-Request-Id')?.value ?? head.exchangeId,
-      method: head.method,
-      path: head.target,
-      status,
-      bytesIn: up.bytes,
-      bytesOut: down.bytes,
-      ms: Math.round((performance.now() - started) * 10) / 10,
-    };
-    if (exchange.error) entry.err = exchange.error.message;
-    this.log.info(entry, exchange.error ? 'request failed' : 'request');
-    this.onRequest?.(entry);
+    this.onRequest?.(pipeline.finish(exchange.error));
+  }
+
+  /** The origin request of an exchange of a kind this agent serves. */
+  private async serveAccepted(head: HTTPChunk, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
+    if (pipeline.accepts(head)) {
+      let origin: { req: ClientRequest; length: number | undefined } | undefined;
+      try {
+        origin = this.originRequest(head);
+      } catch (err) {
+        // Nothing reached the origin: the head was one Node (or framedFields) refuses.
+        pipeline.abort(new ProtocolError('request head is not valid HTTP', { cause: err }), ResetCode.PROTOCOL_ERROR);
+      }
+      if (origin) await this.relay(origin.req, origin.length, exchange, pipeline);
+    }
   }
 
   /**
@@ -98,32 +98,23 @@ export class OriginProxy {
   }
 
   /** Runs both directions of one exchange against `req`; a failure of either aborts both. */
-  private async relay(
-    req: ClientRequest,
-    length: number | undefined,
-    exchange: ExchangeDuplex,
-    onStatus: (status: number) => void,
-    up: ByteCounter,
-    down: ByteCounter,
-  ): Promise<void> {
+  private async relay(req: ClientRequest, length: number | undefined, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
     // Failures surface through the response pipeline; this listener only keeps a late second
     // 'error' (after a destroy) from being unhandled.
     req.on('error', () => undefined);
     // A reset from the edge (or a dead session) must reach the origin even when nothing is being read.
-    void exchange.closed.then(() => {
-      if (exchange.error) req.destroy(exchange.error);
-    });
-    const response = this.responseChunks(req, onStatus, down);
+    pipeline.onFailed((err) => req.destroy(err));
+    const response = pipe(this.responseChunks(req, pipeline), countData(pipeline.bytesOut));
     flushHeadUnlessBodyReady(req, () => exchange.buffered);
     const fail = (reason: unknown): void => {
       req.destroy();
       const err = toError(reason);
-      exchange.abort(err, err instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.ORIGIN_ERROR);
+      pipeline.abort(err, err instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.ORIGIN_ERROR);
     };
     // A body refused half-way (it misses its length) ends both directions at once: the origin would wait
     // for the rest while the response waits for the origin. Other upload failures (an origin that answered
     // early and closed) leave its response to finish first.
-    const upload = writeBody(req, exchange.source[Symbol.asyncIterator](), { counter: up, length }).catch((err: unknown) => {
+    const upload = writeBody(req, countData(pipeline.bytesIn)(exchange.source), { length }).catch((err: unknown) => {
       if (!(err instanceof ProtocolError)) throw err;
       fail(err);
     });
@@ -132,30 +123,30 @@ export class OriginProxy {
     if (failed) fail(failed.reason);
   }
 
-  private async *responseChunks(
-    req: ClientRequest,
-    onStatus: (status: number) => void,
-    counter: ByteCounter,
-  ): AsyncGenerator<HTTPChunk> {
-    const response = new Promise<IncomingMessage>((resolve, reject) => {
-      req.once('response', resolve);
-      req.once('error', (err) =>
-        reject(new ExchangeResetError(`origin request failed: ${err.message}`, ResetCode.ORIGIN_ERROR, { cause: err })),
-      );
-    });
-    const continued = new Promise<void>((resolve) => req.once('continue', resolve));
-    if ((await Promise.race([continued.then(() => true), response.then(() => false)])) === true) {
+  private async *responseChunks(req: ClientRequest, pipeline: ExchangePipeline): AsyncGenerator<HTTPChunk> {
+    const response = waitForEvent<[IncomingMessage]>(req, 'response').then(
+      ([res]) => res,
+      (err: Error) => {
+        throw new ExchangeResetError(`origin request failed: ${err.message}`, ResetCode.ORIGIN_ERROR, { cause: err });
+      },
+    );
+    // A 'continue' that never comes (the usual case) leaves this wait to the request's end.
+    const continued = waitForEvent(req, 'continue').then(
+      () => true,
+      () => false,
+    );
+    if ((await Promise.race([continued, response.then(() => false)])) === true) {
       yield CONTINUE_HEAD;
     }
     const res = await response;
-    onStatus(res.statusCode ?? 0);
+    pipeline.status = res.statusCode ?? 0;
     const head: HTTPChunk = {
       kind: ChunkKind.HEADERS,
       status: res.statusCode,
       headers: endToEndFields(res.rawHeaders),
     };
     try {
-      yield* incomingChunks(res, head, counter);
+      yield* incomingChunks(res, head);
     } catch (err) {
       throw new ExchangeResetError('origin response broke off', ResetCode.ORIGIN_ERROR, { cause: err });
     }

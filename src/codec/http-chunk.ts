@@ -22,6 +22,25 @@ export enum ResetCode {
   INTERNAL = 4,
 }
 
+/** ExchangeKind on the wire: what an exchange carries, fixed by its request HEADERS (DESIGN.md §6.1). */
+export enum ExchangeKind {
+  HTTP = 0,
+  STREAM = 1,
+  DATAGRAM = 2,
+}
+
+/** The kind's name, as the JSON codec and the logs spell it. */
+export const EXCHANGE_KIND_NAMES: Record<ExchangeKind, string> = {
+  [ExchangeKind.HTTP]: 'http',
+  [ExchangeKind.STREAM]: 'stream',
+  [ExchangeKind.DATAGRAM]: 'datagram',
+};
+
+/** The kind of the exchange `head` opens: a head without the field opens an `http` one. */
+export function exchangeKindOf(head: HTTPChunk): ExchangeKind {
+  return head.exchangeKind ?? ExchangeKind.HTTP;
+}
+
 /** One header line; repeats are kept as separate entries, in order. */
 export interface Header {
   name: string;
@@ -47,6 +66,8 @@ export interface HTTPChunk {
   reason?: string;
   /** gRPC ForwardHTTP: the exchange's number on its stream (see proto/tunnel.proto). */
   seq?: number;
+  /** Request HEADERS: the kind of exchange it opens; absent = HTTP. */
+  exchangeKind?: ExchangeKind;
 }
 
 /** The END chunk; shared because it carries no state. */

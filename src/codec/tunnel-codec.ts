@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
-import { ChunkKind, type HTTPChunk } from './http-chunk.js';
+import { ChunkKind, EXCHANGE_KIND_NAMES, type HTTPChunk } from './http-chunk.js';
 
 /** Largest DATA payload a sender puts in one chunk; bigger reads are split. */
 export const MAX_CHUNK_DATA_BYTES = 256 * 1024;
@@ -66,6 +66,10 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
         if (!TOKEN.test(chunk.method)) throw new ProtocolError('invalid request method');
         if (!chunk.target || !(chunk.target.startsWith('/') || chunk.target === '*')) {
           throw new ProtocolError('request target must be origin-form');
+        }
+        // A kind this build does not know is a protocol error; a known one it does not serve is refused later, with RESET.
+        if (chunk.exchangeKind !== undefined && !Object.hasOwn(EXCHANGE_KIND_NAMES, chunk.exchangeKind)) {
+          throw new ProtocolError('unknown exchange kind');
         }
       } else if (!Number.isInteger(chunk.status) || chunk.status! < 100 || chunk.status! > 999) {
         throw new ProtocolError('HEADERS without method or valid status');

@@ -1,6 +1,6 @@
 import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
-import { ChunkKind, type Header, type HTTPChunk } from './http-chunk.js';
+import { ChunkKind, EXCHANGE_KIND_NAMES, ExchangeKind, type Header, type HTTPChunk } from './http-chunk.js';
 import { MAX_FRAME_BYTES, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
 
 /** WebSocket subprotocol of binary protobuf WsFrames (the default). */
@@ -69,6 +69,18 @@ const KIND_NAMES: Record<number, string> = {
 };
 const KINDS_BY_NAME: Record<string, ChunkKind> = Object.fromEntries(Object.entries(KIND_NAMES).map(([k, v]) => [v, Number(k)]));
 
+const EXCHANGE_KINDS_BY_NAME: Record<string, ExchangeKind> = Object.fromEntries(
+  Object.entries(EXCHANGE_KIND_NAMES).map(([k, v]) => [v, Number(k) as ExchangeKind]),
+);
+
+/** The optional `exchangeKind` of a JSON request head: absent = http; a name this build does not know is refused. */
+function exchangeKind(v: unknown): ExchangeKind | undefined {
+  if (v === undefined) return undefined;
+  const kind = typeof v === 'string' && Object.hasOwn(EXCHANGE_KINDS_BY_NAME, v) ? EXCHANGE_KINDS_BY_NAME[v] : undefined;
+  if (kind === undefined) throw new ProtocolError('unknown exchange kind');
+  return kind;
+}
+
 type Json = Record<string, unknown>;
 
 const pairs = (headers: Header[] | undefined): string[][] => (headers ?? []).map((h) => [h.name, h.value]);
@@ -102,7 +114,11 @@ export function encodeWsFrameJson(frame: WsFrame): string {
     const c = frame.chunk;
     out.type = KIND_NAMES[c.kind];
     if (c.kind === ChunkKind.HEADERS) {
-      if (c.method) Object.assign(out, { exchangeId: c.exchangeId, method: c.method, target: c.target });
+      if (c.method) {
+        Object.assign(out, { exchangeId: c.exchangeId, method: c.method, target: c.target });
+        // Absent means http, so the seed's agents never see the field.
+        if (c.exchangeKind) out.exchangeKind = EXCHANGE_KIND_NAMES[c.exchangeKind];
+      }
       else out.status = c.status;
       out.headers = pairs(c.headers);
     } else if (c.kind === ChunkKind.TRAILERS) out.headers = pairs(c.headers);
@@ -147,6 +163,8 @@ export function decodeWsFrameJson(text: string): WsFrame {
         chunk.exchangeId = str(j.exchangeId, 'exchangeId');
         chunk.method = str(j.method, 'method');
         chunk.target = str(j.target, 'target');
+        const kind = exchangeKind(j.exchangeKind);
+        if (kind !== undefined) chunk.exchangeKind = kind;
       } else chunk.status = num(j.status, 'status');
       chunk.headers = unpair(j.headers);
     } else if (kind === ChunkKind.TRAILERS) chunk.headers = unpair(j.headers);

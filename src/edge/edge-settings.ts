@@ -4,6 +4,9 @@ import { formatHostPort, parseHostPort } from '../address.js';
 import { UsageError } from '../errors.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
 import {
+  DEFAULT_GRACE_PERIOD_MS,
+  DEFAULT_RECONNECT_GRACE_MS,
+  DEFAULT_STARTUP_GRACE_MS,
   parseAddress,
   parseBool,
   parseInt,
@@ -17,7 +20,7 @@ import {
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { parseCidrList } from './cidr-set.js';
 import { parseTokenEntries, type TokenEntry } from './tokens.js';
-import { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-server.js';
+import { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 import { isValidTunnelName } from '../tunnel-name.js';
 import { DEFAULT_RESERVED_NAMES } from './agent-admission.js';
 import { checkOpenExposure, defaultListenHost, type AgentListener } from './exposure.js';
@@ -47,9 +50,9 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
   { name: 'transports', help: 'transports offered to agents', default: [...EDGE_TRANSPORTS], parse: parseListOf(EDGE_TRANSPORTS) },
   { name: 'ping-interval', help: 'liveness ping interval in ms; 3 missed = dead', default: DEFAULT_PING_INTERVAL_MS, parse: parseInt(100, 3_600_000) },
   { name: 'ws-window', help: 'WebSocket credit window per exchange, bytes', default: DEFAULT_WS_WINDOW_BYTES, parse: parseInt(MIN_WS_WINDOW_BYTES, 1 << 30) },
-  { name: 'grace-period', help: 'drain: ms in-flight exchanges get after SIGTERM', default: 30_000, parse: parseInt(0, 3_600_000) },
-  { name: 'reconnect-grace', help: 'ms requests for a reconnecting tunnel are held', default: 5_000, parse: parseInt(0, 600_000) },
-  { name: 'startup-grace', help: 'ms after start that requests for an unknown tunnel wait for its agent', default: 5_000, parse: parseInt(0, 600_000) },
+  { name: 'grace-period', help: 'drain: ms in-flight exchanges get after SIGTERM', default: DEFAULT_GRACE_PERIOD_MS, parse: parseInt(0, 3_600_000) },
+  { name: 'reconnect-grace', help: 'ms requests for a reconnecting tunnel are held', default: DEFAULT_RECONNECT_GRACE_MS, parse: parseInt(0, 600_000) },
+  { name: 'startup-grace', help: 'ms after start that requests for an unknown tunnel wait for its agent', default: DEFAULT_STARTUP_GRACE_MS, parse: parseInt(0, 600_000) },
   { name: 'max-agents', help: 'agent sessions per edge', default: DEFAULT_LIMITS.maxAgents, parse: parseInt(1, 1_000_000) },
   { name: 'max-agents-per-token', help: 'agent sessions per token (beyond: refused, agent retries)', default: DEFAULT_LIMITS.maxAgentsPerToken, parse: parseInt(1, 1_000_000) },
   { name: 'max-agents-per-ip', help: 'agent sessions per source address (beyond: refused, agent retries)', default: DEFAULT_LIMITS.maxAgentsPerIp, parse: parseInt(1, 1_000_000) },

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipe } from 'it-pipe';
 import { ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
@@ -14,12 +15,12 @@ import {
   TunnelLimitError,
   TunnelNotFoundError,
   toError,
-  ExchangeResetError,
 } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { abortable } from '../streams/abortable.js';
-import { incomingChunks, type ByteCounter } from '../streams/http-source.js';
+import { countData, ExchangePipeline } from '../streams/exchange-pipeline.js';
+import { incomingChunks } from '../streams/http-source.js';
 import { writeResponse } from '../streams/http-sink.js';
 import { CidrSet } from './cidr-set.js';
 import { sendErrorPage } from './error-pages.js';
@@ -61,10 +62,10 @@ export interface RouterInit {
  * Teardown order per request: exchange.abort (RESET / Cancel to the agent) → request destroyed →
  * response destroyed (cut, never completed) → counters released → log line.
  */
-export class Router {
+export class Router extends EventEmitter<{ idle: [] }> {
   /** Set on drain: new requests get 503 and Connection: close. */
   draining = false;
-  /** Exchanges relayed right now (all tunnels). */
+  /** Exchanges relayed right now (all tunnels); `idle` is emitted each time it falls to 0. */
   openExchanges = 0;
   private readonly init: RouterInit;
   private readonly log: Logger;
@@ -75,6 +76,7 @@ export class Router {
   private readonly perClient: PerAddressLimit;
 
   constructor(init: RouterInit) {
+    super();
     this.init = init;
     this.log = init.logger;
     this.rate = new RateLimiter(init.limits.tunnelRps);
@@ -101,45 +103,24 @@ export class Router {
   };
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = performance.now();
     const trusted = this.trusted.has(req.socket.remoteAddress ?? '');
     const incomingId = trusted ? req.headers['x-request-id'] : undefined;
     const id = typeof incomingId === 'string' && incomingId.length <= 200 ? incomingId : randomUUID();
-    let host = '';
+    const fields = { host: '', transport: 'none' };
+    const pipeline = new ExchangePipeline({ id, method: req.method, path: req.url, logger: this.log, fields });
     let name: string | undefined;
-    const up: ByteCounter = { bytes: 0 };
-    const down: ByteCounter = { bytes: 0 };
-    let status = 0;
-    let transport = 'none';
     let failure: Error | undefined;
     let counted = false;
     let client: string | undefined;
     try {
       const authority = parseAuthority(singleHost(req));
-      host = formatAuthority(authority);
+      fields.host = formatAuthority(authority);
       name = tunnelName(authority.host, this.init.domain);
       if (name === undefined) {
         this.init.ownHost(req, res);
         return;
       }
-      if (this.draining) {
-        res.shouldKeepAlive = false;
-        throw new EdgeUnavailableError('edge is draining', 'draining', 1);
-      }
-      if (req.rawHeaders.length / 2 > this.init.limits.maxHeaderCount) {
-        throw new HeadersTooLargeError(`more than ${this.init.limits.maxHeaderCount} header lines`, 'header_count');
-      }
-      const allowed = this.rate.take(name);
-      if (allowed !== true) throw new TunnelLimitError(`tunnel "${name}" is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
-      // A direct client is bounded by its connections (one HTTP/1.1 exchange each, capped at accept);
-      // counting its exchanges too would refuse a keep-alive client's next request, parsed while the
-      // previous one is still being released. Behind a trusted proxy, connections stand for many
-      // clients: there the forwarded client's exchanges are counted.
-      if (trusted) {
-        const address = this.clientAddress(req, trusted);
-        if (!this.perClient.take(address)) throw new ClientLimitError(`client address has ${this.perClient.max} requests in flight`, 'ip_exchanges', 1);
-        client = address;
-      }
+      client = this.admit(req, res, name, trusted);
       const inFlight = this.perTunnel.get(name) ?? 0;
       if (inFlight >= this.init.limits.tunnelMaxExchanges) {
         throw new TunnelLimitError(`tunnel "${name}" has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
@@ -149,9 +130,9 @@ export class Router {
       counted = true;
       const session = this.init.registry.lookup(name) ?? (await this.init.registry.waitFor(name, this.init.reconnectGraceMs));
       if (!session) throw new TunnelNotFoundError(`no tunnel named "${name}" is connected to this edge`);
-      transport = session.transport;
+      fields.transport = session.transport;
       const head = requestHead(req, authority, randomUUID(), { requestId: id, trusted });
-      status = await this.relay(req, res, head, session, up, down);
+      await this.relay(req, res, head, session, pipeline);
     } catch (err) {
       failure = toError(err);
       if (failure instanceof LimitError) this.init.metrics.limitRejections.inc({ limit: failure.limit });
@@ -159,7 +140,7 @@ export class Router {
         res.destroy(failure);
       } else {
         if (failure instanceof LimitError && failure.retryAfterS !== undefined) res.setHeader('retry-after', failure.retryAfterS);
-        status = sendErrorPage(res, failure);
+        pipeline.status = sendErrorPage(res, failure);
       }
     } finally {
       if (client !== undefined) this.perClient.release(client);
@@ -168,41 +149,65 @@ export class Router {
         const n = (this.perTunnel.get(name) ?? 1) - 1;
         if (n === 0) this.perTunnel.delete(name);
         else this.perTunnel.set(name, n);
+        if (this.openExchanges === 0) this.emit('idle');
       }
     }
-    this.finish(req, id, host, transport, status, started, up.bytes, down.bytes, failure);
+    const entry = pipeline.finish(failure);
+    const { metrics } = this.init;
+    metrics.requests.inc({ code: String(entry.status), transport: fields.transport });
+    metrics.duration.observe({ transport: fields.transport }, entry.ms / 1000);
+    metrics.receivedBytes.inc(entry.bytesIn);
+    metrics.sentBytes.inc(entry.bytesOut);
   }
 
-  private async relay(
-    req: IncomingMessage,
-    res: ServerResponse,
-    head: HTTPChunk,
-    session: TunnelSession,
-    up: ByteCounter,
-    down: ByteCounter,
-  ): Promise<number> {
+  /**
+   * The limits a request for tunnel `name` passes before it may wait for an exchange (LimitError when
+   * it does not). Returns the client address it now counts against (behind a trusted proxy): the caller releases it.
+   */
+  private admit(req: IncomingMessage, res: ServerResponse, name: string, trusted: boolean): string | undefined {
+    if (this.draining) {
+      res.shouldKeepAlive = false;
+      throw new EdgeUnavailableError('edge is draining', 'draining', 1);
+    }
+    if (req.rawHeaders.length / 2 > this.init.limits.maxHeaderCount) {
+      throw new HeadersTooLargeError(`more than ${this.init.limits.maxHeaderCount} header lines`, 'header_count');
+    }
+    const allowed = this.rate.take(name);
+    if (allowed !== true) throw new TunnelLimitError(`tunnel "${name}" is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
+    // A direct client is bounded by its connections (one HTTP/1.1 exchange each, capped at accept);
+    // counting its exchanges too would refuse a keep-alive client's next request, parsed while the
+    // previous one is still being released. Behind a trusted proxy, connections stand for many
+    // clients: there the forwarded client's exchanges are counted.
+    if (!trusted) return undefined;
+    const address = this.clientAddress(req, trusted);
+    if (!this.perClient.take(address)) throw new ClientLimitError(`client address has ${this.perClient.max} requests in flight`, 'ip_exchanges', 1);
+    return address;
+  }
+
+  /** The exchange's two pipes: request body → exchange, exchange → response. Sets `pipeline.status`. */
+  private async relay(req: IncomingMessage, res: ServerResponse, head: HTTPChunk, session: TunnelSession, pipeline: ExchangePipeline): Promise<void> {
     // The client may leave while the exchange waits for a slot or a stream.
     const gone = new AbortController();
     const onGone = (): void => gone.abort(new AbortError('public client went away'));
     res.once('close', onGone);
     let exchange: ExchangeDuplex;
     try {
-      exchange = await session.openExchange(head, { signal: gone.signal });
+      exchange = pipeline.attach(await session.openExchange(head, { signal: gone.signal }));
     } finally {
       res.off('close', onGone);
     }
     // A client that leaves before the response is complete cancels the exchange (and the origin request).
     const onClose = (): void => {
-      if (!res.writableFinished) exchange.abort(new AbortError('public client went away'), ResetCode.CANCEL);
+      if (!res.writableFinished) pipeline.abort(new AbortError('public client went away'), ResetCode.CANCEL);
     };
     // No bytes either way for idleTimeoutMs: the socket's own timer sees both directions.
-    const onIdle = (): void => exchange.abort(new IdleTimeoutError(`no bytes either way for ${this.init.limits.idleTimeoutMs} ms`), ResetCode.CANCEL);
+    const onIdle = pipeline.idleAction(this.init.limits.idleTimeoutMs);
     res.on('close', onClose);
     // After a complete response Node no longer aborts the request when its socket closes: an upload
     // still running would wait for bytes that never come.
     const socket = req.socket;
     const onSocketClose = (): void => {
-      if (!req.complete) exchange.abort(new AbortError('public client went away mid-upload'), ResetCode.CANCEL);
+      if (!req.complete) pipeline.abort(new AbortError('public client went away mid-upload'), ResetCode.CANCEL);
     };
     socket.once('close', onSocketClose);
     // Through res (not the socket) so Node sees a listener and leaves the socket to us.
@@ -210,24 +215,25 @@ export class Router {
     if (res.destroyed) onClose();
     // The upload fails on its own only when the client leaves or the exchange ends early (an origin
     // that answered without reading the body): the exchange abort then ends the download.
-    const failed = new AbortController();
-    void exchange.closed.then(() => exchange.error && failed.abort(exchange.error));
-    const upload = pipe(abortable(incomingChunks(req, head, up, requestTrailers), failed.signal), (source) => exchange.sink(source)).catch((err: unknown) => {
-      exchange.abort(toError(err), ResetCode.CANCEL);
-    });
+    const upload = pipe(
+      incomingChunks(req, head, undefined, requestTrailers),
+      countData(pipeline.bytesIn),
+      (source) => abortable(source, pipeline.failed),
+      (source) => exchange.sink(source),
+    ).catch((err: unknown) => pipeline.abort(toError(err), ResetCode.CANCEL));
     try {
-      const status = await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, down);
+      const response = countData(pipeline.bytesOut)(exchange.source);
+      pipeline.status = await writeResponse(res, response, () => exchange.buffered);
       // The request body may still be flowing to an origin that answered early: the exchange (and its
       // count) lasts until it is done.
       await upload;
       // The rest of an unread body must not be parsed as the next request on this connection.
       if (!req.complete) closeAfterResponse(res);
-      return status;
     } catch (err) {
       const e = toError(err);
       // A response the edge refuses (ambiguous framing, a body that does not match its length) is the
       // agent's protocol error; anything else here means the public side gave up.
-      exchange.abort(e, e instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.CANCEL);
+      pipeline.abort(e, e instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.CANCEL);
       req.destroy();
       throw exchange.error instanceof IdleTimeoutError ? exchange.error : err;
     } finally {
@@ -238,33 +244,5 @@ export class Router {
       socket.off('close', onSocketClose);
       res.off('timeout', onIdle);
     }
-  }
-
-  private finish(
-    req: IncomingMessage,
-    id: string,
-    host: string,
-    transport: string,
-    status: number,
-    started: number,
-    bytesIn: number,
-    bytesOut: number,
-    err: unknown,
-  ): void {
-    const ms = performance.now() - started;
-    const { metrics } = this.init;
-    metrics.requests.inc({ code: String(status), transport });
-    metrics.duration.observe({ transport }, ms / 1000);
-    metrics.receivedBytes.inc(bytesIn);
-    metrics.sentBytes.inc(bytesOut);
-    const entry = { id, host, method: req.method, path: req.url, status, bytesIn, bytesOut, ms: Math.round(ms * 10) / 10 };
-    if (err) {
-      // The whole story stays here, beside the request id: the public page only says which kind of failure.
-      const e = toError(err);
-      const cause = e.cause === undefined ? undefined : toError(e.cause).message;
-      const peerReason = e instanceof ExchangeResetError ? e.peerReason : undefined;
-      this.log.info({ ...entry, err: e.message, code: (e as { code?: string }).code, cause, peerReason }, 'request failed');
-    }
-    else this.log.info(entry, 'request');
   }
 }

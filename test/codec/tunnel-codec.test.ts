@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
-import { ChunkKind, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk.js';
+import { ChunkKind, ExchangeKind, exchangeKindOf, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import {
   decodeAgentMessage,
   decodeChunk,
@@ -135,6 +135,32 @@ test('Hello.resume_secret and Registered.resume_secret survive every codec (prot
     const e = codec.decode(Buffer.from(codec.encode({ stream: 0, edge: { registered } })), codec.binary);
     assert.is('agent' in a && a.agent.hello?.resumeSecret, 'hello-secret', codec.name);
     assert.is('edge' in e && e.edge.registered?.resumeSecret, 'edge-secret', codec.name);
+  }
+});
+
+test('the exchange kind of an open message survives every codec; absent means http', () => {
+  for (const exchangeKind of [undefined, ExchangeKind.HTTP, ExchangeKind.STREAM, ExchangeKind.DATAGRAM]) {
+    const head: HTTPChunk = { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/', headers: [], exchangeKind };
+    const want = exchangeKind ?? ExchangeKind.HTTP;
+    assert.is(exchangeKindOf(decodeChunk(encodeChunk(head))), want, 'HTTPChunk');
+    assert.is(exchangeKindOf(decodeEdgeMessage(encodeEdgeMessage({ open: { headers: head } })).open!.headers), want, 'Open');
+    for (const codec of Object.values(WS_CODECS)) {
+      const frame = codec.decode(Buffer.from(codec.encode({ stream: 1, chunk: head })), codec.binary);
+      assert.is('chunk' in frame && exchangeKindOf(frame.chunk), want, codec.name);
+    }
+  }
+  // The legacy JSON frame of an http exchange stays as the seed wrote it.
+  assert.not.match(String(WS_CODECS['jetty.v1.json'].encode({ stream: 1, chunk: { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/' } })), /exchangeKind/);
+});
+
+test('an exchange kind this build does not know is a ProtocolError in every codec', () => {
+  const head = { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/', headers: [], exchangeKind: 7 as ExchangeKind };
+  const isProtocol = (err: { code?: string }): boolean => err.code === 'ERR_PROTOCOL';
+  assert.throws(() => decodeChunk(encodeChunk(head)), isProtocol);
+  assert.throws(() => WS_CODECS['jetty.v1.proto'].decode(Buffer.from(WS_CODECS['jetty.v1.proto'].encode({ stream: 1, chunk: head })), true), isProtocol);
+  for (const bad of ['"tcp"', '1', 'null']) {
+    const text = `{"stream":1,"type":"headers","exchangeId":"x","method":"GET","target":"/","headers":[],"exchangeKind":${bad}}`;
+    assert.throws(() => WS_CODECS['jetty.v1.json'].decode(Buffer.from(text), false), isProtocol, bad);
   }
 });
 

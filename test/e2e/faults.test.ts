@@ -61,7 +61,8 @@ function outcomeOf(port: number, path: string): Promise<string> {
       res.resume();
       res.on('error', () => resolve('cut'));
       res.on('aborted', () => resolve('cut'));
-      res.on('end', () => resolve(res.complete ? 'complete' : 'cut'));
+      // A reset before the edge sent the head is an honest 502 page; only a 200 that ends clean is wrong.
+      res.on('end', () => resolve(res.complete && res.statusCode === 200 ? 'complete' : res.complete ? `status ${res.statusCode}` : 'cut'));
     });
     req.on('error', () => resolve('cut'));
     req.end();
@@ -131,7 +132,8 @@ for (const transport of ['grpc', 'websocket']) {
     await waitFor(() => ctx.held.size === 3, 5000, 'the origin to start three responses');
     for (const res of ctx.held) res.socket?.resetAndDestroy();
     ctx.held.clear();
-    assert.equal(await Promise.all(cut), ['cut', 'cut', 'cut']);
+    const outcomes = await Promise.all(cut);
+    assert.ok(outcomes.every((o) => o === 'cut' || o === 'status 502'), outcomes.join(', '));
     await load.okAfter(50);
     await settle(load, edge, adminPort, baseline, 0);
   });

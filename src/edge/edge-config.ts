@@ -1,0 +1,104 @@
+import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
+import type { Registry } from '../actors/registry.js';
+import { parseHostPort, type HostPort } from '../address.js';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { DEFAULT_GRACE_PERIOD_MS, DEFAULT_RECONNECT_GRACE_MS } from '../settings.js';
+import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
+import { checkOpenExposure, defaultListenHost } from './exposure.js';
+import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
+import { checkTlsIdentity, type TlsIdentity } from './public-listener.js';
+import { TokenAuthority, type TokenEntry } from './tokens.js';
+
+/** Agent transports an edge can offer (the seed's TransportMode, per edge instance). */
+export const EDGE_TRANSPORTS = ['grpc', 'websocket'] as const;
+export type EdgeTransport = (typeof EDGE_TRANSPORTS)[number];
+
+export interface EdgeInit {
+  /** Public HTTP listener, `host:port` or a port; default port 8080 on defaultListenHost (loopback without tokens). */
+  listen?: string;
+  /** gRPC listener for agents, `host:port` or a port; default port 8091 on defaultListenHost. */
+  grpcListen?: string;
+  /** Without tokens, accept agents on non-loopback listeners too (`--open`); else Edge.start refuses. */
+  allowOpen?: boolean;
+  /** Tunnel names refused unless a token names them exactly; default DEFAULT_RESERVED_NAMES. */
+  reservedNames?: readonly string[];
+  /** gRPC port agents are told to dial, when it differs from the bound one (NAT, load balancer). */
+  grpcPublicPort?: number;
+  /** Health and metrics listener; off when undefined. */
+  adminListen?: string;
+  /** Tunnels are `NAME.DOMAIN`; default `localhost`. */
+  domain?: string;
+  logger: Logger;
+  registry?: Registry;
+  /** Per-agent cap on exchanges in flight. */
+  maxExchangesPerAgent?: number;
+  /** How long to wait for an agent to take an exchange, in ms. */
+  openTimeoutMs?: number;
+  /** Transports offered to agents; default both. */
+  transports?: readonly EdgeTransport[];
+  /** Liveness ping interval, in ms; default DEFAULT_PING_INTERVAL_MS. */
+  pingIntervalMs?: number;
+  /** WebSocket: DATA bytes accepted per exchange before credit returns; default DEFAULT_WS_WINDOW_BYTES. */
+  wsWindowBytes?: number;
+  /** Drain: how long in-flight exchanges may run after SIGTERM, in ms; default DEFAULT_GRACE_PERIOD_MS. */
+  gracePeriodMs?: number;
+  /** How long requests for a tunnel whose agent dropped are held for its return, in ms; default DEFAULT_RECONNECT_GRACE_MS. */
+  reconnectGraceMs?: number;
+  /**
+   * After start-up, how long requests for a tunnel no agent holds yet wait for one, in ms (after a
+   * restart the edge's agents are still reconnecting); default 0 (the CLI's `startup-grace`: DEFAULT_STARTUP_GRACE_MS).
+   */
+  startupGraceMs?: number;
+  /** Peers whose X-Forwarded-* and X-Request-Id are kept. */
+  trustedProxies?: readonly string[];
+  /** Agent tokens; none = the edge runs open. */
+  tokens?: readonly TokenEntry[];
+  /** Certificate and key: the public listener serves HTTPS (and WebSocket agents wss) and gRPC uses TLS. */
+  tls?: TlsIdentity;
+  limits?: Partial<EdgeLimits>;
+}
+
+/** An EdgeInit with every default applied and checked: what Edge.start builds from. */
+export interface EdgeConfig {
+  domain: string;
+  scheme: 'http' | 'https';
+  tokens: TokenAuthority;
+  listen: HostPort;
+  grpcListen: HostPort;
+  transports: readonly EdgeTransport[];
+  limits: EdgeLimits;
+  pingIntervalMs: number;
+  wsWindowBytes: number;
+  gracePeriodMs: number;
+  reconnectGraceMs: number;
+  startupGraceMs: number;
+}
+
+/** Applies the defaults of `init` (one per value, stated here) and refuses what cannot run (UsageError). */
+export function edgeConfig(init: EdgeInit): EdgeConfig {
+  const tokens = new TokenAuthority(init.tokens ?? []);
+  const listen = parseHostPort(init.listen ?? '8080', defaultListenHost(tokens.open));
+  const grpcListen = parseHostPort(init.grpcListen ?? '8091', defaultListenHost(tokens.open));
+  const transports = init.transports ?? EDGE_TRANSPORTS;
+  const agentListeners = [{ setting: 'listen', ...listen }, ...(transports.includes('grpc') ? [{ setting: 'grpc-listen', ...grpcListen }] : [])];
+  checkOpenExposure(agentListeners, tokens.open, init.allowOpen === true);
+  const limits: EdgeLimits = { ...DEFAULT_LIMITS, ...init.limits };
+  checkLimits(limits);
+  if (init.tls) checkTlsIdentity(init.tls);
+  if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');
+  return {
+    domain: (init.domain ?? 'localhost').toLowerCase(),
+    scheme: init.tls ? 'https' : 'http',
+    tokens,
+    listen,
+    grpcListen,
+    transports,
+    limits,
+    pingIntervalMs: init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+    wsWindowBytes: init.wsWindowBytes ?? DEFAULT_WS_WINDOW_BYTES,
+    gracePeriodMs: init.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS,
+    reconnectGraceMs: init.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS,
+    startupGraceMs: init.startupGraceMs ?? 0,
+  };
+}

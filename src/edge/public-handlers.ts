@@ -1,0 +1,55 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../logger.js';
+import { WS_PATH } from '../well-known.js';
+import type { AgentAdmission } from './agent-admission.js';
+import type { EdgeMetrics } from './metrics.js';
+import type { PublicServer } from './public-listener.js';
+import { tunnelName } from './request-head.js';
+import type { Router } from './router.js';
+import type { WsEndpoint } from './ws-endpoint.js';
+
+export interface PublicHandlersInit {
+  domain: string;
+  router: Router;
+  /** Agents dialling WebSocket upgrade at WS_PATH on the edge's own host; undefined when not offered. */
+  ws: WsEndpoint | undefined;
+  admission: AgentAdmission;
+  metrics: EdgeMetrics;
+  logger: Logger;
+}
+
+/**
+ * Wires the public listener: requests (and Expect: 100-continue) go to the router, upgrades to the
+ * WebSocket endpoint (agents) or a 501 (tunnelled upgrades come with the `stream` kind), and requests
+ * Node cannot parse get a bare 4xx and the connection closed.
+ */
+export function attachPublicHandlers(http: PublicServer, init: PublicHandlersInit): void {
+  const { domain, router, ws, admission, metrics, logger } = init;
+  http.on('request', router.handle);
+  // Expect: 100-continue goes to the origin, whose 100 (or final status) comes back through the tunnel.
+  http.on('checkContinue', router.handle);
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    let ownHost: boolean;
+    try {
+      ownHost = tunnelName(req.headers.host ?? '', domain) === undefined;
+    } catch {
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (ws && req.url === WS_PATH && ownHost && !admission.draining) {
+      ws.handleUpgrade(req, socket, head);
+      return;
+    }
+    // Upgrades through a tunnel (WebSocket pass-through) are not carried yet.
+    socket.end('HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 31\r\n\r\nupgrades are not tunnelled yet\n');
+  });
+  http.on('clientError', (err: Error & { code?: string }, socket) => {
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    if (tooLarge) metrics.limitRejections.inc({ limit: 'header_bytes' });
+    const status = tooLarge ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    else socket.destroy();
+    logger.debug({ err: err.message, code: err.code }, 'public client error');
+  });
+}

@@ -1,0 +1,134 @@
+import { ChunkKind, EXCHANGE_KIND_NAMES, ExchangeKind, exchangeKindOf, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import { ExchangeResetError, IdleTimeoutError, toError, UnsupportedExchangeKindError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ExchangeDuplex } from './exchange-duplex.js';
+import type { ByteCounter } from './http-source.js';
+
+/**
+ * The request log entry, with the same field names on the edge and on the agent (as cloudflared's
+ * proxy/logger.go fixes them): `bytesIn` is the request body, `bytesOut` the response body.
+ */
+export interface ExchangeRecord {
+  id: string | undefined;
+  method: string | undefined;
+  path: string | undefined;
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  ms: number;
+  /** Why the exchange failed, and the stable code of that error. */
+  err?: string;
+  code?: string;
+}
+
+export interface ExchangePipelineInit {
+  /** The request id (X-Request-Id, else the exchange id). */
+  id: string | undefined;
+  method: string | undefined;
+  path: string | undefined;
+  logger: Logger;
+  /** Fields of one side logged beside the shared ones (the edge's host and transport). */
+  fields?: Record<string, unknown>;
+}
+
+/** The kinds of exchange this build serves (DESIGN.md §6.1): `stream` and `datagram` come later. */
+export const SERVED_EXCHANGE_KINDS: readonly ExchangeKind[] = [ExchangeKind.HTTP];
+
+/** A pipe stage (source → countData → sink) that adds the DATA bytes passing through to `counter`. */
+export function countData(counter: ByteCounter): (source: AsyncIterable<HTTPChunk> | Iterable<HTTPChunk>) => AsyncGenerator<HTTPChunk> {
+  return async function* counted(source: AsyncIterable<HTTPChunk> | Iterable<HTTPChunk>) {
+    for await (const chunk of source) {
+      if (chunk.kind === ChunkKind.DATA) counter.bytes += chunk.data!.byteLength;
+      yield chunk;
+    }
+  };
+}
+
+/**
+ * What both ends of one exchange share, whichever side and kind: the byte counters (fed by `countData`
+ * stages in the two pipes), cancellation (`failed` aborts the moment the exchange fails, so a pipe
+ * waiting on a peer that will never send stops at once), the idle timeout's action, the refusal of
+ * kinds not served, and the one request log line. The edge's router and the agent's origin proxy
+ * each build one per exchange and supply only their two pipes.
+ *
+ * Teardown order: the exchange is aborted first (RESET to the peer, pending reads throw), then
+ * `failed` aborts (its listeners cut the local HTTP message: the upload stops, the origin request is
+ * destroyed), then the owner releases its counts, and last `finish()` writes the log line.
+ */
+export class ExchangePipeline {
+  /** Request body bytes. */
+  readonly bytesIn: ByteCounter = { bytes: 0 };
+  /** Response body bytes. */
+  readonly bytesOut: ByteCounter = { bytes: 0 };
+  /** The final response status, once known. */
+  status = 0;
+  private readonly init: ExchangePipelineInit;
+  private readonly started = performance.now();
+  private readonly failure = new AbortController();
+  private exchange: ExchangeDuplex | undefined;
+
+  constructor(init: ExchangePipelineInit) {
+    this.init = init;
+  }
+
+  /** Aborts with the exchange's error as soon as the exchange fails (either side, any direction). */
+  get failed(): AbortSignal {
+    return this.failure.signal;
+  }
+
+  /** Runs `step` with the exchange's error once it fails (at once if it has). A teardown step: keep it synchronous. */
+  onFailed(step: (err: Error) => void): void {
+    const signal = this.failure.signal;
+    if (signal.aborted) step(signal.reason as Error);
+    else signal.addEventListener('abort', () => step(signal.reason as Error), { once: true });
+  }
+
+  /** Binds the open exchange: its failure aborts `failed`. Returns it for chaining. */
+  attach(exchange: ExchangeDuplex): ExchangeDuplex {
+    this.exchange = exchange;
+    void exchange.closed.then(() => {
+      if (exchange.error) this.failure.abort(exchange.error);
+    });
+    return exchange;
+  }
+
+  /** Aborts the exchange (RESET `code` to the peer); `failed` follows once it has settled. Idempotent. */
+  abort(err: Error, code: ResetCode): void {
+    this.exchange?.abort(err, code);
+  }
+
+  /** The action of an idle timer of `ms`: the exchange ends with IdleTimeoutError, the peer gets CANCEL. */
+  idleAction(ms: number): () => void {
+    return () => this.abort(new IdleTimeoutError(`no bytes either way for ${ms} ms`), ResetCode.CANCEL);
+  }
+
+  /**
+   * False, after refusing the exchange with RESET, when `head` opens a kind not in `served`: the reason
+   * reaches the peer's log (its RESET reason) and this side's (the error of `finish()`).
+   */
+  accepts(head: HTTPChunk, served: readonly ExchangeKind[] = SERVED_EXCHANGE_KINDS): boolean {
+    const kind = exchangeKindOf(head);
+    if (served.includes(kind)) return true;
+    this.abort(new UnsupportedExchangeKindError(`exchange kind "${EXCHANGE_KIND_NAMES[kind]}" is not served here`), ResetCode.PROTOCOL_ERROR);
+    return false;
+  }
+
+  /** Writes the request log line ('request', or 'request failed' with the error) and returns its entry. */
+  finish(err: unknown): ExchangeRecord {
+    const { id, method, path, logger, fields } = this.init;
+    const ms = Math.round((performance.now() - this.started) * 10) / 10;
+    const entry: ExchangeRecord = { id, method, path, status: this.status, bytesIn: this.bytesIn.bytes, bytesOut: this.bytesOut.bytes, ms };
+    if (!err) {
+      logger.info({ ...entry, ...fields }, 'request');
+      return entry;
+    }
+    // The whole story stays here, beside the request id: a public error page only says which kind of failure.
+    const e = toError(err);
+    entry.err = e.message;
+    entry.code = (e as { code?: string }).code;
+    const cause = e.cause === undefined ? undefined : toError(e.cause).message;
+    const peerReason = e instanceof ExchangeResetError ? e.peerReason : undefined;
+    logger.info({ ...entry, ...fields, cause, peerReason }, 'request failed');
+    return entry;
+  }
+}
