@@ -65,6 +65,11 @@ export class ExchangeResetError extends JettyError {
   readonly peerReason: string | undefined;
 }
 
+/** A draining agent session finished its last exchange and ended (the agent may go). */
+export class SessionDrainedError extends JettyError {
+  override readonly code = 'ERR_SESSION_DRAINED';
+}
+
 /** The transport under an exchange closed before the exchange finished. */
 export class TransportClosedError extends JettyError {
   override readonly code = 'ERR_TRANSPORT_CLOSED';

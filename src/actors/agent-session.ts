@@ -1,7 +1,7 @@
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import { ResetCode } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
-import { AgentBusyError, AgentUnavailableError, MailboxFullError, ProtocolError, toError } from '../errors.js';
+import { AgentBusyError, AgentUnavailableError, MailboxFullError, ProtocolError, SessionDrainedError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { Actor } from './actor.js';
@@ -50,7 +50,8 @@ export type SessionMessage =
   | { type: 'ExchangeClosed'; exchange: ExchangeDuplex }
   | { type: 'Ping'; nonce: number }
   | { type: 'Pong'; nonce: number }
-  | { type: 'Drain' };
+  | { type: 'Drain' }
+  | { type: 'DrainSent' };
 
 export interface SessionStats {
   openExchanges: number;
@@ -72,6 +73,8 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
   readonly name: string;
   readonly transport: string;
   private statusNow: SessionStatus = 'admitting';
+  /** The Drain (ours, or the answer to the agent's) has gone out. */
+  private drainSent = false;
   private readonly init: AgentSessionInit;
   private readonly channel: ControlChannel;
   private readonly log: Logger;
@@ -196,11 +199,14 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
       case 'StreamAttached':
         return this.slots.attached(msg.exchangeId, msg.stream);
       case 'OpenTimeout':
-        return this.slots.openTimeout(msg.exchangeId);
+        this.slots.openTimeout(msg.exchangeId);
+        return this.endIfDrained();
       case 'QueueTimeout':
-        return this.slots.queueTimeout(msg.entry);
+        this.slots.queueTimeout(msg.entry);
+        return this.endIfDrained();
       case 'ExchangeClosed':
-        return this.slots.closedExchange(msg.exchange);
+        this.slots.closedExchange(msg.exchange);
+        return this.endIfDrained();
       case 'Ping':
         return this.outbox.post({ ping: { nonce: msg.nonce } });
       case 'Pong':
@@ -208,6 +214,9 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
         return;
       case 'Drain':
         return this.onDrain();
+      case 'DrainSent':
+        this.drainSent = true;
+        return this.endIfDrained();
     }
   }
 
@@ -231,7 +240,18 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
   private onDrain(): void {
     if (this.statusNow === 'draining') return;
     this.statusNow = 'draining';
-    this.outbox.post({ drain: { gracePeriodMs: this.init.gracePeriodMs ?? 0 } });
+    this.outbox.post({ drain: { gracePeriodMs: this.init.gracePeriodMs ?? 0 } }, () => this.sendSafe({ type: 'DrainSent' }));
+  }
+
+  /**
+   * A draining session whose last exchange is done ends itself: only the edge knows every exchange it
+   * started (one may still be on the wire, unseen by the agent), so the end of the control channel is
+   * the agent's word that it may go. After the Drain went out, so the agent has heard it first.
+   */
+  private endIfDrained(): void {
+    if (this.statusNow !== 'draining' || !this.drainSent || this.slots.load > 0) return;
+    this.log.info({ name: this.name, peer: this.channel.peer }, 'agent session drained');
+    this.abort(new SessionDrainedError('agent session drained: no exchange left'));
   }
 
   /** The control channel's read loop: each agent message becomes a mailbox message; its end ends the session. */

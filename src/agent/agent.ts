@@ -55,8 +55,6 @@ interface ResumeTicket {
 /** Reconnect backoff: first delay, factor 2 per attempt, full jitter, capped. */
 export const RECONNECT_BASE_MS = 250;
 export const RECONNECT_CAP_MS = 30_000;
-/** How long leave() waits for the edge to acknowledge that it sends nothing new. */
-const LEAVE_ACK_TIMEOUT_MS = 2_000;
 
 /** Delay before reconnect attempt `attempt` (0-based): random in [0, min(cap, base·2^attempt)]. */
 export function backoffMs(attempt: number, random: () => number = Math.random): number {
@@ -99,7 +97,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private wake: (() => void) | undefined;
   private reconnecting = false;
   private leaving = false;
-  private leaveAcked: (() => void) | undefined;
+  /** Resolves leave() once every connection has ended. */
+  private allClosed: (() => void) | undefined;
 
   private constructor(init: AgentInit, proxy: OriginProxy, first: { conn: Connection; transport: string; rttMs: number }) {
     super();
@@ -147,7 +146,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.live.add(conn);
     void conn.closed.then((reason) => {
       this.live.delete(conn);
-      if (this.stopped || conn !== this.connection) return;
+      if (this.live.size === 0) this.allClosed?.();
+      // While leaving, the edge ending a session is its word that every exchange it started is done.
+      if (this.stopped || this.leaving || conn !== this.connection) return;
       void this.reconnect(reason, { sessionId: conn.sessionId, secret: conn.resumeSecret });
     });
   }
@@ -199,11 +200,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** The edge is draining: find another one now; the old connection finishes what it carries. */
   private onEdgeDrain(): void {
-    // While leaving, the edge's Drain is its acknowledgement of ours: nothing new will come.
-    if (this.leaving) {
-      this.leaveAcked?.();
-      return;
-    }
+    // While leaving, the edge's Drain is its acknowledgement of ours: nothing new will come, and the
+    // edge ends the session once its last exchange is done.
+    if (this.leaving) return;
     const old = this.connection;
     this.init.logger.info('edge is draining: reconnecting');
     void this.reconnect(new AgentUnavailableError('edge is draining'), undefined).then(() => {
@@ -230,16 +229,16 @@ export class Agent extends EventEmitter<AgentEvents> {
   async leave(graceMs: number): Promise<void> {
     this.leaving = true;
     this.init.logger.info({ exchanges: this.stats().openExchanges, graceMs }, 'leaving');
-    const acked = new Promise<void>((resolve) => {
-      this.leaveAcked = resolve;
-      setTimeout(resolve, LEAVE_ACK_TIMEOUT_MS).unref();
+    // The edge ends each session once the last exchange it started there is done (it alone knows of
+    // one still on the wire); the grace period bounds the wait.
+    const ended = new Promise<void>((resolve) => {
+      this.allClosed = resolve;
+      if (this.live.size === 0) resolve();
     });
     for (const c of this.live) c.leave();
-    // Exchanges the edge sent before it saw our Drain arrive before its answer.
-    await acked;
-    await new Promise((r) => setImmediate(r));
-    const deadline = Date.now() + graceMs;
-    while (this.stats().openExchanges > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
     await this.close();
   }
 

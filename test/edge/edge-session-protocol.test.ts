@@ -134,7 +134,7 @@ test('exchanges asked for before Registered has left wait for it: nothing overta
   await opening;
 });
 
-test('Drain from the agent or the edge: draining, the notice (with the grace period) goes out once', async () => {
+test('Drain from the agent or the edge: draining, the notice (with the grace period) goes out once, then a session with no exchange left ends', async () => {
   for (const from of ['agent', 'edge'] as const) {
     const channel = new FakeControlChannel();
     const session = await registered(channel);
@@ -145,7 +145,10 @@ test('Drain from the agent or the edge: draining, the notice (with the grace per
     await waitFor(() => channel.kinds.includes('drain'), 5000, 'the notice');
     assert.equal(channel.kinds, ['registered', 'drain']);
     assert.is(channel.sent[1].drain!.gracePeriodMs, 1234);
-    assert.is(session.status, 'draining');
+    // Nothing in flight: the session ends itself once its notice is out (the agent may go).
+    await session.closed;
+    assert.is(session.status, 'closed');
+    assert.is((session.error as { code?: string }).code, 'ERR_SESSION_DRAINED');
     await end(session);
   }
 });
