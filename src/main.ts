@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
-import { Agent, AGENT_VERSION, type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/agent.js';
+import { Agent } from './agent/agent.js';
+import { AGENT_VERSION, type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/negotiate.js';
 import { AGENT_SETTINGS } from './agent/agent-settings.js';
 import { StatusView } from './agent/status-view.js';
 import { parseHostPort } from './address.js';

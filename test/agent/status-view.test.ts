@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
-import { backoffMs, RECONNECT_CAP_MS } from '../../src/agent/agent.js';
+import { backoffMs, RECONNECT_CAP_MS } from '../../src/agent/reconnect.js';
 import type { Agent } from '../../src/agent/agent.js';
 import { StatusView } from '../../src/agent/status-view.js';
 
