@@ -211,7 +211,7 @@ async function runHttp(argv: string[]): Promise<number> {
     return agent.leave(values['grace-period'] as number);
   });
   const reason = await agent.closed;
-  view.stop();
+  view.abort();
   if (leaving) return EXIT_OK;
   process.stderr.write(`jetty: ${printable(reason.message)}\n`);
   return EXIT_RUNTIME;

@@ -115,9 +115,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.leaving = true;
     this.init.logger.info({ exchanges: this.stats().openExchanges, graceMs }, 'leaving');
     try {
-      const sessions = [...this.live];
-      await Promise.all(sessions.map((s) => s.leave(options)));
-      await Promise.all(sessions.map((s) => s.idle({ ...options, timeoutMs: graceMs })));
+      await Promise.all([...this.live].map((s) => s.close({ ...options, graceMs })));
     } finally {
       await this.close();
     }
@@ -143,7 +141,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.live.add(session);
     void session.closed.then((reason) => {
       this.live.delete(session);
-      if (this.stopping.signal.aborted || session !== this.current.session) return;
+      if (this.stopping.signal.aborted || this.leaving || session !== this.current.session) return;
       void this.reconnect(reason, { sessionId: session.sessionId, secret: session.resumeSecret });
     });
   }

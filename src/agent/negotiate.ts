@@ -65,7 +65,7 @@ export interface Negotiated {
 /** Discovers the edge and registers over the transport negotiation picks (auto: gRPC, else WebSocket). */
 export async function negotiate(init: NegotiateInit, options: ConnectOptions): Promise<Negotiated> {
   const t0 = performance.now();
-  const found = await discover(init.edge, { ca: init.edgeCa });
+  const found = await discover(init.edge, { ca: init.edgeCa, signal: options.signal });
   const rttMs = performance.now() - t0;
   options.signal?.throwIfAborted();
   const mode = init.transport ?? 'auto';

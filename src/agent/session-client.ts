@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { Heartbeat } from '../actors/heartbeat.js';
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
@@ -13,6 +13,13 @@ import { registrationError } from './refusals.js';
 export const REGISTER_TIMEOUT_MS = 10_000;
 /** How long leave() waits for the edge to acknowledge (with its own Drain) that it sends nothing new, ms. */
 export const LEAVE_ACK_TIMEOUT_MS = 2_000;
+/**
+ * After the last exchange of a leaving session closed, how long close() waits before it cancels the
+ * streams, ms. The protocol has no acknowledgement that the edge holds an exchange's last bytes: its
+ * END can still sit in the transport's buffers when the exchange settles here, and cancelling at once
+ * cuts the public response (e2e/config "SIGTERM … streaming request", e2e/operations restart).
+ */
+export const LEAVE_SETTLE_MS = 50;
 
 /** Called for every exchange the edge starts; the session does not wait for it. */
 export type ExchangeHandler = (head: HTTPChunk, exchange: ExchangeDuplex) => Promise<void>;
@@ -193,7 +200,8 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
     try {
       if (options.graceMs) {
         await this.leave(options);
-        await this.idle({ ...options, timeoutMs: options.graceMs });
+        const busy = this.active.size > 0;
+        if ((await this.idle({ ...options, timeoutMs: options.graceMs })) && busy) await sleep(LEAVE_SETTLE_MS, undefined, options);
       }
     } finally {
       this.abort(new AbortError('agent closing'));
