@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { Agent, type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/agent.js';
+import { Agent } from './agent/agent.js';
+import { type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/negotiate.js';
 import { AGENT_SETTINGS } from './agent/agent-settings.js';
 import { StatusView } from './agent/status-view.js';
 import { parseHostPort } from './address.js';
@@ -232,7 +233,7 @@ async function runHttp(argv: string[]): Promise<number> {
     return agent.leave(values['grace-period'] as number);
   });
   const reason = await agent.closed;
-  view.stop();
+  view.abort();
   if (leaving) return EXIT_OK;
   process.stderr.write(`jetty: ${printable(reason.message)}\n`);
   return EXIT_RUNTIME;

@@ -2,7 +2,7 @@ import { LOG_FORMATS, LOG_LEVELS } from '../logger.js';
 import { DEFAULT_GRACE_PERIOD_MS, parseAddress, parseBool, parseInt, parseOneOf, parseString, type SettingSpec } from '../settings.js';
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { isValidTunnelName } from '../tunnel-name.js';
-import { AGENT_TRANSPORTS, WS_CODEC_NAMES, WS_MASK_NAMES } from './agent.js';
+import { AGENT_TRANSPORTS, WS_CODEC_NAMES, WS_MASK_NAMES } from './negotiate.js';
 
 /** Every setting of `jetty http`: flag, JETTY_* variable and config key, with its default. */
 export const AGENT_SETTINGS: readonly SettingSpec[] = [

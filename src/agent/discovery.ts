@@ -1,6 +1,7 @@
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { AgentUnavailableError, ProtocolError, UsageError, toError } from '../errors.js';
+import type { AbortOptions } from '../wait.js';
 import { DISCOVERY_PATH, TLS_REQUIRED_ERROR } from '../well-known.js';
 import { checkDiscovery } from './edge-answers.js';
 import { certificateError } from './edge-link.js';
@@ -21,9 +22,12 @@ export interface Discovery {
 /**
  * Asks the edge what it offers: GET DISCOVERY_PATH, over TLS (verified, `ca` or the system roots) for
  * an https:// edge. Redirects are not followed; the answer is checked (checkDiscovery). Rejects with UsageError when the edge only speaks
- * HTTPS, EdgeCertificateError when its certificate does not verify, AgentUnavailableError otherwise.
+ * HTTPS, EdgeCertificateError when its certificate does not verify, the signal's reason on abort,
+ * AgentUnavailableError otherwise.
  */
-export function discover(edge: URL, options: { ca?: Buffer } = {}): Promise<Discovery> {
+export function discover(edge: URL, options: { ca?: Buffer } & AbortOptions = {}): Promise<Discovery> {
+  const { signal } = options;
+  if (signal?.aborted) return Promise.reject(signal.reason);
   const url = new URL(DISCOVERY_PATH, edge);
   const tls = url.protocol === 'https:';
   return new Promise<Discovery>((resolve, reject) => {
@@ -56,9 +60,16 @@ export function discover(edge: URL, options: { ca?: Buffer } = {}): Promise<Disc
     };
     const req = (tls ? httpsGet : httpGet)(url, { ca: options.ca, agent: false, headers: { accept: 'application/json' } }, onResponse);
     const timer = setTimeout(() => req.destroy(new AgentUnavailableError(`the edge at ${edge.origin} did not answer discovery within ${DISCOVERY_TIMEOUT_MS} ms`)), DISCOVERY_TIMEOUT_MS);
-    req.on('close', () => clearTimeout(timer));
+    const onAbort = (): void => {
+      req.destroy(signal!.reason as Error);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('close', () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    });
     req.on('error', (err) => {
-      if (err instanceof AgentUnavailableError) return reject(err);
+      if (err instanceof AgentUnavailableError || (signal?.aborted && err === signal.reason)) return reject(err);
       const code = String((err as { code?: unknown }).code ?? '');
       if (tls && /WRONG_VERSION_NUMBER|EPROTO|PACKET_LENGTH_TOO_LONG/.test(code)) {
         return reject(new AgentUnavailableError(`TLS with the edge at ${edge.origin} failed (${err.message}): does it serve HTTPS (--tls-cert)?`, { cause: err }));

@@ -1,11 +1,9 @@
 import type { Duplex, Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { Heartbeat } from '../actors/heartbeat.js';
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
-import { AbortError, AgentUnavailableError, ExchangeResetError, NameNotAllowedError, NameTakenError, UnauthorizedError, UsageError, toError } from '../errors.js';
+import { AgentUnavailableError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
 import {
   EXCHANGE_METADATA_KEY,
@@ -15,8 +13,9 @@ import {
   TUNNEL_AGENT_SERVICE,
 } from '../streams/grpc-service.js';
 import { ReadableReader } from '../streams/readable-reader.js';
-import { checkRegistered } from './edge-answers.js';
-import { certificateError } from './edge-link.js';
+import type { AbortOptions } from '../wait.js';
+import { refusalError } from './refusals.js';
+import { SessionClient, type SessionClientInit, type SessionTransport } from './session-client.js';
 
 /** Idle ForwardHTTP streams the agent keeps open so the edge can start exchanges without a round trip. */
 export const MIN_IDLE_STREAMS = 8;
@@ -25,139 +24,78 @@ export const MIN_IDLE_STREAMS = 8;
  * call before it is cancelled. The half-close lets the RESET arrive ahead of the stream's end.
  */
 export const RETIRE_GRACE_MS = 5_000;
-/** How long to wait for the edge to answer Hello. */
-export const REGISTER_TIMEOUT_MS = 10_000;
 
 const TunnelAgentClient = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
 type Client = InstanceType<typeof TunnelAgentClient>;
 type RegisterCall = grpc.ClientDuplexStream<AgentMessage, EdgeMessage>;
 type ForwardCall = grpc.ClientDuplexStream<HTTPChunk, HTTPChunk>;
 
-/** Called for every exchange the edge starts; the connection does not wait for it. */
-export type ExchangeHandler = (head: HTTPChunk, exchange: ExchangeDuplex) => Promise<void>;
-
-export interface GrpcConnectionInit {
+export interface GrpcConnectionInit extends Omit<SessionClientInit, 'where' | 'window'> {
   /** The edge's gRPC address, `host:port`. */
   address: string;
-  name: string;
-  version: string;
   logger: Logger;
-  onExchange: ExchangeHandler;
-  /** How long registration may take, in ms; default REGISTER_TIMEOUT_MS (auto mode uses less). */
-  timeoutMs?: number;
   /** Sent as `authorization: Bearer …` metadata, never in a URL. */
   token?: string;
-  /** The edge's domain (discovery): Registered.url must be NAME.DOMAIN. */
-  domain?: string;
   /** TLS (verified against `ca`, else the system roots); plaintext when absent. Never downgraded. */
   tls?: { ca?: Buffer };
-  /** The previous session id after a reconnect. */
-  resume?: string;
-  /** The resume secret the edge issued with that session. */
-  resumeSecret?: string;
-  /** The edge is draining: it sends no new exchanges on this connection. */
-  onDrain?: () => void;
 }
 
 /**
- * The agent's gRPC session: Register control stream plus a pool of ForwardHTTP streams.
- * Teardown order (close): exchanges aborted → streams cancelled → control stream cancelled →
- * channel closed → `closed` settles.
+ * The gRPC adapter of the agent's session: a Register control stream carries the session's messages,
+ * a pool of ForwardHTTP streams its exchanges. Teardown order (close): streams cancelled → control
+ * stream cancelled → channel closed.
  */
-export class GrpcConnection {
-  readonly name: string;
-  readonly url: string;
-  readonly sessionId: string;
-  /** Issued by the edge with this session: presented to resume it after a reconnect. */
-  readonly resumeSecret: string;
-  /** Resolves with the reason once the session is over (edge gone, closed locally). */
-  readonly closed: Promise<Error>;
+export class GrpcConnection implements SessionTransport {
   private readonly client: Client;
   private readonly control: RegisterCall;
   private readonly reader: ReadableReader<EdgeMessage>;
-  private readonly init: GrpcConnectionInit;
+  private readonly session: SessionClient;
   private readonly log: Logger;
-  private readonly active = new Map<string, ExchangeDuplex>();
   private readonly channels = new Set<GrpcExchangeChannel>();
   private idleCount = 0;
-  private heartbeat: Heartbeat | undefined;
   private closeError: Error | undefined;
-  private resolveClosed!: (err: Error) => void;
 
-  private constructor(init: GrpcConnectionInit, client: Client, control: RegisterCall, reader: ReadableReader<EdgeMessage>, registered: { name: string; url: string; sessionId: string; resumeSecret?: string }) {
-    this.init = init;
+  private constructor(init: GrpcConnectionInit, session: SessionClient) {
+    this.session = session;
     this.log = init.logger;
-    this.client = client;
-    this.control = control;
-    this.reader = reader;
-    this.name = registered.name;
-    this.url = registered.url;
-    this.sessionId = registered.sessionId;
-    this.resumeSecret = registered.resumeSecret ?? '';
-    this.closed = new Promise((resolve) => {
-      this.resolveClosed = resolve;
-    });
-  }
-
-  /**
-   * Dials the edge and registers `init.name`. Rejects with NameTakenError (name live elsewhere),
-   * UsageError (name refused) or AgentUnavailableError (edge unreachable).
-   */
-  static async connect(init: GrpcConnectionInit): Promise<GrpcConnection> {
     const credentials = init.tls ? grpc.credentials.createSsl(init.tls.ca ?? null) : grpc.credentials.createInsecure();
-    const client = new TunnelAgentClient(init.address, credentials, {
+    this.client = new TunnelAgentClient(init.address, credentials, {
       ...GRPC_COMMON_OPTIONS,
       'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES,
     });
     const md = new grpc.Metadata();
     if (init.token) md.set('authorization', `Bearer ${init.token}`);
-    const control = client.register(md) as RegisterCall;
-    const reader = new ReadableReader<EdgeMessage>(control as unknown as Readable);
-    control.on('error', () => undefined);
-    control.write({ hello: { name: init.name, version: init.version, resume: init.resume ?? '', resumeSecret: init.resumeSecret ?? '' } });
-    const timeoutMs = init.timeoutMs ?? REGISTER_TIMEOUT_MS;
-    const timer = setTimeout(
-      () => reader.interrupt(new AgentUnavailableError(`edge at ${init.address} did not answer within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    let first: EdgeMessage | null;
-    try {
-      first = await reader.read();
-    } catch (err) {
-      reader.release();
-      control.cancel();
-      client.close();
-      throw registrationError(err, init.address);
-    } finally {
-      clearTimeout(timer);
-    }
-    try {
-      if (!first || !('registered' in first) || !first.registered) throw new AgentUnavailableError('edge ended the control stream without registering');
-      checkRegistered(first.registered, { name: init.name, domain: init.domain });
-    } catch (err) {
-      reader.release();
-      control.cancel();
-      client.close();
-      throw err;
-    }
-    const conn = new GrpcConnection(init, client, control, reader, first.registered);
-    conn.start(first.registered.pingIntervalMs ?? 0);
-    return conn;
+    this.control = this.client.register(md) as RegisterCall;
+    this.reader = new ReadableReader<EdgeMessage>(this.control as unknown as Readable);
+    this.control.on('error', () => undefined);
   }
 
-  stats(): { openExchanges: number; idleStreams: number } {
-    return { openExchanges: this.active.size, idleStreams: this.idleCount };
+  /**
+   * Dials the edge and registers `init.name`: resolves with the registered session, or rejects with
+   * the refusal (REFUSALS) or AgentUnavailableError (edge unreachable).
+   */
+  static connect(init: GrpcConnectionInit, options?: AbortOptions): Promise<SessionClient> {
+    const session = new SessionClient({ ...init, where: init.address });
+    const conn = new GrpcConnection(init, session);
+    const registered = session.register(conn, options);
+    void conn.controlLoop();
+    return registered;
   }
 
-  private start(pingIntervalMs: number): void {
-    if (pingIntervalMs > 0) {
-      this.heartbeat = new Heartbeat({
-        intervalMs: pingIntervalMs,
-        onDead: (silentMs) => this.close(new AgentUnavailableError(`lost the edge: no ping for ${silentMs} ms`)),
-      });
-    }
+  send(msg: AgentMessage): void {
+    if (!this.closeError && this.control.writable) this.control.write(msg);
+  }
+
+  start(): void {
     for (let i = 0; i < MIN_IDLE_STREAMS; i++) this.openStream(undefined);
-    void this.controlLoop();
+  }
+
+  open(head: HTTPChunk): void {
+    this.openStream(head);
+  }
+
+  idleStreams(): number {
+    return this.idleCount;
   }
 
   private async controlLoop(): Promise<void> {
@@ -165,16 +103,11 @@ export class GrpcConnection {
       for (;;) {
         const msg = await this.reader.read();
         if (msg === null) throw new AgentUnavailableError('edge closed the control stream');
-        if ('open' in msg && msg.open) this.openStream(msg.open.headers);
-        else if ('cancel' in msg && msg.cancel) {
-          this.active.get(msg.cancel.exchangeId)?.abort(new ExchangeResetError('cancelled by the edge', msg.cancel.code), msg.cancel.code);
-        } else if (msg.ping) {
-          this.heartbeat?.alive();
-          this.control.write({ pong: { nonce: msg.ping.nonce } });
-        } else if (msg.drain) this.init.onDrain?.();
+        this.session.receive(msg);
       }
     } catch (err) {
-      this.close(err instanceof AgentUnavailableError ? err : new AgentUnavailableError('lost the edge', { cause: err }));
+      const { code, details } = (err ?? {}) as { code?: unknown; details?: unknown };
+      this.session.ended(refusalError('grpcStatus', code, String(details), err) ?? toError(err));
     }
   }
 
@@ -182,7 +115,7 @@ export class GrpcConnection {
   private openStream(head: HTTPChunk | undefined): void {
     if (this.closeError) return;
     const metadata = new grpc.Metadata();
-    metadata.set(SESSION_METADATA_KEY, this.sessionId);
+    metadata.set(SESSION_METADATA_KEY, this.session.sessionId);
     if (head) metadata.set(EXCHANGE_METADATA_KEY, head.exchangeId ?? '');
     const call = this.client.forwardHTTP(metadata) as ForwardCall;
     const channel = new GrpcExchangeChannel({
@@ -221,32 +154,22 @@ export class GrpcConnection {
         if (this.idleCount < MIN_IDLE_STREAMS) this.openStream(undefined);
       }
       const exchange = channel.begin(head.exchangeId ?? '');
-      this.active.set(exchange.id, exchange);
-      await this.init.onExchange(head, exchange);
+      await this.session.serve(head, exchange);
       await exchange.closed;
-      this.active.delete(exchange.id);
       head = undefined;
       if (channel.status !== 'idle') break;
     }
   }
 
-  /** Tells the edge this agent is leaving: no new exchanges; those in flight go on. */
-  leave(): void {
-    if (!this.closeError && this.control.writable) this.control.write({ drain: { gracePeriodMs: 0 } });
-  }
-
-  /** Ends the session. Idempotent. */
-  close(err: Error = new AbortError('agent closing')): void {
+  /** Tears the transport down (the session has aborted its exchanges). Idempotent. */
+  close(err: Error): void {
     if (this.closeError) return;
     this.closeError = err;
-    this.heartbeat?.stop();
-    for (const exchange of this.active.values()) exchange.abort(err);
     for (const channel of this.channels) channel.close(err);
     this.reader.interrupt(err);
     this.reader.release();
     this.control.cancel();
     this.client.close();
-    this.resolveClosed(err);
   }
 }
 
@@ -258,17 +181,4 @@ function retire(call: ForwardCall): void {
   call.once('close', () => clearTimeout(timer));
   if (call.writable) call.end();
   else call.cancel();
-}
-
-function registrationError(err: unknown, address: string): Error {
-  const code = (err as { code?: unknown }).code;
-  const details = (err as { details?: unknown }).details;
-  if (code === grpc.status.ALREADY_EXISTS) return new NameTakenError(String(details), { cause: err });
-  if (code === grpc.status.INVALID_ARGUMENT) return new UsageError(String(details), { cause: err });
-  if (code === grpc.status.UNAUTHENTICATED) return new UnauthorizedError(`the edge refused the token: ${String(details)}`, { cause: err });
-  if (code === grpc.status.PERMISSION_DENIED) return new NameNotAllowedError(String(details), { cause: err });
-  if (err instanceof AgentUnavailableError) return err;
-  const cert = code === grpc.status.UNAVAILABLE ? certificateError(err, address) : undefined;
-  if (cert) return cert;
-  return new AgentUnavailableError(`cannot register with the edge at ${address}: ${toError(err).message}`, { cause: err });
 }

@@ -27,21 +27,31 @@ export class StatusView {
   private status = 'online';
   private timer: NodeJS.Timeout | undefined;
   private drawnLines = 0;
+  /** Settles once the view stopped drawing and listening (close() or abort()). */
+  readonly closed: Promise<void>;
+  private resolveClosed!: () => void;
+
+  private readonly onRequest = (r: RequestRecord): void => {
+    this.recent.unshift(r);
+    this.recent.length = Math.min(this.recent.length, RECENT_REQUESTS);
+  };
+
+  private readonly onReconnecting = (reason: string, delayMs: number): void => {
+    this.status = `reconnecting in ${(delayMs / 1000).toFixed(1)} s (${printable(reason)})`;
+    if (!this.live) this.init.out.write(`Reconnecting in ${(delayMs / 1000).toFixed(1)} s: ${printable(reason)}\n`);
+  };
+
+  private readonly onConnected = (url: string, transport: string): void => {
+    this.status = 'online';
+    if (!this.live) this.init.out.write(`Reconnected over ${printable(transport)}: Forwarding ${printable(url)} -> ${this.init.origin}\n`);
+  };
 
   constructor(private readonly init: StatusViewInit) {
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     const { agent } = init;
-    agent.on('request', (r) => {
-      this.recent.unshift(r);
-      this.recent.length = Math.min(this.recent.length, RECENT_REQUESTS);
-    });
-    agent.on('reconnecting', (reason, delayMs) => {
-      this.status = `reconnecting in ${(delayMs / 1000).toFixed(1)} s (${printable(reason)})`;
-      if (!this.live) init.out.write(`Reconnecting in ${(delayMs / 1000).toFixed(1)} s: ${printable(reason)}\n`);
-    });
-    agent.on('connected', (url, transport) => {
-      this.status = 'online';
-      if (!this.live) init.out.write(`Reconnected over ${printable(transport)}: Forwarding ${printable(url)} -> ${init.origin}\n`);
-    });
+    agent.on('request', this.onRequest);
+    agent.on('reconnecting', this.onReconnecting);
+    agent.on('connected', this.onConnected);
     if (this.live) {
       this.timer = setInterval(() => this.draw(), REDRAW_MS);
       this.timer.unref();
@@ -87,7 +97,19 @@ export class StatusView {
     this.drawnLines = lines.length;
   }
 
-  stop(): void {
+  /** Stops drawing and listening to the agent. Nothing to finish: the same as abort(). */
+  async close(): Promise<void> {
+    this.abort();
+    await this.closed;
+  }
+
+  /** Stops drawing and listening to the agent at once. Idempotent. */
+  abort(_err?: Error): void {
     clearInterval(this.timer);
+    const { agent } = this.init;
+    agent.off('request', this.onRequest);
+    agent.off('reconnecting', this.onReconnecting);
+    agent.off('connected', this.onConnected);
+    this.resolveClosed();
   }
 }

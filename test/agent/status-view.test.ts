@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
-import { backoffMs, RECONNECT_CAP_MS } from '../../src/agent/agent.js';
+import { backoffMs, RECONNECT_CAP_MS } from '../../src/agent/reconnect.js';
 import type { Agent } from '../../src/agent/agent.js';
 import { StatusView } from '../../src/agent/status-view.js';
 
@@ -29,7 +29,7 @@ test('the live view shows URL, transport, RTT, open exchanges and recent request
   const view = new StatusView({ agent, origin: 'http://localhost:3000', out: fakeOut(true), color: false });
   agent.emit('request', { id: '1', method: 'GET', path: '/hello', status: 200, bytesIn: 0, bytesOut: 5, ms: 3.2 });
   const text = view.render().join('\n');
-  view.stop();
+  view.abort();
   assert.match(text, /Forwarding\s+http:\/\/demo\.localhost:8080 -> http:\/\/localhost:3000/);
   assert.match(text, /Transport\s+grpc/);
   assert.match(text, /Edge RTT\s+1\.3 ms/);
@@ -44,7 +44,7 @@ test('without a TTY, events become plain lines', () => {
   const view = new StatusView({ agent, origin: 'http://localhost:3000', out, color: true });
   agent.emit('reconnecting', 'lost the edge', 1500);
   agent.emit('connected', 'http://demo.localhost:8080', 'grpc', true);
-  view.stop();
+  view.abort();
   assert.is(out.text, 'Reconnecting in 1.5 s: lost the edge\nReconnected over grpc: Forwarding http://demo.localhost:8080 -> http://localhost:3000\n');
 });
 
@@ -57,7 +57,7 @@ test('escape sequences from the network are shown as text, never sent to the ter
   agent.emit('request', { id: '1', method: 'GET', path: '/\x1b[2J\x1b]52;c;cHduZWQ=\x07\x9b31m', status: 200, bytesIn: 0, bytesOut: 0, ms: 1 });
   agent.emit('reconnecting', 'edge says \x1b[1A\x1b[2KForwarding http://evil', 1000);
   const text = view.render().join('\n') + out.text;
-  view.stop();
+  view.abort();
   assert.not.match(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
   assert.match(text, /GET \/\\x1b\[2J\\x1b\]52;c;cHd/);
   assert.match(out.text, /edge says \\x1b\[1A\\x1b\[2KForwarding/);

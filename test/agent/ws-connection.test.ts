@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { OriginProxy } from '../../src/agent/origin-proxy.js';
 import { WsConnection } from '../../src/agent/ws-connection.js';
-import type { ExchangeHandler } from '../../src/agent/grpc-connection.js';
+import type { ExchangeHandler, SessionClient } from '../../src/agent/session-client.js';
 import { ChunkKind } from '../../src/codec/http-chunk.js';
 import { WS_CODECS, WS_PROTOCOL_JSON, WS_PROTOCOL_PROTO, type WsCodecName, type WsFrame } from '../../src/codec/ws-frame.js';
 import { ProtocolError } from '../../src/errors.js';
@@ -16,7 +16,7 @@ interface Ctx {
   edge: WebSocketServer;
   origin: Origin;
   proxy: OriginProxy;
-  conn?: WsConnection;
+  conn?: SessionClient;
 }
 
 const test = suite<Ctx>('agent/ws-connection');
@@ -34,7 +34,7 @@ test.before.each(async (ctx) => {
 });
 
 test.after.each(async (ctx) => {
-  ctx.conn?.close();
+  ctx.conn?.abort(new Error('test over'));
   ctx.conn = undefined;
   for (const ws of ctx.edge.clients) ws.terminate();
   await new Promise<void>((resolve) => ctx.edge.close(() => resolve()));
@@ -45,7 +45,7 @@ test.after(async (ctx) => {
   await ctx.origin.close();
 });
 
-function connect(ctx: Ctx, codec: WsCodecName = WS_PROTOCOL_PROTO, onExchange?: ExchangeHandler): Promise<WsConnection> {
+function connect(ctx: Ctx, codec: WsCodecName = WS_PROTOCOL_PROTO, onExchange?: ExchangeHandler): Promise<SessionClient> {
   return WsConnection.connect({
     url: `ws://127.0.0.1:${(ctx.edge.address() as AddressInfo).port}/_jetty/ws`,
     codec,

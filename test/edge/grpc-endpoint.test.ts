@@ -36,7 +36,7 @@ test.after(async (ctx) => {
 
 /** The session credentials a real agent holds (what an eavesdropper or a log reader might learn). */
 function sessionOf(agent: Agent): { sessionId: string; resumeSecret: string } {
-  return (agent as unknown as { connection: { sessionId: string; resumeSecret: string } }).connection;
+  return (agent as unknown as { current: { session: { sessionId: string; resumeSecret: string } } }).current.session;
 }
 
 async function edgeAndAgent(ctx: { origin: Origin; cleanup: Array<() => unknown> }, init: Parameters<typeof startEdge>[0] = {}, token?: string): Promise<{ edge: Edge; agent: Agent; raw: RawGrpcAgent }> {
