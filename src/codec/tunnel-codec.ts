@@ -108,23 +108,43 @@ export function encodeAgentMessage(msg: AgentMessage): Uint8Array {
   return AgentMessageType.encode(msg as unknown as protobuf.Message).finish();
 }
 
-export function decodeAgentMessage(bytes: Uint8Array, options?: DecodeOptions): AgentMessage {
-  const msg = decodeWith<AgentMessage>(AgentMessageType, bytes, 'AgentMessage', options);
+/**
+ * The member of a decoded oneof that protobuf semantics keep: the last one on the wire. protobufjs
+ * keeps every member it saw (a Hello followed by a Pong decoded as both), and `oneof` names the last.
+ */
+function lastMember(decoded: object, oneof: string): Record<string, unknown> {
+  const raw = decoded as Record<string, unknown>;
+  const member = raw[oneof];
+  return typeof member === 'string' ? { [member]: raw[member] } : {};
+}
+
+/** A decoded AgentMessage (from protobufjs) reduced to its one member; ProtocolError when it has none. */
+export function agentMessageFrom(decoded: object): AgentMessage {
+  const msg = lastMember(decoded, 'msg') as AgentMessage;
   if (!msg.hello && !msg.pong && !msg.drain) throw new ProtocolError('empty AgentMessage');
   return msg;
+}
+
+export function decodeAgentMessage(bytes: Uint8Array, options?: DecodeOptions): AgentMessage {
+  return agentMessageFrom(decodeWith<object>(AgentMessageType, bytes, 'AgentMessage', options));
 }
 
 export function encodeEdgeMessage(msg: EdgeMessage): Uint8Array {
   return EdgeMessageType.encode(msg as unknown as protobuf.Message).finish();
 }
 
-export function decodeEdgeMessage(bytes: Uint8Array, options?: DecodeOptions): EdgeMessage {
-  const msg = decodeWith<Record<string, unknown>>(EdgeMessageType, bytes, 'EdgeMessage', options);
+/** A decoded EdgeMessage (from protobufjs) reduced to its one member and checked. */
+export function edgeMessageFrom(decoded: object): EdgeMessage {
+  const msg = lastMember(decoded, 'msg');
   const open = msg.open as { headers?: HTTPChunk } | undefined;
   if (open) {
     if (!open.headers) throw new ProtocolError('Open without headers');
     validateChunk(open.headers);
   }
   if (!msg.registered && !open && !msg.cancel && !msg.ping && !msg.drain) throw new ProtocolError('empty EdgeMessage');
-  return msg as unknown as EdgeMessage;
+  return msg as EdgeMessage;
+}
+
+export function decodeEdgeMessage(bytes: Uint8Array, options?: DecodeOptions): EdgeMessage {
+  return edgeMessageFrom(decodeWith<object>(EdgeMessageType, bytes, 'EdgeMessage', options));
 }

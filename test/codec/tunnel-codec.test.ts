@@ -124,4 +124,16 @@ test('control messages round-trip', () => {
   assert.throws(() => decodeAgentMessage(new Uint8Array()), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
 });
 
+// protobufjs keeps every member of a oneof it meets: a Hello followed by a Pong in one message
+// decoded as both, so the edge took it for a Hello where any other protobuf peer sees a Pong.
+test('a control message with two oneof members keeps only the last, as protobuf does', () => {
+  const hello = encodeAgentMessage({ hello: { name: 'demo', version: '1' } });
+  const pong = encodeAgentMessage({ pong: { nonce: 3 } });
+  const agent = decodeAgentMessage(Buffer.concat([hello, pong]));
+  assert.equal(Object.keys(agent), ['pong']);
+  assert.is(agent.pong?.nonce, 3);
+  const edge = decodeEdgeMessage(Buffer.concat([encodeEdgeMessage({ ping: { nonce: 1 } }), encodeEdgeMessage({ drain: { gracePeriodMs: 5 } })]));
+  assert.equal(Object.keys(edge), ['drain']);
+});
+
 test.run();
