@@ -138,7 +138,8 @@ export function edgeMessageFrom(decoded: object): EdgeMessage {
   const msg = lastMember(decoded, 'msg');
   const open = msg.open as { headers?: HTTPChunk } | undefined;
   if (open) {
-    if (!open.headers) throw new ProtocolError('Open without headers');
+    // The agent serves an Open as a request: anything but request HEADERS would reach its origin as `GET /`.
+    if (open.headers?.kind !== ChunkKind.HEADERS || !open.headers.method) throw new ProtocolError('Open without request HEADERS');
     validateChunk(open.headers);
   }
   if (!msg.registered && !open && !msg.cancel && !msg.ping && !msg.drain) throw new ProtocolError('empty EdgeMessage');

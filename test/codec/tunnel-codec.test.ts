@@ -136,4 +136,13 @@ test('a control message with two oneof members keeps only the last, as protobuf 
   assert.equal(Object.keys(edge), ['drain']);
 });
 
+// An Open carrying response HEADERS or DATA decoded fine; the agent served it as a request and
+// sent its origin `GET /`.
+test('an Open whose chunk is not request HEADERS is refused', () => {
+  for (const headers of [{ kind: ChunkKind.HEADERS, status: 200, headers: [] }, { kind: ChunkKind.DATA, data: new Uint8Array(1) }, { kind: ChunkKind.END }]) {
+    assert.throws(() => decodeEdgeMessage(encodeEdgeMessage({ open: { headers } })), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+  }
+  assert.throws(() => decodeEdgeMessage(Uint8Array.from([0x12, 0x00])), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
 test.run();
