@@ -7,6 +7,11 @@ import { ChunkKind, type HTTPChunk } from './http-chunk.js';
 export const MAX_CHUNK_DATA_BYTES = 256 * 1024;
 /** Largest encoded frame a decoder accepts: one full DATA chunk plus room for headers. */
 export const MAX_FRAME_BYTES = MAX_CHUNK_DATA_BYTES + 64 * 1024;
+/**
+ * Most header (or trailer) lines one chunk may carry. Above the edge's highest `max-header-count`
+ * (10,000) plus the fields it adds, and Node's client keeps at most 2,000 of an origin's.
+ */
+export const MAX_HEADER_LINES = 16_384;
 
 // The schema is the repository's proto file, parsed once; no code generation step.
 const PROTO_TEXT = readFileSync(new URL('../../../proto/tunnel.proto', import.meta.url), 'utf8');
@@ -78,6 +83,8 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
     case ChunkKind.DATA:
       // protobufjs leaves a missing bytes field as a shared empty array (no byteLength): make it bytes.
       if (!(chunk.data instanceof Uint8Array)) chunk.data = new Uint8Array(0);
+      // Senders split at MAX_CHUNK_DATA_BYTES, and every buffer bound counts chunks of at most that.
+      if (chunk.data.byteLength > MAX_CHUNK_DATA_BYTES) throw new ProtocolError(`DATA of more than ${MAX_CHUNK_DATA_BYTES} bytes`);
       return chunk;
     case ChunkKind.END:
     case ChunkKind.RESET:
@@ -88,6 +95,7 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
 }
 
 function validateFields(chunk: HTTPChunk): void {
+  if ((chunk.headers?.length ?? 0) > MAX_HEADER_LINES) throw new ProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
   for (const h of chunk.headers ?? []) {
     // The peer's text is never quoted: these messages reach close reasons, logs and error pages.
     if (!TOKEN.test(h.name)) throw new ProtocolError('invalid header name');

@@ -9,7 +9,9 @@ import {
   encodeAgentMessage,
   encodeChunk,
   encodeEdgeMessage,
+  MAX_CHUNK_DATA_BYTES,
   MAX_FRAME_BYTES,
+  MAX_HEADER_LINES,
   validateChunk,
 } from '../../src/codec/tunnel-codec.js';
 
@@ -143,6 +145,25 @@ test('an Open whose chunk is not request HEADERS is refused', () => {
     assert.throws(() => decodeEdgeMessage(encodeEdgeMessage({ open: { headers } })), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
   }
   assert.throws(() => decodeEdgeMessage(Uint8Array.from([0x12, 0x00])), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+// A DATA chunk up to the frame limit (320 KiB) decoded, though senders split at 256 KiB and every
+// buffer bound (EXCHANGE_BUFFER_BOUND_BYTES, the credit windows) counts chunks of at most that.
+test('DATA above MAX_CHUNK_DATA_BYTES is refused, at the limit it decodes', () => {
+  assert.is(decodeChunk(encodeChunk({ kind: ChunkKind.DATA, data: new Uint8Array(MAX_CHUNK_DATA_BYTES) })).data!.byteLength, MAX_CHUNK_DATA_BYTES);
+  const over = encodeChunk({ kind: ChunkKind.DATA, data: new Uint8Array(MAX_CHUNK_DATA_BYTES + 1) });
+  assert.ok(over.byteLength <= MAX_FRAME_BYTES);
+  assert.throws(() => decodeChunk(over), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+// One frame of 5-byte header lines decoded to some 65,000 of them, each an object handed to the
+// HTTP layer.
+test('a chunk with more than MAX_HEADER_LINES header lines is refused', () => {
+  const lines = (n: number) => Array.from({ length: n }, () => ({ name: 'a', value: '' }));
+  assert.is(decodeChunk(encodeChunk({ kind: ChunkKind.TRAILERS, headers: lines(MAX_HEADER_LINES) })).headers!.length, MAX_HEADER_LINES);
+  const over = encodeChunk({ kind: ChunkKind.HEADERS, status: 200, headers: lines(MAX_HEADER_LINES + 1) });
+  assert.ok(over.byteLength <= MAX_FRAME_BYTES);
+  assert.throws(() => decodeChunk(over), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
 });
 
 test.run();
