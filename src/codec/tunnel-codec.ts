@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
 import { ChunkKind, type HTTPChunk } from './http-chunk.js';
+import { StrictReader } from './strict-reader.js';
 
 /** Largest DATA payload a sender puts in one chunk; bigger reads are split. */
 export const MAX_CHUNK_DATA_BYTES = 256 * 1024;
@@ -57,7 +58,7 @@ function checkSize(bytes: Uint8Array, options?: DecodeOptions): void {
 function decodeWith<T>(type: protobuf.Type, bytes: Uint8Array, what: string, options?: DecodeOptions): T {
   checkSize(bytes, options);
   try {
-    return type.decode(bytes) as unknown as T;
+    return type.decode(new StrictReader(bytes)) as unknown as T;
   } catch (err) {
     throw new ProtocolError(`malformed ${what} frame`, { cause: err });
   }

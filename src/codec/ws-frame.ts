@@ -1,6 +1,7 @@
 import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
 import { ChunkKind, type Header, type HTTPChunk } from './http-chunk.js';
+import { StrictReader } from './strict-reader.js';
 import { MAX_FRAME_BYTES, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
 
 /** WebSocket subprotocol of binary protobuf WsFrames (the default). */
@@ -46,7 +47,7 @@ export function decodeWsFrameProto(bytes: Uint8Array): WsFrame {
   if (bytes.byteLength > MAX_WS_FRAME_BYTES) throw new FrameTooLargeError(`frame of ${bytes.byteLength} bytes exceeds ${MAX_WS_FRAME_BYTES}`);
   let decoded: protobuf.Message;
   try {
-    decoded = WsFrameType.decode(bytes);
+    decoded = WsFrameType.decode(new StrictReader(bytes));
   } catch (err) {
     throw new ProtocolError('malformed WsFrame', { cause: err });
   }

@@ -166,4 +166,29 @@ test('a chunk with more than MAX_HEADER_LINES header lines is refused', () => {
   assert.throws(() => decodeChunk(over), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
 });
 
+// protobufjs cuts a string whose length claims more than the frame holds at the end of the frame,
+// and reads a length of 2^32 + n as n: cut or forged frames decoded as valid, the fields after
+// the string swallowed into it.
+test('a length that lies about what follows is a ProtocolError, on strings, bytes and unknown fields', () => {
+  const valid = Buffer.from(encodeChunk({ kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/a', headers: [{ name: 'a', value: 'b' }] }));
+  assert.is(decodeChunk(valid).target, '/a');
+  const at = valid.indexOf(Buffer.from('/a')) - 1;
+  const lie = (length: number[]) => Buffer.concat([valid.subarray(0, at), Buffer.from(length), valid.subarray(at + 1)]);
+  for (const length of [[100], [0x83, 0x80, 0x80, 0x80, 0x10], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]]) {
+    assert.throws(() => decodeChunk(lie(length)), (err: { code: string }) => err.code === 'ERR_PROTOCOL', JSON.stringify(length));
+  }
+  const data = Buffer.from(encodeChunk({ kind: ChunkKind.DATA, data: new Uint8Array(4) }));
+  assert.throws(() => decodeChunk(Buffer.concat([data.subarray(0, 3), Buffer.from([0x85, 0x80, 0x80, 0x80, 0x10]), data.subarray(4)])), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+  // An unknown length-delimited field (number 15) whose length runs past the end.
+  assert.throws(() => decodeChunk(Buffer.concat([data, Buffer.from([0x7a, 0x09, 0x00])])), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+// From a Uint8Array (not a Buffer), protobufjs decoded bad UTF-8 to lone surrogates.
+test('strings decode as Node decodes UTF-8 (never a lone surrogate), bytes as views of the frame', () => {
+  const badReason = Uint8Array.from([0x08, ChunkKind.RESET, 0x4a, 0x03, 0xed, 0xa0, 0x80]);
+  assert.not.match(decodeChunk(badReason).reason!, /[\ud800-\udfff]/);
+  const frame = encodeChunk({ kind: ChunkKind.DATA, data: Uint8Array.from([1, 2, 3]) });
+  assert.is(decodeChunk(frame).data!.buffer, frame.buffer);
+});
+
 test.run();
