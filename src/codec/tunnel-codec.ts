@@ -45,6 +45,11 @@ export interface DecodeOptions {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Request targets as the edge sends them: `*` or origin-form in visible ASCII (Node's parser lets
+// nothing else through, and the agent's http.request throws on spaces and control characters).
+const TARGET = /^(?:\*|\/[\x21-\x7e]*)$/;
+// Exchange ids (UUIDs from the edge) travel as gRPC metadata values: visible ASCII, bounded.
+const EXCHANGE_ID = /^[\x21-\x7e]{0,128}$/;
 // Field values: visible ASCII, obs-text, space and tab; never CR, LF or NUL.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
@@ -70,9 +75,8 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
     case ChunkKind.HEADERS:
       if (chunk.method) {
         if (!TOKEN.test(chunk.method)) throw new ProtocolError('invalid request method');
-        if (!chunk.target || !(chunk.target.startsWith('/') || chunk.target === '*')) {
-          throw new ProtocolError('request target must be origin-form');
-        }
+        if (!chunk.target || !TARGET.test(chunk.target)) throw new ProtocolError('request target must be origin-form, in visible ASCII');
+        if (!EXCHANGE_ID.test(chunk.exchangeId ?? '')) throw new ProtocolError('invalid exchange id');
       } else if (!Number.isInteger(chunk.status) || chunk.status! < 100 || chunk.status! > 999) {
         throw new ProtocolError('HEADERS without method or valid status');
       }

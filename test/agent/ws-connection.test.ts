@@ -52,7 +52,8 @@ function connect(ctx: Ctx, codec: WsCodecName = WS_PROTOCOL_PROTO): Promise<WsCo
     version: 'test',
     windowBytes: WINDOW,
     logger: silentLogger(),
-    onExchange: (head, exchange) => ctx.proxy.serve(head, exchange),
+    // `/handler-fails` stands for any failure of the exchange handler.
+    onExchange: (head, exchange) => (head.target === '/handler-fails' ? Promise.reject(new Error('injected handler fault')) : ctx.proxy.serve(head, exchange)),
   });
 }
 
@@ -79,14 +80,25 @@ test('an edge frame with a long non-ASCII type fails the registration with ERR_P
 });
 
 // A request the origin client refuses (a space in the target) made the exchange handler reject,
-// unhandled: the agent process died on the edge's word.
+// unhandled: the agent process died on the edge's word. The codec now refuses such a target (next
+// test); any other failure of the handler still closes only its session.
 test('an exchange whose handler fails closes that session only (1011); the connection reports closed', async (ctx) => {
   const connecting = connect(ctx);
   const edge = await edgeSide(ctx);
   edge.send(registered);
   ctx.conn = await within(connecting);
-  edge.send({ stream: 1, chunk: { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'GET', target: '/a b', headers: [] } });
+  edge.send({ stream: 1, chunk: { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'GET', target: '/handler-fails', headers: [] } });
   assert.is(await within(edge.closed, 5000, 'the close'), 1011);
+  assert.ok(await within(ctx.conn.closed, 5000, 'the session to end'));
+});
+
+test('a request target the origin client would refuse is a protocol error from the edge (1002)', async (ctx) => {
+  const connecting = connect(ctx);
+  const edge = await edgeSide(ctx);
+  edge.send(registered);
+  ctx.conn = await within(connecting);
+  edge.send({ stream: 1, chunk: { kind: ChunkKind.HEADERS, exchangeId: 'x1', method: 'GET', target: '/a b', headers: [] } });
+  assert.is(await within(edge.closed, 5000, 'the close'), 1002);
   assert.ok(await within(ctx.conn.closed, 5000, 'the session to end'));
 });
 

@@ -191,4 +191,19 @@ test('strings decode as Node decodes UTF-8 (never a lone surrogate), bytes as vi
   assert.is(decodeChunk(frame).data!.buffer, frame.buffer);
 });
 
+// A request target with a space or a control character decoded, and the agent's http.request threw
+// on it: the WebSocket session closed (1011) and, over gRPC, the throw escaped the agent's stream
+// loop. An exchange id with a newline made the gRPC agent's Metadata.set throw the same way.
+test('request HEADERS whose target or exchange id the HTTP and gRPC layers would refuse are refused', () => {
+  const head = (target: string, exchangeId = 'x') => encodeChunk({ kind: ChunkKind.HEADERS, exchangeId, method: 'GET', target, headers: [] });
+  for (const target of ['/a b', '/a\u0001', '/\u00e9', '/a\u007f', '/\u0100']) {
+    assert.throws(() => decodeChunk(head(target)), (err: { code: string }) => err.code === 'ERR_PROTOCOL', JSON.stringify(target));
+  }
+  for (const id of ['a\nb', 'a b', 'x'.repeat(129)]) {
+    assert.throws(() => decodeChunk(head('/', id)), (err: { code: string }) => err.code === 'ERR_PROTOCOL', JSON.stringify(id));
+  }
+  assert.is(decodeChunk(head('/a/b?c=%20&d=~')).target, '/a/b?c=%20&d=~');
+  assert.is(decodeChunk(head('*', '')).target, '*');
+});
+
 test.run();
