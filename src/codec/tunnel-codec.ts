@@ -71,6 +71,8 @@ function decodeWith<T>(type: protobuf.Type, bytes: Uint8Array, what: string, opt
 
 /** Checks the rules the HTTP layers rely on; throws ProtocolError naming the broken one. */
 export function validateChunk(chunk: HTTPChunk): HTTPChunk {
+  // Whatever the kind: fields on a DATA or END chunk are never read, but they were decoded all the same.
+  if ((chunk.headers?.length ?? 0) > MAX_HEADER_LINES) throw new ProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
   switch (chunk.kind) {
     case ChunkKind.HEADERS:
       if (chunk.method) {
@@ -100,7 +102,6 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
 }
 
 function validateFields(chunk: HTTPChunk): void {
-  if ((chunk.headers?.length ?? 0) > MAX_HEADER_LINES) throw new ProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
   for (const h of chunk.headers ?? []) {
     // The peer's text is never quoted: these messages reach close reasons, logs and error pages.
     if (!TOKEN.test(h.name)) throw new ProtocolError('invalid header name');

@@ -166,6 +166,14 @@ test('a chunk with more than MAX_HEADER_LINES header lines is refused', () => {
   assert.throws(() => decodeChunk(over), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
 });
 
+// The bound was checked on HEADERS and TRAILERS only: an END carrying 17,000 header lines decoded.
+test('the header-line bound holds for chunks of every kind', () => {
+  const lines = Array.from({ length: MAX_HEADER_LINES + 1 }, () => ({ name: 'a', value: '' }));
+  for (const kind of [ChunkKind.DATA, ChunkKind.END, ChunkKind.RESET]) {
+    assert.throws(() => decodeChunk(encodeChunk({ kind, headers: lines })), (err: { code: string }) => err.code === 'ERR_PROTOCOL', ChunkKind[kind]);
+  }
+});
+
 // protobufjs cuts a string whose length claims more than the frame holds at the end of the frame,
 // and reads a length of 2^32 + n as n: cut or forged frames decoded as valid, the fields after
 // the string swallowed into it.
