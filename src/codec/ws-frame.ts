@@ -2,7 +2,7 @@ import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
 import { ChunkKind, type Header, type HTTPChunk } from './http-chunk.js';
 import { StrictReader } from './strict-reader.js';
-import { MAX_FRAME_BYTES, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
+import { agentMessageFrom, edgeMessageFrom, MAX_FRAME_BYTES, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
 
 /** WebSocket subprotocol of binary protobuf WsFrames (the default). */
 export const WS_PROTOCOL_PROTO = 'jetty.v1.proto';
@@ -55,7 +55,13 @@ export function decodeWsFrameProto(bytes: Uint8Array): WsFrame {
   const body = (decoded as unknown as { body?: string }).body;
   const raw = decoded as unknown as Record<string, unknown>;
   const frame: Record<string, unknown> = { stream: raw.stream };
-  if (body) frame[body] = raw[body];
+  // Control messages get the checks the gRPC codec gives them: one member, and no Open (gRPC only).
+  if (body === 'agent') frame.agent = agentMessageFrom(raw.agent as object);
+  else if (body === 'edge') {
+    const edge = edgeMessageFrom(raw.edge as object);
+    if (edge.open) throw new ProtocolError('Open is not used on WebSocket');
+    frame.edge = edge;
+  } else if (body) frame[body] = raw[body];
   return checkFrame(frame);
 }
 
