@@ -25,7 +25,7 @@ const WsFrameType = tunnelRoot.lookupType('jetty.tunnel.v1.WsFrame');
 
 function checkFrame(frame: Record<string, unknown>): WsFrame {
   const stream = frame.stream;
-  if (typeof stream !== 'number' || !Number.isInteger(stream) || stream < 0) throw new ProtocolError('frame without a valid stream id');
+  if (typeof stream !== 'number' || !Number.isInteger(stream) || stream < 0 || stream > UINT32_MAX) throw new ProtocolError('frame without a valid stream id');
   if (frame.chunk) {
     if (stream === 0) throw new ProtocolError('exchange chunk on the control stream');
     validateChunk(frame.chunk as HTTPChunk);
@@ -97,9 +97,22 @@ function str(v: unknown, what: string): string {
   return v;
 }
 
-function num(v: unknown, what: string): number {
+// Numbers are what the protobuf field they stand for can hold, so both subprotocols carry the same
+// frames: a credit of 0.5, a window of 1e300 or a stream id of 2^53 is refused as on the wire.
+const UINT32_MAX = 0xffff_ffff;
+const INT32_MIN = -0x8000_0000;
+const INT32_MAX = 0x7fff_ffff;
+
+function uint32(v: unknown, what: string): number {
   if (v === undefined) return 0;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ProtocolError(`${what} must be a number`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > UINT32_MAX) throw new ProtocolError(`${what} must be an integer from 0 to ${UINT32_MAX}`);
+  return v;
+}
+
+/** Enums (ResetCode) are int32 on the wire. */
+function int32(v: unknown, what: string): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) throw new ProtocolError(`${what} must be a 32-bit integer`);
   return v;
 }
 
@@ -154,28 +167,28 @@ export function decodeWsFrameJson(text: string): WsFrame {
         chunk.exchangeId = str(j.exchangeId, 'exchangeId');
         chunk.method = str(j.method, 'method');
         chunk.target = str(j.target, 'target');
-      } else chunk.status = num(j.status, 'status');
+      } else chunk.status = uint32(j.status, 'status');
       chunk.headers = unpair(j.headers);
     } else if (kind === ChunkKind.TRAILERS) chunk.headers = unpair(j.headers);
     else if (kind === ChunkKind.DATA) chunk.data = Buffer.from(str(j.data, 'data'), 'base64');
     else if (kind === ChunkKind.RESET) {
-      chunk.code = num(j.code, 'code');
+      chunk.code = int32(j.code, 'code');
       chunk.reason = str(j.reason, 'reason');
     }
     frame = { stream, chunk };
-  } else if (type === 'credit') frame = { stream, credit: num(j.bytes, 'bytes') };
+  } else if (type === 'credit') frame = { stream, credit: uint32(j.bytes, 'bytes') };
   else if (type === 'hello') {
-    frame = { stream, agent: { hello: { name: str(j.name, 'name'), version: str(j.version, 'version'), window: num(j.window, 'window'), resume: str(j.resume, 'resume') } } };
-  } else if (type === 'drain') frame = { stream, edge: { drain: { gracePeriodMs: num(j.gracePeriodMs, 'gracePeriodMs') } } };
-  else if (type === 'leave') frame = { stream, agent: { drain: { gracePeriodMs: num(j.gracePeriodMs, 'gracePeriodMs') } } };
-  else if (type === 'pong') frame = { stream, agent: { pong: { nonce: num(j.nonce, 'nonce') } } };
+    frame = { stream, agent: { hello: { name: str(j.name, 'name'), version: str(j.version, 'version'), window: uint32(j.window, 'window'), resume: str(j.resume, 'resume') } } };
+  } else if (type === 'drain') frame = { stream, edge: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
+  else if (type === 'leave') frame = { stream, agent: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
+  else if (type === 'pong') frame = { stream, agent: { pong: { nonce: uint32(j.nonce, 'nonce') } } };
   else if (type === 'registered') {
     frame = {
       stream,
-      edge: { registered: { name: str(j.name, 'name'), url: str(j.url, 'url'), sessionId: str(j.sessionId, 'sessionId'), window: num(j.window, 'window'), pingIntervalMs: num(j.pingIntervalMs, 'pingIntervalMs') } },
+      edge: { registered: { name: str(j.name, 'name'), url: str(j.url, 'url'), sessionId: str(j.sessionId, 'sessionId'), window: uint32(j.window, 'window'), pingIntervalMs: uint32(j.pingIntervalMs, 'pingIntervalMs') } },
     };
-  } else if (type === 'ping') frame = { stream, edge: { ping: { nonce: num(j.nonce, 'nonce') } } };
-  else if (type === 'cancel') frame = { stream, edge: { cancel: { exchangeId: str(j.exchangeId, 'exchangeId'), code: num(j.code, 'code') } } };
+  } else if (type === 'ping') frame = { stream, edge: { ping: { nonce: uint32(j.nonce, 'nonce') } } };
+  else if (type === 'cancel') frame = { stream, edge: { cancel: { exchangeId: str(j.exchangeId, 'exchangeId'), code: int32(j.code, 'code') } } };
   // The peer's text is never quoted back (it would reach a close reason and the logs).
   else throw new ProtocolError('unknown JSON frame type');
   return checkFrame(frame);

@@ -1,10 +1,11 @@
 import * as assert from 'uvu/assert';
 import { ChunkKind } from '../../src/codec/http-chunk.js';
-import { encodeWsFrameProto, WS_CODECS, WS_PROTOCOL_PROTO } from '../../src/codec/ws-frame.js';
+import { encodeWsFrameProto, WS_CODECS, WS_PROTOCOL_JSON, WS_PROTOCOL_PROTO } from '../../src/codec/ws-frame.js';
 import { suite } from '../helpers/suite.js';
 
 const test = suite('codec/ws-frame');
 const proto = WS_CODECS[WS_PROTOCOL_PROTO];
+const json = WS_CODECS[WS_PROTOCOL_JSON];
 const isProtocolError = (err: { code: string }): boolean => err.code === 'ERR_PROTOCOL';
 
 // A WsFrame's control message skipped the checks the gRPC codec makes: an empty AgentMessage, one
@@ -21,6 +22,26 @@ test('control messages in a protobuf WsFrame are checked as on gRPC: one member,
   const frame = proto.decode(both, true);
   assert.ok('agent' in frame);
   assert.equal(Object.keys('agent' in frame ? frame.agent : {}), ['pong']);
+});
+
+// JSON numbers were taken as they came: a credit of 0.5, a stream id of 2^53 or a Hello window of
+// 1e300 decoded, though no protobuf peer can send them (fractional credit arithmetic, a window that
+// made every chunk cost 6e295 bytes).
+test('JSON numbers must fit the protobuf field they stand for', () => {
+  const decode = (frame: object) => json.decode(Buffer.from(JSON.stringify(frame)), false);
+  for (const bad of [
+    { stream: 1, type: 'credit', bytes: 0.5 },
+    { stream: 1, type: 'credit', bytes: 2 ** 32 },
+    { stream: 2 ** 53, type: 'end' },
+    { stream: 0, type: 'hello', name: 'demo', window: 1e300 },
+    { stream: 0, type: 'pong', nonce: -1 },
+    { stream: 1, type: 'reset', code: 2 ** 31 },
+    { stream: 1, type: 'headers', status: 200.5, headers: [] },
+  ]) {
+    assert.throws(() => decode(bad), isProtocolError, JSON.stringify(bad));
+  }
+  assert.equal(decode({ stream: 2 ** 32 - 1, type: 'credit', bytes: 2 ** 32 - 1 }), { stream: 2 ** 32 - 1, credit: 2 ** 32 - 1 });
+  assert.is(decode({ stream: 1, type: 'reset', code: -1 }).stream, 1);
 });
 
 test.run();
