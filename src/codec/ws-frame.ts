@@ -91,10 +91,14 @@ function unpair(value: unknown): Header[] {
   });
 }
 
+// JSON escapes can spell a lone surrogate ("\ud800"), which UTF-8 (and so protobuf) cannot carry.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** A string field, as well-formed Unicode: a lone surrogate becomes U+FFFD, as UTF-8 decoding makes it. */
 function str(v: unknown, what: string): string {
   if (v === undefined) return '';
   if (typeof v !== 'string') throw new ProtocolError(`${what} must be a string`);
-  return v;
+  return v.replace(LONE_SURROGATE, '\ufffd');
 }
 
 // Numbers are what the protobuf field they stand for can hold, so both subprotocols carry the same

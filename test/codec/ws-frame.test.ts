@@ -44,4 +44,11 @@ test('JSON numbers must fit the protobuf field they stand for', () => {
   assert.is(decode({ stream: 1, type: 'reset', code: -1 }).stream, 1);
 });
 
+// JSON escapes spelled lone surrogates ("\ud800") that no protobuf peer can send: the same frame
+// meant different text on the two subprotocols.
+test('JSON strings decode well-formed: a lone surrogate becomes U+FFFD, pairs stay', () => {
+  const frame = json.decode(Buffer.from('{"stream":1,"type":"reset","code":1,"reason":"a\\ud800b\\udc00c\\ud83d\\ude00"}'), false);
+  assert.is('chunk' in frame && frame.chunk.reason, 'a\ufffdb\ufffdc\u{1f600}');
+});
+
 test.run();
