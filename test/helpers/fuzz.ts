@@ -337,6 +337,58 @@ export const hostileStringArb: fc.Arbitrary<string> = fc.oneof(
   },
 );
 
+// ---- JSON frames ----
+
+/** Values a JSON peer might put in any field. */
+const jsonValueArb: fc.Arbitrary<unknown> = fc.oneof(
+  { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 2 }) },
+  { weight: 2, arbitrary: hostileStringArb },
+  { weight: 3, arbitrary: fc.constantFrom(-1, 0, 0.5, 1, 3, 200, 262_144, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53, 1e300, -0, null, true, [], {}) },
+  { weight: 1, arbitrary: fc.array(fc.tuple(hostileStringArb, hostileStringArb), { maxLength: 3 }) },
+  { weight: 1, arbitrary: fc.base64String({ maxLength: 64 }) },
+);
+const keyArb = fc.oneof(
+  fc.constantFrom('stream', 'type', 'data', 'headers', 'status', 'method', 'target', 'exchangeId', 'code', 'reason', 'bytes', 'name', 'window', 'nonce', 'gracePeriodMs'),
+  hostileStringArb,
+);
+const typeArb = fc.oneof(fc.constantFrom('headers', 'data', 'trailers', 'end', 'reset', 'credit', 'hello', 'leave', 'pong', 'registered', 'ping', 'cancel', 'drain'), hostileStringArb);
+
+export type JsonMutation = { op: 'drop'; index: number } | { op: 'set'; key: string; value: unknown } | { op: 'type'; type: string };
+export const jsonMutationArb: fc.Arbitrary<JsonMutation> = fc.oneof(
+  fc.record({ op: fc.constant('drop' as const), index: fc.nat({ max: 16 }) }),
+  fc.record({ op: fc.constant('set' as const), key: keyArb, value: jsonValueArb }),
+  fc.record({ op: fc.constant('type' as const), type: typeArb }),
+);
+
+/** `text` (one JSON object) with `ms` applied. */
+export function mutateJson(text: string, ms: JsonMutation[]): string {
+  const obj = JSON.parse(text) as Record<string, unknown>;
+  for (const m of ms) {
+    const keys = Object.keys(obj);
+    if (m.op === 'drop' && keys.length > 0) delete obj[keys[m.index % keys.length]];
+    else if (m.op === 'set') obj[m.key] = m.value;
+    else if (m.op === 'type') obj.type = m.type;
+  }
+  return JSON.stringify(obj);
+}
+
+/**
+ * Inputs for the JSON codec, built from `valid` frames (JSON text): fields dropped or set to values
+ * of any type, the type renamed (most), text-level damage, two frames in one message, the valid
+ * frames themselves, random JSON and random text.
+ */
+export function jsonFrameInputArb(validJsonArb: fc.Arbitrary<string>): fc.Arbitrary<Buffer> {
+  return fc.oneof(
+    { weight: 10, arbitrary: fc.tuple(validJsonArb, fc.array(jsonMutationArb, { minLength: 1, maxLength: 4 })).map(([t, ms]) => Buffer.from(mutateJson(t, ms))) },
+    // Text-level damage: flipped or cut bytes, two frames in one message.
+    { weight: 4, arbitrary: fc.tuple(validJsonArb, mutationsArb).map(([t, ms]) => Buffer.from(ms.reduce(mutate, Buffer.from(t)))) },
+    { weight: 1, arbitrary: fc.tuple(validJsonArb, validJsonArb).map(([a, b]) => Buffer.from(a + b)) },
+    { weight: 2, arbitrary: validJsonArb.map((t) => Buffer.from(t)) },
+    { weight: 1, arbitrary: fc.json({ maxDepth: 3 }).map((t) => Buffer.from(t)) },
+    { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 200 }).map((t) => Buffer.from(t)) },
+  );
+}
+
 // ---- what a decoded value may hold ----
 
 /**
