@@ -53,31 +53,27 @@ function pieces(bytes: Buffer, cuts: number[]): Buffer[] {
   return out;
 }
 
-test('FrameDecoder: damaged streams in random pieces throw only protocol errors; lying lengths buffer nothing; frames before the damage are intact', () => {
+test('FrameDecoder: damaged streams in random pieces throw only protocol errors; lying lengths buffer nothing; frames before the damage are intact', async () => {
   const outcomes = new Outcomes();
-  fuzz(
-    fc.property(
-      fc.array(fc.uint8Array({ maxLength: 64 }), { minLength: 1, maxLength: 8 }),
-      fc.array(streamEditArb, { maxLength: 3 }),
-      fc.array(fc.nat(), { maxLength: 8 }),
-      (payloads, edits, cuts) => {
-        const decoder = new FrameDecoder({ maxFrameBytes: MAX_FRAME });
-        const got: Uint8Array[] = [];
-        outcomes.run(() => {
-          for (const part of pieces(damage(payloads, edits), cuts)) {
-            got.push(...decoder.write(part));
-            // At most one incomplete frame waits, and only one the limit allows.
-            assert.ok(decoder.bufferedBytes <= MAX_FRAME + FRAME_HEADER_BYTES, `${decoder.bufferedBytes} bytes buffered`);
-          }
-          decoder.end();
-        });
-        // Frames delivered before the first damaged one are the payloads sent.
-        const intact = edits.length === 0 ? payloads.length : 0;
-        assert.equal(got.slice(0, intact).map((b) => Buffer.from(b)), payloads.slice(0, intact).map((b) => Buffer.from(b)));
-        const fresh = new FrameDecoder({ maxFrameBytes: MAX_FRAME });
-        assert.equal(Buffer.from(fresh.write(encodeFrame(Uint8Array.of(7)))[0]), Buffer.of(7));
-      },
-    ),
+  await fuzz(
+    fc.tuple(fc.array(fc.uint8Array({ maxLength: 64 }), { minLength: 1, maxLength: 8 }), fc.array(streamEditArb, { maxLength: 3 }), fc.array(fc.nat(), { maxLength: 8 })),
+    ([payloads, edits, cuts]) => {
+      const decoder = new FrameDecoder({ maxFrameBytes: MAX_FRAME });
+      const got: Uint8Array[] = [];
+      outcomes.run(() => {
+        for (const part of pieces(damage(payloads, edits), cuts)) {
+          got.push(...decoder.write(part));
+          // At most one incomplete frame waits, and only one the limit allows.
+          assert.ok(decoder.bufferedBytes <= MAX_FRAME + FRAME_HEADER_BYTES, `${decoder.bufferedBytes} bytes buffered`);
+        }
+        decoder.end();
+      });
+      // Frames delivered before the first damaged one are the payloads sent.
+      const intact = edits.length === 0 ? payloads.length : 0;
+      assert.equal(got.slice(0, intact).map((b) => Buffer.from(b)), payloads.slice(0, intact).map((b) => Buffer.from(b)));
+      const fresh = new FrameDecoder({ maxFrameBytes: MAX_FRAME });
+      assert.equal(Buffer.from(fresh.write(encodeFrame(Uint8Array.of(7)))[0]), Buffer.of(7));
+    },
   );
   outcomes.assertMixed();
 });
@@ -127,28 +123,26 @@ function letter(c: HTTPChunk): string {
 }
 const GRAMMAR = { response: /^(?:I*(?:H(?:D*(?:T?(?:E)?)?)?)?)R?$/, request: /^(?:D*(?:T?(?:E)?)?)R?$/ };
 
-test('ChunkOrder: reordered, doubled, dropped and inserted kinds throw only ProtocolError, and what it accepts obeys the grammar', () => {
+test('ChunkOrder: reordered, doubled, dropped and inserted kinds throw only ProtocolError, and what it accepts obeys the grammar', async () => {
   const outcomes = new Outcomes();
-  fuzz(
-    fc.property(validSequenceArb, fc.array(orderEditArb, { maxLength: 3 }), ([direction, valid], edits) => {
-      const chunks = reorder(valid, edits);
-      // Request chunks after the opening HEADERS, which the mux consumed to open the exchange.
-      const body = direction === 'request' ? chunks.slice(chunks[0] === REQUEST_HEAD ? 1 : 0) : chunks;
-      const order = new ChunkOrder(direction, direction === 'request');
-      const accepted: HTTPChunk[] = [];
-      outcomes.run(() => {
-        for (const c of body) {
-          order.accept(c);
-          accepted.push(c);
-        }
-      });
-      const upToReset = accepted.slice(0, accepted.findIndex((c) => c.kind === ChunkKind.RESET) + 1 || accepted.length);
-      assert.match(upToReset.map(letter).join(''), GRAMMAR[direction]);
-      const fresh = new ChunkOrder(direction, direction === 'request');
-      for (const c of direction === 'request' ? valid.slice(1) : valid) fresh.accept(c);
-      assert.is(fresh.status, 'ended');
-    }),
-  );
+  await fuzz(fc.tuple(validSequenceArb, fc.array(orderEditArb, { maxLength: 3 })), ([[direction, valid], edits]) => {
+    const chunks = reorder(valid, edits);
+    // Request chunks after the opening HEADERS, which the mux consumed to open the exchange.
+    const body = direction === 'request' ? chunks.slice(chunks[0] === REQUEST_HEAD ? 1 : 0) : chunks;
+    const order = new ChunkOrder(direction, direction === 'request');
+    const accepted: HTTPChunk[] = [];
+    outcomes.run(() => {
+      for (const c of body) {
+        order.accept(c);
+        accepted.push(c);
+      }
+    });
+    const upToReset = accepted.slice(0, accepted.findIndex((c) => c.kind === ChunkKind.RESET) + 1 || accepted.length);
+    assert.match(upToReset.map(letter).join(''), GRAMMAR[direction]);
+    const fresh = new ChunkOrder(direction, direction === 'request');
+    for (const c of direction === 'request' ? valid.slice(1) : valid) fresh.accept(c);
+    assert.is(fresh.status, 'ended');
+  });
   outcomes.assertMixed();
 });
 

@@ -264,12 +264,12 @@ async function runGrpc(ctx: Ctx, s: Extract<Scenario, { kind: 'grpc-register' | 
     }
     for (const m of s.messages) forward.write(m);
     forward.end();
-    // An exchange ends on what was sent (a response cut short fails when the stream's end is read);
-    // an idle stream is read only when the edge next uses it, so the session's end ends it.
+    // The stream ends on what was sent, idle or not: a response cut short fails when the stream's end
+    // is read, and the edge reads its idle streams too.
+    await within(stream.status, 5000, 'ForwardHTTP to end');
     const publicStatus = status && (await status);
     register.end();
     await within(control.status, 5000, 'Register to end');
-    await within(stream.status, 5000, 'ForwardHTTP to end');
     return { closed: true, publicStatus };
   } finally {
     for (const c of calls) c.cancel();

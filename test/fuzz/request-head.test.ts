@@ -253,12 +253,15 @@ function assertSaneHead(head: HTTPChunk): void {
   assert.is(head.headers!.find((h) => h.name.toLowerCase() === 'x-request-id')!.value, 'edge-id');
 }
 
-test('mutated request heads: only BadRequestError; what reaches an agent is valid, filtered and bounded; the next connection is served', () => {
+test('mutated request heads: only BadRequestError; what reaches an agent is valid, filtered and bounded; the next connection is served', async () => {
   let runs = 0;
   let parsed = 0;
   let routed = 0;
-  fuzz(
-    fc.property(inputArb, ([bytes, asTrusted]) => {
+  // A turn of the event loop every run lets the destroyed sockets close: run after run in one turn,
+  // every socket, parser and request stayed in memory until the end (a million runs ran out of heap).
+  await fuzz(
+    inputArb,
+    ([bytes, asTrusted]) => {
       runs++;
       const got = feed(bytes, asTrusted);
       if (got.failure !== undefined) throw got.failure;
@@ -277,7 +280,8 @@ test('mutated request heads: only BadRequestError; what reaches an agent is vali
       const after = feed(VALID);
       assert.is(after.name, 'demo');
       assert.is(after.head?.target, '/ok?x=1');
-    }),
+    },
+    1,
   );
   // Node refuses most damaged heads; enough must get through for the properties to mean something.
   assert.ok(parsed > runs / 10 && routed > runs / 20, `${runs} runs: ${parsed} parsed, ${routed} routed`);

@@ -58,40 +58,36 @@ function assertSaneFrame(frame: WsFrame): void {
   }
 }
 
-test('jetty.v1.proto: mutated and random messages throw only protocol errors; what decodes is sane, and the JSON codec carries it', () => {
+test('jetty.v1.proto: mutated and random messages throw only protocol errors; what decodes is sane, and the JSON codec carries it', async () => {
   const outcomes = new Outcomes();
-  fuzz(
-    fc.property(protobufInputArb(wsFrameArb.map(encodeWsFrameProto)), fc.nat({ max: 40 }), (bytes, textFlag) => {
-      // Now and then the same bytes as a text message, which the protobuf subprotocol refuses.
-      const frame = outcomes.run(() => proto.decode(bytes, textFlag !== 0));
-      if (frame) {
-        assert.ok(footprint(frame) <= bytes.byteLength, 'no more out than in');
-        assertSaneFrame(frame);
-        assert.equal(comparable(proto.decode(Buffer.from(encodeWsFrameProto(frame)), true)), comparable(frame), 're-encodes to itself');
-        assert.equal(comparable(json.decode(Buffer.from(encodeWsFrameJson(frame)), false)), comparable(frame), 'the JSON codec carries it');
-      }
-      assert.equal(canonical(proto.decode(VALID_PROTO, true)), { agent: { pong: { nonce: 9 } } });
-    }),
-  );
+  await fuzz(fc.tuple(protobufInputArb(wsFrameArb.map(encodeWsFrameProto)), fc.nat({ max: 40 })), ([bytes, textFlag]) => {
+    // Now and then the same bytes as a text message, which the protobuf subprotocol refuses.
+    const frame = outcomes.run(() => proto.decode(bytes, textFlag !== 0));
+    if (frame) {
+      assert.ok(footprint(frame) <= bytes.byteLength, 'no more out than in');
+      assertSaneFrame(frame);
+      assert.equal(comparable(proto.decode(Buffer.from(encodeWsFrameProto(frame)), true)), comparable(frame), 're-encodes to itself');
+      assert.equal(comparable(json.decode(Buffer.from(encodeWsFrameJson(frame)), false)), comparable(frame), 'the JSON codec carries it');
+    }
+    assert.equal(canonical(proto.decode(VALID_PROTO, true)), { agent: { pong: { nonce: 9 } } });
+  });
   outcomes.assertMixed();
 });
 
 const validJsonArb = wsFrameArb.filter((f) => !('edge' in f && f.edge.open)).map(encodeWsFrameJson);
 
-test('jetty.v1.json: mutated and random messages throw only protocol errors; what decodes is sane, and the protobuf codec carries it', () => {
+test('jetty.v1.json: mutated and random messages throw only protocol errors; what decodes is sane, and the protobuf codec carries it', async () => {
   const outcomes = new Outcomes();
-  fuzz(
-    fc.property(jsonFrameInputArb(validJsonArb), fc.nat({ max: 40 }), (bytes, binaryFlag) => {
-      const frame = outcomes.run(() => json.decode(bytes, binaryFlag === 0));
-      if (frame) {
-        assert.ok(footprint(frame) <= bytes.byteLength, 'no more out than in');
-        assertSaneFrame(frame);
-        assert.equal(comparable(json.decode(Buffer.from(encodeWsFrameJson(frame)), false)), comparable(frame), 're-encodes to itself');
-        assert.equal(comparable(proto.decode(Buffer.from(encodeWsFrameProto(frame)), true)), comparable(frame), 'the protobuf codec carries it');
-      }
-      assert.equal(canonical(json.decode(VALID_JSON, false)), { agent: { pong: { nonce: 9 } } });
-    }),
-  );
+  await fuzz(fc.tuple(jsonFrameInputArb(validJsonArb), fc.nat({ max: 40 })), ([bytes, binaryFlag]) => {
+    const frame = outcomes.run(() => json.decode(bytes, binaryFlag === 0));
+    if (frame) {
+      assert.ok(footprint(frame) <= bytes.byteLength, 'no more out than in');
+      assertSaneFrame(frame);
+      assert.equal(comparable(json.decode(Buffer.from(encodeWsFrameJson(frame)), false)), comparable(frame), 're-encodes to itself');
+      assert.equal(comparable(proto.decode(Buffer.from(encodeWsFrameProto(frame)), true)), comparable(frame), 'the protobuf codec carries it');
+    }
+    assert.equal(canonical(json.decode(VALID_JSON, false)), { agent: { pong: { nonce: 9 } } });
+  });
   outcomes.assertMixed();
 });
 
