@@ -137,7 +137,9 @@ export class GrpcEndpoint {
     const name = hello?.hello?.name ?? '';
     if (!isValidTunnelName(name)) {
       reader.release();
-      fail(call as unknown as Duplex, grpc.status.INVALID_ARGUMENT, `invalid tunnel name "${name}": use lower-case letters, digits and hyphens`);
+      // The name is not quoted back (the agent knows what it sent): status details are sent as a header,
+      // and a long name made one too large to send, so the call never ended.
+      fail(call as unknown as Duplex, grpc.status.INVALID_ARGUMENT, 'invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens');
       return;
     }
     const session = new AgentSession({
