@@ -338,6 +338,8 @@ export const hostileStringArb: fc.Arbitrary<string> = fc.oneof(
       '\ud800',
       'é'.repeat(100),
       'x'.repeat(300),
+      // Long enough to break anything that quotes it into a header or a close reason.
+      'é'.repeat(60_000),
       '/a b',
       '/\u0100',
       '*',
