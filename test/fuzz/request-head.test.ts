@@ -198,6 +198,9 @@ const lineMutationArb: fc.Arbitrary<LineMutation> = fc.oneof(
   }),
 );
 
+/** A flood stops here: far past the 16 KiB head limit, without building megabytes out of a long line. */
+const MAX_FLOOD_BYTES = 256 * 1024;
+
 function mutateLines(head: Buffer, m: LineMutation): Buffer {
   if (m.op === 'insert-text') {
     const at = m.at % (head.length + 1);
@@ -212,7 +215,7 @@ function mutateLines(head: Buffer, m: LineMutation): Buffer {
   if (m.action === 'drop') lines.splice(a, 1);
   else if (m.action === 'double') lines.splice(a, 0, lines[a]);
   else if (m.action === 'swap') [lines[a], lines[b]] = [lines[b], lines[a]];
-  else lines.splice(a, 0, ...Array.from({ length: m.times }, () => lines[a]));
+  else lines.splice(a, 0, ...Array.from({ length: Math.min(m.times, Math.floor(MAX_FLOOD_BYTES / (lines[a].length + 2))) }, () => lines[a]));
   return Buffer.from(lines.join('\r\n'), 'latin1');
 }
 

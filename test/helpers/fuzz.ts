@@ -170,6 +170,9 @@ export type Mutation =
   | { op: 'set-varint'; index: number; value: bigint }
   | { op: 'nested'; index: number; mutations: Mutation[] };
 
+/** Largest encoding a mutation makes: past every frame limit (MAX_WS_FRAME_BYTES is 437 KiB), no further. */
+const MAX_MUTATED_BYTES = 1024 * 1024;
+
 function pick<T>(items: readonly T[], index: number): T | undefined {
   return items.length === 0 ? undefined : items[index % items.length];
 }
@@ -208,7 +211,10 @@ export function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
     }
     case 'repeat-field': {
       const f = pick(fields, m.index);
-      return f ? rebuild([bytes.subarray(0, f.end), ...Array.from({ length: m.times }, () => whole(f)), bytes.subarray(f.end)]) : bytes;
+      if (!f) return bytes;
+      // Repeats of repeats (nested) would reach gigabytes: stop a little past every frame limit.
+      const times = Math.min(m.times, Math.floor((MAX_MUTATED_BYTES - n) / (f.end - f.start)));
+      return times > 0 ? rebuild([bytes.subarray(0, f.end), ...Array.from({ length: times }, () => whole(f)), bytes.subarray(f.end)]) : bytes;
     }
     case 'swap-fields': {
       const a = pick(fields, m.a);
