@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const RUN_TIMEOUT_MS = 10 * 60 * 1000;
+// JETTY_RUN_TIMEOUT_MS: longer runs (`npm run fuzz -- --runs N` sets it from N).
+const RUN_TIMEOUT_MS = Number(process.env.JETTY_RUN_TIMEOUT_MS) || 10 * 60 * 1000;
 const EXIT_GRACE_MS = 10_000;
 const DIST_TEST = 'dist/test';
 const uvu = new URL('../node_modules/uvu/bin.js', import.meta.url).pathname;

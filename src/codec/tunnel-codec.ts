@@ -2,11 +2,17 @@ import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
 import { ChunkKind, EXCHANGE_KIND_NAMES, type HTTPChunk } from './http-chunk.js';
+import { StrictReader } from './strict-reader.js';
 
 /** Largest DATA payload a sender puts in one chunk; bigger reads are split. */
 export const MAX_CHUNK_DATA_BYTES = 256 * 1024;
 /** Largest encoded frame a decoder accepts: one full DATA chunk plus room for headers. */
 export const MAX_FRAME_BYTES = MAX_CHUNK_DATA_BYTES + 64 * 1024;
+/**
+ * Most header (or trailer) lines one chunk may carry. Above the edge's highest `max-header-count`
+ * (10,000) plus the fields it adds, and Node's client keeps at most 2,000 of an origin's.
+ */
+export const MAX_HEADER_LINES = 16_384;
 
 // The schema is the repository's proto file, parsed once; no code generation step.
 const PROTO_TEXT = readFileSync(new URL('../../../proto/tunnel.proto', import.meta.url), 'utf8');
@@ -39,6 +45,11 @@ export interface DecodeOptions {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Request targets as the edge sends them: `*` or origin-form in visible ASCII (Node's parser lets
+// nothing else through, and the agent's http.request throws on spaces and control characters).
+const TARGET = /^(?:\*|\/[\x21-\x7e]*)$/;
+// Exchange ids (UUIDs from the edge) travel as gRPC metadata values: visible ASCII, bounded.
+const EXCHANGE_ID = /^[\x21-\x7e]{0,128}$/;
 // Field values: visible ASCII, obs-text, space and tab; never CR, LF or NUL.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
@@ -52,7 +63,7 @@ function checkSize(bytes: Uint8Array, options?: DecodeOptions): void {
 function decodeWith<T>(type: protobuf.Type, bytes: Uint8Array, what: string, options?: DecodeOptions): T {
   checkSize(bytes, options);
   try {
-    return type.decode(bytes) as unknown as T;
+    return type.decode(new StrictReader(bytes)) as unknown as T;
   } catch (err) {
     throw new ProtocolError(`malformed ${what} frame`, { cause: err });
   }
@@ -60,13 +71,14 @@ function decodeWith<T>(type: protobuf.Type, bytes: Uint8Array, what: string, opt
 
 /** Checks the rules the HTTP layers rely on; throws ProtocolError naming the broken one. */
 export function validateChunk(chunk: HTTPChunk): HTTPChunk {
+  // Whatever the kind: fields on a DATA or END chunk are never read, but they were decoded all the same.
+  if ((chunk.headers?.length ?? 0) > MAX_HEADER_LINES) throw new ProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
   switch (chunk.kind) {
     case ChunkKind.HEADERS:
       if (chunk.method) {
         if (!TOKEN.test(chunk.method)) throw new ProtocolError('invalid request method');
-        if (!chunk.target || !(chunk.target.startsWith('/') || chunk.target === '*')) {
-          throw new ProtocolError('request target must be origin-form');
-        }
+        if (!chunk.target || !TARGET.test(chunk.target)) throw new ProtocolError('request target must be origin-form, in visible ASCII');
+        if (!EXCHANGE_ID.test(chunk.exchangeId ?? '')) throw new ProtocolError('invalid exchange id');
         // A kind this build does not know is a protocol error; a known one it does not serve is refused later, with RESET.
         if (chunk.exchangeKind !== undefined && !Object.hasOwn(EXCHANGE_KIND_NAMES, chunk.exchangeKind)) {
           throw new ProtocolError('unknown exchange kind');
@@ -82,6 +94,8 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
     case ChunkKind.DATA:
       // protobufjs leaves a missing bytes field as a shared empty array (no byteLength): make it bytes.
       if (!(chunk.data instanceof Uint8Array)) chunk.data = new Uint8Array(0);
+      // Senders split at MAX_CHUNK_DATA_BYTES, and every buffer bound counts chunks of at most that.
+      if (chunk.data.byteLength > MAX_CHUNK_DATA_BYTES) throw new ProtocolError(`DATA of more than ${MAX_CHUNK_DATA_BYTES} bytes`);
       return chunk;
     case ChunkKind.END:
     case ChunkKind.RESET:
@@ -112,23 +126,44 @@ export function encodeAgentMessage(msg: AgentMessage): Uint8Array {
   return AgentMessageType.encode(msg as unknown as protobuf.Message).finish();
 }
 
-export function decodeAgentMessage(bytes: Uint8Array, options?: DecodeOptions): AgentMessage {
-  const msg = decodeWith<AgentMessage>(AgentMessageType, bytes, 'AgentMessage', options);
+/**
+ * The member of a decoded oneof that protobuf semantics keep: the last one on the wire. protobufjs
+ * keeps every member it saw (a Hello followed by a Pong decoded as both), and `oneof` names the last.
+ */
+function lastMember(decoded: object, oneof: string): Record<string, unknown> {
+  const raw = decoded as Record<string, unknown>;
+  const member = raw[oneof];
+  return typeof member === 'string' ? { [member]: raw[member] } : {};
+}
+
+/** A decoded AgentMessage (from protobufjs) reduced to its one member; ProtocolError when it has none. */
+export function agentMessageFrom(decoded: object): AgentMessage {
+  const msg = lastMember(decoded, 'msg') as AgentMessage;
   if (!msg.hello && !msg.pong && !msg.drain) throw new ProtocolError('empty AgentMessage');
   return msg;
+}
+
+export function decodeAgentMessage(bytes: Uint8Array, options?: DecodeOptions): AgentMessage {
+  return agentMessageFrom(decodeWith<object>(AgentMessageType, bytes, 'AgentMessage', options));
 }
 
 export function encodeEdgeMessage(msg: EdgeMessage): Uint8Array {
   return EdgeMessageType.encode(msg as unknown as protobuf.Message).finish();
 }
 
-export function decodeEdgeMessage(bytes: Uint8Array, options?: DecodeOptions): EdgeMessage {
-  const msg = decodeWith<Record<string, unknown>>(EdgeMessageType, bytes, 'EdgeMessage', options);
+/** A decoded EdgeMessage (from protobufjs) reduced to its one member and checked. */
+export function edgeMessageFrom(decoded: object): EdgeMessage {
+  const msg = lastMember(decoded, 'msg');
   const open = msg.open as { headers?: HTTPChunk } | undefined;
   if (open) {
-    if (!open.headers) throw new ProtocolError('Open without headers');
+    // The agent serves an Open as a request: anything but request HEADERS would reach its origin as `GET /`.
+    if (open.headers?.kind !== ChunkKind.HEADERS || !open.headers.method) throw new ProtocolError('Open without request HEADERS');
     validateChunk(open.headers);
   }
   if (!msg.registered && !open && !msg.cancel && !msg.ping && !msg.drain) throw new ProtocolError('empty EdgeMessage');
-  return msg as unknown as EdgeMessage;
+  return msg as EdgeMessage;
+}
+
+export function decodeEdgeMessage(bytes: Uint8Array, options?: DecodeOptions): EdgeMessage {
+  return edgeMessageFrom(decodeWith<object>(EdgeMessageType, bytes, 'EdgeMessage', options));
 }

@@ -1,7 +1,8 @@
 import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
 import { ChunkKind, EXCHANGE_KIND_NAMES, ExchangeKind, type Header, type HTTPChunk } from './http-chunk.js';
-import { MAX_FRAME_BYTES, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
+import { StrictReader } from './strict-reader.js';
+import { agentMessageFrom, edgeMessageFrom, MAX_FRAME_BYTES, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
 
 /** WebSocket subprotocol of binary protobuf WsFrames (the default). */
 export const WS_PROTOCOL_PROTO = 'jetty.v1.proto';
@@ -24,7 +25,7 @@ const WsFrameType = tunnelRoot.lookupType('jetty.tunnel.v1.WsFrame');
 
 function checkFrame(frame: Record<string, unknown>): WsFrame {
   const stream = frame.stream;
-  if (typeof stream !== 'number' || !Number.isInteger(stream) || stream < 0) throw new ProtocolError('frame without a valid stream id');
+  if (typeof stream !== 'number' || !Number.isInteger(stream) || stream < 0 || stream > UINT32_MAX) throw new ProtocolError('frame without a valid stream id');
   if (frame.chunk) {
     if (stream === 0) throw new ProtocolError('exchange chunk on the control stream');
     validateChunk(frame.chunk as HTTPChunk);
@@ -46,7 +47,7 @@ export function decodeWsFrameProto(bytes: Uint8Array): WsFrame {
   if (bytes.byteLength > MAX_WS_FRAME_BYTES) throw new FrameTooLargeError(`frame of ${bytes.byteLength} bytes exceeds ${MAX_WS_FRAME_BYTES}`);
   let decoded: protobuf.Message;
   try {
-    decoded = WsFrameType.decode(bytes);
+    decoded = WsFrameType.decode(new StrictReader(bytes));
   } catch (err) {
     throw new ProtocolError('malformed WsFrame', { cause: err });
   }
@@ -54,7 +55,13 @@ export function decodeWsFrameProto(bytes: Uint8Array): WsFrame {
   const body = (decoded as unknown as { body?: string }).body;
   const raw = decoded as unknown as Record<string, unknown>;
   const frame: Record<string, unknown> = { stream: raw.stream };
-  if (body) frame[body] = raw[body];
+  // Control messages get the checks the gRPC codec gives them: one member, and no Open (gRPC only).
+  if (body === 'agent') frame.agent = agentMessageFrom(raw.agent as object);
+  else if (body === 'edge') {
+    const edge = edgeMessageFrom(raw.edge as object);
+    if (edge.open) throw new ProtocolError('Open is not used on WebSocket');
+    frame.edge = edge;
+  } else if (body) frame[body] = raw[body];
   return checkFrame(frame);
 }
 
@@ -96,15 +103,32 @@ function unpair(value: unknown): Header[] {
   });
 }
 
+// JSON escapes can spell a lone surrogate ("\ud800"), which UTF-8 (and so protobuf) cannot carry.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** A string field, as well-formed Unicode: a lone surrogate becomes U+FFFD, as UTF-8 decoding makes it. */
 function str(v: unknown, what: string): string {
   if (v === undefined) return '';
   if (typeof v !== 'string') throw new ProtocolError(`${what} must be a string`);
+  return v.replace(LONE_SURROGATE, '\ufffd');
+}
+
+// Numbers are what the protobuf field they stand for can hold, so both subprotocols carry the same
+// frames: a credit of 0.5, a window of 1e300 or a stream id of 2^53 is refused as on the wire.
+const UINT32_MAX = 0xffff_ffff;
+const INT32_MIN = -0x8000_0000;
+const INT32_MAX = 0x7fff_ffff;
+
+function uint32(v: unknown, what: string): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > UINT32_MAX) throw new ProtocolError(`${what} must be an integer from 0 to ${UINT32_MAX}`);
   return v;
 }
 
-function num(v: unknown, what: string): number {
+/** Enums (ResetCode) are int32 on the wire. */
+function int32(v: unknown, what: string): number {
   if (v === undefined) return 0;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ProtocolError(`${what} must be a number`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) throw new ProtocolError(`${what} must be a 32-bit integer`);
   return v;
 }
 
@@ -165,22 +189,22 @@ export function decodeWsFrameJson(text: string): WsFrame {
         chunk.target = str(j.target, 'target');
         const kind = exchangeKind(j.exchangeKind);
         if (kind !== undefined) chunk.exchangeKind = kind;
-      } else chunk.status = num(j.status, 'status');
+      } else chunk.status = uint32(j.status, 'status');
       chunk.headers = unpair(j.headers);
     } else if (kind === ChunkKind.TRAILERS) chunk.headers = unpair(j.headers);
     else if (kind === ChunkKind.DATA) chunk.data = Buffer.from(str(j.data, 'data'), 'base64');
     else if (kind === ChunkKind.RESET) {
-      chunk.code = num(j.code, 'code');
+      chunk.code = int32(j.code, 'code');
       chunk.reason = str(j.reason, 'reason');
     }
     frame = { stream, chunk };
-  } else if (type === 'credit') frame = { stream, credit: num(j.bytes, 'bytes') };
+  } else if (type === 'credit') frame = { stream, credit: uint32(j.bytes, 'bytes') };
   else if (type === 'hello') {
-    const hello = { name: str(j.name, 'name'), version: str(j.version, 'version'), window: num(j.window, 'window'), resume: str(j.resume, 'resume') };
+    const hello = { name: str(j.name, 'name'), version: str(j.version, 'version'), window: uint32(j.window, 'window'), resume: str(j.resume, 'resume') };
     frame = { stream, agent: { hello: { ...hello, resumeSecret: str(j.resumeSecret, 'resumeSecret') } } };
-  } else if (type === 'drain') frame = { stream, edge: { drain: { gracePeriodMs: num(j.gracePeriodMs, 'gracePeriodMs') } } };
-  else if (type === 'leave') frame = { stream, agent: { drain: { gracePeriodMs: num(j.gracePeriodMs, 'gracePeriodMs') } } };
-  else if (type === 'pong') frame = { stream, agent: { pong: { nonce: num(j.nonce, 'nonce') } } };
+  } else if (type === 'drain') frame = { stream, edge: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
+  else if (type === 'leave') frame = { stream, agent: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
+  else if (type === 'pong') frame = { stream, agent: { pong: { nonce: uint32(j.nonce, 'nonce') } } };
   else if (type === 'registered') {
     frame = {
       stream,
@@ -189,14 +213,14 @@ export function decodeWsFrameJson(text: string): WsFrame {
           name: str(j.name, 'name'),
           url: str(j.url, 'url'),
           sessionId: str(j.sessionId, 'sessionId'),
-          window: num(j.window, 'window'),
-          pingIntervalMs: num(j.pingIntervalMs, 'pingIntervalMs'),
+          window: uint32(j.window, 'window'),
+          pingIntervalMs: uint32(j.pingIntervalMs, 'pingIntervalMs'),
           resumeSecret: str(j.resumeSecret, 'resumeSecret'),
         },
       },
     };
-  } else if (type === 'ping') frame = { stream, edge: { ping: { nonce: num(j.nonce, 'nonce') } } };
-  else if (type === 'cancel') frame = { stream, edge: { cancel: { exchangeId: str(j.exchangeId, 'exchangeId'), code: num(j.code, 'code') } } };
+  } else if (type === 'ping') frame = { stream, edge: { ping: { nonce: uint32(j.nonce, 'nonce') } } };
+  else if (type === 'cancel') frame = { stream, edge: { cancel: { exchangeId: str(j.exchangeId, 'exchangeId'), code: int32(j.code, 'code') } } };
   // The peer's text is never quoted back (it would reach a close reason and the logs).
   else throw new ProtocolError('unknown JSON frame type');
   return checkFrame(frame);

@@ -180,10 +180,15 @@ export class GrpcEndpoint {
       call: call as unknown as Duplex,
       terminate: (c) => c.end(),
       onIdle: (ch) => session.offerStream(ch),
+      readWhileIdle: true,
     });
     const exchangeId = call.metadata.get(EXCHANGE_METADATA_KEY)[0];
     if (exchangeId !== undefined) session.attachStream(String(exchangeId), channel);
-    else session.offerStream(channel);
+    else {
+      // A stream opened to answer an Open may carry the response before it is attached; an idle one nothing.
+      channel.watchIdle();
+      session.offerStream(channel);
+    }
   }
 
   /** Ends the server (sessions are aborted by the edge first). */

@@ -123,13 +123,13 @@ export class Router extends EventEmitter<{ idle: [] }> {
       client = this.admit(req, res, name, trusted);
       const inFlight = this.perTunnel.get(name) ?? 0;
       if (inFlight >= this.init.limits.tunnelMaxExchanges) {
-        throw new TunnelLimitError(`tunnel "${name}" has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
+        throw new TunnelLimitError(`the tunnel has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
       }
       this.perTunnel.set(name, inFlight + 1);
       this.openExchanges++;
       counted = true;
       const session = this.init.registry.lookup(name) ?? (await this.init.registry.waitFor(name, this.init.reconnectGraceMs));
-      if (!session) throw new TunnelNotFoundError(`no tunnel named "${name}" is connected to this edge`);
+      if (!session) throw new TunnelNotFoundError('no tunnel of that name is connected to this edge');
       fields.transport = session.transport;
       const head = requestHead(req, authority, randomUUID(), { requestId: id, trusted });
       await this.relay(req, res, head, session, pipeline);
@@ -173,7 +173,8 @@ export class Router extends EventEmitter<{ idle: [] }> {
       throw new HeadersTooLargeError(`more than ${this.init.limits.maxHeaderCount} header lines`, 'header_count');
     }
     const allowed = this.rate.take(name);
-    if (allowed !== true) throw new TunnelLimitError(`tunnel "${name}" is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
+    // Limit and not-found messages reach the public page: they never quote the Host (the log has it).
+    if (allowed !== true) throw new TunnelLimitError(`the tunnel is over ${this.init.limits.tunnelRps} requests/s`, 'tunnel_rps', allowed);
     // A direct client is bounded by its connections (one HTTP/1.1 exchange each, capped at accept);
     // counting its exchanges too would refuse a keep-alive client's next request, parsed while the
     // previous one is still being released. Behind a trusted proxy, connections stand for many

@@ -32,6 +32,11 @@ export interface GrpcExchangeChannelInit {
   keepAfterLateFailure?: boolean;
   /** An exchange finished cleanly both ways: the channel can carry another. */
   onIdle?: (channel: GrpcExchangeChannel) => void;
+  /**
+   * The edge's side: once an exchange is done the idle stream is read (watchIdle), so nothing the peer
+   * sends on it waits unread. The agent never sets this: it reads its idle streams for the next request.
+   */
+  readWhileIdle?: boolean;
   /** The call is over; the channel never carries another exchange. */
   onClose?: (channel: GrpcExchangeChannel, err: Error | undefined) => void;
 }
@@ -187,6 +192,29 @@ export class GrpcExchangeChannel {
     );
   }
 
+  /**
+   * Reads the stream while it is idle (the edge's side). Only the edge starts exchanges, so the peer may
+   * send nothing here but late chunks of finished ones (dropped): a chunk of a later exchange is a
+   * protocol error and closes the stream. Unread, such chunks piled up in the call's buffers and HTTP/2
+   * windows of every idle stream. The next exchange takes over a read in progress.
+   */
+  watchIdle(): void {
+    if (this.status !== 'idle') return;
+    // A read watchAfterEnd started for the exchange just done is carried on.
+    const pending = this.lookahead ?? this.reader.read();
+    this.lookahead = pending;
+    pending.then(
+      (chunk) => {
+        if (this.lookahead !== pending || this.status !== 'idle') return;
+        this.lookahead = undefined;
+        if (chunk === null) this.close(undefined);
+        else if ((chunk.seq ?? 0) <= this.seq) this.watchIdle();
+        else this.close(new ProtocolError(`chunk of exchange ${chunk.seq} on an idle stream`));
+      },
+      () => undefined,
+    );
+  }
+
   /** @internal */
   async write(chunk: HTTPChunk): Promise<void> {
     if (this.status === 'closed') throw this.closeError ?? new TransportClosedError('channel closed');
@@ -210,6 +238,7 @@ export class GrpcExchangeChannel {
     this.current = undefined;
     this.status = 'idle';
     this.init.onIdle?.(this);
+    if (this.init.readWhileIdle) this.watchIdle();
   }
 
   /** @internal the exchange failed; `lateLocal`: it failed here after its END went out. */

@@ -9,7 +9,9 @@ import {
   encodeAgentMessage,
   encodeChunk,
   encodeEdgeMessage,
+  MAX_CHUNK_DATA_BYTES,
   MAX_FRAME_BYTES,
+  MAX_HEADER_LINES,
   validateChunk,
 } from '../../src/codec/tunnel-codec.js';
 import { WS_CODECS } from '../../src/codec/ws-frame.js';
@@ -162,6 +164,94 @@ test('an exchange kind this build does not know is a ProtocolError in every code
     const text = `{"stream":1,"type":"headers","exchangeId":"x","method":"GET","target":"/","headers":[],"exchangeKind":${bad}}`;
     assert.throws(() => WS_CODECS['jetty.v1.json'].decode(Buffer.from(text), false), isProtocol, bad);
   }
+});
+
+// protobufjs keeps every member of a oneof it meets: a Hello followed by a Pong in one message
+// decoded as both, so the edge took it for a Hello where any other protobuf peer sees a Pong.
+test('a control message with two oneof members keeps only the last, as protobuf does', () => {
+  const hello = encodeAgentMessage({ hello: { name: 'demo', version: '1' } });
+  const pong = encodeAgentMessage({ pong: { nonce: 3 } });
+  const agent = decodeAgentMessage(Buffer.concat([hello, pong]));
+  assert.equal(Object.keys(agent), ['pong']);
+  assert.is(agent.pong?.nonce, 3);
+  const edge = decodeEdgeMessage(Buffer.concat([encodeEdgeMessage({ ping: { nonce: 1 } }), encodeEdgeMessage({ drain: { gracePeriodMs: 5 } })]));
+  assert.equal(Object.keys(edge), ['drain']);
+});
+
+// An Open carrying response HEADERS or DATA decoded fine; the agent served it as a request and
+// sent its origin `GET /`.
+test('an Open whose chunk is not request HEADERS is refused', () => {
+  for (const headers of [{ kind: ChunkKind.HEADERS, status: 200, headers: [] }, { kind: ChunkKind.DATA, data: new Uint8Array(1) }, { kind: ChunkKind.END }]) {
+    assert.throws(() => decodeEdgeMessage(encodeEdgeMessage({ open: { headers } })), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+  }
+  assert.throws(() => decodeEdgeMessage(Uint8Array.from([0x12, 0x00])), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+// A DATA chunk up to the frame limit (320 KiB) decoded, though senders split at 256 KiB and every
+// buffer bound (EXCHANGE_BUFFER_BOUND_BYTES, the credit windows) counts chunks of at most that.
+test('DATA above MAX_CHUNK_DATA_BYTES is refused, at the limit it decodes', () => {
+  assert.is(decodeChunk(encodeChunk({ kind: ChunkKind.DATA, data: new Uint8Array(MAX_CHUNK_DATA_BYTES) })).data!.byteLength, MAX_CHUNK_DATA_BYTES);
+  const over = encodeChunk({ kind: ChunkKind.DATA, data: new Uint8Array(MAX_CHUNK_DATA_BYTES + 1) });
+  assert.ok(over.byteLength <= MAX_FRAME_BYTES);
+  assert.throws(() => decodeChunk(over), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+// One frame of 5-byte header lines decoded to some 65,000 of them, each an object handed to the
+// HTTP layer.
+test('a chunk with more than MAX_HEADER_LINES header lines is refused', () => {
+  const lines = (n: number) => Array.from({ length: n }, () => ({ name: 'a', value: '' }));
+  assert.is(decodeChunk(encodeChunk({ kind: ChunkKind.TRAILERS, headers: lines(MAX_HEADER_LINES) })).headers!.length, MAX_HEADER_LINES);
+  const over = encodeChunk({ kind: ChunkKind.HEADERS, status: 200, headers: lines(MAX_HEADER_LINES + 1) });
+  assert.ok(over.byteLength <= MAX_FRAME_BYTES);
+  assert.throws(() => decodeChunk(over), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+// The bound was checked on HEADERS and TRAILERS only: an END carrying 17,000 header lines decoded.
+test('the header-line bound holds for chunks of every kind', () => {
+  const lines = Array.from({ length: MAX_HEADER_LINES + 1 }, () => ({ name: 'a', value: '' }));
+  for (const kind of [ChunkKind.DATA, ChunkKind.END, ChunkKind.RESET]) {
+    assert.throws(() => decodeChunk(encodeChunk({ kind, headers: lines })), (err: { code: string }) => err.code === 'ERR_PROTOCOL', ChunkKind[kind]);
+  }
+});
+
+// protobufjs cuts a string whose length claims more than the frame holds at the end of the frame,
+// and reads a length of 2^32 + n as n: cut or forged frames decoded as valid, the fields after
+// the string swallowed into it.
+test('a length that lies about what follows is a ProtocolError, on strings, bytes and unknown fields', () => {
+  const valid = Buffer.from(encodeChunk({ kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/a', headers: [{ name: 'a', value: 'b' }] }));
+  assert.is(decodeChunk(valid).target, '/a');
+  const at = valid.indexOf(Buffer.from('/a')) - 1;
+  const lie = (length: number[]) => Buffer.concat([valid.subarray(0, at), Buffer.from(length), valid.subarray(at + 1)]);
+  for (const length of [[100], [0x83, 0x80, 0x80, 0x80, 0x10], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]]) {
+    assert.throws(() => decodeChunk(lie(length)), (err: { code: string }) => err.code === 'ERR_PROTOCOL', JSON.stringify(length));
+  }
+  const data = Buffer.from(encodeChunk({ kind: ChunkKind.DATA, data: new Uint8Array(4) }));
+  assert.throws(() => decodeChunk(Buffer.concat([data.subarray(0, 3), Buffer.from([0x85, 0x80, 0x80, 0x80, 0x10]), data.subarray(4)])), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+  // An unknown length-delimited field (number 15) whose length runs past the end.
+  assert.throws(() => decodeChunk(Buffer.concat([data, Buffer.from([0x7a, 0x09, 0x00])])), (err: { code: string }) => err.code === 'ERR_PROTOCOL');
+});
+
+// From a Uint8Array (not a Buffer), protobufjs decoded bad UTF-8 to lone surrogates.
+test('strings decode as Node decodes UTF-8 (never a lone surrogate), bytes as views of the frame', () => {
+  const badReason = Uint8Array.from([0x08, ChunkKind.RESET, 0x4a, 0x03, 0xed, 0xa0, 0x80]);
+  assert.not.match(decodeChunk(badReason).reason!, /[\ud800-\udfff]/);
+  const frame = encodeChunk({ kind: ChunkKind.DATA, data: Uint8Array.from([1, 2, 3]) });
+  assert.is(decodeChunk(frame).data!.buffer, frame.buffer);
+});
+
+// A request target with a space or a control character decoded, and the agent's http.request threw
+// on it: the WebSocket session closed (1011) and, over gRPC, the throw escaped the agent's stream
+// loop. An exchange id with a newline made the gRPC agent's Metadata.set throw the same way.
+test('request HEADERS whose target or exchange id the HTTP and gRPC layers would refuse are refused', () => {
+  const head = (target: string, exchangeId = 'x') => encodeChunk({ kind: ChunkKind.HEADERS, exchangeId, method: 'GET', target, headers: [] });
+  for (const target of ['/a b', '/a\u0001', '/\u00e9', '/a\u007f', '/\u0100']) {
+    assert.throws(() => decodeChunk(head(target)), (err: { code: string }) => err.code === 'ERR_PROTOCOL', JSON.stringify(target));
+  }
+  for (const id of ['a\nb', 'a b', 'x'.repeat(129)]) {
+    assert.throws(() => decodeChunk(head('/', id)), (err: { code: string }) => err.code === 'ERR_PROTOCOL', JSON.stringify(id));
+  }
+  assert.is(decodeChunk(head('/a/b?c=%20&d=~')).target, '/a/b?c=%20&d=~');
+  assert.is(decodeChunk(head('*', '')).target, '*');
 });
 
 test.run();

@@ -8,12 +8,12 @@ import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
 import { MIN_IDLE_STREAMS } from '../../src/agent/grpc-connection.js';
 import type { Edge } from '../../src/edge/edge-server.js';
-import { encodeAgentMessage } from '../../src/codec/tunnel-codec.js';
+import { encodeAgentMessage, type AgentMessage, type EdgeMessage } from '../../src/codec/tunnel-codec.js';
 import { CONNECTION_STAMP_KEY } from '../../src/edge/grpc-connections.js';
 import { createToken } from '../../src/edge/tokens.js';
 import { loggerOptions } from '../../src/logger.js';
-import { GRPC_STREAM_WINDOW_BYTES, SESSION_METADATA_KEY } from '../../src/streams/grpc-service.js';
-import { send, startAgent, startEdge, startOrigin, waitFor, type Origin } from '../helpers/harness.js';
+import { GRPC_COMMON_OPTIONS, GRPC_STREAM_WINDOW_BYTES, SESSION_METADATA_KEY, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
+import { send, startAgent, startEdge, startOrigin, waitFor, within, type Origin } from '../helpers/harness.js';
 import { RawGrpcAgent } from '../helpers/raw-grpc-agent.js';
 
 const test = suite<{ origin: Origin; cleanup: Array<() => unknown> }>('edge/grpc-endpoint');
@@ -182,6 +182,30 @@ test('session ids and resume secrets are not logged at info', async (ctx) => {
   await waitFor(() => (out.match(/agent disconnected/g) ?? []).length === 2, 2000, 'disconnect lines');
   assert.match(out, /agent registered/);
   for (const s of secrets) assert.not.ok(out.includes(s), 'a session id or secret in the log');
+});
+
+// An invalid Hello name was quoted into the status details: peer text sent back as a header, and a
+// name of 100 KB made that header too large to send, so the call never ended.
+test('an invalid Hello name is refused with INVALID_ARGUMENT at once, without quoting it', async () => {
+  const edge = await startEdge();
+  const Client = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
+  const client = new Client(`127.0.0.1:${edge.grpcPort}`, grpc.credentials.createInsecure(), GRPC_COMMON_OPTIONS) as unknown as grpc.Client & {
+    register(md?: grpc.Metadata): grpc.ClientDuplexStream<AgentMessage, EdgeMessage>;
+  };
+  try {
+    for (const name of ['<b>x</b>', 'é'.repeat(50_000)]) {
+      const call = client.register(new grpc.Metadata());
+      call.on('error', () => undefined);
+      const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+      call.write({ hello: { name, version: 'test' } });
+      const { code, details } = await within(status, 5000, 'the refusal');
+      assert.is(code, grpc.status.INVALID_ARGUMENT);
+      assert.not.match(details, /<b>|é/);
+    }
+  } finally {
+    client.close();
+    await edge.close();
+  }
 });
 
 test.run();

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
-import { AbortError } from '../../src/errors.js';
+import { AbortError, ProtocolError } from '../../src/errors.js';
 import { EXCHANGE_BUFFER_BOUND_BYTES, GrpcExchangeChannel } from '../../src/streams/grpc-exchange-channel.js';
 import { GRPC_COMMON_OPTIONS, GRPC_STREAM_WINDOW_BYTES, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
 import { waitFor } from '../helpers/harness.js';
@@ -196,6 +196,62 @@ test('a clean exchange leaves both ends idle and the stream carries the next one
   }
   sender.close(undefined);
   receiver.close(undefined);
+});
+
+// The edge never read an idle ForwardHTTP stream: whatever an agent wrote on one stayed in the
+// call's buffer and the stream's HTTP/2 window (40 idle streams of one agent held 340 MiB of edge memory).
+test('the edge side reads its idle streams: late chunks are dropped, a chunk of a later exchange closes the stream', async (ctx) => {
+  const before = ctx.serverCalls.length;
+  const clientCall = ctx.client.forwardHTTP(new grpc.Metadata());
+  clientCall.on('error', () => undefined);
+  const status = new Promise<grpc.StatusObject>((resolve) => clientCall.on('status', resolve));
+  await waitFor(() => ctx.serverCalls.length > before, 2000, 'server call');
+  let closedWith: Error | undefined | null = null;
+  const edge = new GrpcExchangeChannel({ call: ctx.serverCalls[before], terminate: (c) => c.end(), readWhileIdle: true, onClose: (_ch, err) => (closedWith = err) });
+  edge.watchIdle();
+  const receiver = new GrpcExchangeChannel({ call: clientCall as unknown as Duplex, terminate: () => clientCall.cancel() });
+
+  // One clean exchange, so the stream is idle again at exchange 1.
+  const out = edge.begin('one');
+  const request = out.sink(
+    (async function* () {
+      yield { kind: ChunkKind.HEADERS, exchangeId: 'one', method: 'GET', target: '/', headers: [] } as HTTPChunk;
+    })(),
+  );
+  await receiver.next();
+  const inbound = receiver.begin('one');
+  for await (const _ of inbound.source) assert.unreachable('no request body');
+  await inbound.sink(
+    (async function* () {
+      yield { kind: ChunkKind.HEADERS, status: 204, headers: [] } as HTTPChunk;
+    })(),
+  );
+  await request;
+  for await (const _ of out.source) void _;
+  assert.is(edge.status, 'idle');
+
+  // A late RESET of exchange 1 is read and dropped; DATA of exchange 2, which the edge never started, is not.
+  clientCall.write({ kind: ChunkKind.RESET, code: 1, reason: '', seq: 1 });
+  clientCall.write({ kind: ChunkKind.DATA, data: Buffer.alloc(1024), seq: 2 });
+  await waitFor(() => edge.status === 'closed', 2000, 'the idle stream to close');
+  assert.instance(closedWith, ProtocolError);
+  assert.is((await status).code, grpc.status.OK);
+  receiver.close(undefined);
+});
+
+test('a fresh idle stream on the edge side takes no chunk before its first exchange', async (ctx) => {
+  const before = ctx.serverCalls.length;
+  const clientCall = ctx.client.forwardHTTP(new grpc.Metadata());
+  clientCall.on('error', () => undefined);
+  await waitFor(() => ctx.serverCalls.length > before, 2000, 'server call');
+  let closedWith: Error | undefined | null = null;
+  const edge = new GrpcExchangeChannel({ call: ctx.serverCalls[before], terminate: (c) => c.end(), readWhileIdle: true, onClose: (_ch, err) => (closedWith = err) });
+  edge.watchIdle();
+  clientCall.write({ kind: ChunkKind.END, seq: 0 });
+  clientCall.write({ kind: ChunkKind.HEADERS, status: 200, headers: [], seq: 1 });
+  await waitFor(() => edge.status === 'closed', 2000, 'the idle stream to close');
+  assert.instance(closedWith, ProtocolError);
+  clientCall.cancel();
 });
 
 test.run();
