@@ -1,14 +1,17 @@
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import { ResetCode } from '../codec/http-chunk.js';
-import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
+import type { EdgeMessage } from '../codec/tunnel-codec.js';
 import { AgentBusyError, AgentUnavailableError, MailboxFullError, ProtocolError, SessionDrainedError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { Actor } from './actor.js';
 import type { ControlChannel, ExchangeStream } from './control-channel.js';
-import { ExchangeSlots, type OpenRequest, type Queued } from './exchange-slots.js';
+import { ExchangeSlots } from './exchange-slots.js';
 import { DEFAULT_PING_INTERVAL_MS, Heartbeat } from './heartbeat.js';
 import { Outbox } from './outbox.js';
+import { controlMessage, type SessionMessage } from './session-message.js';
+
+export type { SessionMessage } from './session-message.js';
 import type { OpenExchangeOptions, TunnelSession } from './registry.js';
 
 export { DEFAULT_MAX_EXCHANGES, DEFAULT_MAX_IDLE_STREAMS, DEFAULT_MAX_QUEUED_EXCHANGES, DEFAULT_OPEN_TIMEOUT_MS } from './exchange-slots.js';
@@ -37,21 +40,6 @@ export interface AgentSessionInit {
   /** Round-trip time of each answered ping, in ms (the edge's metric). */
   onPingRtt?: (ms: number) => void;
 }
-
-/** Messages of the AgentSession actor: lifecycle and control only, never body bytes. */
-export type SessionMessage =
-  | ({ type: 'OpenExchange' } & OpenRequest)
-  | { type: 'Start'; registered: NonNullable<EdgeMessage['registered']> }
-  | { type: 'Registered' }
-  | { type: 'StreamIdle'; stream: ExchangeStream }
-  | { type: 'StreamAttached'; exchangeId: string; stream: ExchangeStream }
-  | { type: 'OpenTimeout'; exchangeId: string }
-  | { type: 'QueueTimeout'; entry: Queued }
-  | { type: 'ExchangeClosed'; exchange: ExchangeDuplex }
-  | { type: 'Ping'; nonce: number }
-  | { type: 'Pong'; nonce: number }
-  | { type: 'Drain' }
-  | { type: 'DrainSent' };
 
 export interface SessionStats {
   openExchanges: number;
@@ -298,12 +286,4 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
     // unless its agent broke the protocol.
     this.channel.close(err instanceof ProtocolError ? err : new AgentUnavailableError('agent session closed', { cause: err }));
   }
-}
-
-/** An agent message as the session's mailbox takes it; an Error for one that breaks the protocol. */
-function controlMessage(msg: AgentMessage): SessionMessage | Error | undefined {
-  if (msg.pong) return { type: 'Pong', nonce: msg.pong.nonce };
-  if (msg.drain) return { type: 'Drain' };
-  if (msg.hello) return new ProtocolError('second Hello');
-  return undefined;
 }

@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
 import { ProtocolError, TransportClosedError } from '../errors.js';
-import { ExchangeBase } from './exchange-base.js';
+import { ChannelExchange } from './grpc-channel-exchange.js';
 import type { BeginOptions, ChannelStatus, ExchangeDuplex } from './exchange-duplex.js';
 import { GRPC_STREAM_WINDOW_BYTES } from './grpc-service.js';
 import { ReadableReader } from './readable-reader.js';
@@ -255,51 +255,3 @@ export class GrpcExchangeChannel {
 }
 
 function noop(): void {}
-
-class ChannelExchange extends ExchangeBase {
-  constructor(
-    private readonly channel: GrpcExchangeChannel,
-    id: string,
-    readonly seq: number,
-    headSent: boolean,
-  ) {
-    super(id, headSent);
-  }
-
-  get buffered(): boolean {
-    return this.channel.bufferedChunks > 0;
-  }
-
-  protected next(): Promise<HTTPChunk | null> {
-    return this.channel.readFor(this.seq);
-  }
-
-  protected send(chunk: HTTPChunk): Promise<void> {
-    return this.channel.write({ ...chunk, seq: this.seq });
-  }
-
-  protected sendNow(chunk: HTTPChunk): void {
-    this.channel.writeNow({ ...chunk, seq: this.seq });
-  }
-
-  protected failed(err: Error, local: boolean): void {
-    this.channel.exchangeFailed(this, err, local && this.writeDone);
-  }
-
-  protected finished(): void {
-    this.channel.exchangeDone(this);
-  }
-
-  protected override readEnded(): void {
-    if (!this.writeDone) this.channel.watchAfterEnd(this);
-  }
-
-  /** The peer sent RESET after its END (it failed late): stop writing; nothing goes back. */
-  resetAfterEnd(chunk: HTTPChunk): void {
-    this.resetBy(chunk);
-  }
-
-  protected endedError(): Error {
-    return new TransportClosedError('stream ended inside an exchange');
-  }
-}

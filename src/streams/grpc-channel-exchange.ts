@@ -1,0 +1,56 @@
+import type { HTTPChunk } from '../codec/http-chunk.js';
+import { TransportClosedError } from '../errors.js';
+import { ExchangeBase } from './exchange-base.js';
+import type { GrpcExchangeChannel } from './grpc-exchange-channel.js';
+
+/**
+ * One exchange of a GrpcExchangeChannel: every chunk it sends carries its number on the stream
+ * (`seq`), and it reads only chunks of that number (the channel drops late ones).
+ */
+export class ChannelExchange extends ExchangeBase {
+  constructor(
+    private readonly channel: GrpcExchangeChannel,
+    id: string,
+    readonly seq: number,
+    headSent: boolean,
+  ) {
+    super(id, headSent);
+  }
+
+  get buffered(): boolean {
+    return this.channel.bufferedChunks > 0;
+  }
+
+  protected next(): Promise<HTTPChunk | null> {
+    return this.channel.readFor(this.seq);
+  }
+
+  protected send(chunk: HTTPChunk): Promise<void> {
+    return this.channel.write({ ...chunk, seq: this.seq });
+  }
+
+  protected sendNow(chunk: HTTPChunk): void {
+    this.channel.writeNow({ ...chunk, seq: this.seq });
+  }
+
+  protected failed(err: Error, local: boolean): void {
+    this.channel.exchangeFailed(this, err, local && this.writeDone);
+  }
+
+  protected finished(): void {
+    this.channel.exchangeDone(this);
+  }
+
+  protected override readEnded(): void {
+    if (!this.writeDone) this.channel.watchAfterEnd(this);
+  }
+
+  /** The peer sent RESET after its END (it failed late): stop writing; nothing goes back. */
+  resetAfterEnd(chunk: HTTPChunk): void {
+    this.resetBy(chunk);
+  }
+
+  protected endedError(): Error {
+    return new TransportClosedError('stream ended inside an exchange');
+  }
+}
