@@ -1,6 +1,7 @@
 import { WS_PROTOCOL_JSON, WS_PROTOCOL_PROTO, type WsCodecName } from '../codec/ws-frame.js';
 import { AgentUnavailableError, EdgeCertificateError, NameTakenError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { VERSION } from '../version.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import type { AbortOptions } from '../wait.js';
 import { discover, type Discovery } from './discovery.js';
@@ -22,7 +23,7 @@ export type WsMaskChoice = (typeof WS_MASK_NAMES)[number];
 /** In auto mode, how long gRPC may take to register before the agent falls back to WebSocket. */
 export const GRPC_FALLBACK_TIMEOUT_MS = 3_000;
 
-export const AGENT_VERSION = '0.2.0';
+export const AGENT_VERSION = VERSION;
 
 /** How the agent reaches its edge and which transport it asks for. */
 export interface NegotiateInit extends EdgeLink {
