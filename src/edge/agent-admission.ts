@@ -69,12 +69,45 @@ export class AgentAdmission {
     this.reserved = new Set(init.reservedNames ?? DEFAULT_RESERVED_NAMES);
   }
 
+  /** The checks of admit(), synchronous; returns the owner (token hash, '' when open). */
+  private check(session: AgentSession, token: string | undefined, address: string): string {
+    const { tokens, metrics, limits } = this.init;
+    let owner = '';
+    if (this.draining) throw new EdgeUnavailableError('edge is draining', 'draining');
+    if (this.sessions.size + this.pending >= limits.maxAgents) {
+      metrics.limitRejections.inc({ limit: 'max_agents' });
+      throw new EdgeUnavailableError(`edge has its maximum of ${limits.maxAgents} agents`, 'max_agents');
+    }
+    if (this.perIp.get(address) >= limits.maxAgentsPerIp) {
+      metrics.limitRejections.inc({ limit: 'agents_per_ip' });
+      throw new EdgeUnavailableError(`this address has its maximum of ${limits.maxAgentsPerIp} agents on this edge`, 'agents_per_ip');
+    }
+    let granted = false;
+    if (!tokens.open) {
+      const entry = tokens.authenticate(token);
+      if (!entry) throw new UnauthorizedError(token ? 'token not recognised by this edge' : 'this edge requires a token (--token)');
+      if (!TokenAuthority.mayClaim(entry, session.name)) {
+        throw new NameNotAllowedError(`token may not claim "${session.name}" (allowed: ${entry.names.join(', ')})`);
+      }
+      owner = entry.hash;
+      granted = entry.names.includes(session.name);
+    }
+    if (this.reserved.has(session.name) && !granted) {
+      throw new NameNotAllowedError(`tunnel name "${session.name}" is reserved on this edge`);
+    }
+    if (owner !== '' && this.perToken.get(owner) >= limits.maxAgentsPerToken) {
+      metrics.limitRejections.inc({ limit: 'agents_per_token' });
+      throw new EdgeUnavailableError(`this token has its maximum of ${limits.maxAgentsPerToken} agents on this edge`, 'agents_per_token');
+    }
+    return owner;
+  }
+
   /**
    * Admits `session` or throws UnauthorizedError, NameNotAllowedError, NameTakenError or
    * EdgeUnavailableError. On success the session is registered and removed again when it closes.
    */
   async admit(session: AgentSession, options: AdmitOptions): Promise<Admitted> {
-    const { registry, tokens, metrics, limits } = this.init;
+    const { registry, metrics } = this.init;
     const { token } = options;
     const address = canonicalAddress(options.peer ?? '');
     const resumeSecret = randomBytes(24).toString('base64url');
@@ -82,32 +115,7 @@ export class AgentAdmission {
     let reserved = false;
     try {
       // Every check and the reservation run before the first await: concurrent Hellos cannot all pass.
-      if (this.draining) throw new EdgeUnavailableError('edge is draining', 'draining');
-      if (this.sessions.size + this.pending >= limits.maxAgents) {
-        metrics.limitRejections.inc({ limit: 'max_agents' });
-        throw new EdgeUnavailableError(`edge has its maximum of ${limits.maxAgents} agents`, 'max_agents');
-      }
-      if (this.perIp.get(address) >= limits.maxAgentsPerIp) {
-        metrics.limitRejections.inc({ limit: 'agents_per_ip' });
-        throw new EdgeUnavailableError(`this address has its maximum of ${limits.maxAgentsPerIp} agents on this edge`, 'agents_per_ip');
-      }
-      let granted = false;
-      if (!tokens.open) {
-        const entry = tokens.authenticate(token);
-        if (!entry) throw new UnauthorizedError(token ? 'token not recognised by this edge' : 'this edge requires a token (--token)');
-        if (!TokenAuthority.mayClaim(entry, session.name)) {
-          throw new NameNotAllowedError(`token may not claim "${session.name}" (allowed: ${entry.names.join(', ')})`);
-        }
-        owner = entry.hash;
-        granted = entry.names.includes(session.name);
-      }
-      if (this.reserved.has(session.name) && !granted) {
-        throw new NameNotAllowedError(`tunnel name "${session.name}" is reserved on this edge`);
-      }
-      if (owner !== '' && this.perToken.get(owner) >= limits.maxAgentsPerToken) {
-        metrics.limitRejections.inc({ limit: 'agents_per_token' });
-        throw new EdgeUnavailableError(`this token has its maximum of ${limits.maxAgentsPerToken} agents on this edge`, 'agents_per_token');
-      }
+      owner = this.check(session, token, address);
       this.perIp.add(address, 1);
       this.perToken.add(owner, 1);
       this.pending++;
