@@ -26,6 +26,8 @@ export class WaitTimeoutError extends JettyError {
 export async function waitForEvent<T extends unknown[] = unknown[]>(emitter: EventEmitter, event: string, options: WaitOptions = {}): Promise<T> {
   const { signal, timeoutMs } = options;
   if (signal?.aborted) throw reasonOf(signal);
+  // Nothing to cancel the wait by: no controller (an AbortSignal costs on every request's path).
+  if (!signal && timeoutMs === undefined) return (await once(emitter, event)) as T;
   // One controller of our own, linked by hand and unlinked in finally (AbortSignal.any leaks on Node 20).
   const stop = new AbortController();
   const onAbort = (): void => stop.abort(reasonOf(signal!));

@@ -1,13 +1,12 @@
 import { Agent as HttpAgent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { endToEndFields, flatFields, framedFields } from '../codec/http-fields.js';
-import { pipe } from 'it-pipe';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { writeBody, flushHeadUnlessBodyReady } from '../streams/http-sink.js';
-import { countData, ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
+import { ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
 
 /** Idle keep-alive connections kept to the origin. */
@@ -104,7 +103,7 @@ export class OriginProxy {
     req.on('error', () => undefined);
     // A reset from the edge (or a dead session) must reach the origin even when nothing is being read.
     pipeline.onFailed((err) => req.destroy(err));
-    const response = pipe(this.responseChunks(req, pipeline), countData(pipeline.bytesOut));
+    const response = this.responseChunks(req, pipeline);
     flushHeadUnlessBodyReady(req, () => exchange.buffered);
     const fail = (reason: unknown): void => {
       req.destroy();
@@ -114,7 +113,7 @@ export class OriginProxy {
     // A body refused half-way (it misses its length) ends both directions at once: the origin would wait
     // for the rest while the response waits for the origin. Other upload failures (an origin that answered
     // early and closed) leave its response to finish first.
-    const upload = writeBody(req, countData(pipeline.bytesIn)(exchange.source), { length }).catch((err: unknown) => {
+    const upload = writeBody(req, exchange.source[Symbol.asyncIterator](), { length, counter: pipeline.bytesIn }).catch((err: unknown) => {
       if (!(err instanceof ProtocolError)) throw err;
       fail(err);
     });
@@ -146,7 +145,7 @@ export class OriginProxy {
       headers: endToEndFields(res.rawHeaders),
     };
     try {
-      yield* incomingChunks(res, head);
+      yield* incomingChunks(res, head, pipeline.bytesOut);
     } catch (err) {
       throw new ExchangeResetError('origin response broke off', ResetCode.ORIGIN_ERROR, { cause: err });
     }

@@ -64,7 +64,12 @@ export class ExchangePipeline {
   status = 0;
   private readonly init: ExchangePipelineInit;
   private readonly started = performance.now();
-  private readonly failure = new AbortController();
+  /** The exchange's error once it failed. */
+  private failure: Error | undefined;
+  /** Teardown steps waiting for a failure (a plain list: an AbortSignal per exchange costs on every request). */
+  private steps: Array<(err: Error) => void> = [];
+  /** Made only when someone asks for `failed`. */
+  private controller: AbortController | undefined;
   private exchange: ExchangeDuplex | undefined;
 
   constructor(init: ExchangePipelineInit) {
@@ -73,23 +78,35 @@ export class ExchangePipeline {
 
   /** Aborts with the exchange's error as soon as the exchange fails (either side, any direction). */
   get failed(): AbortSignal {
-    return this.failure.signal;
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.failure) this.controller.abort(this.failure);
+    }
+    return this.controller.signal;
   }
 
   /** Runs `step` with the exchange's error once it fails (at once if it has). A teardown step: keep it synchronous. */
   onFailed(step: (err: Error) => void): void {
-    const signal = this.failure.signal;
-    if (signal.aborted) step(signal.reason as Error);
-    else signal.addEventListener('abort', () => step(signal.reason as Error), { once: true });
+    if (this.failure) step(this.failure);
+    else this.steps.push(step);
   }
 
   /** Binds the open exchange: its failure aborts `failed`. Returns it for chaining. */
   attach(exchange: ExchangeDuplex): ExchangeDuplex {
     this.exchange = exchange;
     void exchange.closed.then(() => {
-      if (exchange.error) this.failure.abort(exchange.error);
+      if (exchange.error) this.fail(exchange.error);
     });
     return exchange;
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.controller?.abort(err);
+    const steps = this.steps;
+    this.steps = [];
+    for (const step of steps) step(err);
   }
 
   /** Aborts the exchange (RESET `code` to the peer); `failed` follows once it has settled. Idempotent. */
