@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Heartbeat } from '../actors/heartbeat.js';
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
@@ -181,8 +180,6 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
     if (this.status !== 'registered') return;
     this.transport!.send({ drain: { gracePeriodMs: 0 } });
     await waitUntil(this, 'drain', () => this.drained || this.status === 'closed', { ...options, timeoutMs: LEAVE_ACK_TIMEOUT_MS });
-    // An exchange the edge started on an idle stream before its Drain may still be on its way there.
-    await nextTurn(undefined, options);
   }
 
   /** Resolves true once no exchange is open, false if `timeoutMs` passes first. */
@@ -198,7 +195,7 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
   async close(options: AbortOptions & { graceMs?: number } = {}): Promise<void> {
     try {
       if (options.graceMs && this.status === 'registered') {
-        this.transport!.send({ drain: { gracePeriodMs: 0 } });
+        await this.leave(options);
         await waitUntil(this, 'ended', () => this.status === 'closed', { ...options, timeoutMs: options.graceMs });
       }
     } finally {
