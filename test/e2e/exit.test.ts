@@ -3,6 +3,7 @@ import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';
+import { deadline } from '../../src/wait.js';
 
 const test = suite<{ origin: Origin; hanging: Set<import('node:http').ServerResponse>; procs: Running[] }>('e2e/exit');
 
@@ -35,14 +36,11 @@ function get(port: number, path: string): Promise<number> {
 
 /** Resolves with the exit code, or fails the test if the process is still running after `ms`. */
 async function exitsWithin(run: Running, ms: number): Promise<number | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still running ${ms} ms after the signal`)), ms);
-  });
+  const over = new AbortController();
   try {
-    return await Promise.race([run.exited, late]);
+    return await Promise.race([run.exited, deadline(ms, new Error(`still running ${ms} ms after the signal`), { signal: over.signal })]);
   } finally {
-    clearTimeout(timer);
+    over.abort(new Error('exited'));
   }
 }
 

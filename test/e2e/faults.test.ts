@@ -1,10 +1,9 @@
 import { readdirSync } from 'node:fs';
-import { request } from 'node:http';
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';
-import { freePort, SteadyLoad, steadyOrigin } from '../helpers/steady-load.js';
+import { freePort, outcomeOf, SteadyLoad, steadyOrigin } from '../helpers/steady-load.js';
 
 /**
  * Faults under load, over real processes: for each, the requests that fail are at most those in
@@ -53,21 +52,6 @@ const fdCount = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 
 const readyz = async (adminPort: number): Promise<{ agents: number; exchanges: number }> =>
   (await (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).json()) as { agents: number; exchanges: number };
-
-/** 'complete' or 'cut', for one GET through the tunnel. */
-function outcomeOf(port: number, path: string): Promise<string> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { host: 'steady.localhost' }, agent: false }, (res) => {
-      res.resume();
-      res.on('error', () => resolve('cut'));
-      res.on('aborted', () => resolve('cut'));
-      // A reset before the edge sent the head is an honest 502 page; only a 200 that ends clean is wrong.
-      res.on('end', () => resolve(res.complete && res.statusCode === 200 ? 'complete' : res.complete ? `status ${res.statusCode}` : 'cut'));
-    });
-    req.on('error', () => resolve('cut'));
-    req.end();
-  });
-}
 
 async function gauges(adminPort: number): Promise<{ ready: number; gauge: number }> {
   const ready = await readyz(adminPort);
@@ -128,7 +112,7 @@ for (const transport of ['grpc', 'websocket']) {
 
   test('origin reset mid-response: only those responses are cut', async (ctx) => {
     const { port, adminPort, edge, load, baseline } = await setUp(ctx);
-    const cut = Array.from({ length: 3 }, () => outcomeOf(port, '/reset'));
+    const cut = Array.from({ length: 3 }, () => outcomeOf(port, 'steady.localhost', '/reset'));
     await waitFor(() => ctx.held.size === 3, 5000, 'the origin to start three responses');
     for (const res of ctx.held) res.socket?.resetAndDestroy();
     ctx.held.clear();

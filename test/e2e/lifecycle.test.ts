@@ -5,6 +5,7 @@ import { loggerOptions } from '../../src/logger.js';
 import { patternBytes, send, sha256, startAgent, startEdge, startOrigin, waitFor } from '../helpers/harness.js';
 import { jetty } from '../helpers/process.js';
 import { RawGrpcAgent } from '../helpers/raw-grpc-agent.js';
+import { outcomeOf } from '../helpers/steady-load.js';
 import { suite } from '../helpers/suite.js';
 
 const test = suite('e2e/lifecycle');
@@ -92,18 +93,7 @@ test('grace-period expiry: an exchange still running when it ends is cut, and th
   const agent = jetty(['http', String(origin.port), '--edge', `http://127.0.0.1:${port}`, '--name', 'slow']);
   try {
     await agent.line(/^Forwarding /);
-    const outcome = new Promise<string>((resolve) => {
-      import('node:http').then(({ request }) => {
-        const req = request({ host: '127.0.0.1', port, path: '/', headers: { host: 'slow.localhost' }, agent: false }, (res) => {
-          res.resume();
-          res.on('aborted', () => resolve('cut'));
-          res.on('error', () => resolve('cut'));
-          res.on('end', () => resolve(res.complete ? 'complete' : 'cut'));
-        });
-        req.on('error', () => resolve('cut'));
-        req.end();
-      });
-    });
+    const outcome = outcomeOf(port, 'slow.localhost', '/');
     await waitFor(() => held.size === 1, 5000, 'the request to reach the origin');
     edge.child.kill('SIGTERM');
     assert.is(await outcome, 'cut');

@@ -143,3 +143,21 @@ export class SteadyLoad {
     });
   }
 }
+
+/**
+ * How one GET through the tunnel ended: 'complete' (a 200 that ended clean), `status N` (another answer
+ * that ended clean) or 'cut'.
+ */
+export function outcomeOf(port: number, host: string, path: string): Promise<string> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
+      res.resume();
+      res.on('error', () => resolve('cut'));
+      res.on('aborted', () => resolve('cut'));
+      // A reset before the edge sent the head is an honest 502 page; only a 200 that ends clean is wrong.
+      res.on('end', () => resolve(res.complete && res.statusCode === 200 ? 'complete' : res.complete ? `status ${res.statusCode}` : 'cut'));
+    });
+    req.on('error', () => resolve('cut'));
+    req.end();
+  });
+}

@@ -7,39 +7,20 @@ import * as assert from 'uvu/assert';
 import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import { AbortError, ProtocolError } from '../../src/errors.js';
 import { EXCHANGE_BUFFER_BOUND_BYTES, GrpcExchangeChannel } from '../../src/streams/grpc-exchange-channel.js';
-import { GRPC_COMMON_OPTIONS, GRPC_STREAM_WINDOW_BYTES, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
+import { GRPC_STREAM_WINDOW_BYTES } from '../../src/streams/grpc-service.js';
 import { waitFor } from '../helpers/harness.js';
+import { grpcLoopback, type GrpcLoopback } from '../helpers/grpc-loopback.js';
 
-interface Ctx {
-  server: grpc.Server;
-  client: grpc.Client & { forwardHTTP: (md?: grpc.Metadata) => grpc.ClientDuplexStream<HTTPChunk, HTTPChunk> };
-  serverCalls: Duplex[];
-}
+type Ctx = GrpcLoopback;
 
 const test = suite<Ctx>('streams/grpc-exchange-channel');
 const SEED = 20261126;
 
 test.before(async (ctx) => {
-  ctx.serverCalls = [];
-  ctx.server = new grpc.Server(GRPC_COMMON_OPTIONS);
-  ctx.server.addService(TUNNEL_AGENT_SERVICE, {
-    register: (call: grpc.ServerDuplexStream<unknown, unknown>) => call.end(),
-    forwardHTTP: (call: grpc.ServerDuplexStream<HTTPChunk, HTTPChunk>) => void ctx.serverCalls.push(call as unknown as Duplex),
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    ctx.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  const Client = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
-  ctx.client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
-    ...GRPC_COMMON_OPTIONS,
-    'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES,
-  }) as unknown as Ctx['client'];
+  Object.assign(ctx, await grpcLoopback({ 'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES }));
 });
 
-test.after((ctx) => {
-  ctx.client.close();
-  ctx.server.forceShutdown();
-});
+test.after((ctx) => ctx.close());
 
 /** A connected pair: `sender` wraps the server call, `receiver` the client call. */
 async function pair(ctx: Ctx) {

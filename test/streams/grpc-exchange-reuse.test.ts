@@ -6,8 +6,8 @@ import { ChunkKind, ResetCode, dataChunk, type HTTPChunk } from '../../src/codec
 import { AbortError } from '../../src/errors.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
 import { GrpcExchangeChannel } from '../../src/streams/grpc-exchange-channel.js';
-import { GRPC_COMMON_OPTIONS, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
 import { waitFor } from '../helpers/harness.js';
+import { grpcLoopback, type GrpcLoopback } from '../helpers/grpc-loopback.js';
 
 /**
  * Exchanges reuse ForwardHTTP streams: under any schedule of clean ends, client aborts and late
@@ -15,11 +15,7 @@ import { waitFor } from '../helpers/harness.js';
  * never reused. (Issue: a RESET sent after an exchange's END reached the next exchange on the stream.)
  */
 
-interface Ctx {
-  server: grpc.Server;
-  client: grpc.Client & { forwardHTTP: (md?: grpc.Metadata) => grpc.ClientDuplexStream<HTTPChunk, HTTPChunk> };
-  serverCalls: Duplex[];
-}
+type Ctx = GrpcLoopback;
 
 const test = suite<Ctx>('streams/grpc-exchange-reuse');
 const SEED = 20261127;
@@ -43,23 +39,10 @@ interface Plan {
 }
 
 test.before(async (ctx) => {
-  ctx.serverCalls = [];
-  ctx.server = new grpc.Server(GRPC_COMMON_OPTIONS);
-  ctx.server.addService(TUNNEL_AGENT_SERVICE, {
-    register: (call: grpc.ServerDuplexStream<unknown, unknown>) => call.end(),
-    forwardHTTP: (call: grpc.ServerDuplexStream<HTTPChunk, HTTPChunk>) => void ctx.serverCalls.push(call as unknown as Duplex),
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    ctx.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  const Client = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
-  ctx.client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), GRPC_COMMON_OPTIONS) as unknown as Ctx['client'];
+  Object.assign(ctx, await grpcLoopback());
 });
 
-test.after((ctx) => {
-  ctx.client.close();
-  ctx.server.forceShutdown();
-});
+test.after((ctx) => ctx.close());
 
 const turns = (n: number): Promise<void> => (n <= 0 ? Promise.resolve() : new Promise((r) => setImmediate(() => void turns(n - 1).then(r))));
 /** The byte every body chunk of exchange `id` carries, per direction: a stray chunk shows at once. */
