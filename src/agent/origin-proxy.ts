@@ -1,6 +1,6 @@
 import { Agent as HttpAgent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import { endToEndFields, flatFields, framedFields } from '../codec/http-fields.js';
+import { endToEndFields, flatFields, framedFields, upgradeProtocol } from '../codec/http-fields.js';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
@@ -8,6 +8,7 @@ import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { writeBody, flushHeadUnlessBodyReady } from '../streams/http-sink.js';
 import { ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
+import { relayUpgrade } from './origin-upgrade.js';
 
 /** Idle keep-alive connections kept to the origin. */
 export const ORIGIN_MAX_FREE_SOCKETS = 64;
@@ -28,6 +29,7 @@ const CONTINUE_HEAD: HTTPChunk = Object.freeze({ kind: ChunkKind.HEADERS, status
  * is re-framed as the edge does it (framedFields: hop-by-hop fields and Transfer-Encoding dropped; Node
  * frames the body by the one Content-Length the client gave, chunked otherwise, never both, and the body
  * must match it), the response becomes chunks. A reset from either side destroys the origin request at once.
+ * A request asking for an upgrade (Connection: upgrade + Upgrade) goes to relayUpgrade (origin-upgrade.ts).
  */
 export class OriginProxy {
   private readonly origin: URL;
@@ -65,6 +67,11 @@ export class OriginProxy {
   /** The origin request of an exchange of a kind this agent serves. */
   private async serveAccepted(head: HTTPChunk, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
     if (pipeline.accepts(head)) {
+      const protocol = upgradeProtocol(head.headers ?? []);
+      if (protocol !== undefined) {
+        await relayUpgrade(this.origin, head, protocol, exchange, pipeline);
+        return;
+      }
       let origin: { req: ClientRequest; length: number | undefined } | undefined;
       try {
         origin = this.originRequest(head);
