@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import * as assert from 'uvu/assert';
@@ -28,8 +28,9 @@ export class UpgradeOrigin {
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head));
   }
 
-  static async start(): Promise<UpgradeOrigin> {
-    const origin = new UpgradeOrigin(createServer((_req, res) => res.end('plain')));
+  /** `handler` answers plain requests (the page of a browser test). */
+  static async start(handler: RequestListener = (_req, res) => res.end('plain')): Promise<UpgradeOrigin> {
+    const origin = new UpgradeOrigin(createServer(handler));
     await new Promise<void>((resolve) => origin.server.listen(0, '127.0.0.1', resolve));
     return origin;
   }
