@@ -1,15 +1,21 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import * as assert from 'uvu/assert';
 import type { Agent, AgentInit } from '../../src/agent/agent.js';
 import type { Edge } from '../../src/edge/edge-server.js';
+import { loggerOptions } from '../../src/logger.js';
+import { EXCHANGE_BUFFER_BOUND_BYTES } from '../../src/streams/grpc-exchange-channel.js';
 import { patternBytes, sha256, startAgent, startEdge, waitFor, within } from './harness.js';
 import { suite } from './suite.js';
 
 const NAME = 'live';
 const MiB = 1024 * 1024;
+/** What loopback TCP may buffer on the client and origin hops (send + receive, autotuned) beyond the tunnel's bound. */
+const KERNEL_SOCKET_SLACK_BYTES = 16 * MiB;
 
 /**
  * An origin that speaks WebSocket (ws) and one raw Upgrade protocol of its own: `/echo` echoes every
@@ -209,10 +215,10 @@ export function upgradeSuite(label: string, options: Partial<AgentInit>): void {
       'the origin to stop',
     );
     assert.ok(!ctx.origin.floodDone, 'origin sent everything although nobody read');
+    // Everything between the two ends: the exchange bound (gRPC's, the larger; WebSocket credit is 1 MiB)
+    // plus the kernel buffers of the two TCP hops at the ends (measured: 3.6 to 7.6 MiB in all).
     const held = ctx.origin.flooded - received;
-    // Everything between the two ends: the exchange bound (gRPC stream windows or WebSocket credit)
-    // plus the socket buffers of four TCP hops, as for a paused HTTP download.
-    assert.ok(held < 48 * MiB, `the path held ${held} bytes`);
+    assert.ok(held < EXCHANGE_BUFFER_BOUND_BYTES + KERNEL_SOCKET_SLACK_BYTES, `the path held ${held} bytes`);
     ws.resume();
     await waitFor(() => received > ctx.origin.flooded - MiB && received > held, 20_000, 'the client to catch up');
     ws.terminate();
@@ -282,18 +288,59 @@ export function upgradeSuite(label: string, options: Partial<AgentInit>): void {
     assert.match(Buffer.concat(chunks).toString(), /^HTTP\/1\.1 200 /);
   });
 
-  test('upgrade-idle-timeout ends an upgraded connection with no bytes either way', async () => {
+  test('an upgraded connection counts against tunnel-max-exchanges: the next upgrade gets 429 while it lasts', async () => {
     const origin = await UpgradeOrigin.start();
-    const edge = await startEdge({ limits: { upgradeIdleTimeoutMs: 300 } });
+    const edge = await startEdge({ limits: { tunnelMaxExchanges: 1 } });
+    const agent = await startAgent(edge, origin.url, NAME, options);
+    try {
+      const first = wsClient(edge, '/echo');
+      await within(once(first, 'open'), 10_000, 'the first WebSocket to open');
+      const second = wsClient(edge, '/echo');
+      const [, res] = (await within(once(second, 'unexpected-response'), 10_000, 'the refusal')) as [unknown, IncomingMessage];
+      assert.is(res.statusCode, 429);
+      assert.is(res.headers['x-jetty-error'], 'ERR_TUNNEL_LIMIT');
+      res.resume();
+      first.close(1000);
+      await closed(first);
+      await waitFor(() => edge.stats().openExchanges === 0, 5000, 'the exchange to end');
+      const third = wsClient(edge, '/echo');
+      await within(once(third, 'open'), 10_000, 'a WebSocket once the first is gone');
+      third.terminate();
+    } finally {
+      await agent.close();
+      await edge.close();
+      await origin.close();
+    }
+  });
+
+  test('upgrade-idle-timeout ends an upgraded connection with no bytes either way; one log line tells its bytes and time', async () => {
+    const origin = await UpgradeOrigin.start();
+    const log: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString().split('\n')) if (line) log.push(JSON.parse(line) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const edge = await startEdge({ logger: pino(loggerOptions('info', 'edge'), sink), limits: { upgradeIdleTimeoutMs: 300 } });
     const agent = await startAgent(edge, origin.url, NAME, options);
     try {
       const ws = wsClient(edge, '/echo');
       await within(once(ws, 'open'), 10_000, 'the WebSocket to open');
-      const opened = performance.now();
+      ws.send('ping');
+      await message(ws);
+      const quiet = performance.now();
       const { code } = await closed(ws);
       assert.is(code, 1006);
-      assert.ok(performance.now() - opened >= 250, 'closed before the idle timeout');
+      assert.ok(performance.now() - quiet >= 250, 'closed before the idle timeout');
       await waitFor(() => edge.stats().openExchanges === 0, 5000, 'the exchange to end');
+      await waitFor(() => log.some((l) => l.upgrade === 'websocket'), 5000, 'the log line');
+      const lines = log.filter((l) => l.upgrade === 'websocket');
+      assert.is(lines.length, 1);
+      // One 'ping' frame each way, deflated (permessage-deflate) to 6 bytes, a 2-byte header, and the
+      // client's 4-byte mask: the edge counts raw bytes, never frames.
+      assert.equal([lines[0].status, lines[0].bytesIn, lines[0].bytesOut, lines[0].code], [101, 12, 8, 'ERR_IDLE_TIMEOUT']);
+      assert.ok(Number(lines[0].ms) >= 250);
     } finally {
       await agent.close();
       await edge.close();
