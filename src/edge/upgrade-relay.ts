@@ -154,7 +154,6 @@ export class UpgradeRelay {
         const res = rawResponse(req, socket);
         pipeline.status = await writeResponse(res, prepend(answer, source), () => exchange.buffered, pipeline.bytesOut);
         await uploaded;
-        socket.end();
       }
       // A RESET that crossed our END leaves the exchange failed although both loops ended.
       if (exchange.error) throw exchange.error;
@@ -220,9 +219,11 @@ function rawResponse(req: IncomingMessage, socket: Socket): ServerResponse {
   const res = new ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket);
+  // As Node's server does for Connection: close: our FIN once the response is out, then the socket goes
+  // without waiting for the client's (a client that never closes would otherwise hold it, and the edge's close).
   res.once('finish', () => {
     res.detachSocket(socket);
-    socket.end();
+    socket.destroySoon();
   });
   return res;
 }

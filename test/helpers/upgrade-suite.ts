@@ -288,6 +288,30 @@ export function upgradeSuite(label: string, options: Partial<AgentInit>): void {
     assert.match(Buffer.concat(chunks).toString(), /^HTTP\/1\.1 200 /);
   });
 
+  // Regression: after a refused upgrade the edge only half-closed the socket; a client that never sent its
+  // FIN held it, and the edge's close() (which waits for every connection) with it.
+  test('after a refused upgrade the edge lets go of a client that never closes its side', async () => {
+    const origin = await UpgradeOrigin.start();
+    const edge = await startEdge();
+    const agent = await startAgent(edge, origin.url, NAME, options);
+    const socket = connect({ port: edge.publicPort, host: '127.0.0.1', allowHalfOpen: true });
+    try {
+      await once(socket, 'connect');
+      const chunks: Buffer[] = [];
+      socket.on('data', (d: Buffer) => chunks.push(d));
+      socket.write(`GET /deny HTTP/1.1\r\nHost: ${NAME}.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+      await within(once(socket, 'end'), 10_000, 'the answer and the edge FIN');
+      assert.match(Buffer.concat(chunks).toString(), /^HTTP\/1\.1 403 [^]*\r\n\r\ndenied$/);
+      await agent.close();
+      await within(edge.close(), 5000, 'the edge to close beside a half-open client');
+    } finally {
+      socket.destroy();
+      await agent.close();
+      await edge.close();
+      await origin.close();
+    }
+  });
+
   test('an upgraded connection counts against tunnel-max-exchanges: the next upgrade gets 429 while it lasts', async () => {
     const origin = await UpgradeOrigin.start();
     const edge = await startEdge({ limits: { tunnelMaxExchanges: 1 } });
