@@ -6,7 +6,7 @@ import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import type { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
-import { socketChunks, writeSocket } from '../streams/socket-pipe.js';
+import { cutSocket, socketChunks, writeSocket } from '../streams/socket-pipe.js';
 
 /** How the origin answered an upgrade request: it switched (101), or it sent an ordinary response. */
 type OriginAnswer = { switched: true; res: IncomingMessage; socket: Socket; head: Buffer } | { switched: false; res: IncomingMessage };
@@ -28,7 +28,8 @@ function halfOpenConnection(options: ClientRequestArgs): Socket {
  * socket (END → `end()`), with the transport's flow control on one side and the socket's on the other.
  * Any other answer is an ordinary response; the request side must then end with no bytes.
  *
- * Teardown: a failure of either direction, or of the exchange, destroys the origin request and socket;
+ * Teardown: a failure of either direction, or of the exchange, destroys the origin request and cuts its
+ * socket (a TCP RST, so the origin sees an abort, not a clean end);
  * the exchange is aborted with ORIGIN_ERROR (PROTOCOL_ERROR for a head or chunk the agent refuses).
  */
 export async function relayUpgrade(origin: URL, head: HTTPChunk, protocol: string, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
@@ -67,7 +68,7 @@ export async function relayUpgrade(origin: URL, head: HTTPChunk, protocol: strin
   // A reset from the edge (or a dead session) reaches the origin even when nothing is being read.
   pipeline.onFailed((err) => {
     req.destroy(err);
-    upgraded?.destroy();
+    if (upgraded) cutSocket(upgraded);
   });
   req.end();
 
@@ -102,7 +103,7 @@ export async function relayUpgrade(origin: URL, head: HTTPChunk, protocol: strin
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     req.destroy();
-    upgraded?.destroy();
+    if (upgraded) cutSocket(upgraded);
     const err = toError(failed.reason);
     pipeline.abort(err, err instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.ORIGIN_ERROR);
   }

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
 import { ProtocolError, TransportClosedError, AbortError } from '../errors.js';
@@ -48,4 +49,23 @@ export async function writeSocket(socket: Duplex, chunks: AsyncIterator<HTTPChun
     if (!socket.write(data)) await waitDrain(socket);
   }
   if (!socket.destroyed) socket.end();
+}
+
+/**
+ * Aborts a switched connection so the peer can tell: a TCP RST (ECONNRESET on its side) rather than the
+ * FIN that `destroy()` sends, which would read as a clean end. A socket that cannot reset (TLS, not yet
+ * connected handles aside) is destroyed.
+ */
+export function cutSocket(socket: Duplex): void {
+  if (socket.destroyed) return;
+  const tcp = socket as Socket;
+  try {
+    if (typeof tcp.resetAndDestroy === 'function' && !tcp.connecting) {
+      tcp.resetAndDestroy();
+      return;
+    }
+  } catch {
+    // Not a TCP handle (a TLS socket): fall through.
+  }
+  socket.destroy();
 }
