@@ -4,9 +4,14 @@
 //   throughput: BENCH_WS_MIB MiB (256) sent in 1 MiB binary messages and echoed back, at most
 //     IN_FLIGHT_BYTES unanswered; MB/s counts one direction.
 //   messages/s: 32-byte text messages echoed for BENCH_SECONDS (3) s, IN_FLIGHT_MESSAGES unanswered.
+//   downloads: BENCH_WS_MIB MiB sent by the origin over a WebSocket, and as an HTTP GET, through the
+//     same path: issue 10's target is WebSocket pass-through at >= 70 % of the HTTP download rate.
 // Environment: BENCH_RUNS (3), BENCH_WS_MIB (256), BENCH_SECONDS (3), BENCH_TRANSPORTS (grpc,websocket).
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -25,12 +30,67 @@ const MB = 1e6;
 const SELF = fileURLToPath(import.meta.url);
 const BIN = join(fileURLToPath(new URL('../../', import.meta.url)), 'bin/jetty.js');
 
-/** The echo origin: one process, any port; prints `ws-origin PORT`. */
+/**
+ * The origin: one process, any port; prints `ws-origin PORT`. WebSocket: echoes every message. HTTP:
+ * `GET /bytes?n=N` answers N bytes (the same transport's HTTP download rate, for comparison).
+ */
 async function serveOrigin(): Promise<void> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 64 * MESSAGE_BYTES });
-  await once(wss, 'listening');
-  wss.on('connection', (ws) => ws.on('message', (data, binary) => ws.send(data as Buffer, { binary })));
-  process.stdout.write(`ws-origin ${(wss.address() as { port: number }).port}\n`);
+  const server = createServer((req, res) => {
+    const n = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('n') ?? 0);
+    res.writeHead(200, { 'content-length': n });
+    Readable.from(blocks(n, 64 * 1024)).pipe(res);
+  });
+  const wss = new WebSocketServer({ server, perMessageDeflate: false, maxPayload: 64 * MESSAGE_BYTES });
+  wss.on('connection', (ws, req) => {
+    if (req.url?.startsWith('/down')) void download(ws, Number(new URL(req.url, 'http://x').searchParams.get('n') ?? 0));
+    else ws.on('message', (data, binary) => ws.send(data as Buffer, { binary }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  process.stdout.write(`ws-origin ${(server.address() as AddressInfo).port}\n`);
+}
+
+/** `n` bytes in blocks of `size` (one reused buffer). */
+function* blocks(n: number, size: number): Generator<Buffer> {
+  const block = Buffer.alloc(size, 120);
+  for (let left = n; left > 0; left -= size) yield left >= size ? block : block.subarray(0, left);
+}
+
+/** Sends `n` bytes in MESSAGE_BYTES messages, each once the previous one reached the socket, then closes. */
+async function download(ws: WebSocket, n: number): Promise<void> {
+  for (const block of blocks(n, MESSAGE_BYTES)) {
+    await new Promise<void>((resolve, reject) => ws.send(block, { binary: true }, (err) => (err ? reject(err) : resolve())));
+  }
+  ws.close(1000);
+}
+
+/** MB/s of a WebSocket download of MIB MiB (the origin sends, the client only reads). */
+async function wsDownload(port: number, host: string | undefined): Promise<number> {
+  const total = MIB * 1024 * 1024;
+  const ws = await connect(`ws://127.0.0.1:${port}/down?n=${total}`, host);
+  const started = performance.now();
+  let got = 0;
+  ws.on('message', (d: Buffer) => (got += d.length));
+  await once(ws, 'close');
+  if (got !== total) throw new Error(`got ${got} of ${total} bytes`);
+  return total / MB / ((performance.now() - started) / 1000);
+}
+
+/** MB/s of an HTTP GET of MIB MiB through `base` (Host `host`). */
+async function httpDownload(port: number, host: string | undefined): Promise<number> {
+  const total = MIB * 1024 * 1024;
+  const started = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: `/bytes?n=${total}`, headers: host ? { host } : {}, agent: false }, (res) => {
+      let got = 0;
+      res.on('data', (d: Buffer) => (got += d.length));
+      res.on('end', () => (got === total ? resolve() : reject(new Error(`got ${got} of ${total} bytes`))));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  return total / MB / ((performance.now() - started) / 1000);
 }
 
 async function connect(url: string, host: string | undefined): Promise<WebSocket> {
@@ -98,14 +158,20 @@ async function messageRate(url: string, host: string | undefined): Promise<numbe
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function measure(url: string, host: string | undefined): Promise<{ mbps: number; rate: number }> {
-  const mbps: number[] = [];
-  const rate: number[] = [];
+interface Figures {
+  mbps: number;
+  rate: number;
+  down: number;
+  http: number;
+}
+
+async function measure(port: number, host: string | undefined): Promise<Figures> {
+  const url = `ws://127.0.0.1:${port}/`;
+  const runs: Figures[] = [];
   for (let i = 0; i < RUNS; i++) {
-    mbps.push(await throughput(url, host));
-    rate.push(await messageRate(url, host));
+    runs.push({ mbps: await throughput(url, host), rate: await messageRate(url, host), down: await wsDownload(port, host), http: await httpDownload(port, host) });
   }
-  return { mbps: median(mbps), rate: median(rate) };
+  return { mbps: median(runs.map((r) => r.mbps)), rate: median(runs.map((r) => r.rate)), down: median(runs.map((r) => r.down)), http: median(runs.map((r) => r.http)) };
 }
 
 async function main(): Promise<void> {
@@ -115,24 +181,25 @@ async function main(): Promise<void> {
     started.push(origin.child);
     const originPort = Number(origin.match[1]);
     const rows: string[] = [];
-    const direct = await measure(`ws://127.0.0.1:${originPort}/`, undefined);
-    rows.push(`| direct | ${direct.mbps.toFixed(0)} | 100 % | ${direct.rate.toFixed(0)} | 100 % |`);
+    const pct = (a: number, b: number): string => `${Math.round((a / b) * 100)} %`;
+    const row = (label: string, m: Figures, base: Figures): string =>
+      `| ${label} | ${m.mbps.toFixed(0)} | ${pct(m.mbps, base.mbps)} | ${m.rate.toFixed(0)} | ${pct(m.rate, base.rate)} | ${m.down.toFixed(0)} | ${m.http.toFixed(0)} | ${pct(m.down, m.http)} |`;
+    const direct = await measure(originPort, undefined);
+    rows.push(row('direct', direct, direct));
     for (const transport of TRANSPORTS) {
       const edge = await start([BIN, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', ''], /on http:\/\/localhost:(\d+) /);
       started.push(edge.child);
       const port = Number(edge.match[1]);
       const agent = await start([BIN, 'http', `127.0.0.1:${originPort}`, '--edge', `http://127.0.0.1:${port}`, '--name', 'bench', '--transport', transport], /^Forwarding /m);
       started.push(agent.child);
-      const m = await measure(`ws://127.0.0.1:${port}/`, `bench.localhost:${port}`);
-      const pct = (a: number, b: number): string => `${Math.round((a / b) * 100)} %`;
-      rows.push(`| jetty ${transport} | ${m.mbps.toFixed(0)} | ${pct(m.mbps, direct.mbps)} | ${m.rate.toFixed(0)} | ${pct(m.rate, direct.rate)} |`);
+      rows.push(row(`jetty ${transport}`, await measure(port, `bench.localhost:${port}`), direct));
       agent.child.kill('SIGTERM');
       edge.child.kill('SIGTERM');
       await Promise.all([once(agent.child, 'exit'), once(edge.child, 'exit')]);
     }
     process.stdout.write(
       `WebSocket echo, medians of ${RUNS}: ${MIB} MiB in 1 MiB messages (MB/s one way), 32-byte messages for ${SECONDS} s with ${IN_FLIGHT_MESSAGES} in flight\n\n` +
-        '| path | MB/s | vs direct | messages/s | vs direct |\n|---|---|---|---|---|\n' +
+        '| path | echo MB/s | vs direct | messages/s | vs direct | WS download MB/s | HTTP download MB/s | WS vs HTTP download |\n|---|---|---|---|---|---|---|---|\n' +
         `${rows.join('\n')}\n`,
     );
   } finally {
