@@ -14,6 +14,21 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   }
 }
 
+/** Resolves once `value()` reads the same twice in a row (a flow that stopped); rejects after `timeoutMs`. */
+export async function untilStable(value: () => number, timeoutMs = 10_000, what = 'value to settle'): Promise<void> {
+  let last = Number.NaN;
+  await waitFor(
+    () => {
+      const now = value();
+      const stable = now === last;
+      last = now;
+      return stable;
+    },
+    timeoutMs,
+    what,
+  );
+}
+
 /** `promise`, or a rejection once `timeoutMs` has passed: a regression test fails instead of hanging. */
 export async function within<T>(promise: Promise<T>, timeoutMs = 5000, what = 'promise'): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -9,7 +9,7 @@ import type { Agent, AgentInit } from '../../src/agent/agent.js';
 import type { Edge } from '../../src/edge/edge-server.js';
 import { loggerOptions } from '../../src/logger.js';
 import { EXCHANGE_BUFFER_BOUND_BYTES } from '../../src/streams/grpc-exchange-channel.js';
-import { patternBytes, sha256, startAgent, startEdge, waitFor, within } from './harness.js';
+import { patternBytes, sha256, startAgent, startEdge, untilStable, waitFor, within } from './harness.js';
 import { suite } from './suite.js';
 
 const NAME = 'live';
@@ -204,16 +204,7 @@ export function upgradeSuite(label: string, options: Partial<AgentInit>): void {
     await waitFor(() => received > 0, 5000, 'the first message');
     ws.pause();
     // Settle: the origin stops once every window and socket buffer along the path is full.
-    let last = -1;
-    await waitFor(
-      () => {
-        const stable = ctx.origin.flooded === last;
-        last = ctx.origin.flooded;
-        return stable;
-      },
-      10_000,
-      'the origin to stop',
-    );
+    await untilStable(() => ctx.origin.flooded, 10_000, 'the origin to stop');
     assert.ok(!ctx.origin.floodDone, 'origin sent everything although nobody read');
     // Everything between the two ends: the exchange bound (gRPC's, the larger; WebSocket credit is 1 MiB)
     // plus the kernel buffers of the two TCP hops at the ends (measured: 3.6 to 7.6 MiB in all).
