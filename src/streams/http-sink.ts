@@ -1,11 +1,37 @@
 import type { OutgoingMessage, ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
+import type { Header } from '../codec/http-chunk.js';
 import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
 import { flatFields, framedFields, trailerFields } from '../codec/http-fields.js';
 import { ProtocolError, TransportClosedError } from '../errors.js';
 import type { ByteCounter } from './http-source.js';
 
+/**
+ * Whether the message can take no more bytes. An HTTP/2 compatibility response (a public h2 stream
+ * passed as a ServerResponse) has no `destroyed` of its own: its stream's says it.
+ */
+function gone(out: OutgoingMessage): boolean {
+  return out instanceof Http2ServerResponse ? (out as Http2ServerResponse).stream.destroyed : out.destroyed;
+}
+
+/** Adds trailer fields, repeats kept: HTTP/1.1 takes pairs, an HTTP/2 compatibility response a field object. */
+function addTrailerFields(out: OutgoingMessage, fields: readonly Header[]): void {
+  if (!(out instanceof Http2ServerResponse)) {
+    out.addTrailers(fields.map((h) => [h.name, h.value] as [string, string]));
+    return;
+  }
+  const trailers: Record<string, string[]> = {};
+  for (const h of fields) (trailers[h.name.toLowerCase()] ??= []).push(h.value);
+  (out as Http2ServerResponse).addTrailers(trailers);
+}
+
 function waitDrain(out: OutgoingMessage): Promise<void> {
   return new Promise<void>((resolve, reject) => {
+    // A stream closed between the write and here emits no 'close' any more.
+    if (gone(out)) {
+      reject(new TransportClosedError('peer closed while writing'));
+      return;
+    }
     const onDrain = (): void => {
       out.off('close', onClose);
       resolve();
@@ -45,11 +71,11 @@ export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTP
       written += data.byteLength;
       if (length !== undefined && written > length) throw new ProtocolError(`body runs past its declared length of ${length} bytes`);
       if (counter) counter.bytes += data.byteLength;
-      if (out.destroyed) throw new TransportClosedError('peer closed while writing');
+      if (gone(out)) throw new TransportClosedError('peer closed while writing');
       if (!out.write(data)) await waitDrain(out);
     } else if (chunk.kind === ChunkKind.TRAILERS) {
       try {
-        out.addTrailers(trailerFields(chunk.headers ?? []).map((h) => [h.name, h.value] as [string, string]));
+        addTrailerFields(out, trailerFields(chunk.headers ?? []));
       } catch (err) {
         throw new ProtocolError('trailer field is not valid HTTP', { cause: err });
       }
@@ -67,7 +93,7 @@ export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTP
  */
 function endMessage(out: OutgoingMessage): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    if (out.destroyed) {
+    if (gone(out)) {
       reject(new TransportClosedError('peer closed before the end of the body'));
       return;
     }
