@@ -69,6 +69,9 @@ export class PublicH2 {
       socket.destroy();
       return;
     }
+    // The public listener is half-open (HTTP/1.1 needs it); an HTTP/2 session is not. Left half-open, a
+    // client gone with its streams stalled on flow control would never be noticed: nothing is written.
+    socket.allowHalfOpen = false;
     this.server.emit('connection', socket);
   }
 

@@ -23,7 +23,7 @@ import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { abortable } from '../streams/abortable.js';
 import { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
-import { writeResponse } from '../streams/http-sink.js';
+import { completed, isClosed, writeResponse } from '../streams/http-sink.js';
 import { CidrSet } from './cidr-set.js';
 import { sendErrorPage } from './error-pages.js';
 import { PerAddressLimit } from './client-limits.js';
@@ -39,7 +39,7 @@ import { formatAuthority, h2Authority, parseAuthority, requestHead, requestTrail
 function closeAfterResponse(req: IncomingMessage, res: ServerResponse): void {
   const socket = res.socket;
   if (!socket || req.httpVersionMajor === 2) return;
-  if (res.writableFinished) socket.end();
+  if (completed(res)) socket.end();
   else res.once('finish', () => socket.end());
 }
 
@@ -217,7 +217,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
     }
     // A client that leaves before the response is complete cancels the exchange (and the origin request).
     const onClose = (): void => {
-      if (!res.writableFinished) pipeline.abort(new AbortError('public client went away'), ResetCode.CANCEL);
+      if (!completed(res)) pipeline.abort(new AbortError('public client went away'), ResetCode.CANCEL);
     };
     // No bytes either way for idleTimeoutMs: the socket's own timer sees both directions.
     const onIdle = pipeline.idleAction(this.init.limits.idleTimeoutMs);
@@ -231,7 +231,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
     socket.once('close', onSocketClose);
     // Through res (not the socket) so Node sees a listener and leaves the socket to us.
     res.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
-    if (res.destroyed) onClose();
+    if (isClosed(res)) onClose();
     // The upload fails on its own only when the client leaves or the exchange ends early (an origin
     // that answered without reading the body): the exchange abort then ends the download.
     // Bytes are counted where they are read and written (a counting stage per direction cost a promise

@@ -1,5 +1,5 @@
 import type { OutgoingMessage, ServerResponse } from 'node:http';
-import { Http2ServerResponse } from 'node:http2';
+import { constants as h2constants, Http2ServerResponse } from 'node:http2';
 import type { Header } from '../codec/http-chunk.js';
 import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
 import { flatFields, framedFields, trailerFields } from '../codec/http-fields.js';
@@ -10,8 +10,17 @@ import type { ByteCounter } from './http-source.js';
  * Whether the message can take no more bytes. An HTTP/2 compatibility response (a public h2 stream
  * passed as a ServerResponse) has no `destroyed` of its own: its stream's says it.
  */
-function gone(out: OutgoingMessage): boolean {
+export function isClosed(out: OutgoingMessage): boolean {
   return out instanceof Http2ServerResponse ? (out as Http2ServerResponse).stream.destroyed : out.destroyed;
+}
+
+/**
+ * Whether the message went out whole. An HTTP/2 compatibility response emits 'finish' and reports
+ * writableFinished even when the client reset its stream: the stream's RST code tells the two apart.
+ */
+export function completed(out: OutgoingMessage): boolean {
+  if (!out.writableFinished) return false;
+  return !(out instanceof Http2ServerResponse) || (out as Http2ServerResponse).stream.rstCode === h2constants.NGHTTP2_NO_ERROR;
 }
 
 /** Adds trailer fields, repeats kept: HTTP/1.1 takes pairs, an HTTP/2 compatibility response a field object. */
@@ -28,7 +37,7 @@ function addTrailerFields(out: OutgoingMessage, fields: readonly Header[]): void
 function waitDrain(out: OutgoingMessage): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     // A stream closed between the write and here emits no 'close' any more.
-    if (gone(out)) {
+    if (isClosed(out)) {
       reject(new TransportClosedError('peer closed while writing'));
       return;
     }
@@ -71,7 +80,7 @@ export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTP
       written += data.byteLength;
       if (length !== undefined && written > length) throw new ProtocolError(`body runs past its declared length of ${length} bytes`);
       if (counter) counter.bytes += data.byteLength;
-      if (gone(out)) throw new TransportClosedError('peer closed while writing');
+      if (isClosed(out)) throw new TransportClosedError('peer closed while writing');
       if (!out.write(data)) await waitDrain(out);
     } else if (chunk.kind === ChunkKind.TRAILERS) {
       try {
@@ -93,17 +102,18 @@ export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTP
  */
 function endMessage(out: OutgoingMessage): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    if (gone(out)) {
+    if (isClosed(out)) {
       reject(new TransportClosedError('peer closed before the end of the body'));
       return;
     }
     const onFinish = (): void => {
       out.off('close', onClose);
-      resolve();
+      if (completed(out)) resolve();
+      else reject(new TransportClosedError('peer reset the stream before the end of the body'));
     };
     const onClose = (): void => {
       out.off('finish', onFinish);
-      if (out.writableFinished) resolve();
+      if (completed(out)) resolve();
       else reject(new TransportClosedError('peer closed before the end of the body'));
     };
     out.once('finish', onFinish);
