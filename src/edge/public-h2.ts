@@ -13,6 +13,8 @@ export const PUBLIC_H2_MAX_CONCURRENT_STREAMS = 100;
  * refused with ENHANCE_YOUR_CALM. Above streams × default window (100 × 64 KiB) plus headers.
  */
 export const PUBLIC_H2_MAX_SESSION_MEMORY_MB = 16;
+/** How many times `max-header-count` nghttp2 lets a stream's head hold before resetting it (the router 431s past 1×). */
+export const H2_HEADER_PAIRS_SLACK = 2;
 /** Pseudo-header fields a request carries on top of its header lines (:method, :path, :scheme, :authority). */
 export const H2_PSEUDO_HEADER_COUNT = 4;
 
@@ -47,7 +49,9 @@ export class PublicH2 {
     this.log = init.logger;
     this.server = createServer({
       maxSessionMemory: PUBLIC_H2_MAX_SESSION_MEMORY_MB,
-      maxHeaderListPairs: init.maxHeaderCount + H2_PSEUDO_HEADER_COUNT,
+      // Room beyond the limit so the router can answer a few lines too many with a 431; far beyond it,
+      // nghttp2 resets the stream (ENHANCE_YOUR_CALM) before the head is held in full.
+      maxHeaderListPairs: init.maxHeaderCount * H2_HEADER_PAIRS_SLACK + H2_PSEUDO_HEADER_COUNT,
       // The edge never pushes, and a peer's SETTINGS flood or ping flood ends its own session only.
       settings: { maxConcurrentStreams: PUBLIC_H2_MAX_CONCURRENT_STREAMS, maxHeaderListSize: init.maxHeaderBytes, enablePush: false },
     });

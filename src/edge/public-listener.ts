@@ -55,6 +55,7 @@ export function sortCleartext(socket: Socket, timeoutMs: number, pending: Set<Du
     socket.off('readable', onReadable);
     socket.off('error', drop);
     socket.off('end', drop);
+    socket.off('close', finish);
   };
   const drop = (): void => {
     finish();
@@ -77,6 +78,8 @@ export function sortCleartext(socket: Socket, timeoutMs: number, pending: Set<Du
   pending.add(socket);
   socket.on('error', drop);
   socket.on('end', drop);
+  // Closed by someone else (the per-address cap at accept, the edge closing): no timer may outlive it.
+  socket.on('close', finish);
   socket.on('readable', onReadable);
 }
 
