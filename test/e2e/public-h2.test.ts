@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { copyFileSync, writeFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { connect, constants, type ClientHttp2Session } from 'node:http2';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
@@ -21,34 +22,44 @@ interface Ctx {
   pki: TestPki;
   /** Closed after each test, last first. */
   cleanup: Array<() => unknown>;
-  /** Whether this machine's curl speaks HTTP/2 (Debian's does, with nghttp2). */
-  curlH2: boolean;
+  /** Responses of /hold requests: head and a first part sent, the end left to the test. */
+  held: ServerResponse[];
 }
 
 const test = suite<Ctx>('e2e/public-h2');
+
+/** Whether this machine's curl speaks HTTP/2 (Debian's does, built with nghttp2). */
+async function curlHasHttp2(): Promise<boolean> {
+  try {
+    return /\bHTTP2\b/.test((await run('curl', ['-V'])).stdout);
+  } catch {
+    return false;
+  }
+}
+const CURL_H2 = await curlHasHttp2();
+if (!CURL_H2) process.stdout.write('e2e/public-h2: curl tests skipped, this machine has no curl with HTTP/2 (apt-get install curl)\n');
+const curlTest = CURL_H2 ? test : test.skip;
 
 test.before(async (ctx) => {
   ctx.origin = await startOrigin((req, res) => {
     if (req.url === '/hold') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('first part\n');
+      ctx.held.push(res);
       return;
     }
     void readBody(req).then((body) => res.end(`origin saw ${req.method} ${req.url} ${body.length} proto=${req.headers['x-forwarded-proto']}`));
   });
   ctx.pki = makeTestPki();
   ctx.cleanup = [];
-  try {
-    ctx.curlH2 = /\bHTTP2\b/.test((await run('curl', ['-V'])).stdout);
-  } catch {
-    ctx.curlH2 = false;
-  }
+  ctx.held = [];
 });
 
 test.after.each(async (ctx) => {
   // Taken out first: the next test starts with an empty list.
   const tasks = ctx.cleanup.splice(0);
   while (tasks.length > 0) await tasks.pop()!();
+  ctx.held = [];
 });
 
 test.after(async (ctx) => {
@@ -78,11 +89,7 @@ async function curl(port: number, url: string, args: string[]): Promise<{ status
   return { status: head.split('\r\n')[0].trim(), body: body.join('\r\n\r\n') };
 }
 
-test('curl --http2-prior-knowledge and HTTP/1.1 share the cleartext public port', async (ctx) => {
-  if (!ctx.curlH2) {
-    console.log('  skipped: this curl has no HTTP/2 (needs curl built with nghttp2)');
-    return;
-  }
+curlTest('curl --http2-prior-knowledge and HTTP/1.1 share the cleartext public port', async (ctx) => {
   const edge = await tunnel(ctx, 'curl2');
   const url = `http://curl2.localhost:${edge.publicPort}/path?q=1`;
   assert.equal(await curl(edge.publicPort, url, ['--http2-prior-knowledge']), { status: 'HTTP/2 200', body: 'origin saw GET /path?q=1 0 proto=http' });
@@ -93,7 +100,7 @@ test('curl --http2-prior-knowledge and HTTP/1.1 share the cleartext public port'
   assert.equal(await curl(edge.publicPort, url, ['--http1.1']), { status: 'HTTP/1.1 200 OK', body: 'origin saw GET /path?q=1 0 proto=http' });
 });
 
-test('HTTPS offers ALPN h2 and http/1.1: Node and curl get the protocol they ask for', async (ctx) => {
+test('HTTPS offers ALPN h2 and http/1.1: Node clients get the protocol they ask for', async (ctx) => {
   const edge = await tunnel(ctx, 'alpn', { tls: { cert: ctx.pki.cert, key: ctx.pki.key } });
   const s = session(ctx, connect(`https://127.0.0.1:${edge.publicPort}`, { ca: ctx.pki.ca, servername: 'localhost' }));
   s.on('error', () => undefined);
@@ -120,10 +127,10 @@ test('HTTPS offers ALPN h2 and http/1.1: Node and curl get the protocol they ask
     req.end();
   });
   assert.equal(http1, { alpn: 'http/1.1', body: 'origin saw GET /h1 0 proto=https' });
-  if (!ctx.curlH2) {
-    console.log('  skipped the curl half: this curl has no HTTP/2');
-    return;
-  }
+});
+
+curlTest('curl --http2 -k and --http1.1 -k over HTTPS', async (ctx) => {
+  const edge = await tunnel(ctx, 'alpn', { tls: { cert: ctx.pki.cert, key: ctx.pki.key } });
   const url = `https://alpn.localhost:${edge.publicPort}/c`;
   assert.is((await curl(edge.publicPort, url, ['--http2', '-k'])).status, 'HTTP/2 200');
   assert.is((await curl(edge.publicPort, url, ['--http1.1', '-k'])).status, 'HTTP/1.1 200 OK');
@@ -173,6 +180,24 @@ test('an agent process killed mid-response is an RST_STREAM to the h2 client', a
   assert.not.ok(ended, 'a cut response ended cleanly');
   // The connection itself survives for other streams.
   assert.is((await h2Answer(s.request({ ':path': '/', ':authority': `other.localhost:${edge.publicPort}` }).end())).headers[':status'], 404);
+});
+
+test('drain sends GOAWAY to h2 connections: the open stream finishes, no new one opens', async (ctx) => {
+  const edge = await tunnel(ctx, 'drained');
+  const s = session(ctx, h2Connect(edge));
+  const authority = `drained.localhost:${edge.publicPort}`;
+  const open = s.request({ ':path': '/hold', ':authority': authority }).end();
+  const answer = h2Answer(open);
+  answer.catch(() => undefined);
+  await waitFor(() => ctx.held.length === 1, 10_000, 'the held request');
+  const goaway = new Promise((resolve) => s.once('goaway', resolve));
+  const drained = edge.drain();
+  await within(goaway, 10_000, 'GOAWAY');
+  // After a GOAWAY the client itself may open no stream on this connection.
+  assert.throws(() => s.request({ ':path': '/late', ':authority': authority }), (err: { code?: string }) => err.code === 'ERR_HTTP2_GOAWAY_SESSION');
+  ctx.held.pop()!.end('the end\n');
+  assert.is((await within(answer, 10_000, 'the open stream')).body.toString(), 'first part\nthe end\n');
+  await within(drained, 10_000, 'the drain');
 });
 
 /** The SHA-256 fingerprint of the certificate a new TLS connection to `port` is given. */
