@@ -120,7 +120,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
     const incomingId = trusted ? req.headers['x-request-id'] : undefined;
     const id = typeof incomingId === 'string' && incomingId.length <= 200 ? incomingId : randomUUID();
     const h2 = req.httpVersionMajor === 2;
-    const fields = { host: '', transport: 'none', protocol: h2 ? 'h2' : 'http/1.1' };
+    const fields = { host: '', transport: 'none', protocol: h2 ? 'h2' : `http/${req.httpVersion}` };
     const pipeline = new ExchangePipeline({ id, method: req.method, path: req.url, logger: this.log, fields });
     let name: string | undefined;
     let failure: Error | undefined;
