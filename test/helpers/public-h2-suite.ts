@@ -193,9 +193,10 @@ export function publicH2Suite(label: string, options: Partial<AgentInit>): void 
     slow.close(constants.NGHTTP2_CANCEL);
   });
 
-  test('an upload into a stalled origin is held by the stream window', async (ctx) => {
+  test('an upload into a stalled origin is held by the stream window; another upload on the connection goes through', async (ctx) => {
     let originRes: ServerResponse | undefined;
     ctx.handler = (req, res) => {
+      if (req.url === '/fast-upload') return void readBody(req).then((body) => res.end(sha256(body)));
       originRes = res;
       req.pause();
     };
@@ -206,6 +207,11 @@ export function publicH2Suite(label: string, options: Partial<AgentInit>): void 
     await waitFor(() => pumped.blocked, 10_000, 'the client to be held');
     await waitForStable(() => pumped.bytes, 10_000, 'client writes to stop');
     assert.ok(pumped.bytes < 48 * MiB, `client pushed ${pumped.bytes} bytes into a stalled origin`);
+    // The stalled stream's unread bytes hold its own window only, not the connection's.
+    const fast = patternBytes(4 * MiB, 5);
+    const other = request(ctx, '/fast-upload', { ':method': 'POST' });
+    other.end(fast);
+    assert.is((await within(h2Answer(other), 10_000, 'an upload beside the stalled one')).body.toString(), sha256(fast));
     originRes?.destroy();
     stream.close(constants.NGHTTP2_CANCEL);
   });
