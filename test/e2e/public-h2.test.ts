@@ -3,6 +3,7 @@ import { copyFileSync, writeFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { connect, constants, type ClientHttp2Session } from 'node:http2';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -10,6 +11,7 @@ import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import type { Edge } from '../../src/edge/edge-server.js';
 import { PUBLIC_H2_MAX_CONCURRENT_STREAMS } from '../../src/edge/public-h2.js';
+import { H2_PREFACE } from '../../src/edge/public-listener.js';
 import { readBody, startAgent, startEdge, startOrigin, waitFor, within, type Origin } from '../helpers/harness.js';
 import { h2Answer, h2Connect } from '../helpers/public-h2-suite.js';
 import { jetty, type Running } from '../helpers/process.js';
@@ -160,6 +162,30 @@ test('an h2 session is bounded: advertised stream cap, header lines, connections
   assert.not.ok(third.remoteSettings?.maxConcurrentStreams === PUBLIC_H2_MAX_CONCURRENT_STREAMS && !third.destroyed);
   // With no stream open, a session is closed after the keep-alive timeout.
   await within(new Promise((resolve) => first.once('close', resolve)), 5000, 'the idle session to be closed');
+});
+
+test('the idle timeout applies per h2 stream: a silent response is reset, the connection serves on', async (ctx) => {
+  const edge = await tunnel(ctx, 'quiet', { limits: { idleTimeoutMs: 300 } });
+  const s = session(ctx, h2Connect(edge));
+  const authority = `quiet.localhost:${edge.publicPort}`;
+  const stream = s.request({ ':path': '/hold', ':authority': authority }).end();
+  stream.on('error', () => undefined);
+  stream.resume();
+  await within(new Promise((resolve) => stream.once('close', resolve)), 10_000, 'the idle stream to be reset');
+  assert.is.not(stream.rstCode, constants.NGHTTP2_NO_ERROR);
+  assert.is((await h2Answer(s.request({ ':path': '/after', ':authority': authority }).end())).headers[':status'], 200);
+});
+
+test('a preface followed by garbage ends that connection only', async (ctx) => {
+  const edge = await tunnel(ctx, 'garbage');
+  const raw = netConnect(edge.publicPort, '127.0.0.1');
+  ctx.cleanup.push(() => raw.destroy());
+  raw.on('error', () => undefined);
+  raw.resume();
+  raw.write(Buffer.concat([H2_PREFACE, Buffer.alloc(64, 0xff)]));
+  await within(new Promise((resolve) => raw.once('close', resolve)), 10_000, 'the edge to close the connection');
+  const s = session(ctx, h2Connect(edge));
+  assert.is((await h2Answer(s.request({ ':path': '/', ':authority': `garbage.localhost:${edge.publicPort}` }).end())).headers[':status'], 200);
 });
 
 test('an agent process killed mid-response is an RST_STREAM to the h2 client', async (ctx) => {
