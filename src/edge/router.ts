@@ -43,6 +43,13 @@ function closeAfterResponse(req: IncomingMessage, res: ServerResponse): void {
   else res.once('finish', () => socket.end());
 }
 
+/** An HTTP/2 header list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it: name + value + 32 per field (RFC 9113 §6.5.2). */
+function h2HeadBytes(rawHeaders: readonly string[]): number {
+  let bytes = 0;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) bytes += Buffer.byteLength(rawHeaders[i]) + Buffer.byteLength(rawHeaders[i + 1]) + 32;
+  return bytes;
+}
+
 /** Answers requests addressed to the edge's own host (discovery, the landing page). */
 export type OwnHostHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -188,6 +195,11 @@ export class Router extends EventEmitter<{ idle: [] }> {
     // HTTP/2 pseudo-headers (4) are the request line, not header lines.
     if (req.rawHeaders.length / 2 - (h2 ? H2_PSEUDO_HEADER_COUNT : 0) > this.init.limits.maxHeaderCount) {
       throw new HeadersTooLargeError(`more than ${this.init.limits.maxHeaderCount} header lines`, 'header_count');
+    }
+    // nghttp2 holds a peer to SETTINGS_MAX_HEADER_LIST_SIZE only once the peer has seen it: a head sent
+    // with the client preface is let through, so the limit is checked here as HTTP/1.1's parser does.
+    if (h2 && h2HeadBytes(req.rawHeaders) > this.init.limits.maxHeaderBytes) {
+      throw new HeadersTooLargeError(`request head over ${this.init.limits.maxHeaderBytes} bytes`, 'header_bytes');
     }
     const allowed = this.rate.take(name);
     // Limit and not-found messages reach the public page: they never quote the Host (the log has it).

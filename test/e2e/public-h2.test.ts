@@ -153,6 +153,10 @@ test('an h2 session is bounded: advertised stream cap, header lines, connections
   flood.on('error', () => undefined);
   await within(new Promise((resolve) => flood.once('close', resolve)), 5000, 'the flood stream to be reset');
   assert.is(flood.rstCode, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  // A head over max-header-bytes (SETTINGS_MAX_HEADER_LIST_SIZE) never reaches the router.
+  const big = first.request({ ':path': '/', ':authority': authority, 'x-big': 'b'.repeat(20 * 1024) }).end();
+  const bigOutcome = await within(h2Answer(big).then((a) => `status ${String(a.headers[':status'])}`, () => `reset ${big.rstCode}`), 5000, 'the oversized head');
+  assert.ok(bigOutcome === 'status 431' || (bigOutcome.startsWith('reset') && big.rstCode !== constants.NGHTTP2_NO_ERROR), bigOutcome);
   assert.is((await h2Answer(first.request({ ':path': '/ok', ':authority': authority }).end())).headers[':status'], 200);
   // Two connections from this address are open (the agent's gRPC one goes to another port): a third is closed at accept.
   const second = session(ctx, h2Connect(edge));
@@ -186,6 +190,16 @@ test('a preface followed by garbage ends that connection only', async (ctx) => {
   await within(new Promise((resolve) => raw.once('close', resolve)), 10_000, 'the edge to close the connection');
   const s = session(ctx, h2Connect(edge));
   assert.is((await h2Answer(s.request({ ':path': '/', ':authority': `garbage.localhost:${edge.publicPort}` }).end())).headers[':status'], 200);
+});
+
+test('a head over max-header-bytes sent before the client saw SETTINGS gets 431', async (ctx) => {
+  const edge = await tunnel(ctx, 'bighead');
+  // Issued at once, this request leaves with the preface, before the edge's SETTINGS can arrive.
+  const s = session(ctx, h2Connect(edge));
+  const big = s.request({ ':path': '/', ':authority': `bighead.localhost:${edge.publicPort}`, 'x-big': 'b'.repeat(20 * 1024) }).end();
+  const got = await within(h2Answer(big), 5000, 'the oversized head');
+  assert.is(got.headers[':status'], 431);
+  assert.is(got.headers['x-jetty-error'], 'ERR_HEADERS_TOO_LARGE');
 });
 
 test('an agent process killed mid-response is an RST_STREAM to the h2 client', async (ctx) => {
