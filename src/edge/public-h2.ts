@@ -18,6 +18,16 @@ export const H2_HEADER_PAIRS_SLACK = 2;
 /** Pseudo-header fields a request carries on top of its header lines (:method, :path, :scheme, :authority). */
 export const H2_PSEUDO_HEADER_COUNT = 4;
 
+/** What each field adds to a header list's size beyond its name and value (RFC 9113 §6.5.2). */
+export const H2_FIELD_OVERHEAD_BYTES = 32;
+
+/** An HTTP/2 request head's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it, from the compat layer's rawHeaders. */
+export function h2HeadBytes(rawHeaders: readonly string[]): number {
+  let bytes = 0;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) bytes += Buffer.byteLength(rawHeaders[i]) + Buffer.byteLength(rawHeaders[i + 1]) + H2_FIELD_OVERHEAD_BYTES;
+  return bytes;
+}
+
 /** What a public HTTP/2 session may hold, taken from the edge limits. */
 export interface PublicH2Init {
   /** Request head bytes (SETTINGS_MAX_HEADER_LIST_SIZE; nghttp2 refuses the stream beyond). */

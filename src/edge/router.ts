@@ -29,7 +29,7 @@ import { sendErrorPage } from './error-pages.js';
 import { PerAddressLimit } from './client-limits.js';
 import { RateLimiter, type EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
-import { H2_PSEUDO_HEADER_COUNT } from './public-h2.js';
+import { H2_PSEUDO_HEADER_COUNT, h2HeadBytes } from './public-h2.js';
 import { formatAuthority, h2Authority, parseAuthority, requestHead, requestTrailers, singleHost, tunnelName } from './request-head.js';
 
 /**
@@ -41,13 +41,6 @@ function closeAfterResponse(req: IncomingMessage, res: ServerResponse): void {
   if (!socket || req.httpVersionMajor === 2) return;
   if (completed(res)) socket.end();
   else res.once('finish', () => socket.end());
-}
-
-/** An HTTP/2 header list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it: name + value + 32 per field (RFC 9113 §6.5.2). */
-function h2HeadBytes(rawHeaders: readonly string[]): number {
-  let bytes = 0;
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) bytes += Buffer.byteLength(rawHeaders[i]) + Buffer.byteLength(rawHeaders[i + 1]) + 32;
-  return bytes;
 }
 
 /** Answers requests addressed to the edge's own host (discovery, the landing page). */
