@@ -215,15 +215,14 @@ export class Edge {
    */
   drain(options: AbortOptions = {}): Promise<void> {
     this.draining ??= (async () => {
-      const { parts } = this;
-      const { http, admission, router, config } = parts;
+      const { http, h2, admission, router, config } = this.parts;
       const { gracePeriodMs } = config;
       this.log.info({ gracePeriodMs }, 'draining');
       admission.draining = true;
       router.draining = true;
       http.close();
       http.closeIdleConnections();
-      parts.h2.drain();
+      h2.drain();
       for (const s of admission.sessions) s.drain();
       // The router's count is the one /readyz shows: the drain ends the moment the last exchange does.
       if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: gracePeriodMs, signal: options.signal }).catch(() => undefined);

@@ -1,7 +1,6 @@
 import type { OutgoingMessage, ServerResponse } from 'node:http';
 import { constants as h2constants, Http2ServerResponse } from 'node:http2';
-import type { Header } from '../codec/http-chunk.js';
-import { ChunkKind, type HTTPChunk } from '../codec/http-chunk.js';
+import { ChunkKind, type Header, type HTTPChunk } from '../codec/http-chunk.js';
 import { flatFields, framedFields, trailerFields } from '../codec/http-fields.js';
 import { ProtocolError, TransportClosedError } from '../errors.js';
 import type { ByteCounter } from './http-source.js';
