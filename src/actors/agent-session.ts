@@ -218,7 +218,7 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
       onTick: (nonce) => this.sendSafe({ type: 'Ping', nonce }),
       onRtt: this.init.onPingRtt,
       onDead: (silentMs) => {
-        this.log.warn({ name: this.name, peer: this.channel.peer, silentMs }, 'agent missed its pings: closing the session');
+        this.log.warn({ tunnel: this.name, peer: this.channel.peer, silentMs }, 'agent missed its pings: closing the session');
         this.abort(new AgentUnavailableError(`agent silent for ${silentMs} ms`));
       },
     });
@@ -238,7 +238,7 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
    */
   private endIfDrained(): void {
     if (this.statusNow !== 'draining' || !this.drainSent || this.slots.load > 0) return;
-    this.log.info({ name: this.name, peer: this.channel.peer }, 'agent session drained');
+    this.log.info({ tunnel: this.name, peer: this.channel.peer }, 'agent session drained');
     this.abort(new SessionDrainedError('agent session drained: no exchange left'));
   }
 
@@ -266,7 +266,7 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
     try {
       this.send(msg);
     } catch (err) {
-      this.log.warn({ err, name: this.name }, 'session mailbox refused a lifecycle message');
+      this.log.warn({ err, tunnel: this.name }, 'session mailbox refused a lifecycle message');
       this.abort(toError(err));
     }
   }

@@ -23,7 +23,7 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   },
   {
     name: 'name',
-    help: 'tunnel name, one DNS label; empty = random (swift-otter-4821)',
+    help: 'tunnel name, one DNS label; empty = the edge picks one (swift-otter-4821; dev-… for a dev-* token)',
     default: '',
     parse: (raw) => {
       const name = parseString(raw);

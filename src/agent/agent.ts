@@ -3,7 +3,6 @@ import { AbortError, AgentUnavailableError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AbortOptions } from '../wait.js';
 import { checkEdgeLink } from './edge-link.js';
-import { randomName } from './names.js';
 import { negotiate, type Negotiated, type NegotiateInit, type ResumeTicket } from './negotiate.js';
 import { OriginProxy, type RequestRecord } from './origin-proxy.js';
 import { reconnect } from './reconnect.js';
@@ -12,7 +11,7 @@ import type { SessionClient } from './session-client.js';
 export interface AgentInit extends Omit<NegotiateInit, 'name'> {
   /** The local service. */
   origin: URL;
-  /** Tunnel name; a random readable one when absent. */
+  /** Tunnel name; absent, the edge picks a random one inside the token's scope. */
   name?: string;
   logger: Logger;
 }
@@ -83,7 +82,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   static async start(init: AgentInit, options: AbortOptions = {}): Promise<Agent> {
     checkEdgeLink(init);
     const proxy = new OriginProxy({ origin: init.origin, logger: init.logger });
-    const named = { ...init, name: init.name ?? randomName() };
+    const named = { ...init, name: init.name ?? '' };
     let self: Agent | undefined;
     try {
       const first = await negotiate(named, { ...options, onExchange: proxy.serve.bind(proxy), onDrain: () => self?.onEdgeDrain() });

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { Test } from 'uvu';
+import type { Origin } from './harness.js';
 
 /** How long kill() waits after SIGTERM before SIGKILL. */
 export const KILL_GRACE_MS = 5_000;
@@ -86,4 +88,25 @@ export function jetty(args: string[], env: Record<string, string> = {}): Running
   child.stdout!.prependListener('data', (d: string) => (run.stdout += d));
   child.stderr!.on('data', (d: string) => (run.stderr += d));
   return run;
+}
+
+/** The context of a suite whose tests start jetty processes and an origin (stopsAfterEach). */
+export interface ProcessContext {
+  started: Running[];
+  origin?: Origin;
+}
+
+/**
+ * Hooks for such a suite: a fresh `started` list before each test; after it, every process it
+ * started is stopped (by its handle) and its origin closed.
+ */
+export function stopsAfterEach<T extends ProcessContext>(test: Test<T>): void {
+  test.before.each((ctx) => {
+    ctx.started = [];
+  });
+  test.after.each(async (ctx) => {
+    await Promise.all(ctx.started.map((r) => r.kill()));
+    await ctx.origin?.close();
+    ctx.origin = undefined;
+  });
 }
