@@ -1,3 +1,5 @@
+import { setLogger as setGrpcLogger } from '@grpc/grpc-js';
+import { format } from 'node:util';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 import pretty from 'pino-pretty';
 import SonicBoomModule, { type SonicBoom } from 'sonic-boom';
@@ -61,4 +63,14 @@ export function loggerOptions(level: string, name?: string): LoggerOptions {
 /** A logger that writes nothing. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/**
+ * grpc-js writes its own errors to stderr as raw text ("E No address added out of total 1 resolved"),
+ * above the line Jetty prints for the same failure, and into the live status view. They go to the
+ * process logger at debug instead: Jetty reports every failure that matters in its own words.
+ */
+export function routeGrpcLogs(logger: Logger): void {
+  const toDebug = (...args: unknown[]): void => logger.debug({ grpc: format(...args) }, 'grpc-js');
+  setGrpcLogger({ error: toDebug, info: toDebug, debug: toDebug });
 }

@@ -6,10 +6,12 @@ import { StatusView } from './agent/status-view.js';
 import { parseHostPort } from './address.js';
 import { Edge } from './edge/edge-server.js';
 import { EDGE_SETTINGS, edgeInitFrom, effectiveEdgeSettings } from './edge/edge-settings.js';
-import { createToken } from './edge/tokens.js';
+import { createToken, isValidNamePattern, NAME_PATTERN_RULE } from './edge/tokens.js';
 import { AdminServer } from './admin-server.js';
 import { AbortError, UsageError, toError } from './errors.js';
-import { createLogger, type LogFormat, type Logger } from './logger.js';
+import { listenFor } from './listen-failure.js';
+import { createLogger, routeGrpcLogs, type LogFormat, type Logger } from './logger.js';
+import { argsError, suggestion } from './did-you-mean.js';
 import { printable } from './printable.js';
 import { VERSION } from './version.js';
 import type { AbortOptions } from './wait.js';
@@ -20,14 +22,22 @@ import {
   readSettingFile,
   resolveSettings,
   settingsHelp,
+  type HelpRow,
   type SettingSpec,
   type SettingValues,
 } from './settings.js';
+
+/** The commands of `jetty`, for the did-you-mean of a mistyped one. */
+const COMMANDS = ['edge', 'http', 'token'];
 
 /** Exit codes (DESIGN.md §1). */
 const EXIT_OK = 0;
 const EXIT_RUNTIME = 1;
 const EXIT_USAGE = 2;
+
+/** Help rows every command shares. */
+const CONFIG_ROW: HelpRow = ['--config FILE', 'YAML configuration file'];
+const HELP_ROW: HelpRow = ['-h, --help', 'show this help'];
 
 const MAIN_HELP = `Usage: jetty <command> [options]
 
@@ -46,10 +56,7 @@ Every option is also a JETTY_* variable and a key of the YAML --config file
 (flag > environment > file > default).
 
 Options:
-  --config FILE                YAML configuration file
-  --check-config               validate, print the effective configuration (secrets masked), exit
-${settingsHelp(EDGE_SETTINGS)}
-  -h, --help                   show this help
+${settingsHelp(EDGE_SETTINGS, [CONFIG_ROW, ['--check-config', 'validate, print the effective configuration (secrets masked), exit']], [HELP_ROW])}
 `;
 
 const HTTP_HELP = `Usage: jetty http <port|host:port|url> [options]
@@ -59,14 +66,12 @@ Makes a local HTTP service reachable through an edge and prints
 once traffic can flow. Reconnects on its own when the connection is lost.
 
 Options:
-  --config FILE                YAML configuration file
-${settingsHelp(AGENT_SETTINGS)}
-  -h, --help                   show this help
+${settingsHelp(AGENT_SETTINGS, [CONFIG_ROW], [HELP_ROW])}
 `;
 
 const TOKEN_HELP = `Usage: jetty token create [--name PATTERN]...
 
-Prints a new agent token (give it to the agent: --token or JETTY_TOKEN) and the entry to add
+Prints a new agent token (give it to the agent as JETTY_TOKEN or in its --config file) and the entry to add
 under "tokens:" in the edge's config file. Only the token's SHA-256 is stored on the edge.
 PATTERN is a tunnel name or a prefix such as dev-* (default: *, any name).
 `;
@@ -84,11 +89,11 @@ interface Parsed {
 /** argv → settings: strict flags, then flag > JETTY_* > config file > default. */
 function parseCommand(argv: string[], specs: readonly SettingSpec[], positionals: boolean, extra: string[] = []): Parsed {
   let parsed: { values: Record<string, unknown>; positionals: string[] };
+  const options = argsConfig(specs, extra);
   try {
-    parsed = parseArgs({ args: argv, options: argsConfig(specs, extra), strict: true, allowPositionals: positionals });
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: positionals });
   } catch (err) {
-    // parseArgs messages name the flag; keep the first line only.
-    throw new UsageError(toError(err).message.split('\n')[0], { cause: err });
+    throw argsError(err, options);
   }
   const help = parsed.values.help === true;
   const configPath = (parsed.values.config as string | undefined) ?? process.env.JETTY_CONFIG;
@@ -182,6 +187,7 @@ async function runEdge(argv: string[]): Promise<number> {
   }
   const logger = createLogger(values['log-level'] as string, 'edge', values['log-format'] as LogFormat);
   processLogger = logger;
+  routeGrpcLogs(logger);
   const edge = await Edge.start({ ...edgeInitFrom(values), logger }, { signal: root.signal });
   closeOnAbort(edge);
   const t = values.transports as string[];
@@ -204,6 +210,7 @@ async function runHttp(argv: string[]): Promise<number> {
   const edgeUrl = new URL(values.edge as string);
   const logger = createLogger(values['log-level'] as string, 'agent', values['log-format'] as LogFormat);
   processLogger = logger;
+  routeGrpcLogs(logger);
   const agent = await Agent.start({
     edge: edgeUrl,
     origin,
@@ -222,7 +229,7 @@ async function runHttp(argv: string[]): Promise<number> {
   const adminListen = values['admin-listen'] as string;
   if (adminListen) {
     const readiness = () => ({ ready: agent.connected, body: { status: agent.connected ? 'connected' : 'disconnected', transport: agent.transport, url: agent.url } });
-    (await AdminServer.start({ listen: adminListen, readiness }, { signal: root.signal })).unref();
+    (await listenFor('admin-listen', adminListen, AdminServer.start({ listen: adminListen, readiness }, { signal: root.signal }))).unref();
   }
   process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${printable(agent.transport)}\n`);
   process.stdout.write(`Forwarding ${printable(agent.url)} -> ${shown}\n`);
@@ -242,10 +249,11 @@ async function runHttp(argv: string[]): Promise<number> {
 function runToken(argv: string[]): number {
   const [sub, ...rest] = argv;
   let parsed;
+  const options = { name: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } } as const;
   try {
-    parsed = parseArgs({ args: rest, options: { name: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    parsed = parseArgs({ args: rest, options, strict: true });
   } catch (err) {
-    throw new UsageError(toError(err).message.split('\n')[0], { cause: err });
+    throw argsError(err, options);
   }
   if (parsed.values.help || sub === '--help' || sub === '-h') {
     process.stdout.write(TOKEN_HELP);
@@ -253,8 +261,11 @@ function runToken(argv: string[]): number {
   }
   if (sub !== 'create') throw new UsageError(`unknown token command "${sub ?? ''}" (want create)`);
   const names = parsed.values.name ?? ['*'];
+  // Refused here, not by the edge at start-up: an entry printed now would be pasted into its config.
+  for (const n of names) if (!isValidNamePattern(n)) throw new UsageError(`invalid --name "${printable(n)}": want ${NAME_PATTERN_RULE}`);
   const { token, hash } = createToken();
-  process.stdout.write(`Token (give it to the agent: jetty http 3000 --token ${token}):\n  ${token}\n\n`);
+  // The hint keeps the token off command lines, where `ps` and shell history show it.
+  process.stdout.write(`Token (give it to the agent as JETTY_TOKEN, or "token:" in its --config file):\n  ${token}\n\n`);
   process.stdout.write(`Add to the edge's config file:\ntokens:\n  - hash: ${hash}\n    names: [${names.map((n) => JSON.stringify(n)).join(', ')}]\n`);
   return EXIT_OK;
 }
@@ -279,7 +290,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(MAIN_HELP);
       return command === undefined ? EXIT_USAGE : EXIT_OK;
     default:
-      throw new UsageError(`unknown command "${command}" (want edge, http or token)`);
+      throw new UsageError(`unknown command "${printable(command)}"${suggestion(command, COMMANDS) || ` (want ${COMMANDS.join(', ')})`}`);
   }
 }
 
