@@ -13,18 +13,18 @@ const REASONS: Record<string, string> = {
  * ("No address added out of total 1 resolved errors: [listen EADDRINUSE …]"): the code is read from
  * either form.
  */
-export function listenFailure(err: unknown, setting: string, address: string): Error {
+export function listenFailure(err: unknown, setting: string, address: string, valueHint = 'HOST:PORT'): Error {
   const e = toError(err) as Error & { code?: string };
   const code = typeof e.code === 'string' && e.code in REASONS ? e.code : Object.keys(REASONS).find((c) => e.message.includes(c));
   if (code === undefined) return e;
-  return new ListenError(`cannot listen on ${address} (--${setting}): ${REASONS[code]}; choose another with --${setting} HOST:PORT`, { cause: err });
+  return new ListenError(`cannot listen on ${address} (--${setting}): ${REASONS[code]}; choose another with --${setting} ${valueHint}`, { cause: err });
 }
 
 /** Awaits a listener's start; a bind failure becomes listenFailure(). */
-export async function listenFor<T>(setting: string, address: string, start: Promise<T>): Promise<T> {
+export async function listenFor<T>(setting: string, address: string, start: Promise<T>, valueHint?: string): Promise<T> {
   try {
     return await start;
   } catch (err) {
-    throw listenFailure(err, setting, address);
+    throw listenFailure(err, setting, address, valueHint);
   }
 }

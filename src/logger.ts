@@ -32,7 +32,19 @@ export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
  * flushSync retries EPIPE forever, in Atomics.wait, so Ctrl-C under `| tee` could not stop the edge).
  */
 export function stderrDestination(fd = 2): SonicBoom {
-  const dest: SonicBoom = new (SonicBoomModule as unknown as typeof SonicBoom)({ fd, sync: false, maxLength: LOG_BUFFER_MAX_BYTES });
+  return quietOnError(new (SonicBoomModule as unknown as typeof SonicBoom)({ fd, sync: false, maxLength: LOG_BUFFER_MAX_BYTES }));
+}
+
+/**
+ * Log lines appended to `path` (created with its folder), as asynchronously as stderr's and with the
+ * same bound, for while the agent's live status view owns the terminal.
+ */
+export function fileDestination(path: string): SonicBoom {
+  return quietOnError(new (SonicBoomModule as unknown as typeof SonicBoom)({ dest: path, append: true, mkdir: true, sync: false, maxLength: LOG_BUFFER_MAX_BYTES }));
+}
+
+/** After a write error the destination drops everything: logging never blocks or ends the process. */
+function quietOnError(dest: SonicBoom): SonicBoom {
   dest.on('error', () => {
     dest.write = () => true;
     dest.flush = (cb?: (err?: Error) => unknown) => void cb?.();
@@ -42,15 +54,16 @@ export function stderrDestination(fd = 2): SonicBoom {
 }
 
 /**
- * Creates the process logger on stderr (stdout carries the stable lines scripts grep): JSON lines,
- * or pino-pretty (in-process, no worker thread) on a TTY. `silent` is what tests use.
+ * Creates the process logger on stderr (stdout carries the stable lines scripts grep), or in `file`:
+ * JSON lines, or pino-pretty (in-process, no worker thread) on a TTY. A file gets JSON unless
+ * `pretty` is asked for (then without colours). `silent` is what tests use.
  */
-export function createLogger(level: string = 'info', name?: string, format: LogFormat = 'auto'): Logger {
-  const usePretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
+export function createLogger(level: string = 'info', name?: string, format: LogFormat = 'auto', file?: string): Logger {
+  const usePretty = format === 'pretty' || (format === 'auto' && file === undefined && process.stderr.isTTY === true);
   const options = loggerOptions(level, name);
-  const dest = stderrDestination();
+  const dest = file === undefined ? stderrDestination() : fileDestination(file);
   if (usePretty) {
-    return pino(options, pretty({ destination: dest, colorize: !process.env.NO_COLOR, ignore: 'pid,hostname' }));
+    return pino(options, pretty({ destination: dest, colorize: file === undefined && !process.env.NO_COLOR, ignore: 'pid,hostname' }));
   }
   return pino(options, dest);
 }

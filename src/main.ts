@@ -1,9 +1,12 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from './agent/agent.js';
 import { type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/negotiate.js';
 import { AGENT_SETTINGS } from './agent/agent-settings.js';
 import { StatusView } from './agent/status-view.js';
-import { parseHostPort } from './address.js';
+import { formatHostPort, parseHostPort } from './address.js';
+import { DemoOrigin, DEMO_ORIGIN_DEFAULT_HOST, DEMO_ORIGIN_DEFAULT_PORT } from './demo-origin.js';
 import { Edge } from './edge/edge-server.js';
 import { EDGE_SETTINGS, edgeInitFrom, effectiveEdgeSettings } from './edge/edge-settings.js';
 import { createToken, isValidNamePattern, NAME_PATTERN_RULE } from './edge/tokens.js';
@@ -21,6 +24,7 @@ import {
   printableSettings,
   readSettingFile,
   resolveSettings,
+  helpRows,
   settingsHelp,
   type HelpRow,
   type SettingSpec,
@@ -28,7 +32,7 @@ import {
 } from './settings.js';
 
 /** The commands of `jetty`, for the did-you-mean of a mistyped one. */
-const COMMANDS = ['edge', 'http', 'token'];
+const COMMANDS = ['edge', 'http', 'token', 'demo-origin'];
 
 /** Exit codes (DESIGN.md §1). */
 const EXIT_OK = 0;
@@ -42,9 +46,12 @@ const HELP_ROW: HelpRow = ['-h, --help', 'show this help'];
 const MAIN_HELP = `Usage: jetty <command> [options]
 
 Commands:
-  edge            run the public edge server
-  http <target>   expose a local HTTP service through an edge
-  token create    make an agent token and the config entry for the edge
+${helpRows([
+  ['edge', 'run the public edge server'],
+  ['http <target>', 'expose a local HTTP service through an edge'],
+  ['token create', 'make an agent token and the config entry for the edge'],
+  ['demo-origin', 'a tiny local HTTP service that shows each request it gets (for trying Jetty)'],
+])}
 
 Run 'jetty <command> --help' for the options of a command.
 `;
@@ -74,6 +81,19 @@ const TOKEN_HELP = `Usage: jetty token create [--name PATTERN]...
 Prints a new agent token (give it to the agent as JETTY_TOKEN or in its --config file) and the entry to add
 under "tokens:" in the edge's config file. Only the token's SHA-256 is stored on the edge.
 PATTERN is a tunnel name or a prefix such as dev-* (default: *, any name).
+`;
+
+const DEMO_ORIGIN_HELP = `Usage: jetty demo-origin [--port N] [--host ADDRESS]
+
+A tiny HTTP service to try a tunnel with: it serves no files, and answers every request with a
+plain-text page of what reached it (method, path, headers, body size).
+
+Options:
+${helpRows([
+  ['--port N', `port to listen on, 0 = any free one (default ${DEMO_ORIGIN_DEFAULT_PORT})`],
+  ['--host ADDRESS', `address to listen on (default ${DEMO_ORIGIN_DEFAULT_HOST}: this machine only)`],
+  HELP_ROW,
+])}
 `;
 
 /** Said by an edge without tokens at start-up and in --check-config. */
@@ -208,7 +228,10 @@ async function runHttp(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('jetty http takes one target: a port, host:port or URL');
   const origin = parseOrigin(positionals[0]);
   const edgeUrl = new URL(values.edge as string);
-  const logger = createLogger(values['log-level'] as string, 'agent', values['log-format'] as LogFormat);
+  // The live status view owns the terminal: log lines bound for it would tear the view apart.
+  const viewLive = process.stdout.isTTY === true;
+  const logFile = (values['log-file'] as string) || (viewLive && process.stderr.isTTY === true ? join(tmpdir(), `jetty-agent-${process.pid}.log`) : '');
+  const logger = createLogger(values['log-level'] as string, 'agent', values['log-format'] as LogFormat, logFile || undefined);
   processLogger = logger;
   routeGrpcLogs(logger);
   const agent = await Agent.start({
@@ -233,10 +256,12 @@ async function runHttp(argv: string[]): Promise<number> {
   }
   process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${printable(agent.transport)}\n`);
   process.stdout.write(`Forwarding ${printable(agent.url)} -> ${shown}\n`);
-  const view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR });
+  if (viewLive && logFile) process.stdout.write(`Logs in ${printable(logFile)}\n`);
+  const view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR, logFile: logFile || undefined });
   let leaving = false;
   onSignals(() => {
     leaving = true;
+    view.draining(values['grace-period'] as number);
     return agent.leave(values['grace-period'] as number);
   });
   const reason = await agent.closed;
@@ -270,6 +295,28 @@ function runToken(argv: string[]): number {
   return EXIT_OK;
 }
 
+async function runDemoOrigin(argv: string[]): Promise<number> {
+  const options = { port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true });
+  } catch (err) {
+    throw argsError(err, options);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(DEMO_ORIGIN_HELP);
+    return EXIT_OK;
+  }
+  const portText = parsed.values.port ?? String(DEMO_ORIGIN_DEFAULT_PORT);
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new UsageError(`invalid --port "${printable(portText)}": want a whole number from 0 to 65535`);
+  const host = parsed.values.host ?? DEMO_ORIGIN_DEFAULT_HOST;
+  const origin = await listenFor('port', formatHostPort(host, Number(portText)), DemoOrigin.start({ host, port: Number(portText) }, { signal: root.signal }), 'N');
+  process.stdout.write(`Demo origin on ${origin.url} (shows each request it gets; Ctrl+C to stop)\n`);
+  onSignals(() => origin.close());
+  await new Promise(() => undefined);
+  return EXIT_OK;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -279,6 +326,8 @@ async function main(argv: string[]): Promise<number> {
       return runHttp(rest);
     case 'token':
       return runToken(rest);
+    case 'demo-origin':
+      return runDemoOrigin(rest);
     case '--version':
     case '-v':
       process.stdout.write(`${VERSION}\n`);

@@ -40,8 +40,6 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly name: string;
   /** Resolves with the reason once the agent stops for good (close(), or a refusal no retry fixes). */
   readonly closed: Promise<Error>;
-  /** Round trip to the edge measured at the last connect, ms. */
-  rttMs: number;
   private current: Negotiated;
   private readonly init: AgentInit & { name: string };
   private readonly proxy: OriginProxy;
@@ -57,11 +55,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.init = init;
     this.proxy = proxy;
     this.current = first;
-    this.rttMs = first.rttMs;
     this.name = init.name;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     proxy.onRequest = (entry) => this.emit('request', entry);
     this.watch(first.session);
+  }
+
+  /**
+   * Round trip to the edge, ms, as the edge measures its pings to this session (session-client.ts);
+   * undefined until the first report, one ping interval after connecting.
+   */
+  get rttMs(): number | undefined {
+    return this.current.session.rttMs;
   }
 
   get url(): string {
@@ -155,7 +160,6 @@ export class Agent extends EventEmitter<AgentEvents> {
       const next = await reconnect(reason, connect, { signal, onRetry: (why, delayMs) => this.emit('reconnecting', why, delayMs) });
       if (signal.aborted) return next.session.abort(toError(signal.reason));
       this.current = next;
-      this.rttMs = next.rttMs;
       this.watch(next.session);
       this.emit('connected', next.session.url, next.transport, true);
     } catch (err) {
