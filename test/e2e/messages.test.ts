@@ -33,6 +33,9 @@ test('a port in use names the flag and the address, for every listener of the ed
     assert.match(run.stderr, `choose another with ${flag} HOST:PORT`);
     assert.not.match(run.stderr, /No address added/);
   }
+  const demo = jetty(['demo-origin', '--port', taken.split(':')[1]]);
+  assert.is(await demo.exited, 1);
+  assert.is(demo.stderr, `jetty: cannot listen on ${taken} (--port): the port is in use by another process; choose another with --port N\n`);
   ctx.origin = await startOrigin((_req, res) => res.end('ok'));
   const edge = jetty(EDGE);
   ctx.started.push(edge);

@@ -1,11 +1,11 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as assert from 'uvu/assert';
 import { startOrigin, waitFor } from '../helpers/harness.js';
-import { JETTY_BIN, jetty, stopsAfterEach, type ProcessContext } from '../helpers/process.js';
+import { hasTool, JETTY_BIN, jetty, stopsAfterEach, type ProcessContext } from '../helpers/process.js';
 import { httpGet } from '../helpers/raw-http.js';
 import { suite } from '../helpers/suite.js';
 
@@ -19,17 +19,7 @@ stopsAfterEach(test);
 
 const run = promisify(execFile);
 
-function hasTmux(): boolean {
-  try {
-    execFileSync('tmux', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const TMUX = hasTmux();
-if (!TMUX) process.stdout.write('e2e/status-view: skipped, tmux is not installed (apt-get install tmux)\n');
+const TMUX = hasTool('tmux', ['-V'], 'e2e/status-view');
 
 /** Most often the screen is read while waiting for it to change, ms. */
 const CAPTURE_EVERY_MS = 100;
