@@ -62,10 +62,25 @@ export function createLogger(level: string = 'info', name?: string, format: LogF
   const usePretty = format === 'pretty' || (format === 'auto' && file === undefined && process.stderr.isTTY === true);
   const options = loggerOptions(level, name);
   const dest = file === undefined ? stderrDestination() : fileDestination(file);
-  if (usePretty) {
-    return pino(options, pretty({ destination: dest, colorize: file === undefined && !process.env.NO_COLOR, ignore: 'pid,hostname' }));
-  }
-  return pino(options, dest);
+  const logger = usePretty ? pino(options, pretty({ destination: dest, colorize: file === undefined && !process.env.NO_COLOR, ignore: 'pid,hostname' })) : pino(options, dest);
+  destinations.set(logger, dest);
+  return logger;
+}
+
+/** The destination createLogger() gave each logger, for whenWritten(). */
+const destinations = new WeakMap<Logger, SonicBoom>();
+
+/**
+ * Calls `done` once the lines given to the logger have reached the file or pipe (or writing failed).
+ * pino's flush(cb) does not wait for that: sonic-boom calls back at once when minLength is 0 (ours)
+ * while its asynchronous write may still be in flight, so the last lines before process.exit (the
+ * edge's "draining", a fatal error) were lost about one time in two.
+ */
+export function whenWritten(logger: Logger, done: () => void): void {
+  const dest = destinations.get(logger) as (SonicBoom & { _writing?: boolean }) | undefined;
+  if (!dest?._writing) return done();
+  dest.once('drain', done);
+  dest.once('error', done);
 }
 
 /** pino options shared by every Jetty logger: no pid/hostname, secrets redacted. */

@@ -13,7 +13,7 @@ import { createToken, isValidNamePattern, NAME_PATTERN_RULE } from './edge/token
 import { AdminServer } from './admin-server.js';
 import { AbortError, UsageError, toError } from './errors.js';
 import { listenFor } from './listen-failure.js';
-import { createLogger, routeGrpcLogs, type LogFormat, type Logger } from './logger.js';
+import { createLogger, routeGrpcLogs, whenWritten, type LogFormat, type Logger } from './logger.js';
 import { argsError, suggestion } from './did-you-mean.js';
 import { printable } from './printable.js';
 import { VERSION } from './version.js';
@@ -149,10 +149,10 @@ let processLogger: Logger | undefined;
 function exit(code: number): void {
   const logger = processLogger;
   if (!logger) process.exit(code);
-  // pino writes asynchronously: flush first, bounded by a short timer.
+  // pino writes asynchronously: let the last lines out first, bounded by a short timer.
   const done = (): void => process.exit(code);
   setTimeout(done, 500).unref();
-  logger.flush(done);
+  whenWritten(logger, done);
 }
 
 /**
@@ -180,7 +180,12 @@ function closeOnAbort(part: { close(): Promise<unknown> }): void {
   );
 }
 
-/** First signal: graceful `drain`, then exit 0. A second signal aborts the root: close at once. */
+/**
+ * First signal: graceful `drain`, then exit 0. A second signal aborts the root: close at once.
+ * Installed before the stable line (`Jetty edge on …`, `Forwarding …`) is printed: a script or test
+ * that signals as soon as it reads the line found the default action (killed by SIGINT) about one
+ * time in three on a loaded machine, when the process was descheduled between the write and this.
+ */
 function onSignals(drain: (options: AbortOptions) => Promise<unknown>): void {
   let draining = false;
   const handler = (): void => {
@@ -212,9 +217,9 @@ async function runEdge(argv: string[]): Promise<number> {
   closeOnAbort(edge);
   const t = values.transports as string[];
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
+  onSignals((options) => edge.drain(options));
   process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
-  onSignals((options) => edge.drain(options));
   await new Promise(() => undefined);
   return EXIT_OK;
 }
@@ -254,18 +259,19 @@ async function runHttp(argv: string[]): Promise<number> {
     const readiness = () => ({ ready: agent.connected, body: { status: agent.connected ? 'connected' : 'disconnected', transport: agent.transport, url: agent.url } });
     (await listenFor('admin-listen', adminListen, AdminServer.start({ listen: adminListen, readiness }, { signal: root.signal }))).unref();
   }
+  let leaving = false;
+  let view: StatusView | undefined;
+  onSignals(() => {
+    leaving = true;
+    view?.draining(values['grace-period'] as number);
+    return agent.leave(values['grace-period'] as number);
+  });
   process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${printable(agent.transport)}\n`);
   process.stdout.write(`Forwarding ${printable(agent.url)} -> ${shown}\n`);
   if (viewLive && logFile) process.stdout.write(`Logs in ${printable(logFile)}\n`);
-  const view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR, logFile: logFile || undefined });
-  let leaving = false;
-  onSignals(() => {
-    leaving = true;
-    view.draining(values['grace-period'] as number);
-    return agent.leave(values['grace-period'] as number);
-  });
+  view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR, logFile: logFile || undefined });
   const reason = await agent.closed;
-  view.abort();
+  view?.abort();
   if (leaving) return EXIT_OK;
   process.stderr.write(`jetty: ${printable(reason.message)}\n`);
   return EXIT_RUNTIME;
@@ -311,8 +317,8 @@ async function runDemoOrigin(argv: string[]): Promise<number> {
   if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new UsageError(`invalid --port "${printable(portText)}": want a whole number from 0 to 65535`);
   const host = parsed.values.host ?? DEMO_ORIGIN_DEFAULT_HOST;
   const origin = await listenFor('port', formatHostPort(host, Number(portText)), DemoOrigin.start({ host, port: Number(portText) }, { signal: root.signal }), 'N');
-  process.stdout.write(`Demo origin on ${origin.url} (shows each request it gets; Ctrl+C to stop)\n`);
   onSignals(() => origin.close());
+  process.stdout.write(`Demo origin on ${origin.url} (shows each request it gets; Ctrl+C to stop)\n`);
   await new Promise(() => undefined);
   return EXIT_OK;
 }

@@ -31,9 +31,12 @@ export function jetty(args: string[], env: Record<string, string> = {}): Running
   return started(process.execPath, [JETTY_BIN, ...args], { env: { ...process.env, JETTY_LOG_LEVEL: 'warn', ...env } });
 }
 
-/** Starts any program as a tracked process (killed at the end of the run if a test did not). */
-export function started(file: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Running {
-  const child = spawn(file, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts any program as a tracked process (killed at the end of the run if a test did not).
+ * `detached`: in a process group of its own, which a test may signal as a terminal's Ctrl-C does.
+ */
+export function started(file: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; detached?: boolean } = {}): Running {
+  const child = spawn(file, args, { env: options.env ?? process.env, cwd: options.cwd, detached: options.detached, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   child.once('exit', () => running.delete(child));
   const run: Running = {
