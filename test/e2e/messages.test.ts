@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
@@ -63,6 +64,13 @@ test('a mistyped flag or command: one line with a did-you-mean, no parseArgs boi
     assert.is(await run.exited, 2, args.join(' '));
     assert.is(run.stderr, `${line}\n`);
   }
+});
+
+test('--version prints package.json\'s version (the one place it is written)', async () => {
+  const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const run = jetty(['--version']);
+  assert.is(await run.exited, 0);
+  assert.is(run.stdout, `${version}\n`);
 });
 
 test('help text: every option of every command starts its description in one column', async () => {
