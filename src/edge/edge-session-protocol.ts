@@ -77,6 +77,7 @@ export class EdgeSessionProtocol {
     try {
       if (name === '') name = init.admission.pickName(options.token);
     } catch (err) {
+      init.logger.info({ peer: channel.peer, reason: toError(err).message }, 'agent registration refused');
       channel.close(toError(err));
       return undefined;
     }
