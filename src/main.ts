@@ -63,7 +63,7 @@ Every option is also a JETTY_* variable and a key of the YAML --config file
 (flag > environment > file > default).
 
 Options:
-${settingsHelp(EDGE_SETTINGS, [CONFIG_ROW, ['--check-config', 'validate, print the effective configuration (secrets masked), exit']], [HELP_ROW])}
+${settingsHelp(EDGE_SETTINGS, [CONFIG_ROW, ['--check-config', 'validate, print the effective configuration (tokens by hash and names), exit']], [HELP_ROW])}
 `;
 
 const HTTP_HELP = `Usage: jetty http <port|host:port|url> [options]
