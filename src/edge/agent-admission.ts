@@ -18,6 +18,9 @@ export const DEFAULT_RESERVED_NAMES: readonly string[] = [
   'autoconfig', 'autodiscover', 'login', 'auth', 'status', 'metrics', 'jetty',
 ];
 
+/** Random names pickName() draws at most for one agent before it lets the registry claim decide. */
+export const PICK_NAME_DRAWS = 5;
+
 export interface AgentAdmissionInit {
   registry: Registry;
   tokens: TokenAuthority;
@@ -157,9 +160,13 @@ export class AgentAdmission {
     const patterns = (tokens.open ? undefined : tokens.authenticate(token))?.names ?? ['*'];
     const prefix = patterns.find((p) => p.endsWith('-*'));
     if (prefix === undefined && !patterns.includes('*')) return patterns[0];
-    const name = randomName(prefix?.slice(0, -1));
-    if (name === undefined) throw new NameNotAllowedError(`no room for a name after "${prefix}": give the agent --name`);
-    return name;
+    let name: string | undefined;
+    // A name some agent holds (or that is reserved) is drawn again; the claim settles any race.
+    for (let draw = 0; draw < PICK_NAME_DRAWS && (name === undefined || this.init.registry.lookup(name) || this.reserved.has(name)); draw++) {
+      name = randomName(prefix?.slice(0, -1));
+      if (name === undefined) throw new NameNotAllowedError(`no room for a name after "${prefix}": give the agent --name`);
+    }
+    return name!;
   }
 
   /** The owner (token hash) a presented token speaks for; undefined on an open edge or for a bad token. */
