@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +29,16 @@ test.after.each(async (ctx) => {
   if (ctx.socket) await run('tmux', ['-L', ctx.socket, 'kill-server']).catch(() => undefined);
   if (ctx.dir) rmSync(ctx.dir, { recursive: true, force: true });
   ctx.socket = ctx.dir = undefined;
+});
+
+// tmux's server is a daemon, not a child process.ts tracks: if this test process ends early (an
+// uncaught error), its server goes with it instead of outliving the run.
+process.once('exit', () => {
+  try {
+    execFileSync('tmux', ['-L', `jetty-test-${process.pid}`, 'kill-server'], { stdio: 'ignore' });
+  } catch {
+    // No server was started, or it is gone already.
+  }
 });
 
 function tmux(ctx: { socket?: string }, ...args: string[]): Promise<string> {
