@@ -1,0 +1,3 @@
+import { originSuite } from '../helpers/origin-suite.js';
+
+originSuite('grpc', { transport: 'grpc' });

@@ -1,0 +1,3 @@
+import { originSuite } from '../helpers/origin-suite.js';
+
+originSuite('websocket+json', { transport: 'websocket', wsCodec: 'json' });
