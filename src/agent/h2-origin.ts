@@ -261,20 +261,29 @@ async function writeStreamBody(stream: ClientHttp2Stream, chunks: AsyncIterator<
   stream.end();
 }
 
+/** gRPC status fields of a response head: trailers of a Trailers-Only answer (gRPC over HTTP/2 spec). */
+const GRPC_STATUS_FIELDS: ReadonlySet<string> = new Set(['grpc-status', 'grpc-message', 'grpc-status-details-bin']);
+
+/** The gRPC status fields of a head that ended its stream, when it is a gRPC answer; else none. */
+function trailersOnlyStatus(fields: readonly Header[]): Header[] {
+  const grpc = fields.some((f) => f.name === 'content-type' && f.value.startsWith('application/grpc'));
+  return grpc ? fields.filter((f) => GRPC_STATUS_FIELDS.has(f.name)) : [];
+}
+
 /**
  * The response head. A stream reset with CANCEL (or NO_ERROR) closes without an 'error' event, so
  * 'close' before 'response' rejects too: the exchange must not wait for a head that will never come.
  */
-function responseHead(stream: ClientHttp2Stream): Promise<IncomingHttpHeaders> {
-  return new Promise<IncomingHttpHeaders>((resolve, reject) => {
+function responseHead(stream: ClientHttp2Stream): Promise<{ headers: IncomingHttpHeaders; endStream: boolean }> {
+  return new Promise((resolve, reject) => {
     const done = (): void => {
       stream.off('response', onResponse);
       stream.off('close', onClose);
       stream.off('error', onError);
     };
-    const onResponse = (headers: IncomingHttpHeaders): void => {
+    const onResponse = (headers: IncomingHttpHeaders, flags: number): void => {
       done();
-      resolve(headers);
+      resolve({ headers, endStream: (flags & h2.NGHTTP2_FLAG_END_STREAM) !== 0 });
     };
     const onError = (err: Error): void => {
       done();
@@ -298,15 +307,20 @@ function responseHead(stream: ClientHttp2Stream): Promise<IncomingHttpHeaders> {
 async function* responseChunks(stream: ClientHttp2Stream, pipeline: ExchangePipeline): AsyncGenerator<HTTPChunk> {
   let trailers: IncomingHttpHeaders | undefined;
   stream.once('trailers', (t: IncomingHttpHeaders) => (trailers = t));
-  let headers: IncomingHttpHeaders;
+  let head: { headers: IncomingHttpHeaders; endStream: boolean };
   try {
-    headers = await responseHead(stream);
+    head = await responseHead(stream);
   } catch (err) {
     throw new ExchangeResetError(`origin request failed: ${toError(err).message}`, ResetCode.ORIGIN_ERROR, { cause: err });
   }
-  const status = Number(headers[h2.HTTP2_HEADER_STATUS]);
+  const status = Number(head.headers[h2.HTTP2_HEADER_STATUS]);
   pipeline.status = status;
-  yield { kind: ChunkKind.HEADERS, status, headers: fieldList(headers) };
+  const fields = fieldList(head.headers);
+  const grpcStatus = head.endStream ? trailersOnlyStatus(fields) : [];
+  yield { kind: ChunkKind.HEADERS, status, headers: grpcStatus.length > 0 ? fields.filter((f) => !grpcStatus.includes(f)) : fields };
+  // The next hop cannot send a head with END_STREAM (it flushes the head before it knows the end):
+  // the status goes as trailers, which a gRPC client reads the same way.
+  if (grpcStatus.length > 0) return void (yield { kind: ChunkKind.TRAILERS, headers: grpcStatus });
   try {
     for await (const buf of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       pipeline.bytesOut.bytes += buf.byteLength;

@@ -143,11 +143,14 @@ export function originSuite(label: string, options: Partial<AgentInit>): void {
     assert.is(te, 'trailers');
   });
 
-  test('h2c origin: a trailers-only answer (END_STREAM on its headers) is a complete response', async (ctx) => {
+  test('h2c origin: a gRPC trailers-only answer (END_STREAM on its head) arrives with its status as trailers', async (ctx) => {
     ctx.h2.handler = (stream) => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': 'nope' }, { endStream: true });
     const { res, body } = await send(ctx.edge, H2_NAME, '/only');
     assert.is(res.statusCode, 200);
-    assert.is(res.headers['grpc-status'], '5');
+    assert.is(res.headers['content-type'], 'application/grpc');
+    assert.is(res.headers['grpc-status'], undefined);
+    assert.is(res.trailers['grpc-status'], '5');
+    assert.is(res.trailers['grpc-message'], 'nope');
     assert.is(body.length, 0);
   });
 
