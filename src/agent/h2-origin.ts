@@ -1,3 +1,4 @@
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import {
   connect,
   constants as h2,
@@ -183,15 +184,24 @@ export function requestHeaders(head: HTTPChunk, init: H2RequestInit): { headers:
     [h2.HTTP2_HEADER_AUTHORITY]: init.authority,
     [h2.HTTP2_HEADER_PATH]: init.path,
   };
-  for (const h of fields) {
-    const name = h.name.toLowerCase();
-    if (name.startsWith(':') || H2_FORBIDDEN_FIELDS.has(name)) continue;
-    const prior = headers[name];
-    if (prior === undefined) headers[name] = h.value;
-    else headers[name] = Array.isArray(prior) ? [...prior, h.value] : [String(prior), h.value];
-  }
+  addFields(headers, fields.filter((h) => !H2_FORBIDDEN_FIELDS.has(h.name.toLowerCase())));
   headers[h2.HTTP2_HEADER_TE] = 'trailers';
   return { headers, length };
+}
+
+/**
+ * Adds `fields` to an HTTP/2 header object, lower-cased, repeats as arrays. Node's HTTP/2 client passes
+ * CR/LF in a value on to nghttp2, so every name and value is checked here as HTTP/1.1 checks them
+ * (throws; a pseudo-header from a peer is refused too).
+ */
+function addFields(out: OutgoingHttpHeaders, fields: readonly Header[]): void {
+  for (const h of fields) {
+    validateHeaderName(h.name);
+    validateHeaderValue(h.name, h.value);
+    const name = h.name.toLowerCase();
+    const prior = out[name];
+    out[name] = prior === undefined ? h.value : [...(Array.isArray(prior) ? prior : [String(prior)]), h.value];
+  }
 }
 
 /** Node's header object (pseudo-headers removed, arrays spread) as the exchange's field list. */
@@ -246,12 +256,8 @@ async function writeStreamBody(stream: ClientHttp2Stream, chunks: AsyncIterator<
   if (stream.closed || stream.destroyed) return;
   stream.once('wantTrailers', () => {
     const out: OutgoingHttpHeaders = {};
-    for (const t of trailers) {
-      const name = t.name.toLowerCase();
-      const prior = out[name];
-      out[name] = prior === undefined ? t.value : [...(Array.isArray(prior) ? prior : [String(prior)]), t.value];
-    }
     try {
+      addFields(out, trailers);
       stream.sendTrailers(out);
     } catch {
       // A trailer field HTTP/2 refuses: the origin sees the request cut, never complete without it.

@@ -5,6 +5,7 @@ import { ChunkKind, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk
 import { silentLogger } from '../../src/logger.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
 import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
+import { startH2Origin } from '../helpers/h2-origin-server.js';
 
 interface Ctx {
   origin: Origin;
@@ -110,6 +111,47 @@ test('a request head Node refuses is reset as a protocol error; serve() never re
   await ctx.proxy.serve(head([['Content-Length', '1'], ['Content-Length', '2']]), differing);
   assert.is(differing.resetCode, ResetCode.PROTOCOL_ERROR);
   assert.is(ctx.seen.length, 0);
+});
+
+test('h2c origin: a head HTTP/2 cannot carry is reset as a protocol error and never reaches the origin; serve() never rejects', async () => {
+  // Guards against a hostile edge reaching an HTTP/2 origin with a field nghttp2 would pass on, or crashing the agent.
+  const h2 = await startH2Origin();
+  let streams = 0;
+  h2.handler = (stream) => {
+    streams++;
+    stream.respond({ ':status': 200 }, { endStream: true });
+  };
+  const proxy = new OriginProxy({ origin: h2.url, logger: silentLogger() });
+  try {
+    for (const bad of [[['X-Bad', 'a\r\nb']], [['Bad Name', 'x']], [['Content-Type', 'a'], ['Content-Type', 'b']], [['Content-Length', '1'], ['Content-Length', '2']]] as Array<Array<[string, string]>>) {
+      const ex = exchangeOf([]);
+      await within(proxy.serve(head(bad), ex), 5000, `serve() of ${JSON.stringify(bad)}`);
+      assert.is(ex.resetCode, ResetCode.PROTOCOL_ERROR, JSON.stringify(bad));
+    }
+    assert.is(streams, 0);
+    const ok = exchangeOf([]);
+    await proxy.serve(head([]), ok);
+    assert.is(ok.error, undefined);
+    assert.is(ok.response[0].status, 200);
+  } finally {
+    proxy.close();
+    await h2.close();
+  }
+});
+
+test('h2c origin that refuses connections: the exchange is reset as an origin error, and the next one tries again', async () => {
+  const h2 = await startH2Origin();
+  await h2.close();
+  const proxy = new OriginProxy({ origin: h2.url, logger: silentLogger() });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const ex = exchangeOf([]);
+      await within(proxy.serve(head([]), ex), 5000, 'serve() against a closed port');
+      assert.is(ex.resetCode, ResetCode.ORIGIN_ERROR);
+    }
+  } finally {
+    proxy.close();
+  }
 });
 
 test.run();

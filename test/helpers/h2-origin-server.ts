@@ -1,4 +1,4 @@
-import { createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream, type Settings } from 'node:http2';
+import { createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream, type Settings } from 'node:http2';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,14 +14,22 @@ export interface H2OriginServer {
   url: URL;
   /** The handler of the next streams; tests swap it. */
   handler: H2Handler;
+  /** Sessions accepted so far. */
+  readonly sessionCount: number;
+  /** Sessions open now. */
+  readonly openSessions: number;
+  /** Sends GOAWAY on every open session and closes it (as a restarting server does). */
+  goAway(): void;
   close(): Promise<void>;
 }
 
 /** A cleartext HTTP/2 origin (prior knowledge) on 127.0.0.1:0; every session is destroyed on close. */
 export async function startH2Origin(settings: Settings = {}): Promise<H2OriginServer> {
   const server = createH2Server({ settings });
-  const sessions = new Set<{ destroy(): void }>();
+  const sessions = new Set<ServerHttp2Session>();
+  let sessionCount = 0;
   server.on('session', (s) => {
+    sessionCount++;
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
     s.on('error', () => undefined);
@@ -33,6 +41,15 @@ export async function startH2Origin(settings: Settings = {}): Promise<H2OriginSe
     port,
     url: new URL(`h2c://127.0.0.1:${port}`),
     handler: (stream) => stream.respond({ ':status': 200 }, { endStream: true }),
+    get sessionCount() {
+      return sessionCount;
+    },
+    get openSessions() {
+      return sessions.size;
+    },
+    goAway: () => {
+      for (const s of sessions) s.close();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sessions) s.destroy();

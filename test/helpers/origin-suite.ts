@@ -258,6 +258,21 @@ export function originSuite(label: string, options: Partial<AgentInit>): void {
     }
   });
 
+  test('h2c origin: after the origin sends GOAWAY and closes, the next exchange opens a new connection', async (ctx) => {
+    ctx.h2.handler = (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+    };
+    assert.is((await send(ctx.edge, H2_NAME, '/before')).res.statusCode, 200);
+    const before = ctx.h2.sessionCount;
+    ctx.h2.goAway();
+    await waitFor(() => ctx.h2.openSessions === 0, 5000, 'the origin sessions to close');
+    const after = await send(ctx.edge, H2_NAME, '/after');
+    assert.is(after.res.statusCode, 200);
+    assert.is(after.body.toString(), 'ok');
+    assert.is(ctx.h2.sessionCount, before + 1);
+  });
+
   test('--host-header: preserve sends the public Host, rewrite the origin host:port, a literal itself (h1 Host and h2 :authority)', async (ctx) => {
     const port = ctx.edge.publicPort;
     const rewrite = await startAgent(ctx.edge, ctx.h1.url, 'rewrite', { hostHeader: 'rewrite' });
