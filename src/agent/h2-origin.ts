@@ -28,6 +28,9 @@ export const H2_ORIGIN_STREAM_WINDOW_BYTES = 1024 * 1024;
 /** HTTP/2 window of the whole origin connection, shared by its streams. */
 export const H2_ORIGIN_CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 
+/** An interim 100 (Continue) response head. */
+const CONTINUE_HEAD: HTTPChunk = Object.freeze({ kind: ChunkKind.HEADERS, status: 100, headers: [] }) as HTTPChunk;
+
 /** Fields HTTP/2 forbids in a message (RFC 9113 §8.2.2) beyond the hop-by-hop ones framedFields drops. */
 const H2_FORBIDDEN_FIELDS: ReadonlySet<string> = new Set(['host', 'http2-settings']);
 
@@ -314,8 +317,14 @@ async function* responseChunks(stream: ClientHttp2Stream, pipeline: ExchangePipe
   let trailers: IncomingHttpHeaders | undefined;
   stream.once('trailers', (t: IncomingHttpHeaders) => (trailers = t));
   let head: { headers: IncomingHttpHeaders; endStream: boolean };
+  const final = responseHead(stream);
+  // A 100 Continue the origin sends (the client asked with Expect) goes on before the final head.
+  const continued = new Promise<boolean>((resolve) => stream.once('continue', () => resolve(true)));
+  const first = await Promise.race([continued, final.then(() => false, () => false)]);
+  stream.removeAllListeners('continue');
+  if (first) yield CONTINUE_HEAD;
   try {
-    head = await responseHead(stream);
+    head = await final;
   } catch (err) {
     throw new ExchangeResetError(`origin request failed: ${toError(err).message}`, ResetCode.ORIGIN_ERROR, { cause: err });
   }

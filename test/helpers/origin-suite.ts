@@ -143,6 +143,21 @@ export function originSuite(label: string, options: Partial<AgentInit>): void {
     assert.is(te, 'trailers');
   });
 
+  test('h2c origin: Expect: 100-continue gets the origin\'s 100 before the client sends its body', async (ctx) => {
+    ctx.h2.handler = (stream, headers) => {
+      if (headers.expect === '100-continue') stream.additionalHeaders({ ':status': 100 });
+      void readStream(stream).then((body) => {
+        stream.respond({ ':status': 200 });
+        stream.end(`got ${body.toString()}`);
+      });
+    };
+    const { req, response } = open(ctx, H2_NAME, '/expect', 'POST', { expect: '100-continue', 'content-length': '4' });
+    await within(once(req, 'continue'), 5000, 'the 100 Continue');
+    req.end('body');
+    const res = await response;
+    assert.is((await readStream(res)).toString(), 'got body');
+  });
+
   test('h2c origin: a gRPC trailers-only answer (END_STREAM on its head) arrives with its status as trailers', async (ctx) => {
     ctx.h2.handler = (stream) => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': 'nope' }, { endStream: true });
     const { res, body } = await send(ctx.edge, H2_NAME, '/only');
