@@ -6,6 +6,8 @@ import { silentLogger } from '../../src/logger.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
 import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
 import { startH2Origin } from '../helpers/h2-origin-server.js';
+import { H2_ORIGIN_MAX_CONCURRENT_STREAMS } from '../../src/agent/h2-origin.js';
+import type { ServerHttp2Stream } from 'node:http2';
 
 interface Ctx {
   origin: Origin;
@@ -151,6 +153,35 @@ test('h2c origin that refuses connections: the exchange is reset as an origin er
     }
   } finally {
     proxy.close();
+  }
+});
+
+test('h2c origin: at most H2_ORIGIN_MAX_CONCURRENT_STREAMS streams are open at once, even when the origin allows more', async () => {
+  // Node's HTTP/2 default would open as many as the server allows (4,294,967,295 for Node's server).
+  const h2 = await startH2Origin();
+  const held: ServerHttp2Stream[] = [];
+  h2.handler = (stream) => void held.push(stream);
+  const proxy = new OriginProxy({ origin: h2.url, logger: silentLogger() });
+  try {
+    const count = H2_ORIGIN_MAX_CONCURRENT_STREAMS + 4;
+    const exchanges = Array.from({ length: count }, () => exchangeOf([]));
+    const served = exchanges.map((ex) => proxy.serve({ ...head([]), method: 'GET' }, ex));
+    await waitFor(() => held.length === H2_ORIGIN_MAX_CONCURRENT_STREAMS, 10000, 'the cap of streams to be open');
+    // The rest wait for a slot: answering the open ones lets them through, and every exchange completes.
+    let answered = 0;
+    while (answered < count) {
+      await waitFor(() => held.length > 0, 10000, 'a held stream');
+      assert.ok(held.length <= H2_ORIGIN_MAX_CONCURRENT_STREAMS, `${held.length} streams open`);
+      for (const s of held.splice(0)) {
+        s.respond({ ':status': 200 }, { endStream: true });
+        answered++;
+      }
+    }
+    await within(Promise.all(served), 10000, 'every exchange to complete');
+    assert.ok(exchanges.every((ex) => ex.error === undefined && ex.response[0]?.status === 200));
+  } finally {
+    proxy.close();
+    await h2.close();
   }
 });
 

@@ -240,7 +240,7 @@ export function originSuite(label: string, options: Partial<AgentInit>): void {
     req.destroy();
   });
 
-  test('h2c origin: streams in flight stay within the SETTINGS_MAX_CONCURRENT_STREAMS the origin advertises', async (ctx) => {
+  test('h2c origin: exchanges beyond the SETTINGS_MAX_CONCURRENT_STREAMS the origin advertises wait, then all complete', async (ctx) => {
     const limited = await startH2Origin({ maxConcurrentStreams: 2 });
     try {
       const agent = await startAgent(ctx.edge, limited.url, 'limited');
