@@ -31,6 +31,11 @@ export const H2_ORIGIN_CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 /** An interim 100 (Continue) response head. */
 const CONTINUE_HEAD: HTTPChunk = Object.freeze({ kind: ChunkKind.HEADERS, status: 100, headers: [] }) as HTTPChunk;
 
+/** A request method: an RFC 9110 token. */
+const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A request target or authority: visible ASCII, no space (RFC 9112 §3.2; Node's HTTP/1.1 client refuses the rest). */
+const PATH_CHARS = /^[\x21-\x7e]+$/;
+
 /** Fields HTTP/2 forbids in a message (RFC 9113 §8.2.2) beyond the hop-by-hop ones framedFields drops. */
 const H2_FORBIDDEN_FIELDS: ReadonlySet<string> = new Set(['host', 'http2-settings']);
 
@@ -65,11 +70,6 @@ export class H2Origin {
   constructor(init: H2OriginInit) {
     const port = init.origin.port || '80';
     this.authority = `http://${init.origin.hostname}:${port}`;
-  }
-
-  /** Streams open now (for tests and the cap). */
-  get openStreams(): number {
-    return this.active;
   }
 
   /** The live session, made on first use and again after the last one went away. */
@@ -181,8 +181,12 @@ export class H2Origin {
  */
 export function requestHeaders(head: HTTPChunk, init: H2RequestInit): { headers: OutgoingHttpHeaders; length: number | undefined } {
   const { headers: fields, length } = framedFields(head.headers ?? []);
+  const method = head.method ?? 'GET';
+  // Node's HTTP/2 client checks none of the pseudo-header values: a peer's CR/LF or space would reach nghttp2.
+  if (!METHOD_TOKEN.test(method)) throw new ProtocolError('request method is not a token');
+  if (!PATH_CHARS.test(init.path) || !PATH_CHARS.test(init.authority)) throw new ProtocolError('request target or authority has characters HTTP forbids');
   const headers: OutgoingHttpHeaders = {
-    [h2.HTTP2_HEADER_METHOD]: head.method ?? 'GET',
+    [h2.HTTP2_HEADER_METHOD]: method,
     [h2.HTTP2_HEADER_SCHEME]: 'http',
     [h2.HTTP2_HEADER_AUTHORITY]: init.authority,
     [h2.HTTP2_HEADER_PATH]: init.path,

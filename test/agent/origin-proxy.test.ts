@@ -130,6 +130,11 @@ test('h2c origin: a head HTTP/2 cannot carry is reset as a protocol error and ne
       await within(proxy.serve(head(bad), ex), 5000, `serve() of ${JSON.stringify(bad)}`);
       assert.is(ex.resetCode, ResetCode.PROTOCOL_ERROR, JSON.stringify(bad));
     }
+    for (const bad of [{ method: 'GET /x' }, { method: 'G\r\nX: y' }, { target: '/a b' }, { target: '/a\r\nx: y' }]) {
+      const ex = exchangeOf([]);
+      await proxy.serve({ ...head([]), ...bad }, ex);
+      assert.is(ex.resetCode, ResetCode.PROTOCOL_ERROR, JSON.stringify(bad));
+    }
     assert.is(streams, 0);
     const ok = exchangeOf([]);
     await proxy.serve(head([]), ok);
