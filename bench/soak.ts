@@ -3,13 +3,14 @@
 // an agent restart (SIGTERM, new agent) every minute. Prints, per minute, requests and failures by
 // cause, RSS and open file descriptors of edge and agent; at the end the edge's RSS slope after the
 // first minute (warm-up). Exits 1 if any request failed that was not aborted by its own client.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createToken } from '../src/edge/tokens.js';
+import { start } from './spawn-ready.js';
 
 const MINUTES = Number(argValue('--minutes') ?? 5);
 const SMALL_CLIENTS = 16;
@@ -22,20 +23,6 @@ const ORIGIN = join(ROOT, 'dist/bench/origin.js');
 function argValue(flag: string): string | undefined {
   const i = process.argv.indexOf(flag);
   return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-function start(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, JETTY_LOG_LEVEL: 'warn', ...env } });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => {
-      out += d;
-      const m = ready.exec(out);
-      if (m) resolve({ child, match: m });
-    });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}`)));
-  });
 }
 
 const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;

@@ -2,7 +2,7 @@ import { Agent as HttpAgent, request, type ClientRequest, type IncomingMessage }
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import { endToEndFields, flatFields, framedFields } from '../codec/http-fields.js';
+import { endToEndFields, flatFields, framedFields, upgradeProtocol } from '../codec/http-fields.js';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
@@ -11,6 +11,7 @@ import { writeBody, flushHeadUnlessBodyReady } from '../streams/http-sink.js';
 import { ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
 import { H2Origin } from './h2-origin.js';
+import { relayUpgrade } from './origin-upgrade.js';
 import { OriginTarget } from './origin-target.js';
 
 /** Idle keep-alive connections kept to the origin. */
@@ -36,12 +37,14 @@ const CONTINUE_HEAD: HTTPChunk = Object.freeze({ kind: ChunkKind.HEADERS, status
  * is re-framed as the edge does it (framedFields: hop-by-hop fields and Transfer-Encoding dropped; Node
  * frames the body by the one Content-Length the client gave, chunked otherwise, never both, and the body
  * must match it), the response becomes chunks. A reset from either side destroys the origin request at once.
+ * A request asking for an upgrade (Connection: upgrade + Upgrade) goes to relayUpgrade (origin-upgrade.ts).
  */
 export class OriginProxy {
   private readonly origin: URL;
   private readonly log: Logger;
   private readonly agent: HttpAgent;
   private readonly target: OriginTarget;
+  private readonly originInsecure: boolean;
   /** The HTTP/2 client of an h2c:// origin; undefined for HTTP/1.1 origins. */
   private readonly h2: H2Origin | undefined;
   /** Called after every exchange (the agent's status view listens here). */
@@ -51,6 +54,7 @@ export class OriginProxy {
     this.origin = init.origin;
     this.log = init.logger;
     this.target = new OriginTarget(init.origin, init.hostHeader);
+    this.originInsecure = init.originInsecure ?? false;
     const keepAlive = { keepAlive: true, maxFreeSockets: ORIGIN_MAX_FREE_SOCKETS, noDelay: true };
     this.agent = init.origin.protocol === 'https:' ? new HttpsAgent({ ...keepAlive, rejectUnauthorized: !init.originInsecure }) : new HttpAgent(keepAlive);
     this.h2 = init.origin.protocol === 'h2c:' ? new H2Origin({ origin: init.origin }) : undefined;
@@ -79,9 +83,15 @@ export class OriginProxy {
   /** The origin request of an exchange of a kind this agent serves: HTTP/2 for an h2c:// origin, else HTTP/1.1. */
   private async serveAccepted(head: HTTPChunk, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
     if (!pipeline.accepts(head)) return;
+    const headers = head.headers ?? [];
     if (this.h2) {
-      const headers = head.headers ?? [];
+      // HTTP/2 has no Upgrade: the fields are hop-by-hop there and dropped, the origin answers plainly.
       return this.h2.serve(head, { authority: this.target.authority(headers), path: this.target.path(head.target) }, exchange, pipeline);
+    }
+    const protocol = upgradeProtocol(headers);
+    if (protocol !== undefined) {
+      const target = { ...head, target: this.target.path(head.target), headers: this.target.fields(headers) };
+      return relayUpgrade(this.origin, target, protocol, exchange, pipeline, { originInsecure: this.originInsecure });
     }
     let origin: { req: ClientRequest; length: number | undefined } | undefined;
     try {

@@ -119,6 +119,30 @@ export function framedFields(headers: readonly Header[]): FramedFields {
   return { headers: out, length };
 }
 
+/**
+ * The protocol a request asks to switch to (RFC 9110 §7.8): its Upgrade value when a Connection field
+ * lists the `upgrade` token, else undefined. Such a request keeps `Connection: upgrade` and its `Upgrade`
+ * field through the tunnel, the one exception to hop-by-hop stripping (DESIGN.md §6.2).
+ */
+export function upgradeProtocol(headers: readonly Header[]): string | undefined {
+  let upgrade: string | undefined;
+  let asked = false;
+  for (const h of headers) {
+    const lower = h.name.toLowerCase();
+    if (lower === 'upgrade') upgrade = upgrade === undefined ? h.value : `${upgrade}, ${h.value}`;
+    else if (lower === 'connection' && h.value.split(',').some((t) => t.trim().toLowerCase() === 'upgrade')) asked = true;
+  }
+  return asked && upgrade !== undefined && upgrade.trim() !== '' ? upgrade.trim() : undefined;
+}
+
+/** The two fields an upgrade request carries past hop-by-hop stripping. */
+export function upgradeFields(protocol: string): Header[] {
+  return [
+    { name: 'Connection', value: 'upgrade' },
+    { name: 'Upgrade', value: protocol },
+  ];
+}
+
 /** Flattens a field list into the [name, value, …] array Node's writeHead and request accept. */
 export function flatFields(headers: readonly Header[] | undefined): string[] {
   const out: string[] = [];

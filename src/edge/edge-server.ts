@@ -17,6 +17,7 @@ import { ownHostHandler } from './own-host.js';
 import { attachPublicHandlers } from './public-handlers.js';
 import { createPublicServer, type PublicServer } from './public-listener.js';
 import { Router } from './router.js';
+import { UpgradeRelay } from './upgrade-relay.js';
 import { WsEndpoint } from './ws-endpoint.js';
 
 export { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
@@ -94,7 +95,8 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
     exempt: (address) => trusting.isTrusted(address),
     onRefused: () => metrics.limitRejections.inc({ limit: 'ip_connections' }),
   });
-  attachPublicHandlers(http, { domain, router, ws, admission, metrics, logger: log });
+  const upgrades = new UpgradeRelay({ domain, router, metrics, limits, logger: log });
+  attachPublicHandlers(http, { domain, router, upgrades, ws, admission, metrics, logger: log });
   return { config, http, grpc, ws, router, admission, metrics, ports };
 }
 

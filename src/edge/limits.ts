@@ -29,6 +29,11 @@ export interface EdgeLimits {
   headerTimeoutMs: number;
   /** An exchange with no bytes either way for this long is aborted, ms. */
   idleTimeoutMs: number;
+  /**
+   * An upgraded connection (WebSocket) with no bytes either way for this long is closed, ms. Longer than
+   * idleTimeoutMs: a quiet WebSocket is normal.
+   */
+  upgradeIdleTimeoutMs: number;
   /** A public connection idle between requests is closed after this long, ms. */
   keepAliveTimeoutMs: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per agent connection. */
@@ -55,6 +60,7 @@ export const DEFAULT_LIMITS: EdgeLimits = {
   maxHeaderCount: 100,
   headerTimeoutMs: 30_000,
   idleTimeoutMs: 300_000,
+  upgradeIdleTimeoutMs: 3_600_000,
   keepAliveTimeoutMs: 65_000,
   h2MaxStreams: GRPC_MAX_CONCURRENT_STREAMS,
   maxAgentsPerToken: 100,

@@ -7,11 +7,17 @@ import type { EdgeMetrics } from './metrics.js';
 import type { PublicServer } from './public-listener.js';
 import { tunnelName } from './request-head.js';
 import type { Router } from './router.js';
+import type { UpgradeRelay } from './upgrade-relay.js';
 import type { WsEndpoint } from './ws-endpoint.js';
+
+const NO_UPGRADE_HERE = 'HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 24\r\n\r\nnothing to upgrade here\n';
+const DRAINING_UPGRADE = 'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n';
 
 export interface PublicHandlersInit {
   domain: string;
   router: Router;
+  /** Upgrades (WebSocket pass-through) of requests addressed to a tunnel. */
+  upgrades: UpgradeRelay;
   /** Agents dialling WebSocket upgrade at WS_PATH on the edge's own host; undefined when not offered. */
   ws: WsEndpoint | undefined;
   admission: AgentAdmission;
@@ -21,11 +27,11 @@ export interface PublicHandlersInit {
 
 /**
  * Wires the public listener: requests (and Expect: 100-continue) go to the router, upgrades to the
- * WebSocket endpoint (agents) or a 501 (tunnelled upgrades come with the `stream` kind), and requests
+ * WebSocket endpoint (agents, on the edge's own host) or through a tunnel (UpgradeRelay), and requests
  * Node cannot parse get a bare 4xx and the connection closed.
  */
 export function attachPublicHandlers(http: PublicServer, init: PublicHandlersInit): void {
-  const { domain, router, ws, admission, metrics, logger } = init;
+  const { domain, router, upgrades, ws, admission, metrics, logger } = init;
   http.on('request', router.handle);
   // Expect: 100-continue goes to the origin, whose 100 (or final status) comes back through the tunnel.
   http.on('checkContinue', router.handle);
@@ -41,8 +47,12 @@ export function attachPublicHandlers(http: PublicServer, init: PublicHandlersIni
       ws.handleUpgrade(req, socket, head);
       return;
     }
-    // Upgrades through a tunnel (WebSocket pass-through) are not carried yet.
-    socket.end('HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 31\r\n\r\nupgrades are not tunnelled yet\n');
+    if (!ownHost) {
+      upgrades.handle(req, socket, head);
+      return;
+    }
+    // The edge's own host upgrades nothing but the agents' endpoint (refused while draining).
+    socket.end(ws && req.url === WS_PATH ? DRAINING_UPGRADE : NO_UPGRADE_HERE);
   });
   http.on('clientError', (err: Error & { code?: string }, socket) => {
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';

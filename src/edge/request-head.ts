@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { ChunkKind, type Header, type HTTPChunk } from '../codec/http-chunk.js';
-import { endToEndFields, trailerFields } from '../codec/http-fields.js';
+import { endToEndFields, trailerFields, upgradeFields } from '../codec/http-fields.js';
 import { BadRequestError } from '../errors.js';
 
 /** Fields the edge sets itself; incoming ones are dropped (kept and extended only from trusted proxies). */
@@ -25,6 +25,8 @@ export interface RequestHeadOptions {
   requestId: string;
   /** The peer is a trusted proxy: its X-Forwarded-* values are kept (X-Forwarded-For extended). */
   trusted: boolean;
+  /** The protocol an upgrade request asks for (upgradeProtocol): `Connection: upgrade` and `Upgrade` go on. */
+  upgrade?: string;
 }
 
 /** A Host / :authority value, checked and normalised. */
@@ -133,7 +135,8 @@ export function requestTrailers(fields: readonly Header[]): Header[] {
 }
 
 /**
- * The request HEADERS chunk for a public request: hop-by-hop fields stripped, Host normalised,
+ * The request HEADERS chunk for a public request: hop-by-hop fields stripped (but for an upgrade's two),
+ * Host normalised,
  * client-address fields dropped unless a trusted proxy sent them, forwarding fields and X-Request-Id
  * set by the edge.
  */
@@ -146,6 +149,7 @@ export function requestHead(req: IncomingMessage, authority: Authority, exchange
     const lower = h.name.toLowerCase();
     if (lower !== 'host' && (options.trusted || !clientAddressField(lower))) headers.push(h);
   }
+  if (options.upgrade !== undefined) headers.push(...upgradeFields(options.upgrade));
   const peer = req.socket.remoteAddress ?? '';
   const prior = (name: string): string | undefined => {
     const v = req.headers[name];

@@ -19,7 +19,7 @@ import {
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { abortable } from '../streams/abortable.js';
-import { ExchangePipeline } from '../streams/exchange-pipeline.js';
+import { ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
 import { writeResponse } from '../streams/http-sink.js';
 import { CidrSet } from './cidr-set.js';
@@ -102,16 +102,20 @@ export class Router extends EventEmitter<{ idle: [] }> {
     void this.route(req, res);
   };
 
+  /** The request id: a trusted proxy's X-Request-Id, else a new one. */
+  requestId(req: IncomingMessage, trusted: boolean): string {
+    const incomingId = trusted ? req.headers['x-request-id'] : undefined;
+    return typeof incomingId === 'string' && incomingId.length <= 200 ? incomingId : randomUUID();
+  }
+
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const trusted = this.trusted.has(req.socket.remoteAddress ?? '');
-    const incomingId = trusted ? req.headers['x-request-id'] : undefined;
-    const id = typeof incomingId === 'string' && incomingId.length <= 200 ? incomingId : randomUUID();
+    const id = this.requestId(req, trusted);
     const fields = { host: '', transport: 'none' };
     const pipeline = new ExchangePipeline({ id, method: req.method, path: req.url, logger: this.log, fields });
     let name: string | undefined;
     let failure: Error | undefined;
-    let counted = false;
-    let client: string | undefined;
+    let release: (() => void) | undefined;
     try {
       const authority = parseAuthority(singleHost(req));
       fields.host = formatAuthority(authority);
@@ -120,16 +124,8 @@ export class Router extends EventEmitter<{ idle: [] }> {
         this.init.ownHost(req, res);
         return;
       }
-      client = this.admit(req, res, name, trusted);
-      const inFlight = this.perTunnel.get(name) ?? 0;
-      if (inFlight >= this.init.limits.tunnelMaxExchanges) {
-        throw new TunnelLimitError(`the tunnel has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
-      }
-      this.perTunnel.set(name, inFlight + 1);
-      this.openExchanges++;
-      counted = true;
-      const session = this.init.registry.lookup(name) ?? (await this.init.registry.waitFor(name, this.init.reconnectGraceMs));
-      if (!session) throw new TunnelNotFoundError('no tunnel of that name is connected to this edge');
+      release = this.enter(req, res, name, trusted);
+      const session = await this.sessionFor(name);
       fields.transport = session.transport;
       const head = requestHead(req, authority, randomUUID(), { requestId: id, trusted });
       await this.relay(req, res, head, session, pipeline);
@@ -143,30 +139,61 @@ export class Router extends EventEmitter<{ idle: [] }> {
         pipeline.status = sendErrorPage(res, failure);
       }
     } finally {
-      if (client !== undefined) this.perClient.release(client);
-      if (counted && name !== undefined) {
-        this.openExchanges--;
-        const n = (this.perTunnel.get(name) ?? 1) - 1;
-        if (n === 0) this.perTunnel.delete(name);
-        else this.perTunnel.set(name, n);
-        if (this.openExchanges === 0) this.emit('idle');
-      }
+      release?.();
     }
-    const entry = pipeline.finish(failure);
+    this.record(pipeline.finish(failure), fields.transport);
+  }
+
+  /** Counts a finished exchange (its log line already written) in the metrics. */
+  record(entry: ExchangeRecord, transport: string): void {
     const { metrics } = this.init;
-    metrics.requests.inc({ code: String(entry.status), transport: fields.transport });
-    metrics.duration.observe({ transport: fields.transport }, entry.ms / 1000);
+    metrics.requests.inc({ code: String(entry.status), transport });
+    metrics.duration.observe({ transport }, entry.ms / 1000);
     metrics.receivedBytes.inc(entry.bytesIn);
     metrics.sentBytes.inc(entry.bytesOut);
+  }
+
+  /**
+   * Admits one exchange for tunnel `name` (admit, then the per-tunnel cap) and counts it; throws
+   * LimitError when it may not pass. Returns the release, to call once when the exchange is over.
+   * Shared by requests and upgraded connections (upgrade-relay.ts), which count as exchanges.
+   */
+  enter(req: IncomingMessage, res: ServerResponse | undefined, name: string, trusted: boolean): () => void {
+    const client = this.admit(req, res, name, trusted);
+    const inFlight = this.perTunnel.get(name) ?? 0;
+    if (inFlight >= this.init.limits.tunnelMaxExchanges) {
+      if (client !== undefined) this.perClient.release(client);
+      throw new TunnelLimitError(`the tunnel has ${inFlight} requests in flight`, 'tunnel_exchanges', 1);
+    }
+    this.perTunnel.set(name, inFlight + 1);
+    this.openExchanges++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (client !== undefined) this.perClient.release(client);
+      this.openExchanges--;
+      const n = (this.perTunnel.get(name) ?? 1) - 1;
+      if (n === 0) this.perTunnel.delete(name);
+      else this.perTunnel.set(name, n);
+      if (this.openExchanges === 0) this.emit('idle');
+    };
+  }
+
+  /** A session of tunnel `name`, waiting up to reconnect-grace for a reconnecting agent; TunnelNotFoundError otherwise. */
+  async sessionFor(name: string): Promise<TunnelSession> {
+    const session = this.init.registry.lookup(name) ?? (await this.init.registry.waitFor(name, this.init.reconnectGraceMs));
+    if (!session) throw new TunnelNotFoundError('no tunnel of that name is connected to this edge');
+    return session;
   }
 
   /**
    * The limits a request for tunnel `name` passes before it may wait for an exchange (LimitError when
    * it does not). Returns the client address it now counts against (behind a trusted proxy): the caller releases it.
    */
-  private admit(req: IncomingMessage, res: ServerResponse, name: string, trusted: boolean): string | undefined {
+  private admit(req: IncomingMessage, res: ServerResponse | undefined, name: string, trusted: boolean): string | undefined {
     if (this.draining) {
-      res.shouldKeepAlive = false;
+      if (res) res.shouldKeepAlive = false;
       throw new EdgeUnavailableError('edge is draining', 'draining', 1);
     }
     if (req.rawHeaders.length / 2 > this.init.limits.maxHeaderCount) {
@@ -185,18 +212,24 @@ export class Router extends EventEmitter<{ idle: [] }> {
     return address;
   }
 
-  /** The exchange's two pipes: request body → exchange, exchange → response. Sets `pipeline.status`. */
-  private async relay(req: IncomingMessage, res: ServerResponse, head: HTTPChunk, session: TunnelSession, pipeline: ExchangePipeline): Promise<void> {
-    // The client may leave while the exchange waits for a slot or a stream.
+  /**
+   * Opens an exchange on `session`, attached to `pipeline`; given up with AbortError when `client` (the
+   * response or the socket) closes first: the client may leave while the exchange waits for a slot.
+   */
+  async openExchange(session: TunnelSession, head: HTTPChunk, client: EventEmitter, pipeline: ExchangePipeline): Promise<ExchangeDuplex> {
     const gone = new AbortController();
     const onGone = (): void => gone.abort(new AbortError('public client went away'));
-    res.once('close', onGone);
-    let exchange: ExchangeDuplex;
+    client.once('close', onGone);
     try {
-      exchange = pipeline.attach(await session.openExchange(head, { signal: gone.signal }));
+      return pipeline.attach(await session.openExchange(head, { signal: gone.signal }));
     } finally {
-      res.off('close', onGone);
+      client.off('close', onGone);
     }
+  }
+
+  /** The exchange's two pipes: request body → exchange, exchange → response. Sets `pipeline.status`. */
+  private async relay(req: IncomingMessage, res: ServerResponse, head: HTTPChunk, session: TunnelSession, pipeline: ExchangePipeline): Promise<void> {
+    const exchange = await this.openExchange(session, head, res, pipeline);
     // A client that leaves before the response is complete cancels the exchange (and the origin request).
     const onClose = (): void => {
       if (!res.writableFinished) pipeline.abort(new AbortError('public client went away'), ResetCode.CANCEL);

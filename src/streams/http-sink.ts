@@ -1,11 +1,12 @@
+import type { EventEmitter } from 'node:events';
 import type { OutgoingMessage, ServerResponse } from 'node:http';
 import { ChunkKind, type Header, type HTTPChunk } from '../codec/http-chunk.js';
 import { flatFields, framedFields, trailerFields } from '../codec/http-fields.js';
 import { ProtocolError, TransportClosedError } from '../errors.js';
 import type { ByteCounter } from './http-source.js';
 
-/** Resolves on the writer's next 'drain'; rejects with TransportClosedError if it closes first. */
-export function waitDrain(out: Pick<NodeJS.EventEmitter, 'once' | 'off'>): Promise<void> {
+/** Resolves at `out`'s next 'drain'; rejects with TransportClosedError if it closes first (a message or a socket). */
+export function waitDrain(out: EventEmitter): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const onDrain = (): void => {
       out.off('close', onClose);
@@ -129,6 +130,17 @@ function bodyless(res: ServerResponse, status: number): boolean {
   return res.req.method === 'HEAD' || status === 204 || status === 304;
 }
 
+/** The next response HEADERS of `chunks`, checked: a ProtocolError unless it is HEADERS with a status from 100 to 599. */
+export async function responseHead(chunks: AsyncIterator<HTTPChunk>): Promise<HTTPChunk> {
+  const { value: head, done } = await chunks.next();
+  if (done) throw new ProtocolError('response ended before its HEADERS');
+  const status = head.status ?? 0;
+  if (head.kind !== ChunkKind.HEADERS || !Number.isInteger(status) || status < 100 || status > 599) {
+    throw new ProtocolError('response must start with HEADERS carrying a status from 100 to 599');
+  }
+  return head;
+}
+
 /**
  * Writes a response (HEADERS, DATA*, [TRAILERS]) to a public client. 1xx HEADERS (100 Continue) are
  * relayed before the final head. The head is re-framed (framedFields): hop-by-hop fields and
@@ -144,12 +156,8 @@ export async function writeResponse(
   counter?: ByteCounter,
 ): Promise<number> {
   for (;;) {
-    const { value: head, done } = await chunks.next();
-    if (done) throw new ProtocolError('response ended before its HEADERS');
-    const status = head.status ?? 0;
-    if (head.kind !== ChunkKind.HEADERS || !Number.isInteger(status) || status < 100 || status > 599) {
-      throw new ProtocolError('response must start with HEADERS carrying a status from 100 to 599');
-    }
+    const head = await responseHead(chunks);
+    const status = head.status!;
     if (status < 200) {
       if (status === 100) res.writeContinue();
       continue;

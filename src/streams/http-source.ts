@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import { ChunkKind, dataChunk, type Header, type HTTPChunk } from '../codec/http-chunk.js';
 import { pairFields, trailerFields } from '../codec/http-fields.js';
 import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
@@ -7,6 +8,28 @@ import { AbortError } from '../errors.js';
 /** Counts body bytes as they pass (for the request log). */
 export interface ByteCounter {
   bytes: number;
+}
+
+/** `buf` as DATA chunks of at most MAX_CHUNK_DATA_BYTES (the codec refuses larger ones). */
+export function* dataChunks(buf: Uint8Array): Generator<HTTPChunk> {
+  if (buf.byteLength <= MAX_CHUNK_DATA_BYTES) {
+    yield dataChunk(buf);
+    return;
+  }
+  for (let off = 0; off < buf.byteLength; off += MAX_CHUNK_DATA_BYTES) yield dataChunk(buf.subarray(off, off + MAX_CHUNK_DATA_BYTES));
+}
+
+/**
+ * What `stream` reads, as DATA chunks, counted; pulled only as fast as the consumer asks. Stopping early
+ * leaves the stream to its owner; a stream that breaks throws its error.
+ */
+export async function* readableData(stream: Readable, counter?: ByteCounter): AsyncGenerator<HTTPChunk> {
+  for await (const buf of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    if (counter) counter.bytes += buf.byteLength;
+    // One chunk in the usual case, without a generator per read on the hot path.
+    if (buf.byteLength <= MAX_CHUNK_DATA_BYTES) yield dataChunk(buf);
+    else yield* dataChunks(buf);
+  }
 }
 
 /**
@@ -25,16 +48,7 @@ export async function* incomingChunks(
   yield head;
   try {
     // Stopping early leaves the message to its owner: the public response may still be flushing.
-    for await (const buf of msg.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-      if (counter) counter.bytes += buf.byteLength;
-      if (buf.byteLength <= MAX_CHUNK_DATA_BYTES) {
-        yield dataChunk(buf);
-      } else {
-        for (let off = 0; off < buf.byteLength; off += MAX_CHUNK_DATA_BYTES) {
-          yield dataChunk(buf.subarray(off, off + MAX_CHUNK_DATA_BYTES));
-        }
-      }
-    }
+    yield* readableData(msg, counter);
   } catch (err) {
     throw new AbortError('peer went away mid-message', { cause: err });
   }

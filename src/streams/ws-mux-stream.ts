@@ -45,15 +45,17 @@ export class MuxStream extends ExchangeBase {
   /**
    * @param opener `local`: we opened it (the edge: we send the request, the peer answers);
    *   `peer`: the peer opened it with request HEADERS, which are not queued.
+   * @param upgrade the request asked for an upgrade: a 101 answer is final (ChunkOrder).
    */
   constructor(
     private readonly mux: MuxStreamHost,
     readonly streamId: number,
     id: string,
     opener: 'local' | 'peer',
+    upgrade = false,
   ) {
     super(id, opener === 'local');
-    this.order = opener === 'local' ? new ChunkOrder('response') : new ChunkOrder('request', true);
+    this.order = opener === 'local' ? new ChunkOrder('response', false, upgrade) : new ChunkOrder('request', true);
     this.recvAllowed = mux.localWindow;
     this.recvOverhead = chunkOverheadBytes(mux.localWindow);
     this.sendCredit = mux.remoteWindow;

@@ -1,5 +1,6 @@
 import type { WebSocket } from 'ws';
 import { ChunkKind, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
+import { upgradeProtocol } from '../codec/http-fields.js';
 import type { WsCodec, WsFrame } from '../codec/ws-frame.js';
 import { ProtocolError, SessionFaultError, TransportClosedError, toError } from '../errors.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
@@ -91,7 +92,7 @@ export class WsMux implements MuxStreamHost {
     if (this.closeError) throw this.closeError;
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), 'local');
+    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), 'local', upgradeProtocol(head.headers ?? []) !== undefined);
     this.streams.set(id, stream);
     this.sendNow({ stream: id, chunk: head });
     return stream;

@@ -30,6 +30,21 @@ test('a request opened by its HEADERS goes on with its body', () => {
   feed(new ChunkOrder('request'), [REQ, END_CHUNK]);
 });
 
+test('a 101 to an upgrade request is final: raw DATA* END follow', () => {
+  const order = new ChunkOrder('response', false, true);
+  feed(order, [H(100), H(101), D, D, END_CHUNK]);
+  assert.is(order.status, 'ended');
+  // An upgrade the origin refused is an ordinary response.
+  feed(new ChunkOrder('response', false, true), [H(403), D, END_CHUNK]);
+});
+
+test('a 101 to a request that asked for no upgrade is ERR_PROTOCOL', () => {
+  assert.throws(
+    () => feed(new ChunkOrder('response'), [H(101)]),
+    (err: unknown) => err instanceof ProtocolError && err.code === 'ERR_PROTOCOL',
+  );
+});
+
 test('RESET is accepted at any point, even after END', () => {
   for (const before of [[], [H(200)], [H(200), T], [H(200), END_CHUNK]]) {
     const order = new ChunkOrder('response');

@@ -1,8 +1,18 @@
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
-import { declaredLength, endToEndFields, flatFields, framedFields, pairFields, trailerFields } from '../../src/codec/http-fields.js';
+import { declaredLength, endToEndFields, flatFields, framedFields, pairFields, trailerFields, upgradeProtocol } from '../../src/codec/http-fields.js';
 
 const test = suite('codec/http-fields');
+
+test('upgradeProtocol needs both Connection: upgrade (a token in a list, any case) and a non-empty Upgrade', () => {
+  const f = (...pairs: string[]) => pairFields(pairs);
+  assert.is(upgradeProtocol(f('Connection', 'keep-alive, Upgrade', 'Upgrade', 'websocket')), 'websocket');
+  assert.is(upgradeProtocol(f('upgrade', 'h2c', 'connection', 'UPGRADE')), 'h2c');
+  assert.is(upgradeProtocol(f('Upgrade', 'websocket')), undefined);
+  assert.is(upgradeProtocol(f('Connection', 'upgrade')), undefined);
+  assert.is(upgradeProtocol(f('Connection', 'upgrade', 'Upgrade', ' ')), undefined);
+  assert.is(upgradeProtocol(f('Connection', 'upgraded', 'Upgrade', 'websocket')), undefined);
+});
 
 test('hop-by-hop fields and those named in Connection are dropped, order and repeats kept', () => {
   const raw = [

@@ -56,6 +56,21 @@ test('an unknown key or a bad value exits 2 naming the key and the file', async 
   assert.match(run.stderr, /JETTY_IDLE_TIMEOUT/);
 });
 
+test('upgrade-idle-timeout: default one hour; flag, env and file set it; a bad value exits 2 naming it', async (ctx) => {
+  let run = jetty(['edge', '--check-config']);
+  assert.is(await run.exited, 0, run.stderr);
+  assert.match(run.stdout, /^upgrade-idle-timeout: 3600000$/m);
+  run = jetty(['edge', '--config', file(ctx, 'upgrade-idle-timeout: 120000\n'), '--check-config'], { JETTY_UPGRADE_IDLE_TIMEOUT: '90000' });
+  assert.is(await run.exited, 0, run.stderr);
+  assert.match(run.stdout, /^upgrade-idle-timeout: 90000$/m);
+  run = jetty(['edge', '--check-config', '--upgrade-idle-timeout', '5000']);
+  assert.is(await run.exited, 0, run.stderr);
+  assert.match(run.stdout, /^upgrade-idle-timeout: 5000$/m);
+  run = jetty(['edge', '--check-config', '--upgrade-idle-timeout', 'soon']);
+  assert.is(await run.exited, 2);
+  assert.match(run.stderr, /upgrade-idle-timeout/);
+});
+
 test('without tokens the listeners default to loopback and the edge says it is open; with tokens they default to all interfaces', async (ctx) => {
   let run = jetty(['edge', '--check-config']);
   assert.is(await run.exited, 0, run.stderr);

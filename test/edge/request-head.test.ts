@@ -95,6 +95,19 @@ test('the origin gets the normalised Host; client-address fields from untrusted 
   assert.ok(trusted.headers!.some((h) => h.name === 'X-Real-IP'));
 });
 
+test('an upgrade request keeps Connection: upgrade and its Upgrade field, and nothing else hop-by-hop', () => {
+  const raw = ['Host', 'demo.localhost', 'Connection', 'Upgrade, x-hop', 'Upgrade', 'websocket', 'x-hop', 'no', 'Sec-WebSocket-Key', 'k'];
+  const head = requestHead(fakeRequest(raw), authority('demo.localhost'), 'x1', { requestId: 'r1', trusted: false, upgrade: 'websocket' });
+  const names = head.headers!.map((h) => `${h.name}: ${h.value}`);
+  assert.ok(names.includes('Connection: upgrade'));
+  assert.ok(names.includes('Upgrade: websocket'));
+  assert.ok(names.includes('Sec-WebSocket-Key: k'));
+  assert.not.ok(names.some((n) => n.startsWith('x-hop')));
+  // Without the option the same head is stripped as any other.
+  const plain = requestHead(fakeRequest(raw), authority('demo.localhost'), 'x1', { requestId: 'r1', trusted: false });
+  assert.not.ok(plain.headers!.some((h) => /^(connection|upgrade)$/i.test(h.name)));
+});
+
 test('request trailers are filtered like the head: hop-by-hop, framing, routing and forwarding fields go', () => {
   const t = requestTrailers(pairFields(['X-Sum', '1', 'Host', 'evil', 'Content-Length', '9', 'X-Forwarded-For', '6.6.6.6', 'X-Real-IP', '6.6.6.6', 'Connection', 'x-a', 'x-a', '1']));
   assert.equal(t, [{ name: 'X-Sum', value: '1' }]);

@@ -14,19 +14,19 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   }
 }
 
-/**
- * Resolves once `value()` reads the same twice in a row, polled every 10 ms (a stalled writer: every
- * window along the path is full); rejects after `timeoutMs`.
- */
-export async function waitForSteady(value: () => number, timeoutMs = 10000, what = 'value to stop changing'): Promise<number> {
+/** Resolves once `value()` reads the same twice in a row (a flow that stopped); rejects after `timeoutMs`. */
+export async function untilStable(value: () => number, timeoutMs = 10_000, what = 'value to settle'): Promise<void> {
   let last = Number.NaN;
-  await waitFor(() => {
-    const v = value();
-    const steady = v === last;
-    last = v;
-    return steady;
-  }, timeoutMs, what);
-  return last;
+  await waitFor(
+    () => {
+      const now = value();
+      const stable = now === last;
+      last = now;
+      return stable;
+    },
+    timeoutMs,
+    what,
+  );
 }
 
 /** What a Pump has done so far. */

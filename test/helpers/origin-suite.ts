@@ -3,10 +3,11 @@ import { constants as h2, type ServerHttp2Stream } from 'node:http2';
 import { request, type IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import * as assert from 'uvu/assert';
+import { WebSocket, WebSocketServer } from 'ws';
 import type { Agent, AgentInit } from '../../src/agent/agent.js';
 import type { RequestRecord } from '../../src/agent/origin-proxy.js';
 import type { Edge } from '../../src/edge/edge-server.js';
-import { patternBytes, send, sha256, startAgent as startAgentWith, startEdge, pumpInto, startOrigin, waitFor, waitForSteady, within, type Origin, type Pump } from './harness.js';
+import { patternBytes, send, sha256, startAgent as startAgentWith, startEdge, pumpInto, startOrigin, untilStable, waitFor, within, type Origin, type Pump } from './harness.js';
 import { readStream, startH2Origin, startHttpsOrigin, type H2OriginServer, type HttpsOrigin } from './h2-origin-server.js';
 import { suite } from './suite.js';
 import { makeTestPki, type TestPki } from './tls-certs.js';
@@ -92,6 +93,27 @@ export function originSuite(label: string, options: Partial<AgentInit>): void {
     const { res, body } = await send(ctx.edge, 'insecure', '/y?z=1');
     assert.is(res.statusCode, 200);
     assert.is(body.toString(), `/y?z=1 host=insecure.localhost:${ctx.edge.publicPort} sni=localhost`);
+  });
+
+  test('an Upgrade to an https origin switches over TLS with originInsecure, and is a 502 without it', async (ctx) => {
+    const wss = new WebSocketServer({ server: ctx.tls.server });
+    wss.on('connection', (ws, req) => ws.on('message', (m) => ws.send(`${req.url} ${String(m)}`)));
+    try {
+      const ws = new WebSocket(`ws://127.0.0.1:${ctx.edge.publicPort}/ws`, { headers: { host: 'insecure.localhost' } });
+      await within(once(ws, 'open'), 5000, 'the WebSocket to open');
+      ws.send('hi');
+      const [msg] = await within(once(ws, 'message'), 5000, 'the echo');
+      assert.is(String(msg), '/ws hi');
+      ws.close();
+      await once(ws, 'close');
+      const refused = new WebSocket(`ws://127.0.0.1:${ctx.edge.publicPort}/ws`, { headers: { host: 'strict.localhost' } });
+      refused.on('error', () => undefined);
+      const [, res] = (await within(once(refused, 'unexpected-response'), 5000, 'the refusal')) as [unknown, IncomingMessage];
+      assert.is(res.statusCode, 502);
+      res.destroy();
+    } finally {
+      wss.close();
+    }
   });
 
   test('h2c origin: 64 MiB up and down arrive intact (SHA-256), the public Host is :authority', async (ctx) => {
@@ -219,7 +241,8 @@ export function originSuite(label: string, options: Partial<AgentInit>): void {
     const res = await response;
     res.pause();
     await waitFor(() => pump?.blocked === true, 5000, 'the origin to feel backpressure');
-    const written = await waitForSteady(() => pump!.written, 10000, 'origin writes to stop');
+    await untilStable(() => pump!.written, 10000, 'origin writes to stop');
+    const written = pump!.written;
     // Far short of the body: the agent's H2_ORIGIN_STREAM_WINDOW_BYTES, the tunnel's window and socket buffers.
     assert.ok(!pump!.finished && written < STALL_BOUND_BYTES, `origin wrote ${written} bytes before pausing`);
     res.destroy();
@@ -234,7 +257,8 @@ export function originSuite(label: string, options: Partial<AgentInit>): void {
     const { req } = open(ctx, H2_NAME, '/slow-upload', 'POST');
     const pump = pumpInto(req, 512 * MiB, Buffer.alloc(64 * 1024, 6));
     await waitFor(() => originStream !== undefined && pump.blocked, 10000, 'the origin stream, and the client to feel backpressure');
-    const accepted = await waitForSteady(() => pump.written, 10000, 'client writes to stop');
+    await untilStable(() => pump.written, 10000, 'client writes to stop');
+    const accepted = pump.written;
     assert.ok(accepted < STALL_BOUND_BYTES, `client pushed ${accepted} bytes into a stalled origin`);
     originStream!.close(h2.NGHTTP2_CANCEL);
     req.destroy();

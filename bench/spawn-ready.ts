@@ -1,0 +1,19 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+
+/**
+ * Starts `node ...args` (logs at warn, plus `env`) and resolves once its stdout matches `ready`, with the
+ * match; rejects if it exits first. Shared by the bench scripts that run origin, edge and agent apart.
+ */
+export function start(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, JETTY_LOG_LEVEL: 'warn', ...env } });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (d: string) => {
+      out += d;
+      const m = ready.exec(out);
+      if (m) resolve({ child, match: m });
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}`)));
+  });
+}

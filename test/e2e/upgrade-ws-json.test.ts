@@ -1,0 +1,3 @@
+import { upgradeSuite } from '../helpers/upgrade-suite.js';
+
+upgradeSuite('websocket+json', { transport: 'websocket', wsCodec: 'json' });
