@@ -176,6 +176,22 @@ function onSignals(drain: (options: AbortOptions) => Promise<unknown>): void {
   process.on('SIGTERM', handler);
 }
 
+/**
+ * SIGHUP re-reads the certificate and key files (a renewed certificate) and puts them on the public
+ * listener without dropping a connection. Files that cannot be read or used keep the old ones: one
+ * error line, and the edge goes on.
+ */
+function reloadTlsOnHangup(edge: Edge, certPath: string, keyPath: string, logger: Logger): void {
+  process.on('SIGHUP', () => {
+    try {
+      edge.reloadTls({ cert: readSettingFile('tls-cert', certPath), key: readSettingFile('tls-key', keyPath) });
+      logger.info({ cert: certPath }, 'tls certificate reloaded');
+    } catch (err) {
+      logger.error({ err: toError(err).message }, 'tls certificate not reloaded: keeping the previous one');
+    }
+  });
+}
+
 async function runEdge(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, EDGE_SETTINGS, false, ['check-config']);
   if (parsed.help) {
@@ -198,6 +214,7 @@ async function runEdge(argv: string[]): Promise<number> {
   process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
   onSignals((options) => edge.drain(options));
+  if (edge.scheme === 'https') reloadTlsOnHangup(edge, values['tls-cert'] as string, values['tls-key'] as string, logger);
   await new Promise(() => undefined);
   return EXIT_OK;
 }

@@ -15,7 +15,8 @@ import { GrpcEndpoint } from './grpc-endpoint.js';
 import { EdgeMetrics } from './metrics.js';
 import { ownHostHandler } from './own-host.js';
 import { attachPublicHandlers } from './public-handlers.js';
-import { createPublicServer, type PublicServer } from './public-listener.js';
+import { PublicH2 } from './public-h2.js';
+import { createPublicServer, reloadTlsIdentity, type PublicServer, type TlsIdentity } from './public-listener.js';
 import { Router } from './router.js';
 import { UpgradeRelay } from './upgrade-relay.js';
 import { WsEndpoint } from './ws-endpoint.js';
@@ -40,6 +41,8 @@ export interface EdgeStats {
 interface EdgeParts {
   config: EdgeConfig;
   http: PublicServer;
+  /** The public port's HTTP/2 connections (h2c prior knowledge, TLS with ALPN h2). */
+  h2: PublicH2;
   grpc: GrpcEndpoint | undefined;
   ws: WsEndpoint | undefined;
   router: Router;
@@ -81,6 +84,13 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   });
   const trustedProxies = init.trustedProxies ?? [];
   router = new Router({ domain, registry, logger: log, ownHost, metrics, limits, reconnectGraceMs: config.reconnectGraceMs, trustedProxies });
+  const h2 = new PublicH2({
+    maxHeaderBytes: limits.maxHeaderBytes,
+    maxHeaderCount: limits.maxHeaderCount,
+    idleTimeoutMs: limits.keepAliveTimeoutMs,
+    onRequest: router.handle,
+    logger: log,
+  });
   const http = createPublicServer(init.tls, {
     headersTimeout: limits.headerTimeoutMs,
     connectionsCheckingInterval: CONNECTION_CHECK_INTERVAL_MS,
@@ -89,7 +99,7 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
     // Streaming bodies have no total deadline; the idle timeout (per exchange) bounds silent ones.
     requestTimeout: 0,
     noDelay: true,
-  });
+  }, h2);
   const trusting = router;
   capConnections(http, new PerAddressLimit(limits.maxConnectionsPerIp), {
     exempt: (address) => trusting.isTrusted(address),
@@ -97,7 +107,7 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   });
   const upgrades = new UpgradeRelay({ domain, router, metrics, limits, logger: log });
   attachPublicHandlers(http, { domain, router, upgrades, ws, admission, metrics, logger: log });
-  return { config, http, grpc, ws, router, admission, metrics, ports };
+  return { config, http, h2, grpc, ws, router, admission, metrics, ports };
 }
 
 /** Opens the gRPC, public and admin listeners; on a failure closes what was opened and rethrows. */
@@ -207,13 +217,14 @@ export class Edge {
    */
   drain(options: AbortOptions = {}): Promise<void> {
     this.draining ??= (async () => {
-      const { http, admission, router, config } = this.parts;
+      const { http, h2, admission, router, config } = this.parts;
       const { gracePeriodMs } = config;
       this.log.info({ gracePeriodMs }, 'draining');
       admission.draining = true;
       router.draining = true;
       http.close();
       http.closeIdleConnections();
+      h2.drain();
       for (const s of admission.sessions) s.drain();
       // The router's count is the one /readyz shows: the drain ends the moment the last exchange does.
       if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: gracePeriodMs, signal: options.signal }).catch(() => undefined);
@@ -224,10 +235,19 @@ export class Edge {
     return this.draining;
   }
 
+  /**
+   * Puts a new certificate and key on the public listener (SIGHUP): new connections get them, open ones
+   * keep theirs. Throws UsageError, keeping the old ones, when they cannot be used or the edge has no TLS.
+   * The gRPC listener keeps the certificate it started with.
+   */
+  reloadTls(tls: TlsIdentity): void {
+    reloadTlsIdentity(this.parts.http, tls);
+  }
+
   /** Stops listening, ends agent sessions and connections now. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const { http, grpc, ws, admission } = this.parts;
+      const { http, h2, grpc, ws, admission } = this.parts;
       admission.draining = true;
       const httpClosed = waitForEvent(http, 'close');
       http.close();
@@ -235,6 +255,7 @@ export class Edge {
       await Promise.all([...admission.sessions].map((s) => (s.abort(err), s.closed)));
       await Promise.all([grpc?.close(), ws?.close()]);
       http.closeAllConnections();
+      h2.close();
       await httpClosed;
       await this.admin?.close();
       this.log.info('edge closed');

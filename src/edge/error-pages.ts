@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { ResetCode } from '../codec/http-chunk.js';
+import { isClosed } from '../streams/http-sink.js';
 import { BadRequestError, ExchangeResetError, JettyError } from '../errors.js';
 
 /**
@@ -66,7 +67,7 @@ export function publicErrorFor(err: unknown): PublicError {
  */
 export function sendErrorPage(res: ServerResponse, err: unknown): number {
   const p = publicErrorFor(err);
-  if (res.headersSent || res.destroyed) return p.status;
+  if (res.headersSent || isClosed(res)) return p.status;
   const sentence = err instanceof BadRequestError ? `${p.sentence} (${err.message})` : p.sentence;
   const body = `${p.status} ${p.title}\n${sentence}\n`;
   const headers: Record<string, string | number> = {

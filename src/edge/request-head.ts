@@ -85,8 +85,8 @@ export function tunnelName(host: string, domain: string): string | undefined {
   return name && !name.includes('.') ? name : undefined;
 }
 
-/** The single Host value of a request; rejects zero or several Host lines (smuggling-shaped). */
-export function singleHost(req: IncomingMessage): string {
+/** The Host value of a request, undefined when it has none; rejects several Host lines (smuggling-shaped). */
+function hostLine(req: IncomingMessage): string | undefined {
   let host: string | undefined;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
@@ -95,8 +95,31 @@ export function singleHost(req: IncomingMessage): string {
       host = raw[i + 1];
     }
   }
+  return host;
+}
+
+/** The single Host value of a request; rejects zero or several Host lines (smuggling-shaped). */
+export function singleHost(req: IncomingMessage): string {
+  const host = hostLine(req);
   if (host === undefined || host === '') throw new BadRequestError('missing Host header');
   return host;
+}
+
+/**
+ * The authority of an HTTP/2 request: `:authority`, else Host (RFC 9113 §8.3.1). When both are there
+ * they must name the same host and port: Node accepts a pair that differs (DESIGN.md §5), and routing by
+ * one while the origin reads the other is the smuggling shape Host checks exist for.
+ */
+export function h2Authority(req: IncomingMessage): Authority {
+  const pseudo = req.headers[':authority'];
+  const host = hostLine(req);
+  const authority = typeof pseudo === 'string' && pseudo !== '' ? pseudo : host;
+  if (authority === undefined || authority === '') throw new BadRequestError('missing :authority and Host');
+  const parsed = parseAuthority(authority);
+  if (host !== undefined && authority !== host && formatAuthority(parseAuthority(host)) !== formatAuthority(parsed)) {
+    throw new BadRequestError(':authority and Host name different hosts');
+  }
+  return parsed;
 }
 
 /**
@@ -145,10 +168,17 @@ export function requestHead(req: IncomingMessage, authority: Authority, exchange
   const host = formatAuthority(authority);
   // Host first, always: even a Connection field naming it cannot take it away from the origin.
   const headers: Header[] = [{ name: 'Host', value: host }];
+  const h2 = req.httpVersionMajor === 2;
+  const cookies: string[] = [];
   for (const h of endToEndFields(req.rawHeaders, EDGE_SET_FIELDS)) {
     const lower = h.name.toLowerCase();
-    if (lower !== 'host' && (options.trusted || !clientAddressField(lower))) headers.push(h);
+    // HTTP/2 pseudo-headers became the target and Host above; its split Cookie fields become one line
+    // for an HTTP/1.1 origin (RFC 9113 §8.2.3).
+    if (h2 && lower.startsWith(':')) continue;
+    if (h2 && lower === 'cookie') cookies.push(h.value);
+    else if (lower !== 'host' && (options.trusted || !clientAddressField(lower))) headers.push(h);
   }
+  if (cookies.length > 0) headers.push({ name: 'cookie', value: cookies.join('; ') });
   if (options.upgrade !== undefined) headers.push(...upgradeFields(options.upgrade));
   const peer = req.socket.remoteAddress ?? '';
   const prior = (name: string): string | undefined => {
@@ -158,7 +188,7 @@ export function requestHead(req: IncomingMessage, authority: Authority, exchange
   const forwardedFor = prior('x-forwarded-for');
   headers.push(
     { name: 'X-Forwarded-For', value: forwardedFor ? `${forwardedFor}, ${peer}` : peer },
-    { name: 'X-Forwarded-Proto', value: prior('x-forwarded-proto') ?? 'http' },
+    { name: 'X-Forwarded-Proto', value: prior('x-forwarded-proto') ?? ((req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http') },
     { name: 'X-Forwarded-Host', value: prior('x-forwarded-host') ?? host },
     { name: 'X-Request-Id', value: options.requestId },
   );

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { pipe } from 'it-pipe';
 import { ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import type { Registry, TunnelSession } from '../actors/registry.js';
 import {
   AbortError,
+  BadRequestError,
   ClientLimitError,
   EdgeUnavailableError,
   HeadersTooLargeError,
@@ -21,19 +23,23 @@ import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { abortable } from '../streams/abortable.js';
 import { ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
-import { writeResponse } from '../streams/http-sink.js';
+import { completed, isClosed, writeResponse } from '../streams/http-sink.js';
 import { CidrSet } from './cidr-set.js';
 import { sendErrorPage } from './error-pages.js';
 import { PerAddressLimit } from './client-limits.js';
 import { RateLimiter, type EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
-import { formatAuthority, parseAuthority, requestHead, requestTrailers, singleHost, tunnelName } from './request-head.js';
+import { H2_PSEUDO_HEADER_COUNT, h2HeadBytes } from './public-h2.js';
+import { formatAuthority, h2Authority, parseAuthority, requestHead, requestTrailers, singleHost, tunnelName } from './request-head.js';
 
-/** Ends the connection once the response has gone out (the request body was left unread). */
-function closeAfterResponse(res: ServerResponse): void {
+/**
+ * Ends the connection once the response has gone out (the request body was left unread). Not for an
+ * HTTP/2 stream: its connection carries other streams, and its own unread body is bounded by its window.
+ */
+function closeAfterResponse(req: IncomingMessage, res: ServerResponse): void {
   const socket = res.socket;
-  if (!socket) return;
-  if (res.writableFinished) socket.end();
+  if (!socket || req.httpVersionMajor === 2) return;
+  if (completed(res)) socket.end();
   else res.once('finish', () => socket.end());
 }
 
@@ -97,9 +103,16 @@ export class Router extends EventEmitter<{ idle: [] }> {
     return forwarded.slice(forwarded.lastIndexOf(',') + 1).trim() || peer;
   }
 
-  /** The `request` / `checkContinue` listener of the public server. */
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    void this.route(req, res);
+  /**
+   * The `request` / `checkContinue` listener of the public servers, HTTP/1.1 and HTTP/2 (one stream is
+   * one request). The HTTP/2 compatibility request and response offer every member the router and the
+   * stream adapters use, with the differences handled where they matter: the authority
+   * (h2Authority), the socket (a stream's proxy: 'close' and timeouts are the stream's own, and the
+   * shared connection is never ended for one stream), trailers and `destroyed` (http-sink), and
+   * per-client counting (admit).
+   */
+  readonly handle = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void => {
+    void this.route(req as IncomingMessage, res as ServerResponse);
   };
 
   /** The request id: a trusted proxy's X-Request-Id, else a new one. */
@@ -111,19 +124,22 @@ export class Router extends EventEmitter<{ idle: [] }> {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const trusted = this.trusted.has(req.socket.remoteAddress ?? '');
     const id = this.requestId(req, trusted);
-    const fields = { host: '', transport: 'none' };
+    const h2 = req.httpVersionMajor === 2;
+    const fields = { host: '', transport: 'none', protocol: h2 ? 'h2' : `http/${req.httpVersion}` };
     const pipeline = new ExchangePipeline({ id, method: req.method, path: req.url, logger: this.log, fields });
     let name: string | undefined;
     let failure: Error | undefined;
     let release: (() => void) | undefined;
     try {
-      const authority = parseAuthority(singleHost(req));
+      const authority = h2 ? h2Authority(req) : parseAuthority(singleHost(req));
       fields.host = formatAuthority(authority);
       name = tunnelName(authority.host, this.init.domain);
       if (name === undefined) {
         this.init.ownHost(req, res);
         return;
       }
+      // CONNECT on HTTP/2 asks for a raw tunnel to :authority (RFC 9113 §8.5), not a request to an origin.
+      if (h2 && req.method === 'CONNECT') throw new BadRequestError('CONNECT is not served');
       release = this.enter(req, res, name, trusted);
       const session = await this.sessionFor(name);
       fields.transport = session.transport;
@@ -192,12 +208,19 @@ export class Router extends EventEmitter<{ idle: [] }> {
    * it does not). Returns the client address it now counts against (behind a trusted proxy): the caller releases it.
    */
   private admit(req: IncomingMessage, res: ServerResponse | undefined, name: string, trusted: boolean): string | undefined {
+    const h2 = req.httpVersionMajor === 2;
     if (this.draining) {
       if (res) res.shouldKeepAlive = false;
       throw new EdgeUnavailableError('edge is draining', 'draining', 1);
     }
-    if (req.rawHeaders.length / 2 > this.init.limits.maxHeaderCount) {
+    // HTTP/2 pseudo-headers (4) are the request line, not header lines.
+    if (req.rawHeaders.length / 2 - (h2 ? H2_PSEUDO_HEADER_COUNT : 0) > this.init.limits.maxHeaderCount) {
       throw new HeadersTooLargeError(`more than ${this.init.limits.maxHeaderCount} header lines`, 'header_count');
+    }
+    // nghttp2 holds a peer to SETTINGS_MAX_HEADER_LIST_SIZE only once the peer has seen it: a head sent
+    // with the client preface is let through, so the limit is checked here as HTTP/1.1's parser does.
+    if (h2 && h2HeadBytes(req.rawHeaders) > this.init.limits.maxHeaderBytes) {
+      throw new HeadersTooLargeError(`request head over ${this.init.limits.maxHeaderBytes} bytes`, 'header_bytes');
     }
     const allowed = this.rate.take(name);
     // Limit and not-found messages reach the public page: they never quote the Host (the log has it).
@@ -205,8 +228,9 @@ export class Router extends EventEmitter<{ idle: [] }> {
     // A direct client is bounded by its connections (one HTTP/1.1 exchange each, capped at accept);
     // counting its exchanges too would refuse a keep-alive client's next request, parsed while the
     // previous one is still being released. Behind a trusted proxy, connections stand for many
-    // clients: there the forwarded client's exchanges are counted.
-    if (!trusted) return undefined;
+    // clients: there the forwarded client's exchanges are counted. An HTTP/2 connection carries many
+    // exchanges at once, so a direct HTTP/2 client's streams are counted too.
+    if (!trusted && !h2) return undefined;
     const address = this.clientAddress(req, trusted);
     if (!this.perClient.take(address)) throw new ClientLimitError(`client address has ${this.perClient.max} requests in flight`, 'ip_exchanges', 1);
     return address;
@@ -232,7 +256,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
     const exchange = await this.openExchange(session, head, res, pipeline);
     // A client that leaves before the response is complete cancels the exchange (and the origin request).
     const onClose = (): void => {
-      if (!res.writableFinished) pipeline.abort(new AbortError('public client went away'), ResetCode.CANCEL);
+      if (!completed(res)) pipeline.abort(new AbortError('public client went away'), ResetCode.CANCEL);
     };
     // No bytes either way for idleTimeoutMs: the socket's own timer sees both directions.
     const onIdle = pipeline.idleAction(this.init.limits.idleTimeoutMs);
@@ -246,7 +270,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
     socket.once('close', onSocketClose);
     // Through res (not the socket) so Node sees a listener and leaves the socket to us.
     res.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
-    if (res.destroyed) onClose();
+    if (isClosed(res)) onClose();
     // The upload fails on its own only when the client leaves or the exchange ends early (an origin
     // that answered without reading the body): the exchange abort then ends the download.
     // Bytes are counted where they are read and written (a counting stage per direction cost a promise
@@ -262,7 +286,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
       // count) lasts until it is done.
       await upload;
       // The rest of an unread body must not be parsed as the next request on this connection.
-      if (!req.complete) closeAfterResponse(res);
+      if (!req.complete) closeAfterResponse(req, res);
     } catch (err) {
       const e = toError(err);
       // A response the edge refuses (ambiguous framing, a body that does not match its length) is the

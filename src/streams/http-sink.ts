@@ -1,13 +1,47 @@
-import type { EventEmitter } from 'node:events';
 import type { OutgoingMessage, ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
+import { constants as h2constants, Http2ServerResponse } from 'node:http2';
 import { ChunkKind, type Header, type HTTPChunk } from '../codec/http-chunk.js';
 import { flatFields, framedFields, trailerFields } from '../codec/http-fields.js';
 import { ProtocolError, TransportClosedError } from '../errors.js';
 import type { ByteCounter } from './http-source.js';
 
+/**
+ * Whether the message can take no more bytes. An HTTP/2 compatibility response (a public h2 stream
+ * passed as a ServerResponse) has no `destroyed` of its own: its stream's says it.
+ */
+export function isClosed(out: OutgoingMessage | Writable): boolean {
+  return out instanceof Http2ServerResponse ? (out as Http2ServerResponse).stream.destroyed : out.destroyed;
+}
+
+/**
+ * Whether the message went out whole. An HTTP/2 compatibility response emits 'finish' and reports
+ * writableFinished even when the client reset its stream: the stream's RST code tells the two apart.
+ */
+export function completed(out: OutgoingMessage): boolean {
+  if (!out.writableFinished) return false;
+  return !(out instanceof Http2ServerResponse) || (out as Http2ServerResponse).stream.rstCode === h2constants.NGHTTP2_NO_ERROR;
+}
+
+/** Adds trailer fields, repeats kept: HTTP/1.1 takes pairs, an HTTP/2 compatibility response a field object. */
+function addTrailerFields(out: OutgoingMessage, fields: readonly Header[]): void {
+  if (!(out instanceof Http2ServerResponse)) {
+    out.addTrailers(fields.map((h) => [h.name, h.value] as [string, string]));
+    return;
+  }
+  const trailers: Record<string, string[]> = {};
+  for (const h of fields) (trailers[h.name.toLowerCase()] ??= []).push(h.value);
+  (out as Http2ServerResponse).addTrailers(trailers);
+}
+
 /** Resolves at `out`'s next 'drain'; rejects with TransportClosedError if it closes first (a message or a socket). */
-export function waitDrain(out: EventEmitter): Promise<void> {
+export function waitDrain(out: OutgoingMessage | Writable): Promise<void> {
   return new Promise<void>((resolve, reject) => {
+    // A stream closed between the write and here emits no 'close' any more.
+    if (isClosed(out)) {
+      reject(new TransportClosedError('peer closed while writing'));
+      return;
+    }
     const onDrain = (): void => {
       out.off('close', onClose);
       resolve();
@@ -75,12 +109,12 @@ export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTP
     chunks,
     {
       write: (data) => {
-        if (out.destroyed) throw new TransportClosedError('peer closed while writing');
+        if (isClosed(out)) throw new TransportClosedError('peer closed while writing');
         if (!out.write(data)) return waitDrain(out);
       },
       trailers: (fields) => {
         try {
-          out.addTrailers(fields.map((h) => [h.name, h.value] as [string, string]));
+          addTrailerFields(out, fields);
         } catch (err) {
           throw new ProtocolError('trailer field is not valid HTTP', { cause: err });
         }
@@ -97,17 +131,18 @@ export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTP
  */
 function endMessage(out: OutgoingMessage): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    if (out.destroyed) {
+    if (isClosed(out)) {
       reject(new TransportClosedError('peer closed before the end of the body'));
       return;
     }
     const onFinish = (): void => {
       out.off('close', onClose);
-      resolve();
+      if (completed(out)) resolve();
+      else reject(new TransportClosedError('peer reset the stream before the end of the body'));
     };
     const onClose = (): void => {
       out.off('finish', onFinish);
-      if (out.writableFinished) resolve();
+      if (completed(out)) resolve();
       else reject(new TransportClosedError('peer closed before the end of the body'));
     };
     out.once('finish', onFinish);

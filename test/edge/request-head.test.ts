@@ -6,6 +6,7 @@ import { HOP_BY_HOP_FIELDS, pairFields } from '../../src/codec/http-fields.js';
 import { BadRequestError } from '../../src/errors.js';
 import {
   formatAuthority,
+  h2Authority,
   normaliseHost,
   originFormTarget,
   parseAuthority,
@@ -192,6 +193,39 @@ test('property: random and mutated request heads give a clean HEADERS chunk or E
     }),
     { seed: SEED, numRuns: RUNS / 4 },
   );
+});
+
+/** An HTTP/2 request as the compat layer gives it: pseudo-headers first in rawHeaders and in headers. */
+function fakeH2Request(authorityValue: string | undefined, rest: string[]): IncomingMessage {
+  const raw = [':method', 'GET', ':path', '/p', ':scheme', 'http', ...(authorityValue === undefined ? [] : [':authority', authorityValue]), ...rest];
+  const headers: Record<string, string> = {};
+  for (let i = 0; i < raw.length; i += 2) headers[raw[i].toLowerCase()] = raw[i + 1];
+  return { url: '/p', method: 'GET', httpVersionMajor: 2, rawHeaders: raw, headers, socket: { remoteAddress: PEER } } as unknown as IncomingMessage;
+}
+
+test('HTTP/2: :authority, else Host; both must name the same host and port, else ERR_BAD_REQUEST', () => {
+  assert.equal(h2Authority(fakeH2Request('demo.localhost:8080', [])), { host: 'demo.localhost', port: '8080' });
+  assert.equal(h2Authority(fakeH2Request(undefined, ['host', 'demo.localhost'])), { host: 'demo.localhost', port: '' });
+  assert.equal(h2Authority(fakeH2Request('demo.localhost:8080', ['host', 'DEMO.localhost.:08080'])), { host: 'demo.localhost', port: '8080' });
+  for (const [pseudo, host] of [
+    ['demo.localhost', 'other.localhost'],
+    ['demo.localhost:8080', 'demo.localhost:8081'],
+    ['demo.localhost', 'demo.localhost:80'],
+  ]) {
+    assert.throws(() => h2Authority(fakeH2Request(pseudo, ['host', host])), (e: unknown) => e instanceof BadRequestError, `${pseudo} vs ${host}`);
+  }
+  assert.throws(() => h2Authority(fakeH2Request(undefined, [])), (e: unknown) => e instanceof BadRequestError);
+  assert.throws(() => h2Authority(fakeH2Request('demo.localhost', ['host', 'demo.localhost', 'host', 'other.localhost'])), (e: unknown) => e instanceof BadRequestError);
+});
+
+test('HTTP/2: pseudo-headers never reach the origin and split Cookie fields become one line', () => {
+  const req = fakeH2Request('demo.localhost', ['cookie', 'a=1', 'accept', '*/*', 'cookie', 'b=2', 'te', 'trailers']);
+  const head = requestHead(req, h2Authority(req), 'x1', { requestId: 'r1', trusted: false });
+  const names = head.headers!.map((h) => h.name.toLowerCase());
+  assert.not.ok(names.some((n) => n.startsWith(':')), names.join(','));
+  assert.equal(head.headers!.filter((h) => h.name.toLowerCase() === 'cookie'), [{ name: 'cookie', value: 'a=1; b=2' }]);
+  assert.not.ok(names.includes('te'));
+  assert.is(head.target, '/p');
 });
 
 test.run();

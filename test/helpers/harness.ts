@@ -160,3 +160,53 @@ export function patternBytes(size: number, seed = 1): Buffer {
   for (; i < size; i++) buf[i] = i & 0xff;
   return buf;
 }
+
+/** What `pumpBlocks` has written so far, and whether the writer ever had to wait for 'drain'. */
+export interface Pumped {
+  bytes: number;
+  blocked: boolean;
+  finished: boolean;
+}
+
+/**
+ * Writes `block` to `out` until `total` bytes, honouring write() === false + 'drain', then ends it when
+ * `end` is set. The returned counters let a test watch how far a stalled path lets a writer get.
+ */
+export function pumpBlocks(out: NodeJS.WritableStream, block: Buffer, total: number, end = false): Pumped {
+  const state: Pumped = { bytes: 0, blocked: false, finished: false };
+  const pump = (): void => {
+    while (state.bytes < total) {
+      state.bytes += block.length;
+      if (!out.write(block)) {
+        state.blocked = true;
+        out.once('drain', pump);
+        return;
+      }
+    }
+    state.finished = true;
+    if (end) out.end();
+  };
+  pump();
+  return state;
+}
+
+/** Resolves once `value()` reads the same on two polls in a row (a stalled writer has stopped). */
+export async function waitForStable(value: () => number, timeoutMs: number, what: string): Promise<void> {
+  let last = -1;
+  await waitFor(() => {
+    const v = value();
+    const stable = v === last;
+    last = v;
+    return stable;
+  }, timeoutMs, what);
+}
+
+/** The whole body of an incoming message (an origin's request, a client's response). */
+export function readBody(msg: NodeJS.ReadableStream): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    msg.on('data', (d: Buffer) => parts.push(d));
+    msg.on('end', () => resolve(Buffer.concat(parts)));
+    msg.on('error', reject);
+  });
+}
