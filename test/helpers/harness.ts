@@ -29,38 +29,6 @@ export async function untilStable(value: () => number, timeoutMs = 10_000, what 
   );
 }
 
-/** What a Pump has done so far. */
-export interface Pump {
-  /** Bytes accepted by write() so far. */
-  readonly written: number;
-  /** True once a write() returned false (the writer felt backpressure at least once). */
-  readonly blocked: boolean;
-  /** True once all `total` bytes were accepted (and `end()` called). */
-  readonly finished: boolean;
-}
-
-/**
- * Writes `total` bytes of `block`s into `out` as fast as its backpressure allows (write() false → wait
- * for 'drain'), then ends it: a writer that fills every window along a stalled path.
- */
-export function pumpInto(out: { write(b: Buffer): boolean; once(e: 'drain', f: () => void): unknown; end(): unknown }, total: number, block: Buffer): Pump {
-  const state = { written: 0, blocked: false, finished: false };
-  const pump = (): void => {
-    while (state.written < total) {
-      state.written += block.length;
-      if (!out.write(block)) {
-        state.blocked = true;
-        out.once('drain', pump);
-        return;
-      }
-    }
-    state.finished = true;
-    out.end();
-  };
-  pump();
-  return state;
-}
-
 /** `promise`, or a rejection once `timeoutMs` has passed: a regression test fails instead of hanging. */
 export async function within<T>(promise: Promise<T>, timeoutMs = 5000, what = 'promise'): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

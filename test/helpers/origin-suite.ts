@@ -7,7 +7,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import type { Agent, AgentInit } from '../../src/agent/agent.js';
 import type { RequestRecord } from '../../src/agent/origin-proxy.js';
 import type { Edge } from '../../src/edge/edge-server.js';
-import { patternBytes, send, sha256, startAgent as startAgentWith, startEdge, pumpInto, startOrigin, untilStable, waitFor, within, type Origin, type Pump } from './harness.js';
+import { patternBytes, send, sha256, startAgent as startAgentWith, startEdge, pumpBlocks, startOrigin, untilStable, waitFor, within, type Origin, type Pumped } from './harness.js';
 import { readStream, startH2Origin, startHttpsOrigin, type H2OriginServer, type HttpsOrigin } from './h2-origin-server.js';
 import { suite } from './suite.js';
 import { makeTestPki, type TestPki } from './tls-certs.js';
@@ -231,18 +231,18 @@ export function originSuite(label: string, options: Partial<AgentInit>): void {
   });
 
   test('h2c origin: a slow public client pauses the origin (bounded buffering on the download path)', async (ctx) => {
-    let pump: Pump | undefined;
+    let pump: Pumped | undefined;
     ctx.h2.handler = (stream) => {
       stream.respond({ ':status': 200 });
-      pump = pumpInto(stream, 512 * MiB, Buffer.alloc(64 * 1024, 5));
+      pump = pumpBlocks(stream, Buffer.alloc(64 * 1024, 5), 512 * MiB, true);
     };
     const { req, response } = open(ctx, H2_NAME, '/big');
     req.end();
     const res = await response;
     res.pause();
     await waitFor(() => pump?.blocked === true, 5000, 'the origin to feel backpressure');
-    await untilStable(() => pump!.written, 10000, 'origin writes to stop');
-    const written = pump!.written;
+    await untilStable(() => pump!.bytes, 10000, 'origin writes to stop');
+    const written = pump!.bytes;
     // Far short of the body: the agent's H2_ORIGIN_STREAM_WINDOW_BYTES, the tunnel's window and socket buffers.
     assert.ok(!pump!.finished && written < STALL_BOUND_BYTES, `origin wrote ${written} bytes before pausing`);
     res.destroy();
@@ -255,10 +255,10 @@ export function originSuite(label: string, options: Partial<AgentInit>): void {
       stream.pause();
     };
     const { req } = open(ctx, H2_NAME, '/slow-upload', 'POST');
-    const pump = pumpInto(req, 512 * MiB, Buffer.alloc(64 * 1024, 6));
+    const pump = pumpBlocks(req, Buffer.alloc(64 * 1024, 6), 512 * MiB);
     await waitFor(() => originStream !== undefined && pump.blocked, 10000, 'the origin stream, and the client to feel backpressure');
-    await untilStable(() => pump.written, 10000, 'client writes to stop');
-    const accepted = pump.written;
+    await untilStable(() => pump.bytes, 10000, 'client writes to stop');
+    const accepted = pump.bytes;
     assert.ok(accepted < STALL_BOUND_BYTES, `client pushed ${accepted} bytes into a stalled origin`);
     originStream!.close(h2.NGHTTP2_CANCEL);
     req.destroy();
