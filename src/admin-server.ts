@@ -41,6 +41,18 @@ export function adminHandler(init: Omit<AdminServerInit, 'listen'>): (req: Incom
   };
 }
 
+/** Listens on `host:port`; on a failure (or the signal) closes the server and rejects. */
+export async function listening(server: Server, port: number, host: string, options: AbortOptions = {}): Promise<void> {
+  const started = waitForEvent(server, 'listening', options);
+  server.listen(port, host);
+  try {
+    await started;
+  } catch (err) {
+    server.close();
+    throw err;
+  }
+}
+
 /**
  * The health listener shared by `jetty edge` and `jetty http`. Lives at the root (shared vocabulary,
  * no internal imports beyond the root's) so that edge and agent can both use it without importing
@@ -61,14 +73,7 @@ export class AdminServer {
     const { host, port } = parseHostPort(init.listen, '127.0.0.1');
     const serve = adminHandler(init);
     const server = createServer((req, res) => void serve(req, res).catch(() => res.destroy()));
-    const listening = waitForEvent(server, 'listening', options);
-    server.listen(port, host);
-    try {
-      await listening;
-    } catch (err) {
-      server.close();
-      throw err;
-    }
+    await listening(server, port, host, options);
     return new AdminServer(server);
   }
 

@@ -160,6 +160,11 @@ export class EdgeCertificateError extends JettyError {
   override readonly code = 'ERR_EDGE_CERTIFICATE';
 }
 
+/** A listener could not bind its address (in use, not permitted, not local): the message names the setting. */
+export class ListenError extends JettyError {
+  override readonly code = 'ERR_LISTEN';
+}
+
 /** A command-line flag, environment variable or config value is wrong (exit code 2). */
 export class UsageError extends JettyError {
   override readonly code = 'ERR_USAGE';

@@ -1,3 +1,5 @@
+import { setLogger as setGrpcLogger } from '@grpc/grpc-js';
+import { format } from 'node:util';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 import pretty from 'pino-pretty';
 import SonicBoomModule, { type SonicBoom } from 'sonic-boom';
@@ -30,7 +32,19 @@ export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
  * flushSync retries EPIPE forever, in Atomics.wait, so Ctrl-C under `| tee` could not stop the edge).
  */
 export function stderrDestination(fd = 2): SonicBoom {
-  const dest: SonicBoom = new (SonicBoomModule as unknown as typeof SonicBoom)({ fd, sync: false, maxLength: LOG_BUFFER_MAX_BYTES });
+  return quietOnError(new (SonicBoomModule as unknown as typeof SonicBoom)({ fd, sync: false, maxLength: LOG_BUFFER_MAX_BYTES }));
+}
+
+/**
+ * Log lines appended to `path` (created with its folder), as asynchronously as stderr's and with the
+ * same bound, for while the agent's live status view owns the terminal.
+ */
+export function fileDestination(path: string): SonicBoom {
+  return quietOnError(new (SonicBoomModule as unknown as typeof SonicBoom)({ dest: path, append: true, mkdir: true, sync: false, maxLength: LOG_BUFFER_MAX_BYTES }));
+}
+
+/** After a write error the destination drops everything: logging never blocks or ends the process. */
+function quietOnError(dest: SonicBoom): SonicBoom {
   dest.on('error', () => {
     dest.write = () => true;
     dest.flush = (cb?: (err?: Error) => unknown) => void cb?.();
@@ -40,17 +54,33 @@ export function stderrDestination(fd = 2): SonicBoom {
 }
 
 /**
- * Creates the process logger on stderr (stdout carries the stable lines scripts grep): JSON lines,
- * or pino-pretty (in-process, no worker thread) on a TTY. `silent` is what tests use.
+ * Creates the process logger on stderr (stdout carries the stable lines scripts grep), or in `file`:
+ * JSON lines, or pino-pretty (in-process, no worker thread) on a TTY. A file gets JSON unless
+ * `pretty` is asked for (then without colours). `silent` is what tests use.
  */
-export function createLogger(level: string = 'info', name?: string, format: LogFormat = 'auto'): Logger {
-  const usePretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
+export function createLogger(level: string = 'info', name?: string, format: LogFormat = 'auto', file?: string): Logger {
+  const usePretty = format === 'pretty' || (format === 'auto' && file === undefined && process.stderr.isTTY === true);
   const options = loggerOptions(level, name);
-  const dest = stderrDestination();
-  if (usePretty) {
-    return pino(options, pretty({ destination: dest, colorize: !process.env.NO_COLOR, ignore: 'pid,hostname' }));
-  }
-  return pino(options, dest);
+  const dest = file === undefined ? stderrDestination() : fileDestination(file);
+  const logger = usePretty ? pino(options, pretty({ destination: dest, colorize: file === undefined && !process.env.NO_COLOR, ignore: 'pid,hostname' })) : pino(options, dest);
+  destinations.set(logger, dest);
+  return logger;
+}
+
+/** The destination createLogger() gave each logger, for whenWritten(). */
+const destinations = new WeakMap<Logger, SonicBoom>();
+
+/**
+ * Calls `done` once the lines given to the logger have reached the file or pipe (or writing failed).
+ * pino's flush(cb) does not wait for that: sonic-boom calls back at once when minLength is 0 (ours)
+ * while its asynchronous write may still be in flight, so the last lines before process.exit (the
+ * edge's "draining", a fatal error) were lost about one time in two.
+ */
+export function whenWritten(logger: Logger, done: () => void): void {
+  const dest = destinations.get(logger) as (SonicBoom & { _writing?: boolean }) | undefined;
+  if (!dest?._writing) return done();
+  dest.once('drain', done);
+  dest.once('error', done);
 }
 
 /** pino options shared by every Jetty logger: no pid/hostname, secrets redacted. */
@@ -61,4 +91,14 @@ export function loggerOptions(level: string, name?: string): LoggerOptions {
 /** A logger that writes nothing. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/**
+ * grpc-js writes its own errors to stderr as raw text ("E No address added out of total 1 resolved"),
+ * above the line Jetty prints for the same failure, and into the live status view. They go to the
+ * process logger at debug instead: Jetty reports every failure that matters in its own words.
+ */
+export function routeGrpcLogs(logger: Logger): void {
+  const toDebug = (...args: unknown[]): void => logger.debug({ grpc: format(...args) }, 'grpc-js');
+  setGrpcLogger({ error: toDebug, info: toDebug, debug: toDebug });
 }

@@ -1,16 +1,21 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from './agent/agent.js';
 import { type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/negotiate.js';
 import { AGENT_SETTINGS } from './agent/agent-settings.js';
 import { ORIGIN_DEFAULT_PORTS, ORIGIN_SCHEMES } from './agent/origin-target.js';
 import { StatusView } from './agent/status-view.js';
-import { parseHostPort } from './address.js';
+import { formatHostPort, parseHostPort } from './address.js';
+import { DemoOrigin, DEMO_ORIGIN_DEFAULT_HOST, DEMO_ORIGIN_DEFAULT_PORT } from './demo-origin.js';
 import { Edge } from './edge/edge-server.js';
 import { EDGE_SETTINGS, edgeInitFrom, effectiveEdgeSettings } from './edge/edge-settings.js';
-import { createToken } from './edge/tokens.js';
+import { createToken, isValidNamePattern, NAME_PATTERN_RULE } from './edge/tokens.js';
 import { AdminServer } from './admin-server.js';
 import { AbortError, UsageError, toError } from './errors.js';
-import { createLogger, type LogFormat, type Logger } from './logger.js';
+import { listenFor } from './listen-failure.js';
+import { createLogger, routeGrpcLogs, whenWritten, type LogFormat, type Logger } from './logger.js';
+import { argsError, suggestion } from './did-you-mean.js';
 import { printable } from './printable.js';
 import { VERSION } from './version.js';
 import type { AbortOptions } from './wait.js';
@@ -20,22 +25,34 @@ import {
   printableSettings,
   readSettingFile,
   resolveSettings,
+  helpRows,
   settingsHelp,
+  type HelpRow,
   type SettingSpec,
   type SettingValues,
 } from './settings.js';
+
+/** The commands of `jetty`, for the did-you-mean of a mistyped one. */
+const COMMANDS = ['edge', 'http', 'token', 'demo-origin'];
 
 /** Exit codes (DESIGN.md §1). */
 const EXIT_OK = 0;
 const EXIT_RUNTIME = 1;
 const EXIT_USAGE = 2;
 
+/** Help rows every command shares. */
+const CONFIG_ROW: HelpRow = ['--config FILE', 'YAML configuration file'];
+const HELP_ROW: HelpRow = ['-h, --help', 'show this help'];
+
 const MAIN_HELP = `Usage: jetty <command> [options]
 
 Commands:
-  edge            run the public edge server
-  http <target>   expose a local HTTP service through an edge
-  token create    make an agent token and the config entry for the edge
+${helpRows([
+  ['edge', 'run the public edge server'],
+  ['http <target>', 'expose a local HTTP service through an edge'],
+  ['token create', 'make an agent token and the config entry for the edge'],
+  ['demo-origin', 'a tiny local HTTP service that shows each request it gets (for trying Jetty)'],
+])}
 
 Run 'jetty <command> --help' for the options of a command.
 `;
@@ -47,10 +64,7 @@ Every option is also a JETTY_* variable and a key of the YAML --config file
 (flag > environment > file > default).
 
 Options:
-  --config FILE                YAML configuration file
-  --check-config               validate, print the effective configuration (secrets masked), exit
-${settingsHelp(EDGE_SETTINGS)}
-  -h, --help                   show this help
+${settingsHelp(EDGE_SETTINGS, [CONFIG_ROW, ['--check-config', 'validate, print the effective configuration (tokens by hash and names), exit']], [HELP_ROW])}
 `;
 
 const HTTP_HELP = `Usage: jetty http <port|host:port|url> [options]
@@ -62,16 +76,27 @@ Makes a local HTTP service reachable through an edge and prints
 once traffic can flow. Reconnects on its own when the connection is lost.
 
 Options:
-  --config FILE                YAML configuration file
-${settingsHelp(AGENT_SETTINGS)}
-  -h, --help                   show this help
+${settingsHelp(AGENT_SETTINGS, [CONFIG_ROW], [HELP_ROW])}
 `;
 
 const TOKEN_HELP = `Usage: jetty token create [--name PATTERN]...
 
-Prints a new agent token (give it to the agent: --token or JETTY_TOKEN) and the entry to add
+Prints a new agent token (give it to the agent as JETTY_TOKEN or in its --config file) and the entry to add
 under "tokens:" in the edge's config file. Only the token's SHA-256 is stored on the edge.
 PATTERN is a tunnel name or a prefix such as dev-* (default: *, any name).
+`;
+
+const DEMO_ORIGIN_HELP = `Usage: jetty demo-origin [--port N] [--host ADDRESS]
+
+A tiny HTTP service to try a tunnel with: it serves no files, and answers every request with a
+plain-text page of what reached it (method, path, headers, body size).
+
+Options:
+${helpRows([
+  ['--port N', `port to listen on, 0 = any free one (default ${DEMO_ORIGIN_DEFAULT_PORT})`],
+  ['--host ADDRESS', `address to listen on (default ${DEMO_ORIGIN_DEFAULT_HOST}: this machine only)`],
+  HELP_ROW,
+])}
 `;
 
 /** Said by an edge without tokens at start-up and in --check-config. */
@@ -87,11 +112,11 @@ interface Parsed {
 /** argv → settings: strict flags, then flag > JETTY_* > config file > default. */
 function parseCommand(argv: string[], specs: readonly SettingSpec[], positionals: boolean, extra: string[] = []): Parsed {
   let parsed: { values: Record<string, unknown>; positionals: string[] };
+  const options = argsConfig(specs, extra);
   try {
-    parsed = parseArgs({ args: argv, options: argsConfig(specs, extra), strict: true, allowPositionals: positionals });
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: positionals });
   } catch (err) {
-    // parseArgs messages name the flag; keep the first line only.
-    throw new UsageError(toError(err).message.split('\n')[0], { cause: err });
+    throw argsError(err, options);
   }
   const help = parsed.values.help === true;
   const configPath = (parsed.values.config as string | undefined) ?? process.env.JETTY_CONFIG;
@@ -133,10 +158,10 @@ let processLogger: Logger | undefined;
 function exit(code: number): void {
   const logger = processLogger;
   if (!logger) process.exit(code);
-  // pino writes asynchronously: flush first, bounded by a short timer.
+  // pino writes asynchronously: let the last lines out first, bounded by a short timer.
   const done = (): void => process.exit(code);
   setTimeout(done, 500).unref();
-  logger.flush(done);
+  whenWritten(logger, done);
 }
 
 /**
@@ -164,7 +189,12 @@ function closeOnAbort(part: { close(): Promise<unknown> }): void {
   );
 }
 
-/** First signal: graceful `drain`, then exit 0. A second signal aborts the root: close at once. */
+/**
+ * First signal: graceful `drain`, then exit 0. A second signal aborts the root: close at once.
+ * Installed before the stable line (`Jetty edge on …`, `Forwarding …`) is printed: a script or test
+ * that signals as soon as it reads the line found the default action (killed by SIGINT) about one
+ * time in three on a loaded machine, when the process was descheduled between the write and this.
+ */
 function onSignals(drain: (options: AbortOptions) => Promise<unknown>): void {
   let draining = false;
   const handler = (): void => {
@@ -207,13 +237,14 @@ async function runEdge(argv: string[]): Promise<number> {
   }
   const logger = createLogger(values['log-level'] as string, 'edge', values['log-format'] as LogFormat);
   processLogger = logger;
+  routeGrpcLogs(logger);
   const edge = await Edge.start({ ...edgeInitFrom(values), logger }, { signal: root.signal });
   closeOnAbort(edge);
   const t = values.transports as string[];
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
+  onSignals((options) => edge.drain(options));
   process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
-  onSignals((options) => edge.drain(options));
   if (edge.scheme === 'https') reloadTlsOnHangup(edge, values['tls-cert'] as string, values['tls-key'] as string, logger);
   await new Promise(() => undefined);
   return EXIT_OK;
@@ -231,8 +262,12 @@ async function runHttp(argv: string[]): Promise<number> {
     process.stderr.write(`jetty: warning: --origin-insecure: the certificate of ${origin.host} is not verified (anyone on the path to it can read and change the traffic)\n`);
   }
   const edgeUrl = new URL(values.edge as string);
-  const logger = createLogger(values['log-level'] as string, 'agent', values['log-format'] as LogFormat);
+  // The live status view owns the terminal: log lines bound for it would tear the view apart.
+  const viewLive = process.stdout.isTTY === true;
+  const logFile = (values['log-file'] as string) || (viewLive && process.stderr.isTTY === true ? join(tmpdir(), `jetty-agent-${process.pid}.log`) : '');
+  const logger = createLogger(values['log-level'] as string, 'agent', values['log-format'] as LogFormat, logFile || undefined);
   processLogger = logger;
+  routeGrpcLogs(logger);
   const agent = await Agent.start({
     edge: edgeUrl,
     origin,
@@ -253,18 +288,21 @@ async function runHttp(argv: string[]): Promise<number> {
   const adminListen = values['admin-listen'] as string;
   if (adminListen) {
     const readiness = () => ({ ready: agent.connected, body: { status: agent.connected ? 'connected' : 'disconnected', transport: agent.transport, url: agent.url } });
-    (await AdminServer.start({ listen: adminListen, readiness }, { signal: root.signal })).unref();
+    (await listenFor('admin-listen', adminListen, AdminServer.start({ listen: adminListen, readiness }, { signal: root.signal }))).unref();
   }
-  process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${printable(agent.transport)}\n`);
-  process.stdout.write(`Forwarding ${printable(agent.url)} -> ${shown}\n`);
-  const view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR });
   let leaving = false;
+  let view: StatusView | undefined;
   onSignals(() => {
     leaving = true;
+    view?.draining(values['grace-period'] as number);
     return agent.leave(values['grace-period'] as number);
   });
+  process.stdout.write(`Tunnel ${agent.name} connected to ${edgeUrl.origin} over ${printable(agent.transport)}\n`);
+  process.stdout.write(`Forwarding ${printable(agent.url)} -> ${shown}\n`);
+  if (viewLive && logFile) process.stdout.write(`Logs in ${printable(logFile)}\n`);
+  view = new StatusView({ agent, origin: shown, out: process.stdout, color: !process.env.NO_COLOR, logFile: logFile || undefined });
   const reason = await agent.closed;
-  view.abort();
+  view?.abort();
   if (leaving) return EXIT_OK;
   process.stderr.write(`jetty: ${printable(reason.message)}\n`);
   return EXIT_RUNTIME;
@@ -273,10 +311,11 @@ async function runHttp(argv: string[]): Promise<number> {
 function runToken(argv: string[]): number {
   const [sub, ...rest] = argv;
   let parsed;
+  const options = { name: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } } as const;
   try {
-    parsed = parseArgs({ args: rest, options: { name: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    parsed = parseArgs({ args: rest, options, strict: true });
   } catch (err) {
-    throw new UsageError(toError(err).message.split('\n')[0], { cause: err });
+    throw argsError(err, options);
   }
   if (parsed.values.help || sub === '--help' || sub === '-h') {
     process.stdout.write(TOKEN_HELP);
@@ -284,9 +323,34 @@ function runToken(argv: string[]): number {
   }
   if (sub !== 'create') throw new UsageError(`unknown token command "${sub ?? ''}" (want create)`);
   const names = parsed.values.name ?? ['*'];
+  // Refused here, not by the edge at start-up: an entry printed now would be pasted into its config.
+  for (const n of names) if (!isValidNamePattern(n)) throw new UsageError(`invalid --name "${printable(n)}": want ${NAME_PATTERN_RULE}`);
   const { token, hash } = createToken();
-  process.stdout.write(`Token (give it to the agent: jetty http 3000 --token ${token}):\n  ${token}\n\n`);
+  // The hint keeps the token off command lines, where `ps` and shell history show it.
+  process.stdout.write(`Token (give it to the agent as JETTY_TOKEN, or "token:" in its --config file):\n  ${token}\n\n`);
   process.stdout.write(`Add to the edge's config file:\ntokens:\n  - hash: ${hash}\n    names: [${names.map((n) => JSON.stringify(n)).join(', ')}]\n`);
+  return EXIT_OK;
+}
+
+async function runDemoOrigin(argv: string[]): Promise<number> {
+  const options = { port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true });
+  } catch (err) {
+    throw argsError(err, options);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(DEMO_ORIGIN_HELP);
+    return EXIT_OK;
+  }
+  const portText = parsed.values.port ?? String(DEMO_ORIGIN_DEFAULT_PORT);
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new UsageError(`invalid --port "${printable(portText)}": want a whole number from 0 to 65535`);
+  const host = parsed.values.host ?? DEMO_ORIGIN_DEFAULT_HOST;
+  const origin = await listenFor('port', formatHostPort(host, Number(portText)), DemoOrigin.start({ host, port: Number(portText) }, { signal: root.signal }), 'N');
+  onSignals(() => origin.close());
+  process.stdout.write(`Demo origin on ${origin.url} (shows each request it gets; Ctrl+C to stop)\n`);
+  await new Promise(() => undefined);
   return EXIT_OK;
 }
 
@@ -299,6 +363,8 @@ async function main(argv: string[]): Promise<number> {
       return runHttp(rest);
     case 'token':
       return runToken(rest);
+    case 'demo-origin':
+      return runDemoOrigin(rest);
     case '--version':
     case '-v':
       process.stdout.write(`${VERSION}\n`);
@@ -310,7 +376,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(MAIN_HELP);
       return command === undefined ? EXIT_USAGE : EXIT_OK;
     default:
-      throw new UsageError(`unknown command "${command}" (want edge, http or token)`);
+      throw new UsageError(`unknown command "${printable(command)}"${suggestion(command, COMMANDS) || ` (want ${COMMANDS.join(', ')})`}`);
   }
 }
 

@@ -189,13 +189,28 @@ export function printableSettings(specs: readonly SettingSpec[], values: Setting
   return stringifyYaml(shown);
 }
 
-/** Help lines for the settings of a command. */
-export function settingsHelp(specs: readonly SettingSpec[]): string {
-  const rows = specs.map((s) => {
+/** One help row: the flag as typed (`--config FILE`) and what it does. */
+export type HelpRow = readonly [flag: string, text: string];
+
+/** Room between the flag column and the text column of help rows. */
+const HELP_GAP = 2;
+
+/**
+ * Help lines for the settings of a command, with `before` and `after` rows (`--config FILE`,
+ * `-h, --help`), every text starting in one column: the longest flag's width plus HELP_GAP.
+ */
+export function settingsHelp(specs: readonly SettingSpec[], before: readonly HelpRow[] = [], after: readonly HelpRow[] = []): string {
+  const rows: HelpRow[] = specs.map((s) => {
     const flag = s.fileOnly ? `(config) ${s.name}` : `--${s.name}${s.boolean ? '' : ' VALUE'}`;
     const def = Array.isArray(s.default) ? s.default.join(',') : String(s.default);
     const env = s.fileOnly ? '' : `${envName(s.name)}; `;
-    return `  ${flag.padEnd(28)} ${s.help} (${env}default ${def === '' ? 'none' : def})`;
+    return [flag, `${s.help} (${env}default ${def === '' ? 'none' : def})`];
   });
-  return rows.join('\n');
+  return helpRows([...before, ...rows, ...after]);
+}
+
+/** Help rows aligned in two columns, indented by two spaces. */
+export function helpRows(rows: readonly HelpRow[]): string {
+  const width = Math.max(...rows.map(([flag]) => flag.length)) + HELP_GAP;
+  return rows.map(([flag, text]) => `  ${flag.padEnd(width)}${text}`).join('\n');
 }

@@ -17,6 +17,9 @@ import type { OpenExchangeOptions, TunnelSession } from './registry.js';
 export { DEFAULT_MAX_EXCHANGES, DEFAULT_MAX_IDLE_STREAMS, DEFAULT_MAX_QUEUED_EXCHANGES, DEFAULT_OPEN_TIMEOUT_MS } from './exchange-slots.js';
 export type { ControlChannel, ExchangeStream } from './control-channel.js';
 
+/** Ping.rtt_us is a uint32: a round trip above that (71 minutes) is reported as that. */
+const MAX_RTT_US = 0xffff_ffff;
+
 /** Where a session is: admitted but not yet told so, serving, taking no new exchanges, gone. */
 export type SessionStatus = 'admitting' | 'registered' | 'draining' | 'closed';
 
@@ -69,6 +72,8 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
   private readonly slots: ExchangeSlots;
   private readonly outbox: Outbox;
   private heartbeat: Heartbeat | undefined;
+  /** The last ping round trip, ms (0 before the first): told to the agent in the next Ping. */
+  private lastRttMs = 0;
 
   constructor(init: AgentSessionInit) {
     super();
@@ -196,7 +201,7 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
         this.slots.closedExchange(msg.exchange);
         return this.endIfDrained();
       case 'Ping':
-        return this.outbox.post({ ping: { nonce: msg.nonce } });
+        return this.outbox.post({ ping: { nonce: msg.nonce, rttUs: Math.min(Math.round(this.lastRttMs * 1000), MAX_RTT_US) } });
       case 'Pong':
         this.heartbeat?.alive(msg.nonce);
         return;
@@ -216,9 +221,12 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
     this.heartbeat = new Heartbeat({
       intervalMs,
       onTick: (nonce) => this.sendSafe({ type: 'Ping', nonce }),
-      onRtt: this.init.onPingRtt,
+      onRtt: (ms) => {
+        this.lastRttMs = ms;
+        this.init.onPingRtt?.(ms);
+      },
       onDead: (silentMs) => {
-        this.log.warn({ name: this.name, peer: this.channel.peer, silentMs }, 'agent missed its pings: closing the session');
+        this.log.warn({ tunnel: this.name, peer: this.channel.peer, silentMs }, 'agent missed its pings: closing the session');
         this.abort(new AgentUnavailableError(`agent silent for ${silentMs} ms`));
       },
     });
@@ -238,7 +246,7 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
    */
   private endIfDrained(): void {
     if (this.statusNow !== 'draining' || !this.drainSent || this.slots.load > 0) return;
-    this.log.info({ name: this.name, peer: this.channel.peer }, 'agent session drained');
+    this.log.info({ tunnel: this.name, peer: this.channel.peer }, 'agent session drained');
     this.abort(new SessionDrainedError('agent session drained: no exchange left'));
   }
 
@@ -266,7 +274,7 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
     try {
       this.send(msg);
     } catch (err) {
-      this.log.warn({ err, name: this.name }, 'session mailbox refused a lifecycle message');
+      this.log.warn({ err, tunnel: this.name }, 'session mailbox refused a lifecycle message');
       this.abort(toError(err));
     }
   }

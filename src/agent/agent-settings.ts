@@ -24,7 +24,7 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   },
   {
     name: 'name',
-    help: 'tunnel name, one DNS label; empty = random (swift-otter-4821)',
+    help: 'tunnel name, one DNS label; empty = the edge picks one (swift-otter-4821; dev-… for a dev-* token)',
     default: '',
     parse: (raw) => {
       const name = parseString(raw);
@@ -45,4 +45,10 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   { name: 'grace-period', help: 'ms in-flight exchanges get after SIGTERM', default: DEFAULT_GRACE_PERIOD_MS, parse: parseInt(0, 3_600_000) },
   { name: 'log-level', help: 'log level', default: 'info', parse: parseOneOf(LOG_LEVELS) },
   { name: 'log-format', help: 'json, pretty, or auto (pretty on a TTY)', default: 'auto', parse: parseOneOf(LOG_FORMATS) },
+  {
+    name: 'log-file',
+    help: 'append log lines to this file; empty = stderr, or jetty-agent-PID.log in the temp folder while the live status view is up',
+    default: '',
+    parse: parseString,
+  },
 ];

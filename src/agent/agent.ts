@@ -3,7 +3,6 @@ import { AbortError, AgentUnavailableError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AbortOptions } from '../wait.js';
 import { checkEdgeLink } from './edge-link.js';
-import { randomName } from './names.js';
 import { negotiate, type Negotiated, type NegotiateInit, type ResumeTicket } from './negotiate.js';
 import { OriginProxy, type RequestRecord } from './origin-proxy.js';
 import { reconnect } from './reconnect.js';
@@ -16,7 +15,7 @@ export interface AgentInit extends Omit<NegotiateInit, 'name'> {
   originInsecure?: boolean;
   /** Host the origin sees: preserve (default), rewrite, or a literal host[:port]. */
   hostHeader?: string;
-  /** Tunnel name; a random readable one when absent. */
+  /** Tunnel name; absent, the edge picks a random one inside the token's scope. */
   name?: string;
   logger: Logger;
 }
@@ -45,8 +44,6 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly name: string;
   /** Resolves with the reason once the agent stops for good (close(), or a refusal no retry fixes). */
   readonly closed: Promise<Error>;
-  /** Round trip to the edge measured at the last connect, ms. */
-  rttMs: number;
   private current: Negotiated;
   private readonly init: AgentInit & { name: string };
   private readonly proxy: OriginProxy;
@@ -62,11 +59,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.init = init;
     this.proxy = proxy;
     this.current = first;
-    this.rttMs = first.rttMs;
     this.name = init.name;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     proxy.onRequest = (entry) => this.emit('request', entry);
     this.watch(first.session);
+  }
+
+  /**
+   * Round trip to the edge, ms, as the edge measures its pings to this session (session-client.ts);
+   * undefined until the first report, one ping interval after connecting.
+   */
+  get rttMs(): number | undefined {
+    return this.current.session.rttMs;
   }
 
   get url(): string {
@@ -87,7 +91,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   static async start(init: AgentInit, options: AbortOptions = {}): Promise<Agent> {
     checkEdgeLink(init);
     const proxy = new OriginProxy({ origin: init.origin, originInsecure: init.originInsecure, hostHeader: init.hostHeader, logger: init.logger });
-    const named = { ...init, name: init.name ?? randomName() };
+    const named = { ...init, name: init.name ?? '' };
     let self: Agent | undefined;
     try {
       const first = await negotiate(named, { ...options, onExchange: proxy.serve.bind(proxy), onDrain: () => self?.onEdgeDrain() });
@@ -160,7 +164,6 @@ export class Agent extends EventEmitter<AgentEvents> {
       const next = await reconnect(reason, connect, { signal, onRetry: (why, delayMs) => this.emit('reconnecting', why, delayMs) });
       if (signal.aborted) return next.session.abort(toError(signal.reason));
       this.current = next;
-      this.rttMs = next.rttMs;
       this.watch(next.session);
       this.emit('connected', next.session.url, next.transport, true);
     } catch (err) {

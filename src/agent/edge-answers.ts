@@ -1,6 +1,7 @@
 import type { EdgeMessage } from '../codec/tunnel-codec.js';
 import { ProtocolError } from '../errors.js';
 import { MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
+import { isValidTunnelName } from '../tunnel-name.js';
 import type { Discovery } from './discovery.js';
 
 /**
@@ -46,6 +47,7 @@ export function checkDiscovery(raw: unknown, edge: URL): Discovery {
 
 /** What the agent asked for and learnt from discovery. */
 export interface RegisteredExpectation {
+  /** The name asked for; '' asked the edge to pick one, which must then be a valid tunnel name. */
   name: string;
   /** The edge's domain (discovery); when known, the tunnel URL must be NAME.DOMAIN. */
   domain?: string;
@@ -54,7 +56,8 @@ export interface RegisteredExpectation {
 /** Checks the edge's Registered answer; throws ProtocolError naming the bad field. */
 export function checkRegistered(r: NonNullable<EdgeMessage['registered']>, expected: RegisteredExpectation): void {
   const bad = (what: string): ProtocolError => new ProtocolError(`the edge sent a bad Registered: ${what}`);
-  if (r.name !== expected.name) throw bad('another tunnel name than the one asked for');
+  if (expected.name === '' ? !isValidTunnelName(r.name) : r.name !== expected.name) throw bad('another tunnel name than the one asked for');
+  expected = { ...expected, name: r.name };
   let url: URL;
   try {
     url = new URL(r.url);

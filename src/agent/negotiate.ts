@@ -59,15 +59,11 @@ export interface Negotiated {
   session: SessionClient;
   /** `grpc` or `websocket/<subprotocol>`. */
   transport: string;
-  /** One HTTP round trip to the edge (discovery), as seen at connect time, ms. */
-  rttMs: number;
 }
 
 /** Discovers the edge and registers over the transport negotiation picks (auto: gRPC, else WebSocket). */
 export async function negotiate(init: NegotiateInit, options: ConnectOptions): Promise<Negotiated> {
-  const t0 = performance.now();
   const found = await discover(init.edge, { ca: init.edgeCa, signal: options.signal });
-  const rttMs = performance.now() - t0;
   options.signal?.throwIfAborted();
   const mode = init.transport ?? 'auto';
   const offered = Object.keys(found.transports).join(', ') || 'nothing';
@@ -76,7 +72,7 @@ export async function negotiate(init: NegotiateInit, options: ConnectOptions): P
   }
   if (found.transports.grpc && mode !== 'websocket') {
     try {
-      return { session: await dialGrpc(init, found, options), transport: 'grpc', rttMs };
+      return { session: await dialGrpc(init, found, options), transport: 'grpc' };
     } catch (err) {
       // Refusals are final, and so is a certificate that fails (never try elsewhere around it); only an
       // unreachable gRPC port makes auto try WebSocket, which is TLS too for an https:// edge.
@@ -87,7 +83,7 @@ export async function negotiate(init: NegotiateInit, options: ConnectOptions): P
   }
   if (!found.transports.websocket) throw new AgentUnavailableError(`the edge at ${init.edge.origin} offers no transport this agent speaks (it offers ${offered})`);
   const codec = init.wsCodec === 'json' ? WS_PROTOCOL_JSON : WS_PROTOCOL_PROTO;
-  return { session: await dialWs(init, found, codec, options), transport: `websocket/${codec}`, rttMs };
+  return { session: await dialWs(init, found, codec, options), transport: `websocket/${codec}` };
 }
 
 /** What every transport's Hello carries. */

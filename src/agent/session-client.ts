@@ -10,6 +10,9 @@ import { registrationError } from './refusals.js';
 
 /** How long to wait for the edge to answer Hello, ms. */
 export const REGISTER_TIMEOUT_MS = 10_000;
+/** Largest round trip the agent believes from the edge's Ping.rtt_us, ms; above it, the report is ignored. */
+export const MAX_EDGE_RTT_MS = 60_000;
+
 /** How long leave() waits for the edge to acknowledge (with its own Drain) that it sends nothing new, ms. */
 export const LEAVE_ACK_TIMEOUT_MS = 2_000;
 
@@ -59,6 +62,8 @@ export interface SessionClientInit {
 export type SessionClientStatus = 'hello' | 'registered' | 'closed';
 
 export interface SessionClientEvents {
+  /** The edge reported its latest ping round trip to us (rttMs). */
+  rtt: [rttMs: number];
   /** An exchange finished; `openExchanges` counts what is left. */
   exchangeClosed: [];
   /** The edge said Drain (it sends nothing new; while leaving, that is its acknowledgement). */
@@ -84,6 +89,8 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
   private heartbeat: Heartbeat | undefined;
   private timer: NodeJS.Timeout | undefined;
   private drained = false;
+  /** The edge's last ping round trip to this agent, ms; undefined until it reports one. */
+  rttMs: number | undefined;
   private resolveClosed!: (err: Error) => void;
   private handshake: { resolve: (s: SessionClient) => void; reject: (err: Error) => void } | undefined;
 
@@ -147,6 +154,11 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
       this.active.get(msg.cancel.exchangeId)?.abort(new ExchangeResetError('cancelled by the edge', msg.cancel.code), msg.cancel.code);
     } else if (msg.ping) {
       this.heartbeat?.alive();
+      const rttMs = (msg.ping.rttUs ?? 0) / 1000;
+      if (rttMs > 0 && rttMs <= MAX_EDGE_RTT_MS) {
+        this.rttMs = rttMs;
+        this.emit('rtt', rttMs);
+      }
       this.transport!.send({ pong: { nonce: msg.ping.nonce } });
     } else if (msg.drain) {
       this.drained = true;

@@ -35,7 +35,7 @@ export interface EdgeMessage {
   registered?: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number; resumeSecret?: string } | null;
   open?: { headers: HTTPChunk } | null;
   cancel?: { exchangeId: string; code: number } | null;
-  ping?: { nonce: number } | null;
+  ping?: { nonce: number; rttUs?: number } | null;
   drain?: { gracePeriodMs: number } | null;
 }
 

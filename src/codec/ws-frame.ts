@@ -158,7 +158,7 @@ export function encodeWsFrameJson(frame: WsFrame): string {
   } else {
     const m = frame.edge;
     if ('registered' in m && m.registered) Object.assign(out, { type: 'registered', ...m.registered });
-    else if ('ping' in m && m.ping) Object.assign(out, { type: 'ping', nonce: m.ping.nonce });
+    else if ('ping' in m && m.ping) Object.assign(out, { type: 'ping', nonce: m.ping.nonce, rttUs: m.ping.rttUs ?? 0 });
     else if ('cancel' in m && m.cancel) Object.assign(out, { type: 'cancel', ...m.cancel });
     else if (m.drain) Object.assign(out, { type: 'drain', gracePeriodMs: m.drain.gracePeriodMs });
     else throw new ProtocolError('Open is not used on WebSocket');
@@ -219,7 +219,7 @@ export function decodeWsFrameJson(text: string): WsFrame {
         },
       },
     };
-  } else if (type === 'ping') frame = { stream, edge: { ping: { nonce: uint32(j.nonce, 'nonce') } } };
+  } else if (type === 'ping') frame = { stream, edge: { ping: { nonce: uint32(j.nonce, 'nonce'), rttUs: uint32(j.rttUs, 'rttUs') } } };
   else if (type === 'cancel') frame = { stream, edge: { cancel: { exchangeId: str(j.exchangeId, 'exchangeId'), code: int32(j.code, 'code') } } };
   // The peer's text is never quoted back (it would reach a close reason and the logs).
   else throw new ProtocolError('unknown JSON frame type');

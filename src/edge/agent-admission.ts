@@ -4,6 +4,7 @@ import type { Registry } from '../actors/registry.js';
 import { EdgeUnavailableError, NameNotAllowedError, UnauthorizedError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { canonicalAddress } from '../address.js';
+import { randomName } from '../tunnel-name.js';
 import type { EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
 import { TokenAuthority } from './tokens.js';
@@ -16,6 +17,9 @@ export const DEFAULT_RESERVED_NAMES: readonly string[] = [
   'www', 'admin', 'api', 'edge', 'mail', 'smtp', 'imap', 'pop', 'ftp', 'ns1', 'ns2', 'dns', 'mx',
   'autoconfig', 'autodiscover', 'login', 'auth', 'status', 'metrics', 'jetty',
 ];
+
+/** Random names pickName() draws at most for one agent before it lets the registry claim decide. */
+export const PICK_NAME_DRAWS = 5;
 
 export interface AgentAdmissionInit {
   registry: Registry;
@@ -140,9 +144,29 @@ export class AgentAdmission {
       // Hold the name for the agent's return (a lost connection, or a restart after SIGTERM), unless
       // the whole edge is going away.
       void registry.release(session.name, session, { reconnecting: !this.draining });
-      this.init.logger.info({ name: session.name, transport: session.transport }, 'agent disconnected');
+      this.init.logger.info({ tunnel: session.name, transport: session.transport }, 'agent disconnected');
     });
     return { owner, resumeSecret };
+  }
+
+  /**
+   * A random name for an agent that asked for none (an empty Hello.name), inside what its token may
+   * claim: `dev-*` gives `dev-swift-otter-4821`, `*` or an open edge a bare random name, a token with
+   * exact names only its first one. An unknown token gets a bare name: admit() refuses it anyway.
+   * Throws NameNotAllowedError when a prefix leaves no room for a name in one DNS label.
+   */
+  pickName(token: string | undefined): string {
+    const { tokens } = this.init;
+    const patterns = (tokens.open ? undefined : tokens.authenticate(token))?.names ?? ['*'];
+    const prefix = patterns.find((p) => p.endsWith('-*'));
+    if (prefix === undefined && !patterns.includes('*')) return patterns[0];
+    let name: string | undefined;
+    // A name some agent holds (or that is reserved) is drawn again; the claim settles any race.
+    for (let draw = 0; draw < PICK_NAME_DRAWS && (name === undefined || this.init.registry.lookup(name) || this.reserved.has(name)); draw++) {
+      name = randomName(prefix?.slice(0, -1));
+      if (name === undefined) throw new NameNotAllowedError(`no room for a name after "${prefix}": give the agent --name`);
+    }
+    return name!;
   }
 
   /** The owner (token hash) a presented token speaks for; undefined on an open edge or for a bad token. */

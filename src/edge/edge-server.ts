@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MemoryRegistry } from '../actors/registry.js';
 import { AdminServer, type Readiness } from '../admin-server.js';
+import { listenFor } from '../listen-failure.js';
 import { formatHostPort } from '../address.js';
 import { AgentUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -115,9 +116,10 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
   const { http, grpc, ws, config, metrics, ports } = parts;
   let admin: AdminServer | undefined;
   try {
-    if (grpc) ports.grpc = await grpc.listen(formatHostPort(config.grpcListen.host, config.grpcListen.port), init.tls);
+    const grpcAddress = formatHostPort(config.grpcListen.host, config.grpcListen.port);
+    if (grpc) ports.grpc = await listenFor('grpc-listen', grpcAddress, grpc.listen(grpcAddress, init.tls));
     options.signal?.throwIfAborted();
-    await listenOn(http, config.listen.host, config.listen.port, options);
+    await listenFor('listen', formatHostPort(config.listen.host, config.listen.port), listenOn(http, config.listen.host, config.listen.port, options));
     ports.public = (http.address() as AddressInfo).port;
     if (init.adminListen) {
       const readiness = (): Readiness => {
@@ -125,7 +127,7 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
         return { ready: !s.draining, body: { status: s.draining ? 'draining' : 'ready', agents: s.sessions, exchanges: s.openExchanges } };
       };
       const text = async (): Promise<{ contentType: string; text: string }> => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() });
-      admin = await AdminServer.start({ listen: init.adminListen, readiness, metrics: text }, options);
+      admin = await listenFor('admin-listen', init.adminListen, AdminServer.start({ listen: init.adminListen, readiness, metrics: text }, options));
     }
     return admin;
   } catch (err) {

@@ -14,7 +14,7 @@ type Hello = NonNullable<AgentMessage['hello']>;
 
 /** What every transport's sessions share: admission, the public URL, session settings. */
 export interface EdgeSessionProtocolInit {
-  admission: Pick<AgentAdmission, 'admit'>;
+  admission: Pick<AgentAdmission, 'admit' | 'pickName'>;
   logger: Logger;
   /** The public URL of a tunnel name. */
   publicUrl: (name: string) => string;
@@ -58,7 +58,8 @@ export class EdgeSessionProtocol {
     let hello: Hello;
     try {
       hello = await this.readHello(channel);
-      if (!isValidTunnelName(hello.name)) {
+      // An empty name asks the edge to pick one (inside the token's scope, at admission).
+      if (hello.name !== '' && !isValidTunnelName(hello.name)) {
         // The name is not quoted back: it is the peer's text (the agent knows what it sent).
         throw new BadHelloError('invalid tunnel name: use 1-63 lower-case letters, digits and inner hyphens');
       }
@@ -71,14 +72,21 @@ export class EdgeSessionProtocol {
   }
 
   private async admit(channel: ControlChannel, hello: Hello, options: AcceptOptions): Promise<AgentSession | undefined> {
-    const { name } = hello;
     const { init } = this;
+    let name = hello.name;
+    try {
+      if (name === '') name = init.admission.pickName(options.token);
+    } catch (err) {
+      init.logger.info({ peer: channel.peer, reason: toError(err).message }, 'agent registration refused');
+      channel.close(toError(err));
+      return undefined;
+    }
     const session = new AgentSession({ id: randomUUID(), name, channel, logger: init.logger, ...this.sessionSettings() });
     let admitted: Admitted;
     try {
       admitted = await init.admission.admit(session, { token: options.token, resume: hello.resume || undefined, resumeSecret: hello.resumeSecret || undefined, peer: channel.peer });
     } catch (err) {
-      init.logger.info({ name, peer: channel.peer, reason: toError(err).message }, 'agent registration refused');
+      init.logger.info({ tunnel: name, peer: channel.peer, reason: toError(err).message }, 'agent registration refused');
       // The refusal goes out first: the session's own end would close the channel as going away.
       channel.close(toError(err));
       session.abort(toError(err));
@@ -91,7 +99,7 @@ export class EdgeSessionProtocol {
     }
     options.onAdmitted?.(session, admitted);
     session.start({ name, url: init.publicUrl(name), sessionId: session.id, window: options.window, pingIntervalMs: init.pingIntervalMs, resumeSecret: admitted.resumeSecret });
-    init.logger.info({ name, peer: channel.peer, transport: session.transport }, 'agent registered');
+    init.logger.info({ tunnel: name, peer: channel.peer, transport: session.transport }, 'agent registered');
     return session;
   }
 

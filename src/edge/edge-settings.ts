@@ -94,7 +94,8 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
       return names;
     },
   },
-  { name: 'tokens', help: 'agent tokens: [{hash, names}] (see jetty token create)', default: [], parse: parseTokenEntries, fileOnly: true, secret: true },
+  // Not secret: only hashes are stored, and --check-config shows them whole so an operator can tell entries apart.
+  { name: 'tokens', help: 'agent tokens: [{hash, names}] (see jetty token create)', default: [], parse: parseTokenEntries, fileOnly: true },
   { name: 'log-level', help: 'log level', default: 'info', parse: parseOneOf(LOG_LEVELS) },
   { name: 'log-format', help: 'json, pretty, or auto (pretty on a TTY)', default: 'auto', parse: parseOneOf(LOG_FORMATS) },
 ];

@@ -9,6 +9,13 @@ export interface TokenEntry {
 
 const HASH = /^sha256:[0-9a-f]{64}$/;
 const NAME_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:-\*)?$|^\*$/;
+/** The rule of a token's name pattern, in words, for messages. */
+export const NAME_PATTERN_RULE = 'a tunnel name (1-63 lower-case letters, digits and inner hyphens), a prefix such as dev-*, or *';
+
+/** Whether `pattern` is a name a token may list: exact, `prefix-*` or `*`. */
+export function isValidNamePattern(pattern: string): boolean {
+  return NAME_PATTERN.test(pattern);
+}
 
 /** Validates the `tokens` config value. */
 export function parseTokenEntries(raw: unknown): TokenEntry[] {
@@ -19,7 +26,7 @@ export function parseTokenEntries(raw: unknown): TokenEntry[] {
     for (const k of Object.keys(e)) if (k !== 'hash' && k !== 'names') throw new Error(`entry ${i}: unknown key "${k}"`);
     if (typeof e.hash !== 'string' || !HASH.test(e.hash)) throw new Error(`entry ${i}: hash must be sha256:<64 hex digits> (jetty token create prints one)`);
     if (!Array.isArray(e.names) || e.names.length === 0) throw new Error(`entry ${i}: names must list at least one name or prefix-*`);
-    for (const n of e.names) if (typeof n !== 'string' || !NAME_PATTERN.test(n)) throw new Error(`entry ${i}: bad name pattern ${JSON.stringify(n)}`);
+    for (const n of e.names) if (typeof n !== 'string' || !NAME_PATTERN.test(n)) throw new Error(`entry ${i}: bad name pattern ${JSON.stringify(n)} (want ${NAME_PATTERN_RULE})`);
     return { hash: e.hash, names: e.names as string[] };
   });
 }

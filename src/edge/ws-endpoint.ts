@@ -94,11 +94,11 @@ export class WsEndpoint {
       },
       onFault: (err) => {
         this.init.metrics.sessionFaults.inc({ transport: 'websocket' });
-        this.log.error({ peer, name: session?.name, err }, 'closing agent session: handler fault');
+        this.log.error({ peer, tunnel: session?.name, err }, 'closing agent session: handler fault');
       },
       onClose: (err) => {
         incoming.end(new TransportClosedError('agent connection closed', { cause: err }));
-        if (err instanceof ProtocolError) this.log.warn({ peer, name: session?.name, reason: err.message }, 'closing agent session: protocol error');
+        if (err instanceof ProtocolError) this.log.warn({ peer, tunnel: session?.name, reason: err.message }, 'closing agent session: protocol error');
         session?.abort(new AgentUnavailableError('agent connection closed', { cause: err }));
       },
     });

@@ -17,10 +17,10 @@ function fakeAgent(): Agent {
 }
 
 function fakeOut(isTTY: boolean): NodeJS.WriteStream & { text: string } {
-  const out = { isTTY, text: '', write(s: string) {
+  const out = Object.assign(new EventEmitter(), { isTTY, text: '', write(s: string) {
     out.text += s;
     return true;
-  } };
+  } });
   return out as unknown as NodeJS.WriteStream & { text: string };
 }
 
@@ -61,6 +61,23 @@ test('escape sequences from the network are shown as text, never sent to the ter
   assert.not.match(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
   assert.match(text, /GET \/\\x1b\[2J\\x1b\]52;c;cHd/);
   assert.match(out.text, /edge says \\x1b\[1A\\x1b\[2KForwarding/);
+});
+
+test('render() fits any width: no line reaches the last column, values wrap below their label, the drain countdown shows what is left', () => {
+  const agent = fakeAgent();
+  const view = new StatusView({ agent, origin: 'http://localhost:3000', out: fakeOut(false), color: true, logFile: '/tmp/jetty-agent-1.log' });
+  agent.emit('request', { id: '1', method: 'GET', path: `/${'x'.repeat(200)}`, status: 200, bytesIn: 0, bytesOut: 5, ms: 3.2 });
+  view.draining(30_000);
+  for (const columns of [120, 80, 60, 40, 20]) {
+    const lines = view.render(columns, 24);
+    // Colours cost no width.
+    for (const line of lines) assert.ok(line.replace(/\x1b\[[0-9;]*m/g, '').length < columns, `${columns}: "${line}"`);
+    assert.is(lines.filter((l) => l.includes('Jetty')).length, 1);
+    assert.ok(lines.join(' ').replace(/\x1b\[[0-9;]*m/g, '').replace(/\s+/g, ' ').includes('draining: 2 exchanges left (30 s)'), lines.join('\n'));
+  }
+  assert.ok(view.render(40, 24).some((l) => l.trim() === 'http://demo.localhost:8080 ->'), 'the URL uncut at 40 columns');
+  assert.ok(view.render(80, 8).length <= 7, 'the block fits the height');
+  view.abort();
 });
 
 test('reconnect backoff doubles from 250 ms with full jitter and caps at 30 s', () => {

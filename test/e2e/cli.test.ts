@@ -1,36 +1,16 @@
-import { request } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
-import { startOrigin, type Origin } from '../helpers/harness.js';
-import { jetty, type Running } from '../helpers/process.js';
+import { startOrigin } from '../helpers/harness.js';
+import { jetty, stopsAfterEach, type ProcessContext, type Running } from '../helpers/process.js';
+import { httpGet } from '../helpers/raw-http.js';
 import { makeTestPki } from '../helpers/tls-certs.js';
 
-const test = suite<{ started: Running[]; origin?: Origin }>('e2e/cli');
+const test = suite<ProcessContext>('e2e/cli');
+// Only processes each test started are stopped, by their handles (PIDs).
+stopsAfterEach(test);
 
-test.before.each((ctx) => {
-  ctx.started = [];
-});
-
-test.after.each(async (ctx) => {
-  // Only processes this test started, by their handles (PIDs).
-  await Promise.all(ctx.started.map((r) => r.kill()));
-  await ctx.origin?.close();
-  ctx.origin = undefined;
-});
-
-function get(port: number, host: string, path = '/'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = httpGet;
 
 async function startEdgeProcess(ctx: { started: Running[] }): Promise<number> {
   const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '']);

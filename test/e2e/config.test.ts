@@ -27,7 +27,7 @@ function file(ctx: { dir: string }, text: string): string {
   return path;
 }
 
-test('--check-config prints the effective configuration with flag > env > file > default, secrets masked', async (ctx) => {
+test('--check-config prints the effective configuration with flag > env > file > default, each token by its whole hash and its names', async (ctx) => {
   const path = file(ctx, 'domain: from-file.test\nlisten: 127.0.0.1:7000\ntunnel-rps: 50\ntokens:\n  - hash: sha256:' + 'a'.repeat(64) + '\n    names: [dev-*]\n');
   const run = jetty(['edge', '--config', path, '--check-config', '--listen', '127.0.0.1:7001'], { JETTY_TUNNEL_RPS: '75' });
   assert.is(await run.exited, 0, run.stderr);
@@ -35,8 +35,8 @@ test('--check-config prints the effective configuration with flag > env > file >
   assert.match(run.stdout, /^tunnel-rps: 75$/m); // env beats file
   assert.match(run.stdout, /^domain: from-file\.test$/m); // file beats default
   assert.match(run.stdout, /^max-header-count: 100$/m); // default
-  assert.match(run.stdout, /hash: sha2…/);
-  assert.not.match(run.stdout, /aaaaaaaa/);
+  // Hashes are not secrets: shown whole (masked, two entries were indistinguishable), with their names.
+  assert.match(run.stdout, new RegExp(`- hash: sha256:${'a'.repeat(64)}\\n\\s+names:\\n\\s+- dev-\\*`));
 });
 
 test('an unknown key or a bad value exits 2 naming the key and the file', async (ctx) => {

@@ -22,7 +22,7 @@ const admitAll: Admit = async () => ({ owner: '', resumeSecret: 'secret' });
 
 function protocol(admit: Admit = admitAll, init: Partial<EdgeSessionProtocolInit> = {}): EdgeSessionProtocol {
   return new EdgeSessionProtocol({
-    admission: { admit },
+    admission: { admit, pickName: () => 'picked' },
     logger: silentLogger(),
     publicUrl: (name) => `http://${name}.localhost:8080`,
     pingIntervalMs: 60_000,

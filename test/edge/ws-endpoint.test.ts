@@ -14,21 +14,21 @@ import { RawWsAgent } from '../helpers/raw-ws-agent.js';
 import { send, waitFor, within } from '../helpers/harness.js';
 
 /** Log lines of the edge under test; the name `faulty` makes its 'agent registered' line throw. */
-const logLines: Array<{ msg: string; name?: string }> = [];
+const logLines: Array<{ msg: string; tunnel?: string }> = [];
 const logger = pino(
   {
     level: 'info',
     hooks: {
       logMethod(args, method) {
-        const [fields, msg] = args as unknown as [{ name?: string }, string];
-        if (fields?.name === 'faulty' && msg === 'agent registered') throw new Error('injected handler fault');
+        const [fields, msg] = args as unknown as [{ tunnel?: string }, string];
+        if (fields?.tunnel === 'faulty' && msg === 'agent registered') throw new Error('injected handler fault');
         method.apply(this, args);
       },
     },
   },
   new Writable({
     write(line: Buffer, _enc, done) {
-      logLines.push(JSON.parse(line.toString()) as { msg: string; name?: string });
+      logLines.push(JSON.parse(line.toString()) as { msg: string; tunnel?: string });
       done();
     },
   }),
@@ -142,7 +142,7 @@ test('an exception in one session handler closes that session (1011), is logged 
   assert.is(ctx.raw.closeCode, 1011);
   const faults = await ctx.edge.metrics.sessionFaults.get();
   assert.equal(faults.values.map((v) => [v.labels.transport, v.value]), [['websocket', 1]]);
-  assert.ok(logLines.some((l) => l.msg === 'closing agent session: handler fault' && l.name === 'faulty'));
+  assert.ok(logLines.some((l) => l.msg === 'closing agent session: handler fault' && l.tunnel === 'faulty'));
   await waitFor(() => ctx.edge.stats().sessions === 1, 5000, 'the faulty session to be dropped');
 });
 

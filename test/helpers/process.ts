@@ -1,5 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { Test } from 'uvu';
+import type { Origin } from './harness.js';
 
 /** How long kill() waits after SIGTERM before SIGKILL. */
 export const KILL_GRACE_MS = 5_000;
@@ -26,10 +28,15 @@ export interface Running {
 
 /** Starts `jetty ...args` as a real process; logs are silenced unless the test asks. */
 export function jetty(args: string[], env: Record<string, string> = {}): Running {
-  const child = spawn(process.execPath, [JETTY_BIN, ...args], {
-    env: { ...process.env, JETTY_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  return started(process.execPath, [JETTY_BIN, ...args], { env: { ...process.env, JETTY_LOG_LEVEL: 'warn', ...env } });
+}
+
+/**
+ * Starts any program as a tracked process (killed at the end of the run if a test did not).
+ * `detached`: in a process group of its own, which a test may signal as a terminal's Ctrl-C does.
+ */
+export function started(file: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; detached?: boolean } = {}): Running {
+  const child = spawn(file, args, { env: options.env ?? process.env, cwd: options.cwd, detached: options.detached, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   child.once('exit', () => running.delete(child));
   const run: Running = {
@@ -86,4 +93,39 @@ export function jetty(args: string[], env: Record<string, string> = {}): Running
   child.stdout!.prependListener('data', (d: string) => (run.stdout += d));
   child.stderr!.on('data', (d: string) => (run.stderr += d));
   return run;
+}
+
+/**
+ * Whether a Debian tool a suite drives is installed (`tool -V`-style probe); when it is not, prints
+ * the one line saying so (the suite then uses test.skip: a skip never counts as passed).
+ */
+export function hasTool(tool: string, probe: string[], suiteName: string): boolean {
+  try {
+    execFileSync(tool, probe, { stdio: 'ignore' });
+    return true;
+  } catch {
+    process.stdout.write(`${suiteName}: skipped, ${tool} is not installed (apt-get install ${tool})\n`);
+    return false;
+  }
+}
+
+/** The context of a suite whose tests start jetty processes and an origin (stopsAfterEach). */
+export interface ProcessContext {
+  started: Running[];
+  origin?: Origin;
+}
+
+/**
+ * Hooks for such a suite: a fresh `started` list before each test; after it, every process it
+ * started is stopped (by its handle) and its origin closed.
+ */
+export function stopsAfterEach<T extends ProcessContext>(test: Test<T>): void {
+  test.before.each((ctx) => {
+    ctx.started = [];
+  });
+  test.after.each(async (ctx) => {
+    await Promise.all(ctx.started.map((r) => r.kill()));
+    await ctx.origin?.close();
+    ctx.origin = undefined;
+  });
 }

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { request, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { waitFor } from './harness.js';
 
@@ -50,4 +51,15 @@ export class RawHttpClient {
 /** A GET for `host` as raw bytes; keep-alive unless `close`. */
 export function rawGet(host: string, path = '/', close = false): string {
   return `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
+}
+
+/**
+ * A GET with Node's client to the edge at 127.0.0.1:`port` for `host` (Node does not resolve
+ * *.localhost, so the Host header carries the name).
+ */
+export async function httpGet(port: number, host: string, path = '/'): Promise<{ status: number; body: string }> {
+  const res = await new Promise<IncomingMessage>((resolve, reject) => request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, resolve).on('error', reject).end());
+  let body = '';
+  for await (const chunk of res.setEncoding('utf8')) body += chunk as string;
+  return { status: res.statusCode ?? 0, body };
 }
