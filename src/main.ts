@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { Agent } from './agent/agent.js';
 import { type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/negotiate.js';
 import { AGENT_SETTINGS } from './agent/agent-settings.js';
+import { ORIGIN_DEFAULT_PORTS, ORIGIN_SCHEMES } from './agent/origin-target.js';
 import { StatusView } from './agent/status-view.js';
 import { formatHostPort, parseHostPort } from './address.js';
 import { DemoOrigin, DEMO_ORIGIN_DEFAULT_HOST, DEMO_ORIGIN_DEFAULT_PORT } from './demo-origin.js';
@@ -68,6 +69,8 @@ ${settingsHelp(EDGE_SETTINGS, [CONFIG_ROW, ['--check-config', 'validate, print t
 
 const HTTP_HELP = `Usage: jetty http <port|host:port|url> [options]
 
+url: http://host:port[/base], https://host:port[/base] (TLS) or h2c://host:port (HTTP/2, gRPC).
+
 Makes a local HTTP service reachable through an edge and prints
   Forwarding http://NAME.DOMAIN:PORT -> http://localhost:PORT
 once traffic can flow. Reconnects on its own when the connection is lost.
@@ -126,7 +129,10 @@ function parseCommand(argv: string[], specs: readonly SettingSpec[], positionals
   };
 }
 
-/** `3000`, `host:3000` or `http://host:3000` → origin URL. */
+/**
+ * `3000`, `host:3000`, `http://host:3000/base`, `https://…` or `h2c://host:port` → origin URL. A path on
+ * the URL is a base path every target goes under; a query, fragment or credentials are refused.
+ */
 export function parseOrigin(target: string): URL {
   let text = target;
   if (/^\d+$/.test(target)) text = `http://localhost:${target}`;
@@ -135,11 +141,14 @@ export function parseOrigin(target: string): URL {
   try {
     url = new URL(text);
   } catch {
-    throw new UsageError(`invalid target "${target}" (want a port, host:port or http:// URL)`);
+    throw new UsageError(`invalid target "${target}" (want a port, host:port or http://, https://, h2c:// URL)`);
   }
-  if (url.protocol !== 'http:') throw new UsageError(`unsupported target scheme "${url.protocol}" (only http:// origins)`);
-  const port = Number(url.port || 80);
+  if (!ORIGIN_SCHEMES.includes(url.protocol)) throw new UsageError(`unsupported target scheme "${url.protocol}" (want http://, https:// or h2c://)`);
+  if (url.hostname === '') throw new UsageError(`target "${target}" names no host`);
+  const port = Number(url.port || ORIGIN_DEFAULT_PORTS[url.protocol]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`invalid target port in "${target}"`);
+  if (url.search || url.hash || url.username || url.password) throw new UsageError(`target "${target}" may carry a base path, but no query, fragment or credentials`);
+  if (url.protocol === 'h2c:' && url.pathname !== '' && url.pathname !== '/') throw new UsageError(`h2c:// target "${target}" takes no path (gRPC paths are absolute)`);
   return url;
 }
 
@@ -249,6 +258,9 @@ async function runHttp(argv: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UsageError('jetty http takes one target: a port, host:port or URL');
   const origin = parseOrigin(positionals[0]);
+  if (values['origin-insecure'] && origin.protocol === 'https:') {
+    process.stderr.write(`jetty: warning: --origin-insecure: the certificate of ${origin.host} is not verified (anyone on the path to it can read and change the traffic)\n`);
+  }
   const edgeUrl = new URL(values.edge as string);
   // The live status view owns the terminal: log lines bound for it would tear the view apart.
   const viewLive = process.stdout.isTTY === true;
@@ -267,9 +279,11 @@ async function runHttp(argv: string[]): Promise<number> {
     token: (values.token as string) || undefined,
     edgeCa: values['edge-ca'] ? readSettingFile('edge-ca', values['edge-ca'] as string) : undefined,
     insecure: values.insecure as boolean,
+    originInsecure: values['origin-insecure'] as boolean,
+    hostHeader: values['host-header'] as string,
     logger,
   });
-  const shown = `${origin.protocol}//${origin.host}`;
+  const shown = `${origin.protocol}//${origin.host}${origin.pathname.replace(/\/+$/, '')}`;
   closeOnAbort(agent);
   const adminListen = values['admin-listen'] as string;
   if (adminListen) {

@@ -3,6 +3,7 @@ import { DEFAULT_GRACE_PERIOD_MS, parseAddress, parseBool, parseInt, parseOneOf,
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { isValidTunnelName } from '../tunnel-name.js';
 import { AGENT_TRANSPORTS, WS_CODEC_NAMES, WS_MASK_NAMES } from './negotiate.js';
+import { parseHostHeader } from './origin-target.js';
 
 /** Every setting of `jetty http`: flag, JETTY_* variable and config key, with its default. */
 export const AGENT_SETTINGS: readonly SettingSpec[] = [
@@ -35,6 +36,8 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   { name: 'token', help: 'agent token, when the edge requires one', default: '', parse: parseString, secret: true },
   { name: 'edge-ca', help: 'PEM CA that signs the edge certificate (https:// edge), instead of the system roots', default: '', parse: parseString },
   { name: 'insecure', help: 'send the token over plain http:// to a non-loopback edge anyway', default: false, parse: parseBool, boolean: true },
+  { name: 'origin-insecure', help: 'https:// origin: accept a certificate that does not verify (self-signed)', default: false, parse: parseBool, boolean: true },
+  { name: 'host-header', help: 'Host the origin sees: preserve (the public one), rewrite (the origin\'s host:port) or a host[:port]', default: 'preserve', parse: parseHostHeader },
   { name: 'ws-codec', help: 'WebSocket frames: proto or json (legacy)', default: 'proto', parse: parseOneOf(WS_CODEC_NAMES) },
   { name: 'ws-window', help: 'WebSocket credit window per exchange, bytes', default: DEFAULT_WS_WINDOW_BYTES, parse: parseInt(MIN_WS_WINDOW_BYTES, 1 << 30) },
   { name: 'ws-mask', help: 'WebSocket masking key: zero or random', default: 'zero', parse: parseOneOf(WS_MASK_NAMES) },

@@ -9,8 +9,12 @@ import { reconnect } from './reconnect.js';
 import type { SessionClient } from './session-client.js';
 
 export interface AgentInit extends Omit<NegotiateInit, 'name'> {
-  /** The local service. */
+  /** The local service (http://, https:// or h2c://; its path is a base path). */
   origin: URL;
+  /** https:// origin: accept a certificate that does not verify. Default false. */
+  originInsecure?: boolean;
+  /** Host the origin sees: preserve (default), rewrite, or a literal host[:port]. */
+  hostHeader?: string;
   /** Tunnel name; absent, the edge picks a random one inside the token's scope. */
   name?: string;
   logger: Logger;
@@ -86,7 +90,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Connects once; the first failure is the caller's (exit 1), later ones are retried. */
   static async start(init: AgentInit, options: AbortOptions = {}): Promise<Agent> {
     checkEdgeLink(init);
-    const proxy = new OriginProxy({ origin: init.origin, logger: init.logger });
+    const proxy = new OriginProxy({ origin: init.origin, originInsecure: init.originInsecure, hostHeader: init.hostHeader, logger: init.logger });
     const named = { ...init, name: init.name ?? '' };
     let self: Agent | undefined;
     try {

@@ -1,4 +1,6 @@
 import { Agent as HttpAgent, request, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { endToEndFields, flatFields, framedFields, upgradeProtocol } from '../codec/http-fields.js';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
@@ -8,7 +10,9 @@ import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { writeBody, flushHeadUnlessBodyReady } from '../streams/http-sink.js';
 import { ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
+import { H2Origin } from './h2-origin.js';
 import { relayUpgrade } from './origin-upgrade.js';
+import { OriginTarget } from './origin-target.js';
 
 /** Idle keep-alive connections kept to the origin. */
 export const ORIGIN_MAX_FREE_SOCKETS = 64;
@@ -17,8 +21,12 @@ export const ORIGIN_MAX_FREE_SOCKETS = 64;
 export type RequestRecord = ExchangeRecord;
 
 export interface OriginProxyInit {
-  /** The local service, e.g. http://localhost:3000. */
+  /** The local service: http://localhost:3000, https://… (TLS) or h2c://… (HTTP/2 prior knowledge); its path is a base path. */
   origin: URL;
+  /** https:// origins: accept a certificate that does not verify (self-signed). Default false. */
+  originInsecure?: boolean;
+  /** Host the origin sees: preserve (default), rewrite, or a literal host[:port]. */
+  hostHeader?: string;
   logger: Logger;
 }
 
@@ -35,13 +43,21 @@ export class OriginProxy {
   private readonly origin: URL;
   private readonly log: Logger;
   private readonly agent: HttpAgent;
+  private readonly target: OriginTarget;
+  private readonly originInsecure: boolean;
+  /** The HTTP/2 client of an h2c:// origin; undefined for HTTP/1.1 origins. */
+  private readonly h2: H2Origin | undefined;
   /** Called after every exchange (the agent's status view listens here). */
   onRequest: ((entry: RequestRecord) => void) | undefined;
 
   constructor(init: OriginProxyInit) {
     this.origin = init.origin;
     this.log = init.logger;
-    this.agent = new HttpAgent({ keepAlive: true, maxFreeSockets: ORIGIN_MAX_FREE_SOCKETS, noDelay: true });
+    this.target = new OriginTarget(init.origin, init.hostHeader);
+    this.originInsecure = init.originInsecure ?? false;
+    const keepAlive = { keepAlive: true, maxFreeSockets: ORIGIN_MAX_FREE_SOCKETS, noDelay: true };
+    this.agent = init.origin.protocol === 'https:' ? new HttpsAgent({ ...keepAlive, rejectUnauthorized: !init.originInsecure }) : new HttpAgent(keepAlive);
+    this.h2 = init.origin.protocol === 'h2c:' ? new H2Origin({ origin: init.origin }) : undefined;
   }
 
   /**
@@ -64,23 +80,27 @@ export class OriginProxy {
     this.onRequest?.(pipeline.finish(exchange.error));
   }
 
-  /** The origin request of an exchange of a kind this agent serves. */
+  /** The origin request of an exchange of a kind this agent serves: HTTP/2 for an h2c:// origin, else HTTP/1.1. */
   private async serveAccepted(head: HTTPChunk, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
-    if (pipeline.accepts(head)) {
-      const protocol = upgradeProtocol(head.headers ?? []);
-      if (protocol !== undefined) {
-        await relayUpgrade(this.origin, head, protocol, exchange, pipeline);
-        return;
-      }
-      let origin: { req: ClientRequest; length: number | undefined } | undefined;
-      try {
-        origin = this.originRequest(head);
-      } catch (err) {
-        // Nothing reached the origin: the head was one Node (or framedFields) refuses.
-        pipeline.abort(new ProtocolError('request head is not valid HTTP', { cause: err }), ResetCode.PROTOCOL_ERROR);
-      }
-      if (origin) await this.relay(origin.req, origin.length, exchange, pipeline);
+    if (!pipeline.accepts(head)) return;
+    const headers = head.headers ?? [];
+    if (this.h2) {
+      // HTTP/2 has no Upgrade: the fields are hop-by-hop there and dropped, the origin answers plainly.
+      return this.h2.serve(head, { authority: this.target.authority(headers), path: this.target.path(head.target) }, exchange, pipeline);
     }
+    const protocol = upgradeProtocol(headers);
+    if (protocol !== undefined) {
+      const target = { ...head, target: this.target.path(head.target), headers: this.target.fields(headers) };
+      return relayUpgrade(this.origin, target, protocol, exchange, pipeline, { originInsecure: this.originInsecure });
+    }
+    let origin: { req: ClientRequest; length: number | undefined } | undefined;
+    try {
+      origin = this.originRequest(head);
+    } catch (err) {
+      // Nothing reached the origin: the head was one Node (or framedFields) refuses.
+      pipeline.abort(new ProtocolError('request head is not valid HTTP', { cause: err }), ResetCode.PROTOCOL_ERROR);
+    }
+    if (origin) await this.relay(origin.req, origin.length, exchange, pipeline);
   }
 
   /**
@@ -89,13 +109,17 @@ export class OriginProxy {
    * Throws when Node or framedFields refuses the head.
    */
   private originRequest(head: HTTPChunk): { req: ClientRequest; length: number | undefined } {
-    const { headers, length } = framedFields(head.headers ?? []);
-    const req = request({
+    const { headers, length } = framedFields(this.target.fields(head.headers ?? []));
+    const hostname = this.origin.hostname.replace(/^\[|\]$/g, '');
+    const tls = this.origin.protocol === 'https:';
+    const req = (tls ? httpsRequest : request)({
       protocol: this.origin.protocol,
-      hostname: this.origin.hostname.replace(/^\[|\]$/g, ''),
-      port: this.origin.port || 80,
+      hostname,
+      port: this.origin.port || (tls ? 443 : 80),
+      // SNI names the origin, never the public Host the request carries (Node's default with setHost off).
+      ...(tls ? { servername: isIP(hostname) ? '' : hostname } : {}),
       method: head.method,
-      path: head.target,
+      path: this.target.path(head.target),
       headers: flatFields(headers),
       agent: this.agent,
       setHost: false,
@@ -133,7 +157,7 @@ export class OriginProxy {
     const response = waitForEvent<[IncomingMessage]>(req, 'response').then(
       ([res]) => res,
       (err: Error) => {
-        throw new ExchangeResetError(`origin request failed: ${err.message}`, ResetCode.ORIGIN_ERROR, { cause: err });
+        throw new ExchangeResetError(`origin request failed: ${err.message}${certificateHint(err)}`, ResetCode.ORIGIN_ERROR, { cause: err });
       },
     );
     // A 'continue' that never comes (the usual case) leaves this wait to the request's end.
@@ -158,8 +182,25 @@ export class OriginProxy {
     }
   }
 
-  /** Closes idle origin connections. */
+  /** Closes idle origin connections (and the HTTP/2 session of an h2c:// origin). */
   close(): void {
     this.agent.destroy();
+    this.h2?.close();
   }
+}
+
+/** Node's codes for an origin certificate that does not verify. */
+const CERTIFICATE_ERROR_CODES: ReadonlySet<string> = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** The remedy the request log names when the origin's certificate was refused. */
+function certificateHint(err: Error): string {
+  const code = (err as { code?: string }).code;
+  return code && CERTIFICATE_ERROR_CODES.has(code) ? ` (origin certificate refused: ${code}; --origin-insecure accepts it)` : '';
 }

@@ -1,5 +1,6 @@
 import { request, type ClientRequest, type ClientRequestArgs, type IncomingMessage } from 'node:http';
-import { connect, type NetConnectOpts, type Socket } from 'node:net';
+import { request as httpsRequest } from 'node:https';
+import { connect, isIP, type NetConnectOpts, type Socket } from 'node:net';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { endToEndFields, flatFields, framedFields, pairFields, upgradeFields } from '../codec/http-fields.js';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
@@ -20,6 +21,11 @@ function halfOpenConnection(options: ClientRequestArgs): Socket {
   return connect({ ...(options as NetConnectOpts), allowHalfOpen: true, noDelay: true });
 }
 
+export interface RelayUpgradeOptions {
+  /** https:// origin: accept a certificate that does not verify (--origin-insecure). Default false. */
+  originInsecure?: boolean;
+}
+
 /**
  * The agent's half of an upgrade (DESIGN.md §6.2): the request goes to the origin with its
  * `Connection: upgrade` and `Upgrade` fields and no body. On the origin's 101 the HEADERS 101 carry the
@@ -32,19 +38,30 @@ function halfOpenConnection(options: ClientRequestArgs): Socket {
  * socket (a TCP RST, so the origin sees an abort, not a clean end);
  * the exchange is aborted with ORIGIN_ERROR (PROTOCOL_ERROR for a head or chunk the agent refuses).
  */
-export async function relayUpgrade(origin: URL, head: HTTPChunk, protocol: string, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
+export async function relayUpgrade(
+  origin: URL,
+  head: HTTPChunk,
+  protocol: string,
+  exchange: ExchangeDuplex,
+  pipeline: ExchangePipeline,
+  options: RelayUpgradeOptions = {},
+): Promise<void> {
   let req: ClientRequest;
   try {
     const { headers } = framedFields(head.headers ?? []);
-    req = request({
+    const tls = origin.protocol === 'https:';
+    const hostname = origin.hostname.replace(/^\[|\]$/g, '');
+    req = (tls ? httpsRequest : request)({
       protocol: origin.protocol,
-      hostname: origin.hostname.replace(/^\[|\]$/g, ''),
-      port: origin.port || 80,
+      hostname,
+      port: origin.port || (tls ? 443 : 80),
       method: head.method,
       path: head.target,
       headers: flatFields([...headers, ...upgradeFields(protocol)]),
       agent: false,
       createConnection: halfOpenConnection,
+      // TLS: SNI and the certificate check name the origin, never the public Host the request carries.
+      ...(tls ? { servername: isIP(hostname) ? '' : hostname, rejectUnauthorized: !options.originInsecure } : {}),
       setHost: false,
     });
   } catch (err) {

@@ -65,12 +65,20 @@ export interface WriteBodyOptions {
   length?: number;
 }
 
+/** Where pumpBody puts a body: an HTTP/1.1 outgoing message, an HTTP/2 stream. */
+export interface BodyTarget {
+  /** Writes one DATA chunk; resolves when more may be written (backpressure). */
+  write(data: Uint8Array): Promise<void> | void;
+  /** Takes the trailer section (trailerFields already applied). */
+  trailers(fields: Header[]): void;
+}
+
 /**
- * Writes DATA and TRAILERS to an outgoing message (origin request or public response) with
- * backpressure: at most one `write()` beyond the socket's high-water mark is in flight. Trailers are
- * filtered (trailerFields). Ends the message when `chunks` is done.
+ * Moves DATA and TRAILERS from `chunks` into `target`, checking the declared length; does not end the
+ * message (the caller does, in its framing's way). Throws ProtocolError on any other chunk kind or a
+ * body longer or shorter than `length`.
  */
-export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTPChunk>, options: WriteBodyOptions = {}): Promise<void> {
+export async function pumpBody(chunks: AsyncIterator<HTTPChunk>, target: BodyTarget, options: WriteBodyOptions = {}): Promise<void> {
   const { counter, length } = options;
   let written = 0;
   for (;;) {
@@ -81,19 +89,39 @@ export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTP
       written += data.byteLength;
       if (length !== undefined && written > length) throw new ProtocolError(`body runs past its declared length of ${length} bytes`);
       if (counter) counter.bytes += data.byteLength;
-      if (isClosed(out)) throw new TransportClosedError('peer closed while writing');
-      if (!out.write(data)) await waitDrain(out);
+      await target.write(data);
     } else if (chunk.kind === ChunkKind.TRAILERS) {
-      try {
-        addTrailerFields(out, trailerFields(chunk.headers ?? []));
-      } catch (err) {
-        throw new ProtocolError('trailer field is not valid HTTP', { cause: err });
-      }
+      target.trailers(trailerFields(chunk.headers ?? []));
     } else {
       throw new ProtocolError(`unexpected ${ChunkKind[chunk.kind]} chunk in a body`);
     }
   }
   if (length !== undefined && written < length) throw new ProtocolError(`body ended ${length - written} bytes short of its declared length`);
+}
+
+/**
+ * Writes DATA and TRAILERS to an outgoing message (origin request or public response) with
+ * backpressure: at most one `write()` beyond the socket's high-water mark is in flight. Trailers are
+ * filtered (trailerFields). Ends the message when `chunks` is done.
+ */
+export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTPChunk>, options: WriteBodyOptions = {}): Promise<void> {
+  await pumpBody(
+    chunks,
+    {
+      write: (data) => {
+        if (isClosed(out)) throw new TransportClosedError('peer closed while writing');
+        if (!out.write(data)) return waitDrain(out);
+      },
+      trailers: (fields) => {
+        try {
+          addTrailerFields(out, fields);
+        } catch (err) {
+          throw new ProtocolError('trailer field is not valid HTTP', { cause: err });
+        }
+      },
+    },
+    options,
+  );
   await endMessage(out);
 }
 

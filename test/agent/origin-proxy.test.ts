@@ -5,6 +5,9 @@ import { ChunkKind, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk
 import { silentLogger } from '../../src/logger.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
 import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
+import { startH2Origin } from '../helpers/h2-origin-server.js';
+import { H2_ORIGIN_MAX_CONCURRENT_STREAMS } from '../../src/agent/h2-origin.js';
+import type { ServerHttp2Stream } from 'node:http2';
 
 interface Ctx {
   origin: Origin;
@@ -110,6 +113,81 @@ test('a request head Node refuses is reset as a protocol error; serve() never re
   await ctx.proxy.serve(head([['Content-Length', '1'], ['Content-Length', '2']]), differing);
   assert.is(differing.resetCode, ResetCode.PROTOCOL_ERROR);
   assert.is(ctx.seen.length, 0);
+});
+
+test('h2c origin: a head HTTP/2 cannot carry is reset as a protocol error and never reaches the origin; serve() never rejects', async () => {
+  // Guards against a hostile edge reaching an HTTP/2 origin with a field nghttp2 would pass on, or crashing the agent.
+  const h2 = await startH2Origin();
+  let streams = 0;
+  h2.handler = (stream) => {
+    streams++;
+    stream.respond({ ':status': 200 }, { endStream: true });
+  };
+  const proxy = new OriginProxy({ origin: h2.url, logger: silentLogger() });
+  try {
+    for (const bad of [[['X-Bad', 'a\r\nb']], [['Bad Name', 'x']], [['Content-Type', 'a'], ['Content-Type', 'b']], [['Content-Length', '1'], ['Content-Length', '2']]] as Array<Array<[string, string]>>) {
+      const ex = exchangeOf([]);
+      await within(proxy.serve(head(bad), ex), 5000, `serve() of ${JSON.stringify(bad)}`);
+      assert.is(ex.resetCode, ResetCode.PROTOCOL_ERROR, JSON.stringify(bad));
+    }
+    for (const bad of [{ method: 'GET /x' }, { method: 'G\r\nX: y' }, { target: '/a b' }, { target: '/a\r\nx: y' }]) {
+      const ex = exchangeOf([]);
+      await proxy.serve({ ...head([]), ...bad }, ex);
+      assert.is(ex.resetCode, ResetCode.PROTOCOL_ERROR, JSON.stringify(bad));
+    }
+    assert.is(streams, 0);
+    const ok = exchangeOf([]);
+    await proxy.serve(head([]), ok);
+    assert.is(ok.error, undefined);
+    assert.is(ok.response[0].status, 200);
+  } finally {
+    proxy.close();
+    await h2.close();
+  }
+});
+
+test('h2c origin that refuses connections: the exchange is reset as an origin error, and the next one tries again', async () => {
+  const h2 = await startH2Origin();
+  await h2.close();
+  const proxy = new OriginProxy({ origin: h2.url, logger: silentLogger() });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const ex = exchangeOf([]);
+      await within(proxy.serve(head([]), ex), 5000, 'serve() against a closed port');
+      assert.is(ex.resetCode, ResetCode.ORIGIN_ERROR);
+    }
+  } finally {
+    proxy.close();
+  }
+});
+
+test('h2c origin: at most H2_ORIGIN_MAX_CONCURRENT_STREAMS streams are open at once, even when the origin allows more', async () => {
+  // Node's HTTP/2 default would open as many as the server allows (4,294,967,295 for Node's server).
+  const h2 = await startH2Origin();
+  const held: ServerHttp2Stream[] = [];
+  h2.handler = (stream) => void held.push(stream);
+  const proxy = new OriginProxy({ origin: h2.url, logger: silentLogger() });
+  try {
+    const count = H2_ORIGIN_MAX_CONCURRENT_STREAMS + 4;
+    const exchanges = Array.from({ length: count }, () => exchangeOf([]));
+    const served = exchanges.map((ex) => proxy.serve({ ...head([]), method: 'GET' }, ex));
+    await waitFor(() => held.length === H2_ORIGIN_MAX_CONCURRENT_STREAMS, 10000, 'the cap of streams to be open');
+    // The rest wait for a slot: answering the open ones lets them through, and every exchange completes.
+    let answered = 0;
+    while (answered < count) {
+      await waitFor(() => held.length > 0, 10000, 'a held stream');
+      assert.ok(held.length <= H2_ORIGIN_MAX_CONCURRENT_STREAMS, `${held.length} streams open`);
+      for (const s of held.splice(0)) {
+        s.respond({ ':status': 200 }, { endStream: true });
+        answered++;
+      }
+    }
+    await within(Promise.all(served), 10000, 'every exchange to complete');
+    assert.ok(exchanges.every((ex) => ex.error === undefined && ex.response[0]?.status === 200));
+  } finally {
+    proxy.close();
+    await h2.close();
+  }
 });
 
 test.run();
