@@ -1,6 +1,7 @@
 import { request, type ClientRequest, type ClientRequestArgs, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect, isIP, type NetConnectOpts, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { endToEndFields, flatFields, framedFields, pairFields, upgradeFields } from '../codec/http-fields.js';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
@@ -18,7 +19,13 @@ type OriginAnswer = { switched: true; res: IncomingMessage; socket: Socket; head
  * is often interactive (one small WebSocket message waiting on a delayed ACK costs 40 ms).
  */
 function halfOpenConnection(options: ClientRequestArgs): Socket {
-  return connect({ ...(options as NetConnectOpts), allowHalfOpen: true, noDelay: true });
+  if (options.protocol !== 'https:') return connect({ ...(options as NetConnectOpts), allowHalfOpen: true, noDelay: true });
+  // TLS: the request's servername and rejectUnauthorized reach tls.connect with the rest of its options.
+  // Node's tls.connect passes allowHalfOpen to its TLSSocket; its type does not name it.
+  const tlsOptions: ConnectionOptions & { allowHalfOpen: boolean } = { ...(options as ConnectionOptions), allowHalfOpen: true, ALPNProtocols: ['http/1.1'] };
+  const socket = tlsConnect(tlsOptions);
+  socket.setNoDelay(true);
+  return socket;
 }
 
 export interface RelayUpgradeOptions {
@@ -58,7 +65,7 @@ export async function relayUpgrade(
       method: head.method,
       path: head.target,
       headers: flatFields([...headers, ...upgradeFields(protocol)]),
-      agent: false,
+      // No agent: with one (even `agent: false`, a fresh one) Node ignores createConnection.
       createConnection: halfOpenConnection,
       // TLS: SNI and the certificate check name the origin, never the public Host the request carries.
       ...(tls ? { servername: isIP(hostname) ? '' : hostname, rejectUnauthorized: !options.originInsecure } : {}),
