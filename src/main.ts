@@ -1,9 +1,10 @@
 import { parseArgs } from 'node:util';
-import { Agent } from './agent/agent.js';
+import { Agent, type AgentInit } from './agent/agent.js';
+import type { ProxyProtocolVersion } from './agent/proxy-protocol.js';
 import { type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/negotiate.js';
-import { AGENT_SETTINGS } from './agent/agent-settings.js';
+import { AGENT_SETTINGS, TCP_SETTINGS } from './agent/agent-settings.js';
 import { StatusView } from './agent/status-view.js';
-import { parseHostPort } from './address.js';
+import { formatHostPort, parseHostPort } from './address.js';
 import { Edge } from './edge/edge-server.js';
 import { EDGE_SETTINGS, edgeInitFrom, effectiveEdgeSettings } from './edge/edge-settings.js';
 import { createToken } from './edge/tokens.js';
@@ -34,6 +35,7 @@ const MAIN_HELP = `Usage: jetty <command> [options]
 Commands:
   edge            run the public edge server
   http <target>   expose a local HTTP service through an edge
+  tcp <target>    expose a local TCP service (database, SSH…) on a public port of an edge
   token create    make an agent token and the config entry for the edge
 
 Run 'jetty <command> --help' for the options of a command.
@@ -61,6 +63,18 @@ once traffic can flow. Reconnects on its own when the connection is lost.
 Options:
   --config FILE                YAML configuration file
 ${settingsHelp(AGENT_SETTINGS)}
+  -h, --help                   show this help
+`;
+
+const TCP_HELP = `Usage: jetty tcp <port|host:port> [options]
+
+Makes a local TCP service reachable on a public port of an edge (one of its tcp-ports) and prints
+  Forwarding tcp://DOMAIN:PORT -> localhost:5432
+once traffic can flow. Reconnects on its own and gets its port back.
+
+Options:
+  --config FILE                YAML configuration file
+${settingsHelp(TCP_SETTINGS)}
   -h, --help                   show this help
 `;
 
@@ -187,10 +201,36 @@ async function runEdge(argv: string[]): Promise<number> {
   const t = values.transports as string[];
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
   process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
+  if (edge.tcpPorts) process.stdout.write(`TCP tunnels on ports ${edge.tcpPorts}${edge.open ? ' (OPEN: any agent may take one)' : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
   onSignals((options) => edge.drain(options));
   await new Promise(() => undefined);
   return EXIT_OK;
+}
+
+/** `5432` or `host:5432` → tcp://host:5432 (localhost by default). */
+export function parseTcpTarget(target: string): URL {
+  const { host, port } = (() => {
+    try {
+      return parseHostPort(target, 'localhost');
+    } catch {
+      throw new UsageError(`invalid target "${target}" (want a port or host:port)`);
+    }
+  })();
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`invalid target port in "${target}"`);
+  return new URL(`tcp://${formatHostPort(host, port)}`);
+}
+
+async function runTcp(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(argv, TCP_SETTINGS, true);
+  if (help) {
+    process.stdout.write(TCP_HELP);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) throw new UsageError('jetty tcp takes one target: a port or host:port');
+  const origin = parseTcpTarget(positionals[0]);
+  const tunnel = { remotePort: (values['remote-port'] as number) || undefined, proxyProtocol: (values['proxy-protocol'] as ProxyProtocolVersion) || undefined };
+  return runAgent(values, origin, `${origin.hostname}:${origin.port}`, tunnel);
 }
 
 async function runHttp(argv: string[]): Promise<number> {
@@ -201,6 +241,11 @@ async function runHttp(argv: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UsageError('jetty http takes one target: a port, host:port or URL');
   const origin = parseOrigin(positionals[0]);
+  return runAgent(values, origin, `${origin.protocol}//${origin.host}`, {});
+}
+
+/** Runs an agent (any kind of tunnel) until it stops; `shown` is the origin as the Forwarding line names it. */
+async function runAgent(values: SettingValues, origin: URL, shown: string, tunnel: Pick<AgentInit, 'remotePort' | 'proxyProtocol'>): Promise<number> {
   const edgeUrl = new URL(values.edge as string);
   const logger = createLogger(values['log-level'] as string, 'agent', values['log-format'] as LogFormat);
   processLogger = logger;
@@ -216,8 +261,8 @@ async function runHttp(argv: string[]): Promise<number> {
     edgeCa: values['edge-ca'] ? readSettingFile('edge-ca', values['edge-ca'] as string) : undefined,
     insecure: values.insecure as boolean,
     logger,
+    ...tunnel,
   });
-  const shown = `${origin.protocol}//${origin.host}`;
   closeOnAbort(agent);
   const adminListen = values['admin-listen'] as string;
   if (adminListen) {
@@ -266,6 +311,8 @@ async function main(argv: string[]): Promise<number> {
       return runEdge(rest);
     case 'http':
       return runHttp(rest);
+    case 'tcp':
+      return runTcp(rest);
     case 'token':
       return runToken(rest);
     case '--version':
@@ -279,7 +326,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(MAIN_HELP);
       return command === undefined ? EXIT_USAGE : EXIT_OK;
     default:
-      throw new UsageError(`unknown command "${command}" (want edge, http or token)`);
+      throw new UsageError(`unknown command "${command}" (want edge, http, tcp or token)`);
   }
 }
 

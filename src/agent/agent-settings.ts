@@ -3,6 +3,7 @@ import { DEFAULT_GRACE_PERIOD_MS, parseAddress, parseBool, parseInt, parseOneOf,
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { isValidTunnelName } from '../tunnel-name.js';
 import { AGENT_TRANSPORTS, WS_CODEC_NAMES, WS_MASK_NAMES } from './negotiate.js';
+import { PROXY_PROTOCOL_VERSIONS } from './proxy-protocol.js';
 
 /** Every setting of `jetty http`: flag, JETTY_* variable and config key, with its default. */
 export const AGENT_SETTINGS: readonly SettingSpec[] = [
@@ -42,4 +43,11 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   { name: 'grace-period', help: 'ms in-flight exchanges get after SIGTERM', default: DEFAULT_GRACE_PERIOD_MS, parse: parseInt(0, 3_600_000) },
   { name: 'log-level', help: 'log level', default: 'info', parse: parseOneOf(LOG_LEVELS) },
   { name: 'log-format', help: 'json, pretty, or auto (pretty on a TTY)', default: 'auto', parse: parseOneOf(LOG_FORMATS) },
+];
+
+/** `jetty tcp`: the agent's settings and those of a port tunnel. */
+export const TCP_SETTINGS: readonly SettingSpec[] = [
+  ...AGENT_SETTINGS,
+  { name: 'remote-port', help: 'public port to ask the edge for; 0 = any free one of its tcp-ports', default: 0, parse: parseInt(0, 65_535) },
+  { name: 'proxy-protocol', help: "send the public client's address to the origin first: v1 or v2 (PROXY protocol); empty = off", default: '', parse: parseOneOf(['', ...PROXY_PROTOCOL_VERSIONS]) },
 ];

@@ -6,12 +6,19 @@ import { checkEdgeLink } from './edge-link.js';
 import { randomName } from './names.js';
 import { negotiate, type Negotiated, type NegotiateInit, type ResumeTicket } from './negotiate.js';
 import { OriginProxy, type RequestRecord } from './origin-proxy.js';
+import type { ProxyProtocolVersion } from './proxy-protocol.js';
+import { TcpOrigin } from './tcp-origin.js';
+import { TunnelKind } from '../codec/tunnel-codec.js';
+import type { HTTPChunk } from '../codec/http-chunk.js';
+import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { reconnect } from './reconnect.js';
 import type { SessionClient } from './session-client.js';
 
-export interface AgentInit extends Omit<NegotiateInit, 'name'> {
-  /** The local service. */
+export interface AgentInit extends Omit<NegotiateInit, 'name' | 'tunnelKind'> {
+  /** The local service: http://host:port, or tcp://host:port for a TCP tunnel. */
   origin: URL;
+  /** TCP tunnels: send the public client's address to the origin first (PROXY protocol). */
+  proxyProtocol?: ProxyProtocolVersion;
   /** Tunnel name; a random readable one when absent. */
   name?: string;
   logger: Logger;
@@ -31,6 +38,24 @@ export interface AgentCloseOptions extends AbortOptions {
   graceMs?: number;
 }
 
+/** What serves the edge's exchanges against the local service: OriginProxy (HTTP) or TcpOrigin. */
+interface OriginHandler {
+  serve(head: HTTPChunk, exchange: ExchangeDuplex, options?: AbortOptions): Promise<void>;
+  close(): void;
+  onRequest: ((entry: RequestRecord) => void) | undefined;
+}
+
+/** A tcp:// origin makes a TCP tunnel; anything else an HTTP one. */
+function tunnelKindOf(origin: URL): TunnelKind {
+  return origin.protocol === 'tcp:' ? TunnelKind.TCP : TunnelKind.HTTP;
+}
+
+function originHandler(init: AgentInit): OriginHandler {
+  const { origin, logger } = init;
+  if (tunnelKindOf(origin) === TunnelKind.HTTP) return new OriginProxy({ origin, logger });
+  return new TcpOrigin({ host: origin.hostname.replace(/^\[|\]$/g, ''), port: Number(origin.port), logger, proxyProtocol: init.proxyProtocol });
+}
+
 /**
  * The agent's composition root: negotiates a session with the edge (negotiate.ts), serves its
  * exchanges against the origin (OriginProxy), reconnects when it is lost (reconnect.ts, resuming the
@@ -44,8 +69,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Round trip to the edge measured at the last connect, ms. */
   rttMs: number;
   private current: Negotiated;
-  private readonly init: AgentInit & { name: string };
-  private readonly proxy: OriginProxy;
+  private readonly init: AgentInit & { name: string; tunnelKind: TunnelKind };
+  private readonly proxy: OriginHandler;
   private readonly live = new Set<SessionClient>();
   /** Aborted when the agent stops: ends the reconnect loop and any connect in progress. */
   private readonly stopping = new AbortController();
@@ -53,7 +78,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private reconnecting = false;
   private leaving = false;
 
-  private constructor(init: AgentInit & { name: string }, proxy: OriginProxy, first: Negotiated) {
+  private constructor(init: AgentInit & { name: string; tunnelKind: TunnelKind }, proxy: OriginHandler, first: Negotiated) {
     super();
     this.init = init;
     this.proxy = proxy;
@@ -82,8 +107,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Connects once; the first failure is the caller's (exit 1), later ones are retried. */
   static async start(init: AgentInit, options: AbortOptions = {}): Promise<Agent> {
     checkEdgeLink(init);
-    const proxy = new OriginProxy({ origin: init.origin, logger: init.logger });
-    const named = { ...init, name: init.name ?? randomName() };
+    const proxy = originHandler(init);
+    const named = { ...init, name: init.name ?? randomName(), tunnelKind: tunnelKindOf(init.origin) };
     let self: Agent | undefined;
     try {
       const first = await negotiate(named, { ...options, onExchange: proxy.serve.bind(proxy), onDrain: () => self?.onEdgeDrain() });
@@ -138,6 +163,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private watch(session: SessionClient): void {
+    // A reconnecting TCP/UDP agent asks for the port it had, which the edge holds for it.
+    if (session.port) this.init.remotePort = session.port;
     this.live.add(session);
     void session.closed.then((reason) => {
       this.live.delete(session);

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { MemoryRegistry } from '../actors/registry.js';
 import { AdminServer, type Readiness } from '../admin-server.js';
 import { formatHostPort } from '../address.js';
-import { AgentUnavailableError } from '../errors.js';
+import { AgentUnavailableError, NameNotAllowedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
 import { WS_PATH } from '../well-known.js';
@@ -18,6 +18,9 @@ import { attachPublicHandlers } from './public-handlers.js';
 import { createPublicServer, type PublicServer } from './public-listener.js';
 import { Router } from './router.js';
 import { WsEndpoint } from './ws-endpoint.js';
+import { PortTunnels } from './port-tunnels.js';
+import { formatPortRanges } from './port-ranges.js';
+import { TcpListener } from './tcp-listener.js';
 
 export { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 
@@ -33,6 +36,10 @@ export interface EdgeStats {
   wsConnections: number;
   /** Bytes waiting in those connections' send buffers. */
   wsBufferedBytes: number;
+  /** Public connections open through TCP tunnels. */
+  tcpConnections: number;
+  /** Bytes held in those connections' socket buffers (both directions). */
+  tcpBufferedBytes: number;
 }
 
 /** The pieces of one edge, wired together but not yet listening. */
@@ -44,6 +51,8 @@ interface EdgeParts {
   router: Router;
   admission: AgentAdmission;
   metrics: EdgeMetrics;
+  /** The public ports of TCP tunnels. */
+  tcp: PortTunnels;
   /** The bound ports, filled in by listen() (the own-host page and tunnel URLs read them). */
   ports: { public: number; grpc: number };
 }
@@ -59,10 +68,30 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
   admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames });
   const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${ports.public === (init.tls ? 443 : 80) ? '' : `:${ports.public}`}`;
+  const tcp = new PortTunnels({
+    kind: 'tcp',
+    ranges: config.tcpPorts,
+    registry,
+    reconnectGraceMs: config.reconnectGraceMs,
+    open: (port, key) =>
+      TcpListener.listen({
+        host: config.listen.host,
+        port,
+        key,
+        registry,
+        logger: log,
+        metrics,
+        reconnectGraceMs: config.reconnectGraceMs,
+        idleTimeoutMs: config.tcpIdleTimeoutMs,
+        maxConnections: config.tcpMaxConnections,
+      }),
+  });
   const protocol = new EdgeSessionProtocol({
     admission,
     logger: log,
     publicUrl,
+    reservePort: (kind, requested) => (kind === 'tcp' ? tcp.reserve(requested) : Promise.reject(new NameNotAllowedError(`this edge serves no ${kind} tunnels`))),
+    portUrl: (kind, port) => `${kind}://${domain}:${port}`,
     maxExchanges: init.maxExchangesPerAgent,
     openTimeoutMs: init.openTimeoutMs,
     pingIntervalMs: config.pingIntervalMs,
@@ -95,7 +124,7 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
     onRefused: () => metrics.limitRejections.inc({ limit: 'ip_connections' }),
   });
   attachPublicHandlers(http, { domain, router, ws, admission, metrics, logger: log });
-  return { config, http, grpc, ws, router, admission, metrics, ports };
+  return { config, http, grpc, ws, router, admission, metrics, tcp, ports };
 }
 
 /** Opens the gRPC, public and admin listeners; on a failure closes what was opened and rethrows. */
@@ -138,6 +167,8 @@ export class Edge {
   readonly scheme: 'http' | 'https';
   /** No agent tokens: any agent that reaches the edge may register a free name. */
   readonly open: boolean;
+  /** `tcp-ports` as configured (`20000-20099`), '' when TCP tunnels are off. */
+  readonly tcpPorts: string;
   readonly publicPort: number;
   readonly grpcPort: number;
   /** 0 when the admin listener is off. */
@@ -156,6 +187,7 @@ export class Edge {
     this.domain = parts.config.domain;
     this.scheme = parts.config.scheme;
     this.open = parts.config.tokens.open;
+    this.tcpPorts = formatPortRanges(parts.config.tcpPorts);
     this.publicPort = parts.ports.public;
     this.grpcPort = parts.ports.grpc;
     this.adminPort = admin?.port ?? 0;
@@ -172,11 +204,13 @@ export class Edge {
     edge = new Edge(parts, admin, init.logger);
     const { listen: l, grpcListen, domain, tokens } = config;
     if (tokens.open) init.logger.warn('no agent tokens configured: this edge is OPEN, any agent may register any free name');
+    if (tokens.open && config.tcpPorts.length > 0) init.logger.warn({ tcpPorts: formatPortRanges(config.tcpPorts) }, 'TCP tunnels are OPEN to anyone: any agent may take a port of tcp-ports');
     init.logger.info(
       {
         listen: formatHostPort(l.host, edge.publicPort),
         grpc: parts.grpc ? formatHostPort(grpcListen.host, edge.grpcPort) : 'off',
         websocket: parts.ws ? WS_PATH : 'off',
+        tcpPorts: formatPortRanges(config.tcpPorts) || 'off',
         admin: admin ? edge.adminPort : 'off',
         domain,
       },
@@ -188,7 +222,17 @@ export class Edge {
   /** Counts for the gauges, /readyz and tests: all zero once the edge is quiet. */
   stats(): EdgeStats {
     const ws = this.parts.ws?.stats() ?? { connections: 0, bufferedBytes: 0 };
-    const out: EdgeStats = { sessions: 0, openExchanges: 0, idleStreams: 0, draining: this.draining !== undefined, wsConnections: ws.connections, wsBufferedBytes: ws.bufferedBytes };
+    const { tcp } = this.parts;
+    const out: EdgeStats = {
+      sessions: 0,
+      openExchanges: 0,
+      idleStreams: 0,
+      draining: this.draining !== undefined,
+      wsConnections: ws.connections,
+      wsBufferedBytes: ws.bufferedBytes,
+      tcpConnections: tcp.connections,
+      tcpBufferedBytes: tcp.bufferedBytes(),
+    };
     for (const s of this.parts.admission.sessions) {
       const st = s.stats();
       out.sessions++;
@@ -205,17 +249,21 @@ export class Edge {
    */
   drain(options: AbortOptions = {}): Promise<void> {
     this.draining ??= (async () => {
-      const { http, admission, router, config } = this.parts;
+      const { http, admission, router, config, tcp } = this.parts;
       const { gracePeriodMs } = config;
       this.log.info({ gracePeriodMs }, 'draining');
       admission.draining = true;
       router.draining = true;
       http.close();
       http.closeIdleConnections();
+      // TCP tunnels stop accepting first; their open connections get the grace period, then are reset.
+      tcp.stopAccepting();
       for (const s of admission.sessions) s.drain();
       // The router's count is the one /readyz shows: the drain ends the moment the last exchange does.
+      const until = Date.now() + gracePeriodMs;
       if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: gracePeriodMs, signal: options.signal }).catch(() => undefined);
-      const left = router.openExchanges;
+      await tcp.idle({ timeoutMs: Math.max(0, until - Date.now()), signal: options.signal }).catch(() => undefined);
+      const left = router.openExchanges + tcp.connections;
       if (left > 0) this.log.warn({ exchanges: left }, 'grace period over: aborting exchanges in flight');
       await this.close();
     })();
@@ -225,10 +273,11 @@ export class Edge {
   /** Stops listening, ends agent sessions and connections now. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const { http, grpc, ws, admission } = this.parts;
+      const { http, grpc, ws, admission, tcp } = this.parts;
       admission.draining = true;
       const httpClosed = waitForEvent(http, 'close');
       http.close();
+      tcp.abort();
       const err = new AgentUnavailableError('edge shutting down');
       await Promise.all([...admission.sessions].map((s) => (s.abort(err), s.closed)));
       await Promise.all([grpc?.close(), ws?.close()]);

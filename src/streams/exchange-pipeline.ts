@@ -114,6 +114,15 @@ export class ExchangePipeline {
     this.exchange?.abort(err, code);
   }
 
+  /** Aborts the exchange (CANCEL to the peer) when `signal` aborts, now if it has; returns the unsubscribe. */
+  cancelOn(signal: AbortSignal | undefined): () => void {
+    if (!signal) return () => undefined;
+    const onAbort = (): void => this.abort(toError(signal.reason), ResetCode.CANCEL);
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    return () => signal.removeEventListener('abort', onAbort);
+  }
+
   /** The action of an idle timer of `ms`: the exchange ends with IdleTimeoutError, the peer gets CANCEL. */
   idleAction(ms: number): () => void {
     return () => this.abort(new IdleTimeoutError(`no bytes either way for ${ms} ms`), ResetCode.CANCEL);
