@@ -60,11 +60,11 @@ export class TcpOrigin {
     const socket = connect(tunnelSocketOptions({ host, port, allowHalfOpen: true, noDelay: true }));
     socket.on('error', () => undefined);
     // The exchange may end (a reset from the edge) while the origin is still being dialled.
-    pipeline.onFailed(() => socket.destroy());
+    pipeline.onFailed(() => socket.resetAndDestroy());
     try {
       await waitForEvent(socket, 'connect', { timeoutMs: TCP_ORIGIN_CONNECT_TIMEOUT_MS, signal: pipeline.failed });
     } catch (err) {
-      socket.destroy();
+      if (!socket.destroyed) socket.resetAndDestroy();
       throw new ExchangeResetError(`origin ${host}:${port} refused the connection: ${toError(err).message}`, ResetCode.ORIGIN_ERROR, { cause: err });
     }
     if (preamble) socket.write(preamble);

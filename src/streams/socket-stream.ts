@@ -13,11 +13,12 @@ import type { ByteCounter } from './http-source.js';
 export const SOCKET_HIGH_WATER_BYTES = 64 * 1024;
 
 /**
- * Most bytes one tunnelled TCP connection holds in its socket buffers: the read-ahead, the write
- * buffer and the one chunk written past it. The transport's window (gRPC, WebSocket credit) is the
- * rest of a connection's memory, as for an HTTP body.
+ * Most bytes one tunnelled TCP connection holds in its socket buffers: the write buffer and the one
+ * chunk written past it, and the read-ahead (Node stops reading at the mark, after a read of up to
+ * 64 KiB: twice the mark). The transport's window (gRPC, WebSocket credit) is the rest of a
+ * connection's memory, as for an HTTP body.
  */
-export const MAX_SOCKET_BUFFERED_BYTES = 2 * SOCKET_HIGH_WATER_BYTES + MAX_CHUNK_DATA_BYTES;
+export const MAX_SOCKET_BUFFERED_BYTES = 3 * SOCKET_HIGH_WATER_BYTES + MAX_CHUNK_DATA_BYTES;
 
 /** Socket options with the tunnel's highWaterMark (Node 20 honours it; its typings do not list it). */
 export function tunnelSocketOptions<T extends object>(options: T): T {
