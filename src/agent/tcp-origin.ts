@@ -4,7 +4,7 @@ import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { ExchangePipeline } from '../streams/exchange-pipeline.js';
-import { relaySocket, tunnelSocketOptions } from '../streams/socket-stream.js';
+import { relaySocket, resetSocket, tunnelSocketOptions } from '../streams/socket-stream.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
 import type { RequestRecord } from './origin-proxy.js';
 import { peersOf, proxyHeader, type ProxyProtocolVersion } from './proxy-protocol.js';
@@ -60,11 +60,11 @@ export class TcpOrigin {
     const socket = connect(tunnelSocketOptions({ host, port, allowHalfOpen: true, noDelay: true }));
     socket.on('error', () => undefined);
     // The exchange may end (a reset from the edge) while the origin is still being dialled.
-    pipeline.onFailed(() => socket.resetAndDestroy());
+    pipeline.onFailed(() => resetSocket(socket));
     try {
       await waitForEvent(socket, 'connect', { timeoutMs: TCP_ORIGIN_CONNECT_TIMEOUT_MS, signal: pipeline.failed });
     } catch (err) {
-      if (!socket.destroyed) socket.resetAndDestroy();
+      resetSocket(socket);
       throw new ExchangeResetError(`origin ${host}:${port} refused the connection: ${toError(err).message}`, ResetCode.ORIGIN_ERROR, { cause: err });
     }
     if (preamble) socket.write(preamble);

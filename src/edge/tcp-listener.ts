@@ -6,7 +6,7 @@ import type { Registry } from '../actors/registry.js';
 import { AbortError, ProtocolError, TunnelNotFoundError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { ExchangePipeline } from '../streams/exchange-pipeline.js';
-import { relaySocket, tunnelSocketOptions } from '../streams/socket-stream.js';
+import { relaySocket, resetSocket, tunnelSocketOptions } from '../streams/socket-stream.js';
 import { waitForEvent } from '../wait.js';
 import type { EdgeMetrics } from './metrics.js';
 
@@ -106,7 +106,7 @@ export class TcpListener extends EventEmitter<{ idle: [] }> {
   /** Stops accepting and resets every open connection. Idempotent. */
   abort(): void {
     this.server.close();
-    for (const s of this.sockets) s.resetAndDestroy();
+    for (const s of this.sockets) resetSocket(s);
   }
 
   private accept(socket: Socket): void {
@@ -159,7 +159,7 @@ export class TcpListener extends EventEmitter<{ idle: [] }> {
       });
     } catch (err) {
       failure = toError(err);
-      if (!socket.destroyed) socket.resetAndDestroy();
+      resetSocket(socket);
     } finally {
       socket.off('close', onGone);
       socket.setTimeout(0);

@@ -20,6 +20,17 @@ export const SOCKET_HIGH_WATER_BYTES = 64 * 1024;
  */
 export const MAX_SOCKET_BUFFERED_BYTES = 3 * SOCKET_HIGH_WATER_BYTES + MAX_CHUNK_DATA_BYTES;
 
+/**
+ * Resets `socket` (RST), once. A socket whose FIN is still being written is destroyed instead: on
+ * Node 20 resetAndDestroy() during a pending shutdown never emits 'close', so the connection would
+ * be counted as open for ever (a drain would wait out its whole grace period).
+ */
+export function resetSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  if (socket.writableEnded && !socket.writableFinished) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
 /** Socket options with the tunnel's highWaterMark (Node 20 honours it; its typings do not list it). */
 export function tunnelSocketOptions<T extends object>(options: T): T {
   return { ...options, highWaterMark: SOCKET_HIGH_WATER_BYTES };
@@ -98,9 +109,7 @@ export interface RelaySocketOptions {
 export async function relaySocket(socket: Socket, exchange: ExchangeDuplex, pipeline: ExchangePipeline, options: RelaySocketOptions): Promise<void> {
   const { head, readCounter, writeCounter, socketFailure, checkFirst } = options;
   // A reset from the peer must reach the socket even when neither direction is waiting on it.
-  pipeline.onFailed(() => {
-    if (!socket.destroyed) socket.resetAndDestroy();
-  });
+  pipeline.onFailed(() => resetSocket(socket));
   // Kept for the socket's life: an 'error' after the relay (a late RST) must not go unhandled.
   socket.on('error', (err: Error) => pipeline.abort(new AbortError('connection reset', { cause: err }), socketFailure));
   async function* upload(): AsyncGenerator<HTTPChunk> {
@@ -123,11 +132,11 @@ export async function relaySocket(socket: Socket, exchange: ExchangeDuplex, pipe
       const err = toError(failed.reason);
       // A RESET from the peer has ended the exchange already (abort is then a no-op).
       pipeline.abort(err, err instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : socketFailure);
-      if (!socket.destroyed) socket.resetAndDestroy();
+      resetSocket(socket);
       throw exchange.error ?? err;
     }
   } catch (err) {
-    if (!socket.destroyed) socket.resetAndDestroy();
+    resetSocket(socket);
     throw err;
   }
 }
