@@ -31,7 +31,7 @@ export interface ExchangePipelineInit {
   fields?: Record<string, unknown>;
 }
 
-/** The kinds of exchange this build serves (DESIGN.md §6.1): `stream` and `datagram` come later. */
+/** The kinds of exchange an HTTP tunnel's agent serves (DESIGN.md §6.1); a TCP tunnel's serves `stream` (agent/tcp-origin.ts). */
 export const SERVED_EXCHANGE_KINDS: readonly ExchangeKind[] = [ExchangeKind.HTTP];
 
 /** A pipe stage (source → countData → sink) that adds the DATA bytes passing through to `counter`. */
