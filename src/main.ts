@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { Agent, type AgentInit } from './agent/agent.js';
 import type { ProxyProtocolVersion } from './agent/proxy-protocol.js';
 import { type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/negotiate.js';
-import { AGENT_SETTINGS, TCP_SETTINGS } from './agent/agent-settings.js';
+import { AGENT_SETTINGS, TCP_SETTINGS, UDP_SETTINGS } from './agent/agent-settings.js';
 import { StatusView } from './agent/status-view.js';
 import { formatHostPort, parseHostPort } from './address.js';
 import { Edge } from './edge/edge-server.js';
@@ -36,6 +36,7 @@ Commands:
   edge            run the public edge server
   http <target>   expose a local HTTP service through an edge
   tcp <target>    expose a local TCP service (database, SSH…) on a public port of an edge
+  udp <target>    expose a local UDP service (DNS, game server…) on a public port of an edge
   token create    make an agent token and the config entry for the edge
 
 Run 'jetty <command> --help' for the options of a command.
@@ -75,6 +76,18 @@ once traffic can flow. Reconnects on its own and gets its port back.
 Options:
   --config FILE                YAML configuration file
 ${settingsHelp(TCP_SETTINGS)}
+  -h, --help                   show this help
+`;
+
+const UDP_HELP = `Usage: jetty udp <port|host:port> [options]
+
+Makes a local UDP service reachable on a public port of an edge (one of its udp-ports) and prints
+  Forwarding udp://DOMAIN:PORT -> localhost:53
+once traffic can flow. Each client address and port is one flow; replies go back to it.
+
+Options:
+  --config FILE                YAML configuration file
+${settingsHelp(UDP_SETTINGS)}
   -h, --help                   show this help
 `;
 
@@ -202,14 +215,15 @@ async function runEdge(argv: string[]): Promise<number> {
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
   process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
   if (edge.tcpPorts) process.stdout.write(`TCP tunnels on ports ${edge.tcpPorts}${edge.open ? ' (OPEN: any agent may take one)' : ''}\n`);
+  if (edge.udpPorts) process.stdout.write(`UDP tunnels on ports ${edge.udpPorts}${edge.open ? ' (OPEN: any agent may take one)' : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
   onSignals((options) => edge.drain(options));
   await new Promise(() => undefined);
   return EXIT_OK;
 }
 
-/** `5432` or `host:5432` → tcp://host:5432 (localhost by default). */
-export function parseTcpTarget(target: string): URL {
+/** `5432` or `host:5432` → tcp://host:5432 (or udp://; localhost by default). */
+export function parsePortTarget(target: string, scheme: 'tcp' | 'udp'): URL {
   const { host, port } = (() => {
     try {
       return parseHostPort(target, 'localhost');
@@ -218,7 +232,7 @@ export function parseTcpTarget(target: string): URL {
     }
   })();
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`invalid target port in "${target}"`);
-  return new URL(`tcp://${formatHostPort(host, port)}`);
+  return new URL(`${scheme}://${formatHostPort(host, port)}`);
 }
 
 async function runTcp(argv: string[]): Promise<number> {
@@ -228,9 +242,20 @@ async function runTcp(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   if (positionals.length !== 1) throw new UsageError('jetty tcp takes one target: a port or host:port');
-  const origin = parseTcpTarget(positionals[0]);
+  const origin = parsePortTarget(positionals[0], 'tcp');
   const tunnel = { remotePort: (values['remote-port'] as number) || undefined, proxyProtocol: (values['proxy-protocol'] as ProxyProtocolVersion) || undefined };
   return runAgent(values, origin, `${origin.hostname}:${origin.port}`, tunnel);
+}
+
+async function runUdp(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(argv, UDP_SETTINGS, true);
+  if (help) {
+    process.stdout.write(UDP_HELP);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) throw new UsageError('jetty udp takes one target: a port or host:port');
+  const origin = parsePortTarget(positionals[0], 'udp');
+  return runAgent(values, origin, `${origin.hostname}:${origin.port}`, { remotePort: (values['remote-port'] as number) || undefined });
 }
 
 async function runHttp(argv: string[]): Promise<number> {
@@ -313,6 +338,8 @@ async function main(argv: string[]): Promise<number> {
       return runHttp(rest);
     case 'tcp':
       return runTcp(rest);
+    case 'udp':
+      return runUdp(rest);
     case 'token':
       return runToken(rest);
     case '--version':
@@ -326,7 +353,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(MAIN_HELP);
       return command === undefined ? EXIT_USAGE : EXIT_OK;
     default:
-      throw new UsageError(`unknown command "${command}" (want edge, http, tcp or token)`);
+      throw new UsageError(`unknown command "${command}" (want edge, http, tcp, udp or token)`);
   }
 }
 

@@ -45,9 +45,14 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
   { name: 'log-format', help: 'json, pretty, or auto (pretty on a TTY)', default: 'auto', parse: parseOneOf(LOG_FORMATS) },
 ];
 
-/** `jetty tcp`: the agent's settings and those of a port tunnel. */
-export const TCP_SETTINGS: readonly SettingSpec[] = [
+/** `jetty udp`: the agent's settings and the public port to ask for. */
+export const UDP_SETTINGS: readonly SettingSpec[] = [
   ...AGENT_SETTINGS,
-  { name: 'remote-port', help: 'public port to ask the edge for; 0 = any free one of its tcp-ports', default: 0, parse: parseInt(0, 65_535) },
+  { name: 'remote-port', help: 'public port to ask the edge for; 0 = any free one of its tcp-ports / udp-ports', default: 0, parse: parseInt(0, 65_535) },
+];
+
+/** `jetty tcp`: those of `jetty udp`, and PROXY protocol. */
+export const TCP_SETTINGS: readonly SettingSpec[] = [
+  ...UDP_SETTINGS,
   { name: 'proxy-protocol', help: "send the public client's address to the origin first: v1 or v2 (PROXY protocol); empty = off", default: '', parse: parseOneOf(['', ...PROXY_PROTOCOL_VERSIONS]) },
 ];

@@ -8,6 +8,7 @@ import { negotiate, type Negotiated, type NegotiateInit, type ResumeTicket } fro
 import { OriginProxy, type RequestRecord } from './origin-proxy.js';
 import type { ProxyProtocolVersion } from './proxy-protocol.js';
 import { TcpOrigin } from './tcp-origin.js';
+import { UdpOrigin } from './udp-origin.js';
 import { TunnelKind } from '../codec/tunnel-codec.js';
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
@@ -15,7 +16,7 @@ import { reconnect } from './reconnect.js';
 import type { SessionClient } from './session-client.js';
 
 export interface AgentInit extends Omit<NegotiateInit, 'name' | 'tunnelKind'> {
-  /** The local service: http://host:port, or tcp://host:port for a TCP tunnel. */
+  /** The local service: http://host:port, or tcp:// (udp://) host:port for a TCP (UDP) tunnel. */
   origin: URL;
   /** TCP tunnels: send the public client's address to the origin first (PROXY protocol). */
   proxyProtocol?: ProxyProtocolVersion;
@@ -45,15 +46,17 @@ interface OriginHandler {
   onRequest: ((entry: RequestRecord) => void) | undefined;
 }
 
-/** A tcp:// origin makes a TCP tunnel; anything else an HTTP one. */
+/** A tcp:// origin makes a TCP tunnel, udp:// a UDP one; anything else an HTTP one. */
 function tunnelKindOf(origin: URL): TunnelKind {
-  return origin.protocol === 'tcp:' ? TunnelKind.TCP : TunnelKind.HTTP;
+  return origin.protocol === 'tcp:' ? TunnelKind.TCP : origin.protocol === 'udp:' ? TunnelKind.UDP : TunnelKind.HTTP;
 }
 
 function originHandler(init: AgentInit): OriginHandler {
   const { origin, logger } = init;
-  if (tunnelKindOf(origin) === TunnelKind.HTTP) return new OriginProxy({ origin, logger });
-  return new TcpOrigin({ host: origin.hostname.replace(/^\[|\]$/g, ''), port: Number(origin.port), logger, proxyProtocol: init.proxyProtocol });
+  const kind = tunnelKindOf(origin);
+  if (kind === TunnelKind.HTTP) return new OriginProxy({ origin, logger });
+  const where = { host: origin.hostname.replace(/^\[|\]$/g, ''), port: Number(origin.port), logger };
+  return kind === TunnelKind.TCP ? new TcpOrigin({ ...where, proxyProtocol: init.proxyProtocol }) : new UdpOrigin(where);
 }
 
 /**

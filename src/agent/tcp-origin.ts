@@ -1,12 +1,13 @@
 import { connect } from 'node:net';
-import { ChunkKind, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
+import { ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import { ExchangeResetError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
-import { ExchangePipeline } from '../streams/exchange-pipeline.js';
+import type { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { relaySocket, resetSocket, tunnelSocketOptions } from '../streams/socket-stream.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
 import type { RequestRecord } from './origin-proxy.js';
+import { PORT_ANSWER, servePortExchange } from './port-exchange.js';
 import { peersOf, proxyHeader, type ProxyProtocolVersion } from './proxy-protocol.js';
 
 /** How long the agent waits for its TCP origin to accept a connection, ms (beyond: RESET ORIGIN_ERROR). */
@@ -19,8 +20,6 @@ export interface TcpOriginInit {
   /** Send the public client's address first, as a PROXY protocol header of this version. */
   proxyProtocol?: ProxyProtocolVersion;
 }
-
-const ANSWER: HTTPChunk = Object.freeze({ kind: ChunkKind.HEADERS, status: 200, headers: [] }) as HTTPChunk;
 
 /**
  * Serves the `stream` exchanges of a TCP tunnel: one origin connection per exchange (per public
@@ -39,18 +38,8 @@ export class TcpOrigin {
 
   /** Handles one exchange opened by `head`; resolves when it is over, never rejects. */
   async serve(head: HTTPChunk, exchange: ExchangeDuplex, options: AbortOptions = {}): Promise<void> {
-    const pipeline = new ExchangePipeline({ id: head.exchangeId, method: head.method, path: head.target, logger: this.init.logger, fields: { kind: 'tcp' } });
-    pipeline.attach(exchange);
-    const stopCancel = pipeline.cancelOn(options.signal);
-    try {
-      if (pipeline.accepts(head, [ExchangeKind.STREAM])) await this.relay(head, exchange, pipeline);
-    } catch (err) {
-      const e = toError(err);
-      pipeline.abort(e, e instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.ORIGIN_ERROR);
-    } finally {
-      stopCancel();
-    }
-    this.onRequest?.(pipeline.finish(exchange.error));
+    const entry = await servePortExchange(head, exchange, { kind: ExchangeKind.STREAM, logger: this.init.logger, fields: { kind: 'tcp' } }, (p) => this.relay(head, exchange, p), options);
+    this.onRequest?.(entry);
   }
 
   private async relay(head: HTTPChunk, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
@@ -70,7 +59,7 @@ export class TcpOrigin {
     if (preamble) socket.write(preamble);
     pipeline.status = 200;
     await relaySocket(socket, exchange, pipeline, {
-      head: ANSWER,
+      head: PORT_ANSWER,
       readCounter: pipeline.bytesOut,
       writeCounter: pipeline.bytesIn,
       socketFailure: ResetCode.ORIGIN_ERROR,

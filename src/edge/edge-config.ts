@@ -10,6 +10,7 @@ import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
 import { checkTlsIdentity, type TlsIdentity } from './public-listener.js';
 import { parsePortRanges, type PortRange } from './port-ranges.js';
 import { DEFAULT_TCP_IDLE_TIMEOUT_MS, DEFAULT_TCP_MAX_CONNECTIONS } from './tcp-listener.js';
+import { DEFAULT_UDP_IDLE_TIMEOUT_MS, DEFAULT_UDP_MAX_FLOWS } from './udp-listener.js';
 import { TokenAuthority, type TokenEntry } from './tokens.js';
 
 /** Agent transports an edge can offer (the seed's TransportMode, per edge instance). */
@@ -67,6 +68,10 @@ export interface EdgeInit {
   tcpIdleTimeoutMs?: number;
   /** Open public connections per TCP tunnel; default DEFAULT_TCP_MAX_CONNECTIONS. */
   tcpMaxConnections?: number;
+  /** A UDP flow with no datagram either way for this long ends, ms; default DEFAULT_UDP_IDLE_TIMEOUT_MS. */
+  udpIdleTimeoutMs?: number;
+  /** Flows per UDP tunnel; default DEFAULT_UDP_MAX_FLOWS. */
+  udpMaxFlows?: number;
 }
 
 /** An EdgeInit with every default applied and checked: what Edge.start builds from. */
@@ -87,6 +92,8 @@ export interface EdgeConfig {
   udpPorts: readonly PortRange[];
   tcpIdleTimeoutMs: number;
   tcpMaxConnections: number;
+  udpIdleTimeoutMs: number;
+  udpMaxFlows: number;
 }
 
 function portRangesOf(setting: string, value: string | readonly PortRange[] | undefined): readonly PortRange[] {
@@ -127,5 +134,7 @@ export function edgeConfig(init: EdgeInit): EdgeConfig {
     udpPorts: portRangesOf('udp-ports', init.udpPorts),
     tcpIdleTimeoutMs: init.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS,
     tcpMaxConnections: init.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS,
+    udpIdleTimeoutMs: init.udpIdleTimeoutMs ?? DEFAULT_UDP_IDLE_TIMEOUT_MS,
+    udpMaxFlows: init.udpMaxFlows ?? DEFAULT_UDP_MAX_FLOWS,
   };
 }

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { MemoryRegistry } from '../actors/registry.js';
 import { AdminServer, type Readiness } from '../admin-server.js';
 import { formatHostPort } from '../address.js';
-import { AgentUnavailableError, NameNotAllowedError } from '../errors.js';
+import { AgentUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
 import { WS_PATH } from '../well-known.js';
@@ -18,9 +18,10 @@ import { attachPublicHandlers } from './public-handlers.js';
 import { createPublicServer, type PublicServer } from './public-listener.js';
 import { Router } from './router.js';
 import { WsEndpoint } from './ws-endpoint.js';
-import { PortTunnels } from './port-tunnels.js';
+import { PortTunnels, type PortTunnelsInit } from './port-tunnels.js';
 import { formatPortRanges } from './port-ranges.js';
 import { TcpListener } from './tcp-listener.js';
+import { UdpListener } from './udp-listener.js';
 
 export { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 
@@ -40,6 +41,10 @@ export interface EdgeStats {
   tcpConnections: number;
   /** Bytes held in those connections' socket buffers (both directions). */
   tcpBufferedBytes: number;
+  /** UDP flows open through UDP tunnels. */
+  udpFlows: number;
+  /** Datagram bytes queued for those flows (counted at MAX_DATAGRAM_BYTES each) and in the ports' send queues. */
+  udpBufferedBytes: number;
 }
 
 /** The pieces of one edge, wired together but not yet listening. */
@@ -53,6 +58,8 @@ interface EdgeParts {
   metrics: EdgeMetrics;
   /** The public ports of TCP tunnels. */
   tcp: PortTunnels;
+  /** The public ports of UDP tunnels. */
+  udp: PortTunnels;
   /** The bound ports, filled in by listen() (the own-host page and tunnel URLs read them). */
   ports: { public: number; grpc: number };
 }
@@ -68,29 +75,17 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
   admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames });
   const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${ports.public === (init.tls ? 443 : 80) ? '' : `:${ports.public}`}`;
-  const tcp = new PortTunnels({
-    kind: 'tcp',
-    ranges: config.tcpPorts,
-    registry,
-    reconnectGraceMs: config.reconnectGraceMs,
-    open: (port, key) =>
-      TcpListener.listen({
-        host: config.listen.host,
-        port,
-        key,
-        registry,
-        logger: log,
-        metrics,
-        reconnectGraceMs: config.reconnectGraceMs,
-        idleTimeoutMs: config.tcpIdleTimeoutMs,
-        maxConnections: config.tcpMaxConnections,
-      }),
-  });
+  // One pool of public ports per kind; each port's listener finds its tunnel in the registry as `KIND:PORT`.
+  const where = { host: config.listen.host, registry, logger: log, metrics, reconnectGraceMs: config.reconnectGraceMs };
+  const pool = (kind: 'tcp' | 'udp', ranges: EdgeConfig['tcpPorts'], open: PortTunnelsInit['open']): PortTunnels =>
+    new PortTunnels({ kind, ranges, registry, reconnectGraceMs: config.reconnectGraceMs, open });
+  const tcp = pool('tcp', config.tcpPorts, (port, key) => TcpListener.listen({ ...where, port, key, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections }));
+  const udp = pool('udp', config.udpPorts, (port, key) => UdpListener.listen({ ...where, port, key, idleTimeoutMs: config.udpIdleTimeoutMs, maxFlows: config.udpMaxFlows }));
   const protocol = new EdgeSessionProtocol({
     admission,
     logger: log,
     publicUrl,
-    reservePort: (kind, requested) => (kind === 'tcp' ? tcp.reserve(requested) : Promise.reject(new NameNotAllowedError(`this edge serves no ${kind} tunnels`))),
+    reservePort: (kind, requested) => (kind === 'tcp' ? tcp : udp).reserve(requested),
     portUrl: (kind, port) => `${kind}://${domain}:${port}`,
     maxExchanges: init.maxExchangesPerAgent,
     openTimeoutMs: init.openTimeoutMs,
@@ -124,7 +119,7 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
     onRefused: () => metrics.limitRejections.inc({ limit: 'ip_connections' }),
   });
   attachPublicHandlers(http, { domain, router, ws, admission, metrics, logger: log });
-  return { config, http, grpc, ws, router, admission, metrics, tcp, ports };
+  return { config, http, grpc, ws, router, admission, metrics, tcp, udp, ports };
 }
 
 /** Opens the gRPC, public and admin listeners; on a failure closes what was opened and rethrows. */
@@ -169,6 +164,8 @@ export class Edge {
   readonly open: boolean;
   /** `tcp-ports` as configured (`20000-20099`), '' when TCP tunnels are off. */
   readonly tcpPorts: string;
+  /** `udp-ports` likewise. */
+  readonly udpPorts: string;
   readonly publicPort: number;
   readonly grpcPort: number;
   /** 0 when the admin listener is off. */
@@ -188,6 +185,7 @@ export class Edge {
     this.scheme = parts.config.scheme;
     this.open = parts.config.tokens.open;
     this.tcpPorts = formatPortRanges(parts.config.tcpPorts);
+    this.udpPorts = formatPortRanges(parts.config.udpPorts);
     this.publicPort = parts.ports.public;
     this.grpcPort = parts.ports.grpc;
     this.adminPort = admin?.port ?? 0;
@@ -204,13 +202,16 @@ export class Edge {
     edge = new Edge(parts, admin, init.logger);
     const { listen: l, grpcListen, domain, tokens } = config;
     if (tokens.open) init.logger.warn('no agent tokens configured: this edge is OPEN, any agent may register any free name');
-    if (tokens.open && config.tcpPorts.length > 0) init.logger.warn({ tcpPorts: formatPortRanges(config.tcpPorts) }, 'TCP tunnels are OPEN to anyone: any agent may take a port of tcp-ports');
+    if (tokens.open && config.tcpPorts.length + config.udpPorts.length > 0) {
+      init.logger.warn({ tcpPorts: formatPortRanges(config.tcpPorts), udpPorts: formatPortRanges(config.udpPorts) }, 'TCP/UDP tunnels are OPEN to anyone: any agent may take a port');
+    }
     init.logger.info(
       {
         listen: formatHostPort(l.host, edge.publicPort),
         grpc: parts.grpc ? formatHostPort(grpcListen.host, edge.grpcPort) : 'off',
         websocket: parts.ws ? WS_PATH : 'off',
         tcpPorts: formatPortRanges(config.tcpPorts) || 'off',
+        udpPorts: formatPortRanges(config.udpPorts) || 'off',
         admin: admin ? edge.adminPort : 'off',
         domain,
       },
@@ -232,6 +233,8 @@ export class Edge {
       wsBufferedBytes: ws.bufferedBytes,
       tcpConnections: tcp.connections,
       tcpBufferedBytes: tcp.bufferedBytes(),
+      udpFlows: this.parts.udp.connections,
+      udpBufferedBytes: this.parts.udp.bufferedBytes(),
     };
     for (const s of this.parts.admission.sessions) {
       const st = s.stats();
@@ -249,7 +252,7 @@ export class Edge {
    */
   drain(options: AbortOptions = {}): Promise<void> {
     this.draining ??= (async () => {
-      const { http, admission, router, config, tcp } = this.parts;
+      const { http, admission, router, config, tcp, udp } = this.parts;
       const { gracePeriodMs } = config;
       this.log.info({ gracePeriodMs }, 'draining');
       admission.draining = true;
@@ -258,6 +261,7 @@ export class Edge {
       http.closeIdleConnections();
       // TCP tunnels stop accepting first; their open connections get the grace period, then are reset.
       tcp.stopAccepting();
+      udp.stopAccepting();
       for (const s of admission.sessions) s.drain();
       // The router's count is the one /readyz shows: the drain ends the moment the last exchange does.
       const until = Date.now() + gracePeriodMs;
@@ -273,11 +277,12 @@ export class Edge {
   /** Stops listening, ends agent sessions and connections now. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const { http, grpc, ws, admission, tcp } = this.parts;
+      const { http, grpc, ws, admission, tcp, udp } = this.parts;
       admission.draining = true;
       const httpClosed = waitForEvent(http, 'close');
       http.close();
       tcp.abort();
+      udp.abort();
       const err = new AgentUnavailableError('edge shutting down');
       await Promise.all([...admission.sessions].map((s) => (s.abort(err), s.closed)));
       await Promise.all([grpc?.close(), ws?.close()]);

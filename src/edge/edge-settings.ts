@@ -22,6 +22,7 @@ import { parseCidrList } from './cidr-set.js';
 import { parseTokenEntries, type TokenEntry } from './tokens.js';
 import { formatPortRanges, parsePortRanges } from './port-ranges.js';
 import { DEFAULT_TCP_IDLE_TIMEOUT_MS, DEFAULT_TCP_MAX_CONNECTIONS } from './tcp-listener.js';
+import { DEFAULT_UDP_IDLE_TIMEOUT_MS, DEFAULT_UDP_MAX_FLOWS } from './udp-listener.js';
 import { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 import { isValidTunnelName } from '../tunnel-name.js';
 import { DEFAULT_RESERVED_NAMES } from './agent-admission.js';
@@ -99,6 +100,8 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
   { name: 'udp-ports', help: 'public ports of UDP tunnels, as tcp-ports; empty = off', default: '', parse: portRangesSetting },
   { name: 'tcp-idle-timeout', help: 'ms a TCP tunnel connection may pass with no bytes either way', default: DEFAULT_TCP_IDLE_TIMEOUT_MS, parse: parseInt(1000, 86_400_000) },
   { name: 'tcp-max-connections', help: 'open public connections per TCP tunnel (reset beyond)', default: DEFAULT_TCP_MAX_CONNECTIONS, parse: parseInt(1, 1_000_000) },
+  { name: 'udp-idle-timeout', help: 'ms a UDP flow (client address and port) may pass with no datagram either way', default: DEFAULT_UDP_IDLE_TIMEOUT_MS, parse: parseInt(1000, 86_400_000) },
+  { name: 'udp-max-flows', help: 'flows per UDP tunnel (datagrams of new flows dropped beyond)', default: DEFAULT_UDP_MAX_FLOWS, parse: parseInt(1, 1_000_000) },
   { name: 'tokens', help: 'agent tokens: [{hash, names}] (see jetty token create)', default: [], parse: parseTokenEntries, fileOnly: true, secret: true },
   { name: 'log-level', help: 'log level', default: 'info', parse: parseOneOf(LOG_LEVELS) },
   { name: 'log-format', help: 'json, pretty, or auto (pretty on a TTY)', default: 'auto', parse: parseOneOf(LOG_FORMATS) },
@@ -160,6 +163,8 @@ export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
     udpPorts: v['udp-ports'] as string,
     tcpIdleTimeoutMs: v['tcp-idle-timeout'] as number,
     tcpMaxConnections: v['tcp-max-connections'] as number,
+    udpIdleTimeoutMs: v['udp-idle-timeout'] as number,
+    udpMaxFlows: v['udp-max-flows'] as number,
     tls: v['tls-cert'] ? { cert: readSettingFile('tls-cert', v['tls-cert'] as string), key: readSettingFile('tls-key', v['tls-key'] as string) } : undefined,
     limits,
   };

@@ -1,11 +1,26 @@
 import { EventEmitter } from 'node:events';
 import type { Registry, TunnelSession } from '../actors/registry.js';
 import { waitUntil, type WaitOptions } from '../wait.js';
+import type { Logger } from '../logger.js';
+import type { EdgeMetrics } from './metrics.js';
 import { NameNotAllowedError, NameTakenError, toError } from '../errors.js';
 import { formatPortRanges, inPortRanges, portsOf, type PortRange } from './port-ranges.js';
 
 /** Ports tried, when the edge picks one, before it gives up (ports bound by other programs are skipped). */
 export const MAX_PORT_PICK_ATTEMPTS = 32;
+
+/** What every port listener (TCP or UDP) is built from: where it listens and where it finds its tunnel. */
+export interface PortListenerInit {
+  host: string;
+  port: number;
+  /** The tunnel's registry key (`tcp:PORT`, `udp:PORT`). */
+  key: string;
+  registry: Registry;
+  logger: Logger;
+  metrics: EdgeMetrics;
+  /** How long a connection or flow waits for a reconnecting agent, ms. */
+  reconnectGraceMs: number;
+}
 
 /** One public port's listener (TCP server or UDP socket), as the port pool drives it. */
 export interface PortListener {

@@ -2,13 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { ChunkKind, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import type { Registry } from '../actors/registry.js';
 import { AbortError, ProtocolError, TunnelNotFoundError, toError } from '../errors.js';
-import type { Logger } from '../logger.js';
 import { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { relaySocket, resetSocket, tunnelSocketOptions } from '../streams/socket-stream.js';
 import { waitForEvent } from '../wait.js';
-import type { EdgeMetrics } from './metrics.js';
+import type { PortListenerInit } from './port-tunnels.js';
 
 /** Default cap on open public connections per TCP tunnel (beyond: reset at once, counted). */
 export const DEFAULT_TCP_MAX_CONNECTIONS = 256;
@@ -41,16 +39,7 @@ export function checkPortAnswer(chunk: HTTPChunk): void {
   if (chunk.kind !== ChunkKind.HEADERS || chunk.status !== 200) throw new ProtocolError('stream answered without HEADERS 200');
 }
 
-export interface TcpListenerInit {
-  host: string;
-  port: number;
-  /** The tunnel's registry key (`tcp:PORT`). */
-  key: string;
-  registry: Registry;
-  logger: Logger;
-  metrics: EdgeMetrics;
-  /** How long a connection waits for a reconnecting agent, ms. */
-  reconnectGraceMs: number;
+export interface TcpListenerInit extends PortListenerInit {
   /** Default DEFAULT_TCP_IDLE_TIMEOUT_MS. */
   idleTimeoutMs?: number;
   /** Default DEFAULT_TCP_MAX_CONNECTIONS. */

@@ -2,6 +2,8 @@ import * as assert from 'uvu/assert';
 import { suite } from '../helpers/suite.js';
 import { decodeAgentMessage, decodeEdgeMessage, encodeAgentMessage, encodeEdgeMessage, MAX_CHUNK_DATA_BYTES, TunnelKind } from '../../src/codec/tunnel-codec.js';
 import { WS_CODECS, WS_PROTOCOL_JSON } from '../../src/codec/ws-frame.js';
+import { MAX_DATAGRAM_BYTES } from '../../src/edge/udp-listener.js';
+import { MIN_WS_WINDOW_BYTES } from '../../src/streams/ws-mux.js';
 
 const test = suite('codec/tunnel-kind');
 
@@ -35,8 +37,11 @@ test('an unknown tunnel kind or a port above 65535 is a ProtocolError on every c
   assert.throws(() => decodeAgentMessage(encodeAgentMessage({ hello: { ...hello, remotePort: 70_000 } })), (e: Error) => (e as { code?: string }).code === 'ERR_PROTOCOL');
 });
 
-test('one DATA chunk can carry the largest UDP datagram (65,507 bytes) whole', () => {
-  assert.ok(MAX_CHUNK_DATA_BYTES >= 65_507);
+test('one DATA chunk carries the largest UDP datagram (65,507 bytes) whole, and WebSocket credit never splits it', () => {
+  assert.ok(MAX_CHUNK_DATA_BYTES >= MAX_DATAGRAM_BYTES);
+  // ws-mux-stream.ts sends DATA up to a quarter of the peer's window whole (it waits for that much
+  // credit); only larger DATA is split. The smallest window a peer may announce keeps datagrams whole.
+  assert.ok(Math.floor(MIN_WS_WINDOW_BYTES / 4) >= MAX_DATAGRAM_BYTES);
 });
 
 test.run();
