@@ -1,10 +1,10 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import * as assert from 'uvu/assert';
 import { suite } from '../helpers/suite.js';
 import { jetty, type Running } from '../helpers/process.js';
-import { dial, endingOf, freePorts, portOf, readUntilEnd, TcpOriginServer } from '../helpers/tcp-tools.js';
+import { dial, endingOf, freePorts, portOf, readUntilEnd, TcpOriginServer, hasCommand } from '../helpers/tcp-tools.js';
 import { waitFor } from '../helpers/harness.js';
 
 interface Ctx {
@@ -136,16 +136,7 @@ function run(cmd: string, args: string[], input = ''): Promise<string> {
   });
 }
 
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const REDIS = has('redis-server') && has('redis-cli');
+const REDIS = hasCommand('redis-server') && hasCommand('redis-cli');
 if (!REDIS) process.stdout.write('e2e/tcp-cli: redis test skipped, redis-server / redis-cli are not installed (apt-get install redis-server redis-tools)\n');
 
 (REDIS ? test : test.skip)('a real client through the tunnel: redis-cli against redis-server', async (ctx) => {

@@ -1,11 +1,11 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as assert from 'uvu/assert';
 import type { Edge } from '../../src/edge/edge-server.js';
 import { MAX_DATAGRAM_BYTES, UDP_FLOW_QUEUE_DATAGRAMS, UDP_SEND_QUEUE_BYTES } from '../../src/edge/udp-listener.js';
 import { startEdge, waitFor } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';
 import { suite } from '../helpers/suite.js';
-import { freePorts, portOf } from '../helpers/tcp-tools.js';
+import { freePorts, portOf, hasCommand } from '../helpers/tcp-tools.js';
 import { dnsAnswer, udpClient, UdpOriginServer } from '../helpers/udp-tools.js';
 
 interface Ctx {
@@ -37,16 +37,7 @@ async function udpAgent(ctx: Ctx, edge: Edge, target: number): Promise<{ agent: 
   return { agent, port: portOf(m[1]) };
 }
 
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const DIG = has('dig');
+const DIG = hasCommand('dig');
 if (!DIG) process.stdout.write('e2e/udp-cli: dig test skipped, dig is not installed (apt-get install dnsutils)\n');
 
 (DIG ? test : test.skip)('a real client through the tunnel: dig against a tiny DNS origin', async (ctx) => {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -144,4 +145,14 @@ export async function writeAll(socket: Socket, data: Buffer, slice = 256 * 1024)
     if (!socket.write(data.subarray(off, off + slice))) await once(socket, 'drain');
   }
   socket.end();
+}
+
+/** Whether `cmd` is on PATH (a test that needs a Debian tool skips with a line when it is not). */
+export function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
