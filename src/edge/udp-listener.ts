@@ -17,6 +17,11 @@ export const DEFAULT_UDP_MAX_FLOWS = 1024;
 export const UDP_FLOW_QUEUE_DATAGRAMS = 256;
 /** Largest UDP payload (IPv4: 65,535 − 8 UDP − 20 IP header bytes). One DATA chunk carries it whole. */
 export const MAX_DATAGRAM_BYTES = 65_507;
+/**
+ * The kernel receive buffer asked for on each UDP port (capped by net.core.rmem_max): bursts wait
+ * there, outside the JS heap, while the event loop is busy, instead of being lost at the socket.
+ */
+export const UDP_RECV_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Bytes the port's socket may have waiting to be sent before replies are dropped. */
 export const UDP_SEND_QUEUE_BYTES = 4 * 1024 * 1024;
 
@@ -68,6 +73,11 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
     } catch (err) {
       socket.close();
       throw err;
+    }
+    try {
+      socket.setRecvBufferSize(UDP_RECV_BUFFER_BYTES);
+    } catch {
+      // The system's default buffer then: bursts beyond it are lost at the socket, as without a tunnel.
     }
     return new UdpListener(init, socket);
   }
