@@ -10,6 +10,9 @@ import { waitForEvent, type AbortOptions } from '../wait.js';
 import type { RequestRecord } from './origin-proxy.js';
 import { PORT_ANSWER, servePortExchange } from './port-exchange.js';
 
+/** Largest UDP payload (IPv4: 65,535 − 8 − 20); the edge's MAX_DATAGRAM_BYTES (edge and agent import nothing of each other). */
+export const MAX_DATAGRAM_BYTES = 65_507;
+
 /** Replies from the origin one flow holds while the tunnel cannot take them; beyond: dropped (UDP may lose them). */
 export const UDP_REPLY_QUEUE_DATAGRAMS = 256;
 
@@ -73,6 +76,8 @@ export class UdpOrigin {
       const upload = async (): Promise<void> => {
         for await (const chunk of exchange.source) {
           if (chunk.kind !== ChunkKind.DATA) throw new ProtocolError('unexpected chunk in a datagram flow');
+          // One DATA is one datagram: anything larger than UDP can carry is the edge's protocol error.
+          if (chunk.data!.byteLength > MAX_DATAGRAM_BYTES) throw new ProtocolError(`datagram of more than ${MAX_DATAGRAM_BYTES} bytes`);
           pipeline.bytesIn.bytes += chunk.data!.byteLength;
           socket.send(chunk.data!);
         }

@@ -184,6 +184,7 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
           const { value, done } = await chunks.next();
           if (done) return;
           if (value.kind !== ChunkKind.DATA) throw new ProtocolError('unexpected chunk in a datagram flow');
+          if (value.data!.byteLength > MAX_DATAGRAM_BYTES) throw new ProtocolError(`datagram of more than ${MAX_DATAGRAM_BYTES} bytes`);
           flow.timer.refresh();
           if (this.socket.getSendQueueSize() > UDP_SEND_QUEUE_BYTES) {
             metrics.udpDropped.inc({ reason: 'send' });
