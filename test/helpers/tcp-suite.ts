@@ -174,6 +174,60 @@ export function tcpSuite(label: string, options: Partial<AgentInit>): void {
     client.destroy();
   });
 
+  test('an origin that does not read pauses the client, and the edge buffers stay within MAX_SOCKET_BUFFERED_BYTES', async (ctx) => {
+    const total = 256 * MiB;
+    const originSide = new Promise<Socket>((resolve) => {
+      ctx.origin.onConnection = (s) => {
+        s.pause();
+        resolve(s);
+      };
+    });
+    const client = await dial(ctx.port);
+    const state = { written: 0, blocked: false, lastProgress: Date.now() };
+    const chunk = patternBytes(64 * 1024, 6);
+    const pump = (): void => {
+      while (state.written < total) {
+        state.written += chunk.byteLength;
+        state.lastProgress = Date.now();
+        if (!client.write(chunk)) {
+          state.blocked = true;
+          client.once('drain', () => {
+            state.blocked = false;
+            pump();
+          });
+          return;
+        }
+      }
+      client.end();
+    };
+    pump();
+    const origin = await originSide;
+    let maxBuffered = 0;
+    await waitFor(
+      () => {
+        maxBuffered = Math.max(maxBuffered, ctx.edge.stats().tcpBufferedBytes);
+        return state.blocked && Date.now() - state.lastProgress > 500;
+      },
+      30_000,
+      'the client to stall',
+    );
+    assert.ok(state.written < total / 4, `client wrote ${state.written} bytes to an origin that reads nothing`);
+    assert.ok(maxBuffered <= MAX_SOCKET_BUFFERED_BYTES, `edge buffered ${maxBuffered} bytes for one connection (bound ${MAX_SOCKET_BUFFERED_BYTES})`);
+    // The origin reads again: every byte arrives.
+    const got = new Promise<number>((resolve) => {
+      let n = 0;
+      origin.on('data', (d: Buffer) => (n += d.byteLength));
+      origin.once('end', () => resolve(n));
+    });
+    origin.resume();
+    assert.is(await got, total);
+    // The origin's FIN ends the connection (until then it is a legitimately half-open one).
+    const closed = readUntilEnd(client);
+    origin.end();
+    await closed;
+    client.destroy();
+  });
+
   test('a client reset resets the origin connection, and an origin reset resets the client', async (ctx) => {
     const originSide = new Promise<Socket>((resolve) => (ctx.origin.onConnection = resolve));
     const client = await dial(ctx.port);
