@@ -23,6 +23,54 @@ interface Ctx {
 const MiB = 1024 * 1024;
 const RECONNECT_GRACE_MS = 10_000;
 
+/** How far a writer got: bytes written, waiting for 'drain', when it last wrote; `stop` ends it early. */
+interface PumpState {
+  written: number;
+  blocked: boolean;
+  lastProgress: number;
+  stop: boolean;
+}
+
+const newPumpState = (): PumpState => ({ written: 0, blocked: false, lastProgress: Date.now(), stop: false });
+
+/** Writes up to `total` bytes to `socket` as fast as it takes them (honouring 'drain'), then ends it. */
+function pump(socket: Socket, total: number, state: PumpState): void {
+  const chunk = patternBytes(64 * 1024, 5);
+  const more = (): void => {
+    while (!state.stop && state.written < total) {
+      state.written += chunk.byteLength;
+      state.lastProgress = Date.now();
+      if (!socket.write(chunk)) {
+        state.blocked = true;
+        socket.once('drain', () => {
+          state.blocked = false;
+          more();
+        });
+        return;
+      }
+    }
+    socket.end();
+  };
+  more();
+}
+
+/**
+ * Resolves once the writer has waited for 'drain' for 500 ms (every buffer on the way is full), with
+ * the most the edge buffered meanwhile (sampled at each check).
+ */
+async function untilStalled(ctx: Ctx, state: PumpState, who: string): Promise<number> {
+  let maxBuffered = 0;
+  await waitFor(
+    () => {
+      maxBuffered = Math.max(maxBuffered, ctx.edge.stats().tcpBufferedBytes);
+      return state.blocked && Date.now() - state.lastProgress > 500;
+    },
+    30_000,
+    `${who} to stall`,
+  );
+  return maxBuffered;
+}
+
 /**
  * The TCP tunnel suite every transport and codec runs unchanged: real sockets on loopback, an
  * in-process edge and agent (`options` picks the agent's transport), a TCP origin the tests program.
@@ -126,38 +174,11 @@ export function tcpSuite(label: string, options: Partial<AgentInit>): void {
 
   test('a slow reader pauses the origin and the edge buffers stay within MAX_SOCKET_BUFFERED_BYTES', async (ctx) => {
     const total = 256 * MiB;
-    const state = { written: 0, blocked: false, lastProgress: Date.now(), stop: false };
-    ctx.origin.onConnection = (s) => {
-      const chunk = patternBytes(64 * 1024, 5);
-      const pump = (): void => {
-        while (!state.stop && state.written < total) {
-          state.written += chunk.byteLength;
-          state.lastProgress = Date.now();
-          if (!s.write(chunk)) {
-            state.blocked = true;
-            s.once('drain', () => {
-              state.blocked = false;
-              pump();
-            });
-            return;
-          }
-        }
-        s.end();
-      };
-      pump();
-    };
+    const state = newPumpState();
+    ctx.origin.onConnection = (s) => pump(s, total, state);
     const client = await dial(ctx.port);
     client.pause();
-    let maxBuffered = 0;
-    // Stalled: the origin has waited for 'drain' for a while (every buffer on the way is full).
-    await waitFor(
-      () => {
-        maxBuffered = Math.max(maxBuffered, ctx.edge.stats().tcpBufferedBytes);
-        return state.blocked && Date.now() - state.lastProgress > 500;
-      },
-      30_000,
-      'the origin to stall',
-    );
+    const maxBuffered = await untilStalled(ctx, state, 'the origin');
     const stalledAt = state.written;
     assert.ok(stalledAt < total / 4, `origin wrote ${stalledAt} bytes to a reader that reads nothing`);
     assert.ok(maxBuffered <= MAX_SOCKET_BUFFERED_BYTES, `edge buffered ${maxBuffered} bytes for one connection (bound ${MAX_SOCKET_BUFFERED_BYTES})`);
@@ -183,34 +204,10 @@ export function tcpSuite(label: string, options: Partial<AgentInit>): void {
       };
     });
     const client = await dial(ctx.port);
-    const state = { written: 0, blocked: false, lastProgress: Date.now() };
-    const chunk = patternBytes(64 * 1024, 6);
-    const pump = (): void => {
-      while (state.written < total) {
-        state.written += chunk.byteLength;
-        state.lastProgress = Date.now();
-        if (!client.write(chunk)) {
-          state.blocked = true;
-          client.once('drain', () => {
-            state.blocked = false;
-            pump();
-          });
-          return;
-        }
-      }
-      client.end();
-    };
-    pump();
+    const state = newPumpState();
+    pump(client, total, state);
     const origin = await originSide;
-    let maxBuffered = 0;
-    await waitFor(
-      () => {
-        maxBuffered = Math.max(maxBuffered, ctx.edge.stats().tcpBufferedBytes);
-        return state.blocked && Date.now() - state.lastProgress > 500;
-      },
-      30_000,
-      'the client to stall',
-    );
+    const maxBuffered = await untilStalled(ctx, state, 'the client');
     assert.ok(state.written < total / 4, `client wrote ${state.written} bytes to an origin that reads nothing`);
     assert.ok(maxBuffered <= MAX_SOCKET_BUFFERED_BYTES, `edge buffered ${maxBuffered} bytes for one connection (bound ${MAX_SOCKET_BUFFERED_BYTES})`);
     // The origin reads again: every byte arrives.
