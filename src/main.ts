@@ -1,9 +1,10 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Agent } from './agent/agent.js';
+import { Agent, type AgentInit } from './agent/agent.js';
+import type { ProxyProtocolVersion } from './agent/proxy-protocol.js';
 import { type AgentTransport, type WsCodecChoice, type WsMaskChoice } from './agent/negotiate.js';
-import { AGENT_SETTINGS } from './agent/agent-settings.js';
+import { AGENT_SETTINGS, TCP_SETTINGS, UDP_SETTINGS } from './agent/agent-settings.js';
 import { ORIGIN_DEFAULT_PORTS, ORIGIN_SCHEMES } from './agent/origin-target.js';
 import { StatusView } from './agent/status-view.js';
 import { formatHostPort, parseHostPort } from './address.js';
@@ -33,7 +34,7 @@ import {
 } from './settings.js';
 
 /** The commands of `jetty`, for the did-you-mean of a mistyped one. */
-const COMMANDS = ['edge', 'http', 'token', 'demo-origin'];
+const COMMANDS = ['edge', 'http', 'tcp', 'udp', 'token', 'demo-origin'];
 
 /** Exit codes (DESIGN.md §1). */
 const EXIT_OK = 0;
@@ -50,6 +51,8 @@ Commands:
 ${helpRows([
   ['edge', 'run the public edge server'],
   ['http <target>', 'expose a local HTTP service through an edge'],
+  ['tcp <target>', 'expose a local TCP service (database, SSH…) on a public port of an edge'],
+  ['udp <target>', 'expose a local UDP service (DNS, game server…) on a public port of an edge'],
   ['token create', 'make an agent token and the config entry for the edge'],
   ['demo-origin', 'a tiny local HTTP service that shows each request it gets (for trying Jetty)'],
 ])}
@@ -77,6 +80,26 @@ once traffic can flow. Reconnects on its own when the connection is lost.
 
 Options:
 ${settingsHelp(AGENT_SETTINGS, [CONFIG_ROW], [HELP_ROW])}
+`;
+
+const TCP_HELP = `Usage: jetty tcp <port|host:port> [options]
+
+Makes a local TCP service reachable on a public port of an edge (one of its tcp-ports) and prints
+  Forwarding tcp://DOMAIN:PORT -> localhost:5432
+once traffic can flow. Reconnects on its own and gets its port back.
+
+Options:
+${settingsHelp(TCP_SETTINGS, [CONFIG_ROW], [HELP_ROW])}
+`;
+
+const UDP_HELP = `Usage: jetty udp <port|host:port> [options]
+
+Makes a local UDP service reachable on a public port of an edge (one of its udp-ports) and prints
+  Forwarding udp://DOMAIN:PORT -> localhost:53
+once traffic can flow. Each client address and port is one flow; replies go back to it.
+
+Options:
+${settingsHelp(UDP_SETTINGS, [CONFIG_ROW], [HELP_ROW])}
 `;
 
 const TOKEN_HELP = `Usage: jetty token create [--name PATTERN]...
@@ -244,10 +267,48 @@ async function runEdge(argv: string[]): Promise<number> {
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
   onSignals((options) => edge.drain(options));
   process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
+  if (edge.tcpPorts) process.stdout.write(`TCP tunnels on ports ${edge.tcpPorts}${edge.open ? ' (OPEN: any agent may take one)' : ''}\n`);
+  if (edge.udpPorts) process.stdout.write(`UDP tunnels on ports ${edge.udpPorts}${edge.open ? ' (OPEN: any agent may take one)' : ''}\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
   if (edge.scheme === 'https') reloadTlsOnHangup(edge, values['tls-cert'] as string, values['tls-key'] as string, logger);
   await new Promise(() => undefined);
   return EXIT_OK;
+}
+
+/** `5432` or `host:5432` → tcp://host:5432 (or udp://; localhost by default). */
+export function parsePortTarget(target: string, scheme: 'tcp' | 'udp'): URL {
+  const { host, port } = (() => {
+    try {
+      return parseHostPort(target, 'localhost');
+    } catch {
+      throw new UsageError(`invalid target "${target}" (want a port or host:port)`);
+    }
+  })();
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`invalid target port in "${target}"`);
+  return new URL(`${scheme}://${formatHostPort(host, port)}`);
+}
+
+async function runTcp(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(argv, TCP_SETTINGS, true);
+  if (help) {
+    process.stdout.write(TCP_HELP);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) throw new UsageError('jetty tcp takes one target: a port or host:port');
+  const origin = parsePortTarget(positionals[0], 'tcp');
+  const tunnel = { remotePort: (values['remote-port'] as number) || undefined, proxyProtocol: (values['proxy-protocol'] as ProxyProtocolVersion) || undefined };
+  return runAgent(values, origin, `${origin.hostname}:${origin.port}`, tunnel);
+}
+
+async function runUdp(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(argv, UDP_SETTINGS, true);
+  if (help) {
+    process.stdout.write(UDP_HELP);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) throw new UsageError('jetty udp takes one target: a port or host:port');
+  const origin = parsePortTarget(positionals[0], 'udp');
+  return runAgent(values, origin, `${origin.hostname}:${origin.port}`, { remotePort: (values['remote-port'] as number) || undefined });
 }
 
 async function runHttp(argv: string[]): Promise<number> {
@@ -261,6 +322,11 @@ async function runHttp(argv: string[]): Promise<number> {
   if (values['origin-insecure'] && origin.protocol === 'https:') {
     process.stderr.write(`jetty: warning: --origin-insecure: the certificate of ${origin.host} is not verified (anyone on the path to it can read and change the traffic)\n`);
   }
+  return runAgent(values, origin, `${origin.protocol}//${origin.host}${origin.pathname.replace(/\/+$/, '')}`, {});
+}
+
+/** Runs an agent (any kind of tunnel) until it stops; `shown` is the origin as the Forwarding line names it. */
+async function runAgent(values: SettingValues, origin: URL, shown: string, tunnel: Pick<AgentInit, 'remotePort' | 'proxyProtocol'>): Promise<number> {
   const edgeUrl = new URL(values.edge as string);
   // The live status view owns the terminal: log lines bound for it would tear the view apart.
   const viewLive = process.stdout.isTTY === true;
@@ -282,8 +348,8 @@ async function runHttp(argv: string[]): Promise<number> {
     originInsecure: values['origin-insecure'] as boolean,
     hostHeader: values['host-header'] as string,
     logger,
+    ...tunnel,
   });
-  const shown = `${origin.protocol}//${origin.host}${origin.pathname.replace(/\/+$/, '')}`;
   closeOnAbort(agent);
   const adminListen = values['admin-listen'] as string;
   if (adminListen) {
@@ -361,6 +427,10 @@ async function main(argv: string[]): Promise<number> {
       return runEdge(rest);
     case 'http':
       return runHttp(rest);
+    case 'tcp':
+      return runTcp(rest);
+    case 'udp':
+      return runUdp(rest);
     case 'token':
       return runToken(rest);
     case 'demo-origin':

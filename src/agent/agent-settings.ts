@@ -4,6 +4,7 @@ import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.
 import { isValidTunnelName } from '../tunnel-name.js';
 import { AGENT_TRANSPORTS, WS_CODEC_NAMES, WS_MASK_NAMES } from './negotiate.js';
 import { parseHostHeader } from './origin-target.js';
+import { PROXY_PROTOCOL_VERSIONS } from './proxy-protocol.js';
 
 /** Every setting of `jetty http`: flag, JETTY_* variable and config key, with its default. */
 export const AGENT_SETTINGS: readonly SettingSpec[] = [
@@ -51,4 +52,17 @@ export const AGENT_SETTINGS: readonly SettingSpec[] = [
     default: '',
     parse: parseString,
   },
+];
+
+/** `jetty udp`: the agent's settings and the public port to ask for. */
+export const UDP_SETTINGS: readonly SettingSpec[] = [
+  // What only an HTTP origin has (TLS to it, its Host) is not offered.
+  ...AGENT_SETTINGS.filter((s) => s.name !== 'origin-insecure' && s.name !== 'host-header'),
+  { name: 'remote-port', help: 'public port to ask the edge for; 0 = any free one of its tcp-ports / udp-ports', default: 0, parse: parseInt(0, 65_535) },
+];
+
+/** `jetty tcp`: those of `jetty udp`, and PROXY protocol. */
+export const TCP_SETTINGS: readonly SettingSpec[] = [
+  ...UDP_SETTINGS,
+  { name: 'proxy-protocol', help: "send the public client's address to the origin first: v1 or v2 (PROXY protocol); empty = off", default: '', parse: parseOneOf(['', ...PROXY_PROTOCOL_VERSIONS]) },
 ];

@@ -5,17 +5,25 @@ import type { AbortOptions } from '../wait.js';
 import { checkEdgeLink } from './edge-link.js';
 import { negotiate, type Negotiated, type NegotiateInit, type ResumeTicket } from './negotiate.js';
 import { OriginProxy, type RequestRecord } from './origin-proxy.js';
+import type { ProxyProtocolVersion } from './proxy-protocol.js';
+import { TcpOrigin } from './tcp-origin.js';
+import { UdpOrigin } from './udp-origin.js';
+import { TunnelKind } from '../codec/tunnel-codec.js';
+import type { HTTPChunk } from '../codec/http-chunk.js';
+import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { reconnect } from './reconnect.js';
 import type { SessionClient } from './session-client.js';
 
-export interface AgentInit extends Omit<NegotiateInit, 'name'> {
-  /** The local service (http://, https:// or h2c://; its path is a base path). */
+export interface AgentInit extends Omit<NegotiateInit, 'name' | 'tunnelKind'> {
+  /** The local service (http://, https:// or h2c://; its path is a base path), or tcp:// (udp://) host:port for a TCP (UDP) tunnel. */
   origin: URL;
   /** https:// origin: accept a certificate that does not verify. Default false. */
   originInsecure?: boolean;
   /** Host the origin sees: preserve (default), rewrite, or a literal host[:port]. */
   hostHeader?: string;
-  /** Tunnel name; absent, the edge picks a random one inside the token's scope. */
+  /** TCP tunnels: send the public client's address to the origin first (PROXY protocol). */
+  proxyProtocol?: ProxyProtocolVersion;
+  /** Tunnel name; absent, the edge picks a random one inside the token's scope (HTTP tunnels). */
   name?: string;
   logger: Logger;
 }
@@ -34,6 +42,26 @@ export interface AgentCloseOptions extends AbortOptions {
   graceMs?: number;
 }
 
+/** What serves the edge's exchanges against the local service: OriginProxy (HTTP) or TcpOrigin. */
+interface OriginHandler {
+  serve(head: HTTPChunk, exchange: ExchangeDuplex, options?: AbortOptions): Promise<void>;
+  close(): void;
+  onRequest: ((entry: RequestRecord) => void) | undefined;
+}
+
+/** A tcp:// origin makes a TCP tunnel, udp:// a UDP one; anything else an HTTP one. */
+function tunnelKindOf(origin: URL): TunnelKind {
+  return origin.protocol === 'tcp:' ? TunnelKind.TCP : origin.protocol === 'udp:' ? TunnelKind.UDP : TunnelKind.HTTP;
+}
+
+function originHandler(init: AgentInit): OriginHandler {
+  const { origin, logger } = init;
+  const kind = tunnelKindOf(origin);
+  if (kind === TunnelKind.HTTP) return new OriginProxy({ origin, originInsecure: init.originInsecure, hostHeader: init.hostHeader, logger });
+  const where = { host: origin.hostname.replace(/^\[|\]$/g, ''), port: Number(origin.port), logger };
+  return kind === TunnelKind.TCP ? new TcpOrigin({ ...where, proxyProtocol: init.proxyProtocol }) : new UdpOrigin(where);
+}
+
 /**
  * The agent's composition root: negotiates a session with the edge (negotiate.ts), serves its
  * exchanges against the origin (OriginProxy), reconnects when it is lost (reconnect.ts, resuming the
@@ -45,8 +73,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Resolves with the reason once the agent stops for good (close(), or a refusal no retry fixes). */
   readonly closed: Promise<Error>;
   private current: Negotiated;
-  private readonly init: AgentInit & { name: string };
-  private readonly proxy: OriginProxy;
+  private readonly init: AgentInit & { name: string; tunnelKind: TunnelKind };
+  private readonly proxy: OriginHandler;
   private readonly live = new Set<SessionClient>();
   /** Aborted when the agent stops: ends the reconnect loop and any connect in progress. */
   private readonly stopping = new AbortController();
@@ -54,7 +82,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private reconnecting = false;
   private leaving = false;
 
-  private constructor(init: AgentInit & { name: string }, proxy: OriginProxy, first: Negotiated) {
+  private constructor(init: AgentInit & { name: string; tunnelKind: TunnelKind }, proxy: OriginHandler, first: Negotiated) {
     super();
     this.init = init;
     this.proxy = proxy;
@@ -90,8 +118,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Connects once; the first failure is the caller's (exit 1), later ones are retried. */
   static async start(init: AgentInit, options: AbortOptions = {}): Promise<Agent> {
     checkEdgeLink(init);
-    const proxy = new OriginProxy({ origin: init.origin, originInsecure: init.originInsecure, hostHeader: init.hostHeader, logger: init.logger });
-    const named = { ...init, name: init.name ?? '' };
+    const proxy = originHandler(init);
+    const named = { ...init, name: init.name ?? '', tunnelKind: tunnelKindOf(init.origin) };
     let self: Agent | undefined;
     try {
       const first = await negotiate(named, { ...options, onExchange: proxy.serve.bind(proxy), onDrain: () => self?.onEdgeDrain() });
@@ -146,6 +174,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private watch(session: SessionClient): void {
+    // A reconnecting TCP/UDP agent asks for the port it had, which the edge holds for it.
+    if (session.port) this.init.remotePort = session.port;
     this.live.add(session);
     void session.closed.then((reason) => {
       this.live.delete(session);

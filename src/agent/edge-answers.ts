@@ -1,4 +1,4 @@
-import type { EdgeMessage } from '../codec/tunnel-codec.js';
+import { TUNNEL_KIND_NAMES, type EdgeMessage, type TunnelKind } from '../codec/tunnel-codec.js';
 import { ProtocolError } from '../errors.js';
 import { MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { isValidTunnelName } from '../tunnel-name.js';
@@ -51,13 +51,42 @@ export interface RegisteredExpectation {
   name: string;
   /** The edge's domain (discovery); when known, the tunnel URL must be NAME.DOMAIN. */
   domain?: string;
+  /** What the tunnel serves; default HTTP. A TCP/UDP tunnel's URL is tcp://DOMAIN:PORT with PORT = Registered.port. */
+  kind?: TunnelKind;
+  /** The port asked for, which the edge must have given. */
+  remotePort?: number;
+}
+
+/** Checks the URL and port of a TCP/UDP tunnel's Registered; throws ProtocolError naming the bad field. */
+function checkPortRegistered(r: NonNullable<EdgeMessage['registered']>, expected: RegisteredExpectation, bad: (what: string) => ProtocolError): void {
+  const scheme = TUNNEL_KIND_NAMES[expected.kind!];
+  // An edge older than TCP/UDP tunnels ignores the Hello's kind and registers an HTTP tunnel.
+  if (!r.port) throw new ProtocolError(`the edge does not serve ${scheme} tunnels (it registered an HTTP tunnel: it is older than this agent)`);
+  if (!isPort(r.port)) throw bad('port is not a port');
+  if (expected.remotePort && r.port !== expected.remotePort) throw bad('another port than the one asked for');
+  const m = /^([a-z]+):\/\/([a-z0-9.-]+):(\d{1,5})$/.exec(r.url);
+  if (!m || m[1] !== scheme || Number(m[3]) !== r.port || (expected.domain !== undefined && m[2] !== expected.domain)) {
+    throw bad(`url is not ${scheme}://${expected.domain ?? 'DOMAIN'}:${r.port}`);
+  }
 }
 
 /** Checks the edge's Registered answer; throws ProtocolError naming the bad field. */
 export function checkRegistered(r: NonNullable<EdgeMessage['registered']>, expected: RegisteredExpectation): void {
   const bad = (what: string): ProtocolError => new ProtocolError(`the edge sent a bad Registered: ${what}`);
-  if (expected.name === '' ? !isValidTunnelName(r.name) : r.name !== expected.name) throw bad('another tunnel name than the one asked for');
+  // An HTTP agent without --name takes the name the edge picked inside its token's scope.
+  const picked = expected.name === '' && !expected.kind;
+  if (picked ? !isValidTunnelName(r.name) : r.name !== expected.name) throw bad('another tunnel name than the one asked for');
   expected = { ...expected, name: r.name };
+  if (expected.kind) checkPortRegistered(r, expected, bad);
+  else checkHttpUrl(r, expected, bad);
+  if (!OPAQUE_ID.test(r.sessionId)) throw bad('sessionId');
+  if (r.resumeSecret && !OPAQUE_ID.test(r.resumeSecret)) throw bad('resumeSecret');
+  if (r.window && (r.window < MIN_WS_WINDOW_BYTES || r.window > MAX_WINDOW_BYTES)) throw bad(`window outside ${MIN_WS_WINDOW_BYTES}..${MAX_WINDOW_BYTES}`);
+  if (r.pingIntervalMs && r.pingIntervalMs > MAX_PING_INTERVAL_MS) throw bad('pingIntervalMs above an hour');
+}
+
+/** An HTTP tunnel's URL: http(s)://NAME.DOMAIN[:PORT]/ and nothing else. */
+function checkHttpUrl(r: NonNullable<EdgeMessage['registered']>, expected: RegisteredExpectation, bad: (what: string) => ProtocolError): void {
   let url: URL;
   try {
     url = new URL(r.url);
@@ -77,8 +106,4 @@ export function checkRegistered(r: NonNullable<EdgeMessage['registered']>, expec
   ) {
     throw bad(`url is not ${url.protocol === 'https:' ? 'https' : 'http'}://${host ?? `${expected.name}.DOMAIN`}[:PORT]`);
   }
-  if (!OPAQUE_ID.test(r.sessionId)) throw bad('sessionId');
-  if (r.resumeSecret && !OPAQUE_ID.test(r.resumeSecret)) throw bad('resumeSecret');
-  if (r.window && (r.window < MIN_WS_WINDOW_BYTES || r.window > MAX_WINDOW_BYTES)) throw bad(`window outside ${MIN_WS_WINDOW_BYTES}..${MAX_WINDOW_BYTES}`);
-  if (r.pingIntervalMs && r.pingIntervalMs > MAX_PING_INTERVAL_MS) throw bad('pingIntervalMs above an hour');
 }

@@ -1,3 +1,4 @@
+import type { TunnelKind } from '../codec/tunnel-codec.js';
 import { WS_PROTOCOL_JSON, WS_PROTOCOL_PROTO, type WsCodecName } from '../codec/ws-frame.js';
 import { AgentUnavailableError, EdgeCertificateError, NameTakenError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -39,6 +40,10 @@ export interface NegotiateInit extends EdgeLink {
   wsWindowBytes?: number;
   /** WebSocket frame masking: `zero` key (default, see WsConnectionInit.zeroMask) or `random` per RFC 6455. */
   wsMask?: WsMaskChoice;
+  /** What the tunnel serves; default HTTP. */
+  tunnelKind?: TunnelKind;
+  /** TCP/UDP: the public port to ask for (after a reconnect, the one the edge gave); absent = any. */
+  remotePort?: number;
   logger: Logger;
 }
 
@@ -89,7 +94,8 @@ export async function negotiate(init: NegotiateInit, options: ConnectOptions): P
 /** What every transport's Hello carries. */
 function sessionInit(init: NegotiateInit, found: Discovery, options: ConnectOptions) {
   const { resume, onExchange, onDrain } = options;
-  return { name: init.name, version: AGENT_VERSION, logger: init.logger, token: init.token, domain: found.domain, resume: resume?.sessionId, resumeSecret: resume?.secret, onExchange, onDrain };
+  const kind = { tunnelKind: init.tunnelKind, remotePort: init.remotePort };
+  return { name: init.name, version: AGENT_VERSION, logger: init.logger, token: init.token, domain: found.domain, resume: resume?.sessionId, resumeSecret: resume?.secret, onExchange, onDrain, ...kind };
 }
 
 function dialGrpc(init: NegotiateInit, found: Discovery, options: ConnectOptions): Promise<SessionClient> {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Heartbeat } from '../actors/heartbeat.js';
 import type { HTTPChunk } from '../codec/http-chunk.js';
-import type { AgentMessage, EdgeMessage } from '../codec/tunnel-codec.js';
+import type { AgentMessage, EdgeMessage, TunnelKind } from '../codec/tunnel-codec.js';
 import { AbortError, AgentUnavailableError, ExchangeResetError } from '../errors.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { waitUntil, type AbortOptions } from '../wait.js';
@@ -53,6 +53,10 @@ export interface SessionClientInit {
   resumeSecret?: string;
   /** How long registration may take, ms; default REGISTER_TIMEOUT_MS. */
   timeoutMs?: number;
+  /** What the tunnel serves; default HTTP. */
+  tunnelKind?: TunnelKind;
+  /** TCP/UDP: the public port asked for; absent = the edge picks one. */
+  remotePort?: number;
   onExchange: ExchangeHandler;
   /** The edge is draining: it sends no new exchanges on this session. */
   onDrain?: () => void;
@@ -106,6 +110,10 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
   get url(): string {
     return this.registeredAs?.url ?? '';
   }
+  /** TCP/UDP tunnels: the public port the edge gave; 0 otherwise. */
+  get port(): number {
+    return this.registeredAs?.port ?? 0;
+  }
   get sessionId(): string {
     return this.registeredAs?.sessionId ?? '';
   }
@@ -137,7 +145,8 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
     if (options.signal?.aborted) onAbort();
     else {
       const window = init.window === undefined ? {} : { window: init.window };
-      transport.send({ hello: { name: init.name, version: init.version, ...window, resume: init.resume ?? '', resumeSecret: init.resumeSecret ?? '' } });
+      const kind = init.tunnelKind ? { tunnelKind: init.tunnelKind, remotePort: init.remotePort ?? 0 } : {};
+      transport.send({ hello: { name: init.name, version: init.version, ...window, resume: init.resume ?? '', resumeSecret: init.resumeSecret ?? '', ...kind } });
     }
     return done;
   }
@@ -230,7 +239,7 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
 
   private onRegistered(r: Registered): void {
     try {
-      checkRegistered(r, { name: this.init.name, domain: this.init.domain });
+      checkRegistered(r, { name: this.init.name, domain: this.init.domain, kind: this.init.tunnelKind, remotePort: this.init.remotePort });
     } catch (err) {
       this.abort(err as Error);
       return;

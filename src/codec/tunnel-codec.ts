@@ -23,16 +23,30 @@ const HTTPChunkType = root.lookupType('jetty.tunnel.v1.HTTPChunk');
 const AgentMessageType = root.lookupType('jetty.tunnel.v1.AgentMessage');
 const EdgeMessageType = root.lookupType('jetty.tunnel.v1.EdgeMessage');
 
+/** Hello.tunnel_kind: what a tunnel serves (proto/tunnel.proto TunnelKind). */
+export enum TunnelKind {
+  HTTP = 0,
+  TCP = 1,
+  UDP = 2,
+}
+
+/** The kind's name, as the CLI, URLs (tcp://) and the JSON codec spell it. */
+export const TUNNEL_KIND_NAMES: Record<TunnelKind, 'http' | 'tcp' | 'udp'> = {
+  [TunnelKind.HTTP]: 'http',
+  [TunnelKind.TCP]: 'tcp',
+  [TunnelKind.UDP]: 'udp',
+};
+
 /** Sent by the agent on Register (exactly one field set). */
 export interface AgentMessage {
-  hello?: { name: string; version: string; window?: number; resume?: string; resumeSecret?: string } | null;
+  hello?: { name: string; version: string; window?: number; resume?: string; resumeSecret?: string; tunnelKind?: TunnelKind; remotePort?: number } | null;
   pong?: { nonce: number } | null;
   drain?: { gracePeriodMs: number } | null;
 }
 
 /** Sent by the edge on Register (exactly one field set). */
 export interface EdgeMessage {
-  registered?: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number; resumeSecret?: string } | null;
+  registered?: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number; resumeSecret?: string; port?: number } | null;
   open?: { headers: HTTPChunk } | null;
   cancel?: { exchangeId: string; code: number } | null;
   ping?: { nonce: number; rttUs?: number } | null;
@@ -140,6 +154,11 @@ function lastMember(decoded: object, oneof: string): Record<string, unknown> {
 export function agentMessageFrom(decoded: object): AgentMessage {
   const msg = lastMember(decoded, 'msg') as AgentMessage;
   if (!msg.hello && !msg.pong && !msg.drain) throw new ProtocolError('empty AgentMessage');
+  const hello = msg.hello;
+  if (hello) {
+    if (hello.tunnelKind !== undefined && !Object.hasOwn(TUNNEL_KIND_NAMES, hello.tunnelKind)) throw new ProtocolError('unknown tunnel kind');
+    if ((hello.remotePort ?? 0) > 65_535) throw new ProtocolError('remote port above 65535');
+  }
   return msg;
 }
 

@@ -2,7 +2,7 @@ import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
 import { ChunkKind, EXCHANGE_KIND_NAMES, ExchangeKind, type Header, type HTTPChunk } from './http-chunk.js';
 import { StrictReader } from './strict-reader.js';
-import { agentMessageFrom, edgeMessageFrom, MAX_FRAME_BYTES, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
+import { agentMessageFrom, edgeMessageFrom, MAX_FRAME_BYTES, TUNNEL_KIND_NAMES, TunnelKind, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
 
 /** WebSocket subprotocol of binary protobuf WsFrames (the default). */
 export const WS_PROTOCOL_PROTO = 'jetty.v1.proto';
@@ -88,6 +88,15 @@ function exchangeKind(v: unknown): ExchangeKind | undefined {
   return kind;
 }
 
+const TUNNEL_KINDS_BY_NAME: Record<string, TunnelKind> = Object.fromEntries(Object.entries(TUNNEL_KIND_NAMES).map(([k, v]) => [v, Number(k) as TunnelKind]));
+
+/** The optional `tunnelKind` of a JSON Hello: absent = http; a name this build does not know is refused. */
+function tunnelKind(v: unknown): TunnelKind {
+  if (v === undefined) return TunnelKind.HTTP;
+  if (typeof v === 'string' && Object.hasOwn(TUNNEL_KINDS_BY_NAME, v)) return TUNNEL_KINDS_BY_NAME[v];
+  throw new ProtocolError('unknown tunnel kind');
+}
+
 type Json = Record<string, unknown>;
 
 const pairs = (headers: Header[] | undefined): string[][] => (headers ?? []).map((h) => [h.name, h.value]);
@@ -152,7 +161,12 @@ export function encodeWsFrameJson(frame: WsFrame): string {
     Object.assign(out, { type: 'credit', bytes: frame.credit });
   } else if ('agent' in frame) {
     const m = frame.agent;
-    if (m.hello) Object.assign(out, { type: 'hello', ...m.hello });
+    if (m.hello) {
+      Object.assign(out, { type: 'hello', ...m.hello });
+      // By name, as exchangeKind; absent = http, so an edge of the seed sees the Hello it knows.
+      if (m.hello.tunnelKind) out.tunnelKind = TUNNEL_KIND_NAMES[m.hello.tunnelKind];
+      else delete out.tunnelKind;
+    }
     else if (m.drain) Object.assign(out, { type: 'leave', gracePeriodMs: m.drain.gracePeriodMs });
     else Object.assign(out, { type: 'pong', nonce: m.pong!.nonce });
   } else {
@@ -201,7 +215,8 @@ export function decodeWsFrameJson(text: string): WsFrame {
   } else if (type === 'credit') frame = { stream, credit: uint32(j.bytes, 'bytes') };
   else if (type === 'hello') {
     const hello = { name: str(j.name, 'name'), version: str(j.version, 'version'), window: uint32(j.window, 'window'), resume: str(j.resume, 'resume') };
-    frame = { stream, agent: { hello: { ...hello, resumeSecret: str(j.resumeSecret, 'resumeSecret') } } };
+    const port = { tunnelKind: tunnelKind(j.tunnelKind), remotePort: uint32(j.remotePort, 'remotePort') };
+    frame = { stream, agent: { hello: { ...hello, resumeSecret: str(j.resumeSecret, 'resumeSecret'), ...port } } };
   } else if (type === 'drain') frame = { stream, edge: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
   else if (type === 'leave') frame = { stream, agent: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
   else if (type === 'pong') frame = { stream, agent: { pong: { nonce: uint32(j.nonce, 'nonce') } } };
@@ -216,6 +231,7 @@ export function decodeWsFrameJson(text: string): WsFrame {
           window: uint32(j.window, 'window'),
           pingIntervalMs: uint32(j.pingIntervalMs, 'pingIntervalMs'),
           resumeSecret: str(j.resumeSecret, 'resumeSecret'),
+          port: uint32(j.port, 'port'),
         },
       },
     };

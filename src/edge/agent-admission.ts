@@ -7,7 +7,7 @@ import { canonicalAddress } from '../address.js';
 import { randomName } from '../tunnel-name.js';
 import type { EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
-import { TokenAuthority } from './tokens.js';
+import { allowedOf, TokenAuthority } from './tokens.js';
 
 /**
  * Names refused by default (`reserved-names`): they look like the operator's own services under the
@@ -91,7 +91,7 @@ export class AgentAdmission {
       const entry = tokens.authenticate(token);
       if (!entry) throw new UnauthorizedError(token ? 'token not recognised by this edge' : 'this edge requires a token (--token)');
       if (!TokenAuthority.mayClaim(entry, session.name)) {
-        throw new NameNotAllowedError(`token may not claim "${session.name}" (allowed: ${entry.names.join(', ')})`);
+        throw new NameNotAllowedError(`token may not claim "${session.name}" (allowed: ${allowedOf(entry, session.name)})`);
       }
       owner = entry.hash;
       granted = entry.names.includes(session.name);

@@ -8,6 +8,9 @@ import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { checkOpenExposure, defaultListenHost } from './exposure.js';
 import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
 import { checkTlsIdentity, type TlsIdentity } from './public-listener.js';
+import { parsePortRanges, type PortRange } from './port-ranges.js';
+import { DEFAULT_TCP_IDLE_TIMEOUT_MS, DEFAULT_TCP_MAX_CONNECTIONS } from './tcp-listener.js';
+import { DEFAULT_UDP_IDLE_TIMEOUT_MS, DEFAULT_UDP_MAX_FLOWS } from './udp-listener.js';
 import { TokenAuthority, type TokenEntry } from './tokens.js';
 
 /** Agent transports an edge can offer (the seed's TransportMode, per edge instance). */
@@ -57,6 +60,18 @@ export interface EdgeInit {
   /** Certificate and key: the public listener serves HTTPS (and WebSocket agents wss) and gRPC uses TLS. */
   tls?: TlsIdentity;
   limits?: Partial<EdgeLimits>;
+  /** Public ports of TCP tunnels (`20000-20099,20200`); empty or absent = no TCP tunnels. */
+  tcpPorts?: string | readonly PortRange[];
+  /** Public ports of UDP tunnels; empty or absent = no UDP tunnels. */
+  udpPorts?: string | readonly PortRange[];
+  /** A TCP tunnel connection with no byte either way for this long is reset, ms; default DEFAULT_TCP_IDLE_TIMEOUT_MS. */
+  tcpIdleTimeoutMs?: number;
+  /** Open public connections per TCP tunnel; default DEFAULT_TCP_MAX_CONNECTIONS. */
+  tcpMaxConnections?: number;
+  /** A UDP flow with no datagram either way for this long ends, ms; default DEFAULT_UDP_IDLE_TIMEOUT_MS. */
+  udpIdleTimeoutMs?: number;
+  /** Flows per UDP tunnel; default DEFAULT_UDP_MAX_FLOWS. */
+  udpMaxFlows?: number;
 }
 
 /** An EdgeInit with every default applied and checked: what Edge.start builds from. */
@@ -73,6 +88,21 @@ export interface EdgeConfig {
   gracePeriodMs: number;
   reconnectGraceMs: number;
   startupGraceMs: number;
+  tcpPorts: readonly PortRange[];
+  udpPorts: readonly PortRange[];
+  tcpIdleTimeoutMs: number;
+  tcpMaxConnections: number;
+  udpIdleTimeoutMs: number;
+  udpMaxFlows: number;
+}
+
+function portRangesOf(setting: string, value: string | readonly PortRange[] | undefined): readonly PortRange[] {
+  if (typeof value !== 'string') return value ?? [];
+  try {
+    return parsePortRanges(value);
+  } catch (err) {
+    throw new UsageError(`${setting}: ${(err as Error).message}`);
+  }
 }
 
 /** Applies the defaults of `init` (one per value, stated here) and refuses what cannot run (UsageError). */
@@ -100,5 +130,11 @@ export function edgeConfig(init: EdgeInit): EdgeConfig {
     gracePeriodMs: init.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS,
     reconnectGraceMs: init.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS,
     startupGraceMs: init.startupGraceMs ?? 0,
+    tcpPorts: portRangesOf('tcp-ports', init.tcpPorts),
+    udpPorts: portRangesOf('udp-ports', init.udpPorts),
+    tcpIdleTimeoutMs: init.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS,
+    tcpMaxConnections: init.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS,
+    udpIdleTimeoutMs: init.udpIdleTimeoutMs ?? DEFAULT_UDP_IDLE_TIMEOUT_MS,
+    udpMaxFlows: init.udpMaxFlows ?? DEFAULT_UDP_MAX_FLOWS,
   };
 }

@@ -21,6 +21,10 @@ import { createPublicServer, reloadTlsIdentity, type PublicServer, type TlsIdent
 import { Router } from './router.js';
 import { UpgradeRelay } from './upgrade-relay.js';
 import { WsEndpoint } from './ws-endpoint.js';
+import { PortTunnels, type PortTunnelsInit } from './port-tunnels.js';
+import { formatPortRanges } from './port-ranges.js';
+import { TcpListener } from './tcp-listener.js';
+import { UdpListener } from './udp-listener.js';
 
 export { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 
@@ -36,6 +40,14 @@ export interface EdgeStats {
   wsConnections: number;
   /** Bytes waiting in those connections' send buffers. */
   wsBufferedBytes: number;
+  /** Public connections open through TCP tunnels. */
+  tcpConnections: number;
+  /** Bytes held in those connections' socket buffers (both directions). */
+  tcpBufferedBytes: number;
+  /** UDP flows open through UDP tunnels. */
+  udpFlows: number;
+  /** Datagram bytes queued for those flows (counted at MAX_DATAGRAM_BYTES each) and in the ports' send queues. */
+  udpBufferedBytes: number;
 }
 
 /** The pieces of one edge, wired together but not yet listening. */
@@ -49,6 +61,10 @@ interface EdgeParts {
   router: Router;
   admission: AgentAdmission;
   metrics: EdgeMetrics;
+  /** The public ports of TCP tunnels. */
+  tcp: PortTunnels;
+  /** The public ports of UDP tunnels. */
+  udp: PortTunnels;
   /** The bound ports, filled in by listen() (the own-host page and tunnel URLs read them). */
   ports: { public: number; grpc: number };
 }
@@ -64,10 +80,18 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
   admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames });
   const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${ports.public === (init.tls ? 443 : 80) ? '' : `:${ports.public}`}`;
+  // One pool of public ports per kind; each port's listener finds its tunnel in the registry as `KIND:PORT`.
+  const where = { host: config.listen.host, registry, logger: log, metrics, reconnectGraceMs: config.reconnectGraceMs };
+  const pool = (kind: 'tcp' | 'udp', ranges: EdgeConfig['tcpPorts'], open: PortTunnelsInit['open']): PortTunnels =>
+    new PortTunnels({ kind, ranges, registry, reconnectGraceMs: config.reconnectGraceMs, open });
+  const tcp = pool('tcp', config.tcpPorts, (port, key) => TcpListener.listen({ ...where, port, key, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections }));
+  const udp = pool('udp', config.udpPorts, (port, key) => UdpListener.listen({ ...where, port, key, idleTimeoutMs: config.udpIdleTimeoutMs, maxFlows: config.udpMaxFlows }));
   const protocol = new EdgeSessionProtocol({
     admission,
     logger: log,
     publicUrl,
+    reservePort: (kind, requested) => (kind === 'tcp' ? tcp : udp).reserve(requested),
+    portUrl: (kind, port) => `${kind}://${domain}:${port}`,
     maxExchanges: init.maxExchangesPerAgent,
     openTimeoutMs: init.openTimeoutMs,
     pingIntervalMs: config.pingIntervalMs,
@@ -108,7 +132,7 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   });
   const upgrades = new UpgradeRelay({ domain, router, metrics, limits, logger: log });
   attachPublicHandlers(http, { domain, router, upgrades, ws, admission, metrics, logger: log });
-  return { config, http, h2, grpc, ws, router, admission, metrics, ports };
+  return { config, http, h2, grpc, ws, router, admission, metrics, tcp, udp, ports };
 }
 
 /** Opens the gRPC, public and admin listeners; on a failure closes what was opened and rethrows. */
@@ -152,6 +176,10 @@ export class Edge {
   readonly scheme: 'http' | 'https';
   /** No agent tokens: any agent that reaches the edge may register a free name. */
   readonly open: boolean;
+  /** `tcp-ports` as configured (`20000-20099`), '' when TCP tunnels are off. */
+  readonly tcpPorts: string;
+  /** `udp-ports` likewise. */
+  readonly udpPorts: string;
   readonly publicPort: number;
   readonly grpcPort: number;
   /** 0 when the admin listener is off. */
@@ -170,6 +198,8 @@ export class Edge {
     this.domain = parts.config.domain;
     this.scheme = parts.config.scheme;
     this.open = parts.config.tokens.open;
+    this.tcpPorts = formatPortRanges(parts.config.tcpPorts);
+    this.udpPorts = formatPortRanges(parts.config.udpPorts);
     this.publicPort = parts.ports.public;
     this.grpcPort = parts.ports.grpc;
     this.adminPort = admin?.port ?? 0;
@@ -186,11 +216,16 @@ export class Edge {
     edge = new Edge(parts, admin, init.logger);
     const { listen: l, grpcListen, domain, tokens } = config;
     if (tokens.open) init.logger.warn('no agent tokens configured: this edge is OPEN, any agent may register any free name');
+    if (tokens.open && config.tcpPorts.length + config.udpPorts.length > 0) {
+      init.logger.warn({ tcpPorts: formatPortRanges(config.tcpPorts), udpPorts: formatPortRanges(config.udpPorts) }, 'TCP/UDP tunnels are OPEN to anyone: any agent may take a port');
+    }
     init.logger.info(
       {
         listen: formatHostPort(l.host, edge.publicPort),
         grpc: parts.grpc ? formatHostPort(grpcListen.host, edge.grpcPort) : 'off',
         websocket: parts.ws ? WS_PATH : 'off',
+        tcpPorts: formatPortRanges(config.tcpPorts) || 'off',
+        udpPorts: formatPortRanges(config.udpPorts) || 'off',
         admin: admin ? edge.adminPort : 'off',
         domain,
       },
@@ -202,7 +237,19 @@ export class Edge {
   /** Counts for the gauges, /readyz and tests: all zero once the edge is quiet. */
   stats(): EdgeStats {
     const ws = this.parts.ws?.stats() ?? { connections: 0, bufferedBytes: 0 };
-    const out: EdgeStats = { sessions: 0, openExchanges: 0, idleStreams: 0, draining: this.draining !== undefined, wsConnections: ws.connections, wsBufferedBytes: ws.bufferedBytes };
+    const { tcp } = this.parts;
+    const out: EdgeStats = {
+      sessions: 0,
+      openExchanges: 0,
+      idleStreams: 0,
+      draining: this.draining !== undefined,
+      wsConnections: ws.connections,
+      wsBufferedBytes: ws.bufferedBytes,
+      tcpConnections: tcp.connections,
+      tcpBufferedBytes: tcp.bufferedBytes(),
+      udpFlows: this.parts.udp.connections,
+      udpBufferedBytes: this.parts.udp.bufferedBytes(),
+    };
     for (const s of this.parts.admission.sessions) {
       const st = s.stats();
       out.sessions++;
@@ -219,7 +266,7 @@ export class Edge {
    */
   drain(options: AbortOptions = {}): Promise<void> {
     this.draining ??= (async () => {
-      const { http, h2, admission, router, config } = this.parts;
+      const { http, h2, admission, router, config, tcp, udp } = this.parts;
       const { gracePeriodMs } = config;
       this.log.info({ gracePeriodMs }, 'draining');
       admission.draining = true;
@@ -227,10 +274,15 @@ export class Edge {
       http.close();
       http.closeIdleConnections();
       h2.drain();
+      // TCP tunnels stop accepting first; their open connections get the grace period, then are reset.
+      tcp.stopAccepting();
+      udp.stopAccepting();
       for (const s of admission.sessions) s.drain();
       // The router's count is the one /readyz shows: the drain ends the moment the last exchange does.
+      const until = Date.now() + gracePeriodMs;
       if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: gracePeriodMs, signal: options.signal }).catch(() => undefined);
-      const left = router.openExchanges;
+      await tcp.idle({ timeoutMs: Math.max(0, until - Date.now()), signal: options.signal }).catch(() => undefined);
+      const left = router.openExchanges + tcp.connections;
       if (left > 0) this.log.warn({ exchanges: left }, 'grace period over: aborting exchanges in flight');
       await this.close();
     })();
@@ -249,10 +301,12 @@ export class Edge {
   /** Stops listening, ends agent sessions and connections now. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const { http, h2, grpc, ws, admission } = this.parts;
+      const { http, h2, grpc, ws, admission, tcp, udp } = this.parts;
       admission.draining = true;
       const httpClosed = waitForEvent(http, 'close');
       http.close();
+      tcp.abort();
+      udp.abort();
       const err = new AgentUnavailableError('edge shutting down');
       await Promise.all([...admission.sessions].map((s) => (s.abort(err), s.closed)));
       await Promise.all([grpc?.close(), ws?.close()]);

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { AgentSession } from '../actors/agent-session.js';
 import type { ControlChannel } from '../actors/control-channel.js';
-import type { AgentMessage } from '../codec/tunnel-codec.js';
-import { AgentUnavailableError, BadHelloError, toError } from '../errors.js';
+import { TUNNEL_KIND_NAMES, TunnelKind, type AgentMessage } from '../codec/tunnel-codec.js';
+import { AgentUnavailableError, BadHelloError, NameNotAllowedError, NameTakenError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isValidTunnelName } from '../tunnel-name.js';
 import type { Admitted, AgentAdmission } from './agent-admission.js';
+import type { PortReservation } from './port-tunnels.js';
 
 /** How long a new control channel may take to send Hello. */
 export const HELLO_TIMEOUT_MS = 10_000;
@@ -29,6 +30,13 @@ export interface EdgeSessionProtocolInit {
   onPingRtt?: (ms: number) => void;
   /** Wait for Hello, in ms; default HELLO_TIMEOUT_MS. */
   helloTimeoutMs?: number;
+  /**
+   * TCP/UDP tunnels: sets a public port aside for a Hello of that kind (`requested`, or a free one);
+   * throws the refusal. Absent: the edge serves HTTP tunnels only.
+   */
+  reservePort?: (kind: 'tcp' | 'udp', requested: number | undefined) => Promise<PortReservation>;
+  /** The public URL of a TCP/UDP tunnel's port (tcp://DOMAIN:PORT). */
+  portUrl?: (kind: 'tcp' | 'udp', port: number) => string;
 }
 
 /** What one transport adds to a handshake. */
@@ -73,33 +81,48 @@ export class EdgeSessionProtocol {
 
   private async admit(channel: ControlChannel, hello: Hello, options: AcceptOptions): Promise<AgentSession | undefined> {
     const { init } = this;
+    const kind = TUNNEL_KIND_NAMES[hello.tunnelKind ?? TunnelKind.HTTP];
     let name = hello.name;
     try {
-      if (name === '') name = init.admission.pickName(options.token);
+      // An HTTP agent without a name gets one inside its token's scope; a TCP/UDP tunnel is its port.
+      if (name === '' && kind === 'http') name = init.admission.pickName(options.token);
     } catch (err) {
       init.logger.info({ peer: channel.peer, reason: toError(err).message }, 'agent registration refused');
       channel.close(toError(err));
       return undefined;
     }
-    const session = new AgentSession({ id: randomUUID(), name, channel, logger: init.logger, ...this.sessionSettings() });
+    let port: PortReservation | undefined;
+    let session: AgentSession | undefined;
     let admitted: Admitted;
     try {
+      if (kind !== 'http') {
+        if (!init.reservePort) throw new NameNotAllowedError(`this edge serves no ${kind} tunnels`);
+        port = await init.reservePort(kind, hello.remotePort || undefined);
+      }
+      // A TCP/UDP tunnel is registered under its port's key (tcp:PORT); its name is only for the agent's logs.
+      session = new AgentSession({ id: randomUUID(), name: port?.key ?? name, channel, logger: init.logger, ...this.sessionSettings() });
       admitted = await init.admission.admit(session, { token: options.token, resume: hello.resume || undefined, resumeSecret: hello.resumeSecret || undefined, peer: channel.peer });
     } catch (err) {
-      init.logger.info({ tunnel: name, peer: channel.peer, reason: toError(err).message }, 'agent registration refused');
+      port?.cancel();
+      const refusal = port && err instanceof NameTakenError ? new NameTakenError(`port ${port.port} is in use by another agent`, { cause: err }) : toError(err);
+      init.logger.info({ tunnel: name, kind, port: port?.port, peer: channel.peer, reason: refusal.message }, 'agent registration refused');
       // The refusal goes out first: the session's own end would close the channel as going away.
-      channel.close(toError(err));
-      session.abort(toError(err));
+      channel.close(refusal);
+      session?.abort(refusal);
       return undefined;
     }
     if (channel.isClosed) {
       // The connection went away while admission ran: nobody will ever close this session.
       session.abort(new AgentUnavailableError('agent connection closed during registration'));
+      port?.cancel();
       return undefined;
     }
+    port?.commit(session);
     options.onAdmitted?.(session, admitted);
-    session.start({ name, url: init.publicUrl(name), sessionId: session.id, window: options.window, pingIntervalMs: init.pingIntervalMs, resumeSecret: admitted.resumeSecret });
-    init.logger.info({ tunnel: name, peer: channel.peer, transport: session.transport }, 'agent registered');
+    const url = port ? init.portUrl!(kind as 'tcp' | 'udp', port.port) : init.publicUrl(name);
+    const where = port ? { port: port.port } : {};
+    session.start({ name, url, sessionId: session.id, window: options.window, pingIntervalMs: init.pingIntervalMs, resumeSecret: admitted.resumeSecret, ...where });
+    init.logger.info({ tunnel: name, kind, ...where, peer: channel.peer, transport: session.transport }, 'agent registered');
     return session;
   }
 

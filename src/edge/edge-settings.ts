@@ -20,6 +20,9 @@ import {
 import { DEFAULT_WS_WINDOW_BYTES, MIN_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { parseCidrList } from './cidr-set.js';
 import { parseTokenEntries, type TokenEntry } from './tokens.js';
+import { formatPortRanges, parsePortRanges } from './port-ranges.js';
+import { DEFAULT_TCP_IDLE_TIMEOUT_MS, DEFAULT_TCP_MAX_CONNECTIONS } from './tcp-listener.js';
+import { DEFAULT_UDP_IDLE_TIMEOUT_MS, DEFAULT_UDP_MAX_FLOWS } from './udp-listener.js';
 import { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 import { isValidTunnelName } from '../tunnel-name.js';
 import { DEFAULT_RESERVED_NAMES } from './agent-admission.js';
@@ -27,6 +30,11 @@ import { checkOpenExposure, defaultListenHost, type AgentListener } from './expo
 import { DEFAULT_LIMITS, MAX_HEADER_BYTES_CAP, MAX_HEADER_COUNT_CAP, type EdgeLimits } from './limits.js';
 
 const DOMAIN = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
+
+/** `tcp-ports` / `udp-ports`: checked ranges, kept in their canonical text form (`20000-20099,20200`). */
+function portRangesSetting(raw: unknown): string {
+  return formatPortRanges(parsePortRanges(raw));
+}
 
 /** Every setting of `jetty edge`: flag, JETTY_* variable and config key, with its default. */
 export const EDGE_SETTINGS: readonly SettingSpec[] = [
@@ -94,8 +102,14 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
       return names;
     },
   },
+  { name: 'tcp-ports', help: 'public ports of TCP tunnels (20000-20099,20200), on the listen address; empty = off', default: '', parse: portRangesSetting },
+  { name: 'udp-ports', help: 'public ports of UDP tunnels, as tcp-ports; empty = off', default: '', parse: portRangesSetting },
+  { name: 'tcp-idle-timeout', help: 'ms a TCP tunnel connection may pass with no bytes either way', default: DEFAULT_TCP_IDLE_TIMEOUT_MS, parse: parseInt(1000, 86_400_000) },
+  { name: 'tcp-max-connections', help: 'open public connections per TCP tunnel (reset beyond)', default: DEFAULT_TCP_MAX_CONNECTIONS, parse: parseInt(1, 1_000_000) },
+  { name: 'udp-idle-timeout', help: 'ms a UDP flow (client address and port) may pass with no datagram either way', default: DEFAULT_UDP_IDLE_TIMEOUT_MS, parse: parseInt(1000, 86_400_000) },
+  { name: 'udp-max-flows', help: 'flows per UDP tunnel (datagrams of new flows dropped beyond)', default: DEFAULT_UDP_MAX_FLOWS, parse: parseInt(1, 1_000_000) },
   // Not secret: only hashes are stored, and --check-config shows them whole so an operator can tell entries apart.
-  { name: 'tokens', help: 'agent tokens: [{hash, names}] (see jetty token create)', default: [], parse: parseTokenEntries, fileOnly: true },
+  { name: 'tokens', help: 'agent tokens: [{hash, names, ports}] (see jetty token create)', default: [], parse: parseTokenEntries, fileOnly: true },
   { name: 'log-level', help: 'log level', default: 'info', parse: parseOneOf(LOG_LEVELS) },
   { name: 'log-format', help: 'json, pretty, or auto (pretty on a TTY)', default: 'auto', parse: parseOneOf(LOG_FORMATS) },
 ];
@@ -153,6 +167,12 @@ export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
     maxExchangesPerAgent: v['max-exchanges-per-agent'] as number,
     trustedProxies: v['trusted-proxies'] as string[],
     tokens: v.tokens as TokenEntry[],
+    tcpPorts: v['tcp-ports'] as string,
+    udpPorts: v['udp-ports'] as string,
+    tcpIdleTimeoutMs: v['tcp-idle-timeout'] as number,
+    tcpMaxConnections: v['tcp-max-connections'] as number,
+    udpIdleTimeoutMs: v['udp-idle-timeout'] as number,
+    udpMaxFlows: v['udp-max-flows'] as number,
     tls: v['tls-cert'] ? { cert: readSettingFile('tls-cert', v['tls-cert'] as string), key: readSettingFile('tls-key', v['tls-key'] as string) } : undefined,
     limits,
   };

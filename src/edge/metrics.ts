@@ -47,6 +47,37 @@ export class EdgeMetrics {
     labelNames: ['transport'] as const,
     registers: [this.registry],
   });
+  readonly tcpConnections = new Counter({
+    name: 'jetty_tcp_connections_total',
+    help: 'Public TCP connections through TCP tunnels, by result (ok or the error code)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly udpFlows = new Counter({
+    name: 'jetty_udp_flows_total',
+    help: 'UDP flows (public address and port) through UDP tunnels, by result (ok or the error code)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly udpDropped = new Counter({
+    name: 'jetty_udp_dropped_total',
+    help: 'Datagrams dropped instead of queued: a flow over its queue bound, or a tunnel over its flow limit',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly tunnelBytes = new Counter({
+    name: 'jetty_tunnel_bytes_total',
+    help: 'Bytes through TCP and UDP tunnels; in = from public clients, out = to them',
+    labelNames: ['kind', 'direction'] as const,
+    registers: [this.registry],
+  });
+  readonly tunnelDuration = new Histogram({
+    name: 'jetty_tunnel_connection_duration_seconds',
+    help: 'Duration of TCP connections and UDP flows through tunnels',
+    labelNames: ['kind'] as const,
+    buckets: [0.01, 0.1, 1, 10, 60, 600, 3600],
+    registers: [this.registry],
+  });
   readonly pingRtt = new Histogram({
     name: 'jetty_agent_ping_rtt_seconds',
     help: 'Round-trip time of liveness pings to agents',

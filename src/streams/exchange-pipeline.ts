@@ -31,7 +31,7 @@ export interface ExchangePipelineInit {
   fields?: Record<string, unknown>;
 }
 
-/** The kinds of exchange this build serves (DESIGN.md §6.1): `stream` and `datagram` come later. */
+/** The kinds of exchange an HTTP tunnel's agent serves (DESIGN.md §6.1); a TCP tunnel's serves `stream` (agent/tcp-origin.ts). */
 export const SERVED_EXCHANGE_KINDS: readonly ExchangeKind[] = [ExchangeKind.HTTP];
 
 /** A pipe stage (source → countData → sink) that adds the DATA bytes passing through to `counter`. */
@@ -112,6 +112,15 @@ export class ExchangePipeline {
   /** Aborts the exchange (RESET `code` to the peer); `failed` follows once it has settled. Idempotent. */
   abort(err: Error, code: ResetCode): void {
     this.exchange?.abort(err, code);
+  }
+
+  /** Aborts the exchange (CANCEL to the peer) when `signal` aborts, now if it has; returns the unsubscribe. */
+  cancelOn(signal: AbortSignal | undefined): () => void {
+    if (!signal) return () => undefined;
+    const onAbort = (): void => this.abort(toError(signal.reason), ResetCode.CANCEL);
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    return () => signal.removeEventListener('abort', onAbort);
   }
 
   /** The action of an idle timer of `ms`: the exchange ends with IdleTimeoutError, the peer gets CANCEL. */

@@ -1,0 +1,63 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * What bench/tcp.ts and bench/udp.ts share: an edge and an agent as real processes on 127.0.0.1, the
+ * median of runs, and a table. Processes are ended by their PIDs.
+ */
+
+export const JETTY = fileURLToPath(new URL('../../bin/jetty.js', import.meta.url));
+export const RUNS = Number(process.env.BENCH_RUNS) || 3;
+
+const started: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of started) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+/** Starts `node args…` and resolves with the first stdout line matching `re`. */
+export function startProcess(args: string[], re: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, JETTY_LOG_LEVEL: 'warn' } });
+  started.push(child);
+  let out = '';
+  return new Promise((resolve, reject) => {
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (d: string) => {
+      out += d;
+      const m = re.exec(out);
+      if (m) resolve({ child, match: m });
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code} before ${re}: ${out}`)));
+  });
+}
+
+/** An edge offering `kind` ports and an agent for `target`; resolves with the tunnel's public port. */
+export async function tunnel(kind: 'tcp' | 'udp', target: number, ports: string, transport: string): Promise<{ port: number; stop: () => void }> {
+  const edge = await startProcess([JETTY, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', `--${kind}-ports`, ports], /Jetty edge on http:\/\/localhost:(\d+) /);
+  const agent = await startProcess([JETTY, kind, String(target), '--edge', `http://127.0.0.1:${edge.match[1]}`, '--transport', transport], new RegExp(`Forwarding ${kind}://localhost:(\\d+) `));
+  return {
+    port: Number(agent.match[1]),
+    stop: () => {
+      agent.child.kill('SIGTERM');
+      edge.child.kill('SIGTERM');
+    },
+  };
+}
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Runs `fn` RUNS times and returns the median. */
+export async function medianOf(fn: () => Promise<number>): Promise<number> {
+  const out: number[] = [];
+  for (let i = 0; i < RUNS; i++) out.push(await fn());
+  return median(out);
+}
+
+/** Prints a markdown table: one row per metric, one column per target. */
+export function printTable(title: string, columns: string[], rows: Array<[string, ...number[]]>): void {
+  process.stdout.write(`\n${title}; median of ${RUNS} runs; ${new Date().toISOString()}\n\n`);
+  process.stdout.write(`| metric | ${columns.join(' | ')} |\n|---|${columns.map(() => '---').join('|')}|\n`);
+  for (const [name, ...values] of rows) process.stdout.write(`| ${name} | ${values.map((v) => (Number.isInteger(v) ? String(v) : v.toFixed(2))).join(' | ')} |\n`);
+}

@@ -1,0 +1,214 @@
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { ChunkKind, dataChunk, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import { AbortError, IdleTimeoutError, ProtocolError, TunnelNotFoundError, toError } from '../errors.js';
+import { DatagramQueue } from '../streams/datagram-queue.js';
+import { ExchangePipeline } from '../streams/exchange-pipeline.js';
+import { waitForEvent } from '../wait.js';
+import type { PortListenerInit } from './port-tunnels.js';
+import { checkPortAnswer, portExchangeHead } from './tcp-listener.js';
+
+/** Default `udp-idle-timeout`: a flow with no datagram either way for this long ends, ms. */
+export const DEFAULT_UDP_IDLE_TIMEOUT_MS = 60_000;
+/** Default cap on flows (public address and port) per UDP tunnel; a datagram of a new flow beyond it is dropped. */
+export const DEFAULT_UDP_MAX_FLOWS = 1024;
+/** Datagrams one flow holds while its exchange cannot take them; beyond: dropped and counted. */
+export const UDP_FLOW_QUEUE_DATAGRAMS = 256;
+/** Largest UDP payload (IPv4: 65,535 − 8 UDP − 20 IP header bytes). One DATA chunk carries it whole. */
+export const MAX_DATAGRAM_BYTES = 65_507;
+/**
+ * The kernel receive buffer asked for on each UDP port (capped by net.core.rmem_max): bursts wait
+ * there, outside the JS heap, while the event loop is busy, instead of being lost at the socket.
+ */
+export const UDP_RECV_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Bytes the port's socket may have waiting to be sent before replies are dropped. */
+export const UDP_SEND_QUEUE_BYTES = 4 * 1024 * 1024;
+
+export interface UdpListenerInit extends PortListenerInit {
+  /** Default DEFAULT_UDP_IDLE_TIMEOUT_MS. */
+  idleTimeoutMs?: number;
+  /** Default DEFAULT_UDP_MAX_FLOWS. */
+  maxFlows?: number;
+}
+
+/** One flow: its queue of datagrams towards the agent, its exchange's pipeline and its idle timer. */
+interface Flow {
+  queue: DatagramQueue;
+  pipeline: ExchangePipeline;
+  /** Fields of its log line (the transport is known once the session is). */
+  fields: Record<string, unknown>;
+  timer: NodeJS.Timeout;
+  /** Aborted when the flow ends before its exchange opened (idle, port closed). */
+  ended: AbortController;
+}
+
+/**
+ * One UDP tunnel's public port: a dgram socket; each flow (public address and port) is one
+ * `datagram` exchange on the tunnel's session, each DATA one datagram both ways. Datagrams a flow
+ * cannot pass on now wait in a DatagramQueue of UDP_FLOW_QUEUE_DATAGRAMS, beyond which they are
+ * dropped and counted (`jetty_udp_dropped_total`); a flow ends after `idleTimeoutMs` of silence.
+ * Teardown order (abort): every flow's exchange aborted → socket closed.
+ */
+export class UdpListener extends EventEmitter<{ idle: [] }> {
+  private readonly socket: Socket;
+  private readonly init: UdpListenerInit;
+  private readonly flows = new Map<string, Flow>();
+  private accepting = true;
+
+  private constructor(init: UdpListenerInit, socket: Socket) {
+    super();
+    this.init = init;
+    this.socket = socket;
+    socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+    socket.on('error', (err) => init.logger.warn({ tunnel: init.key, err: err.message }, 'udp socket error'));
+  }
+
+  static async listen(init: UdpListenerInit): Promise<UdpListener> {
+    const socket = createSocket({ type: isIPv6(init.host) ? 'udp6' : 'udp4', exclusive: true } as Parameters<typeof createSocket>[0]);
+    const bound = waitForEvent(socket, 'listening');
+    socket.bind(init.port, init.host);
+    try {
+      await bound;
+    } catch (err) {
+      socket.close();
+      throw err;
+    }
+    try {
+      socket.setRecvBufferSize(UDP_RECV_BUFFER_BYTES);
+    } catch {
+      // The system's default buffer then: bursts beyond it are lost at the socket, as without a tunnel.
+    }
+    return new UdpListener(init, socket);
+  }
+
+  /** Flows open now. */
+  get connections(): number {
+    return this.flows.size;
+  }
+
+  /** Datagram bytes held in the flows' queues and the socket's send queue. */
+  bufferedBytes(): number {
+    let n = this.socket.getSendQueueSize();
+    for (const f of this.flows.values()) n += f.queue.length * MAX_DATAGRAM_BYTES;
+    return n;
+  }
+
+  /** Drain: datagrams of new flows are dropped; open flows go on. */
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  abort(): void {
+    this.accepting = false;
+    for (const f of this.flows.values()) {
+      const err = new AbortError('udp port closed');
+      f.ended.abort(err);
+      f.pipeline.abort(err, ResetCode.CANCEL);
+    }
+    try {
+      this.socket.close();
+    } catch {
+      // Closed already.
+    }
+  }
+
+  private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
+    const { metrics, maxFlows = DEFAULT_UDP_MAX_FLOWS } = this.init;
+    const id = `${rinfo.address}:${rinfo.port}`;
+    let flow = this.flows.get(id);
+    if (!flow) {
+      if (!this.accepting || this.flows.size >= maxFlows) {
+        metrics.udpDropped.inc({ reason: 'flows' });
+        return;
+      }
+      flow = this.open(id, rinfo);
+    }
+    flow.timer.refresh();
+    if (!flow.queue.push(msg)) metrics.udpDropped.inc({ reason: 'queue' });
+  }
+
+  /** A new flow: its exchange opens in the background while its first datagrams wait in its queue. */
+  private open(id: string, rinfo: RemoteInfo): Flow {
+    const { key, logger, idleTimeoutMs = DEFAULT_UDP_IDLE_TIMEOUT_MS } = this.init;
+    const local = this.socket.address();
+    const head = portExchangeHead(ExchangeKind.DATAGRAM, { address: rinfo.address, port: rinfo.port }, { address: local.address, port: local.port });
+    const fields: Record<string, unknown> = { tunnel: key, kind: 'udp', transport: 'none' };
+    const pipeline = new ExchangePipeline({ id: head.exchangeId, method: head.method, path: head.target, logger, fields });
+    const queue = new DatagramQueue(UDP_FLOW_QUEUE_DATAGRAMS);
+    const ended = new AbortController();
+    // Silence ends the flow, whether its exchange is open yet or still waiting for its agent.
+    const timer = setTimeout(() => {
+      const err = new IdleTimeoutError(`no datagram either way for ${idleTimeoutMs} ms`);
+      ended.abort(err);
+      pipeline.abort(err, ResetCode.CANCEL);
+    }, idleTimeoutMs);
+    const flow: Flow = { queue, pipeline, fields, timer, ended };
+    this.flows.set(id, flow);
+    void this.relay(flow, head, rinfo).finally(() => {
+      clearTimeout(timer);
+      queue.close();
+      this.flows.delete(id);
+      if (this.flows.size === 0) this.emit('idle');
+    });
+    return flow;
+  }
+
+  /** One flow's exchange, from its open to its log line; never rejects. */
+  private async relay(flow: Flow, head: HTTPChunk, rinfo: RemoteInfo): Promise<void> {
+    const { registry, key, reconnectGraceMs, metrics } = this.init;
+    const { pipeline, queue } = flow;
+    // The flow's end (idle, a reset, the session's loss) must end the upload even while it waits for a datagram.
+    pipeline.onFailed(() => queue.close());
+    let failure: Error | undefined;
+    try {
+      const session = registry.lookup(key) ?? (await registry.waitFor(key, reconnectGraceMs));
+      if (!session) throw new TunnelNotFoundError('the agent of this port is gone');
+      flow.fields.transport = session.transport;
+      const exchange = pipeline.attach(await session.openExchange(head, { signal: flow.ended.signal }));
+      const counter = pipeline.bytesIn;
+      async function* upload(): AsyncGenerator<HTTPChunk> {
+        yield head;
+        for await (const d of queue) {
+          counter.bytes += d.byteLength;
+          yield dataChunk(d);
+        }
+      }
+      const download = async (): Promise<void> => {
+        const chunks = exchange.source[Symbol.asyncIterator]();
+        const first = await chunks.next();
+        if (first.done) throw new ProtocolError('flow ended before its HEADERS');
+        checkPortAnswer(first.value);
+        pipeline.status = 200;
+        for (;;) {
+          const { value, done } = await chunks.next();
+          if (done) return;
+          if (value.kind !== ChunkKind.DATA) throw new ProtocolError('unexpected chunk in a datagram flow');
+          if (value.data!.byteLength > MAX_DATAGRAM_BYTES) throw new ProtocolError(`datagram of more than ${MAX_DATAGRAM_BYTES} bytes`);
+          flow.timer.refresh();
+          if (this.socket.getSendQueueSize() > UDP_SEND_QUEUE_BYTES) {
+            metrics.udpDropped.inc({ reason: 'send' });
+            continue;
+          }
+          pipeline.bytesOut.bytes += value.data!.byteLength;
+          this.socket.send(value.data!, rinfo.port, rinfo.address);
+        }
+      };
+      const results = await Promise.allSettled([exchange.sink(upload()), download()]);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        const err = toError(failed.reason);
+        pipeline.abort(err, err instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.CANCEL);
+        throw exchange.error ?? err;
+      }
+    } catch (err) {
+      failure = toError(err);
+    }
+    const entry = pipeline.finish(failure);
+    // A flow ends by its idle timeout: that is its normal end, not a failure.
+    metrics.udpFlows.inc({ result: !failure || failure instanceof IdleTimeoutError ? 'ok' : ((failure as { code?: string }).code ?? 'ERR_INTERNAL') });
+    metrics.tunnelBytes.inc({ kind: 'udp', direction: 'in' }, entry.bytesIn);
+    metrics.tunnelBytes.inc({ kind: 'udp', direction: 'out' }, entry.bytesOut);
+    metrics.tunnelDuration.observe({ kind: 'udp' }, entry.ms / 1000);
+  }
+}

@@ -1,0 +1,3 @@
+import { tcpSuite } from '../helpers/tcp-suite.js';
+
+tcpSuite('grpc', { transport: 'grpc' });

@@ -1,0 +1,3 @@
+import { tcpSuite } from '../helpers/tcp-suite.js';
+
+tcpSuite('websocket+json', { transport: 'websocket', wsCodec: 'json' });

@@ -1,0 +1,92 @@
+import { execFile } from 'node:child_process';
+import * as assert from 'uvu/assert';
+import type { Edge } from '../../src/edge/edge-server.js';
+import { MAX_DATAGRAM_BYTES, UDP_FLOW_QUEUE_DATAGRAMS, UDP_SEND_QUEUE_BYTES } from '../../src/edge/udp-listener.js';
+import { startEdge, waitFor } from '../helpers/harness.js';
+import { jetty, type Running } from '../helpers/process.js';
+import { suite } from '../helpers/suite.js';
+import { freePorts, portOf, hasCommand } from '../helpers/tcp-tools.js';
+import { dnsAnswer, udpClient, UdpOriginServer } from '../helpers/udp-tools.js';
+
+interface Ctx {
+  started: Running[];
+  origin: UdpOriginServer;
+  edge?: Edge;
+}
+
+const test = suite<Ctx>('e2e/udp-cli');
+
+test.before.each(async (ctx) => {
+  ctx.started = [];
+  ctx.origin = await UdpOriginServer.start();
+});
+
+test.after.each(async (ctx) => {
+  // Only processes this test started, by their handles (PIDs); a stopped one is continued first.
+  await Promise.all(ctx.started.map((r) => r.kill()));
+  await ctx.edge?.close();
+  ctx.edge = undefined;
+  await ctx.origin.close();
+});
+
+/** A real `jetty udp` agent against an in-process edge; resolves with its public port. */
+async function udpAgent(ctx: Ctx, edge: Edge, target: number): Promise<{ agent: Running; port: number }> {
+  const agent = jetty(['udp', String(target), '--edge', `http://127.0.0.1:${edge.publicPort}`, '--transport', 'grpc']);
+  ctx.started.push(agent);
+  const m = await agent.line(/^Forwarding (udp:\/\/localhost:\d+) -> localhost:\d+$/);
+  return { agent, port: portOf(m[1]) };
+}
+
+const DIG = hasCommand('dig');
+if (!DIG) process.stdout.write('e2e/udp-cli: dig test skipped, dig is not installed (apt-get install dnsutils)\n');
+
+(DIG ? test : test.skip)('a real client through the tunnel: dig against a tiny DNS origin', async (ctx) => {
+  ctx.origin.onMessage = (msg, rinfo, socket) => socket.send(dnsAnswer(msg, '10.1.2.3'), rinfo.port, rinfo.address);
+  ctx.edge = await startEdge({ udpPorts: (await freePorts(1)).join(',') });
+  const { port } = await udpAgent(ctx, ctx.edge, ctx.origin.port);
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile('dig', ['@127.0.0.1', '-p', String(port), 'tunnel.example.test', 'A', '+short', '+tries=1', '+time=5'], { timeout: 15_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+  );
+  assert.is(out.trim(), '10.1.2.3');
+});
+
+test('overload (agent stopped): datagrams are dropped and counted, the edge holds at most its bounds, traffic resumes', async (ctx) => {
+  ctx.edge = await startEdge({ udpPorts: (await freePorts(1)).join(','), udpIdleTimeoutMs: 60_000 });
+  const edge = ctx.edge;
+  const { agent, port } = await udpAgent(ctx, edge, ctx.origin.port);
+  const client = await udpClient();
+  try {
+    const replies: number[] = [];
+    client.on('message', (m) => replies.push(m.byteLength));
+    client.send('hello', port, '127.0.0.1');
+    await waitFor(() => replies.length === 1, 10_000, 'the first echo');
+    agent.child.kill('SIGSTOP');
+    const big = Buffer.alloc(60_000, 7);
+    let maxBuffered = 0;
+    // 3,000 datagrams of 60 KB (180 MB) towards an agent that reads nothing, two per turn of the event
+    // loop so the edge (in this process) reads them before its socket buffer overflows.
+    for (let i = 0; i < 3_000; i++) {
+      client.send(big, port, '127.0.0.1');
+      if (i % 2 === 1) {
+        await new Promise((r) => setImmediate(r));
+        maxBuffered = Math.max(maxBuffered, edge.stats().udpBufferedBytes);
+      }
+    }
+    await waitFor(async () => /jetty_udp_dropped_total\{reason="queue"\} [1-9]/.test(await edge.metrics.registry.metrics()), 10_000, 'drops to be counted');
+    maxBuffered = Math.max(maxBuffered, edge.stats().udpBufferedBytes);
+    const bound = UDP_FLOW_QUEUE_DATAGRAMS * MAX_DATAGRAM_BYTES + UDP_SEND_QUEUE_BYTES;
+    assert.ok(maxBuffered <= bound, `edge held ${maxBuffered} bytes for one flow (bound ${bound})`);
+    agent.child.kill('SIGCONT');
+    // What was queued is delivered, then the flow carries new datagrams again.
+    const before = replies.length;
+    await waitFor(() => replies.length > before, 20_000, 'echoes after the agent resumed');
+    const settled = replies.length;
+    client.send('again', port, '127.0.0.1');
+    await waitFor(() => replies.length > settled && replies.includes(5), 20_000, 'a fresh echo');
+  } finally {
+    agent.child.kill('SIGCONT');
+    client.close();
+  }
+});
+
+test.run();

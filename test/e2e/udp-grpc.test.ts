@@ -1,0 +1,3 @@
+import { udpSuite } from '../helpers/udp-suite.js';
+
+udpSuite('grpc', { transport: 'grpc' });
