@@ -8,7 +8,7 @@ import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import type { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
-import { cutSocket, socketChunks, writeSocket } from '../streams/socket-pipe.js';
+import { resetSocket, socketChunks, writeSocket } from '../streams/socket-pipe.js';
 
 /** How the origin answered an upgrade request: it switched (101), or it sent an ordinary response. */
 type OriginAnswer = { switched: true; res: IncomingMessage; socket: Socket; head: Buffer } | { switched: false; res: IncomingMessage };
@@ -92,7 +92,7 @@ export async function relayUpgrade(
   // A reset from the edge (or a dead session) reaches the origin even when nothing is being read.
   pipeline.onFailed((err) => {
     req.destroy(err);
-    if (upgraded) cutSocket(upgraded);
+    if (upgraded) resetSocket(upgraded);
   });
   req.end();
 
@@ -127,7 +127,7 @@ export async function relayUpgrade(
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
     req.destroy();
-    if (upgraded) cutSocket(upgraded);
+    if (upgraded) resetSocket(upgraded);
     const err = toError(failed.reason);
     pipeline.abort(err, err instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.ORIGIN_ERROR);
   }

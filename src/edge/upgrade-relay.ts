@@ -11,7 +11,7 @@ import type { TunnelSession } from '../actors/registry.js';
 import { abortable } from '../streams/abortable.js';
 import { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { responseHead, writeResponse } from '../streams/http-sink.js';
-import { cutSocket, socketChunks, writeSocket } from '../streams/socket-pipe.js';
+import { resetSocket, socketChunks, writeSocket } from '../streams/socket-pipe.js';
 import { sendErrorPage } from './error-pages.js';
 import type { EdgeLimits } from './limits.js';
 import type { EdgeMetrics } from './metrics.js';
@@ -34,7 +34,7 @@ type UpgradeStatus = 'waiting' | 'switched' | 'answered';
  * It passes the router's admission and counts as an exchange (Router.enter); its request HEADERS keep
  * the two upgrade fields. The origin's `101` goes to the client as the origin wrote it and the exchange
  * carries raw bytes both ways: socket bytes (from Node's `head` on) → request DATA, the client's FIN →
- * END; response DATA → socket, END → `socket.end()`; a RESET or a broken socket cuts the other side (a TCP RST: cutSocket).
+ * END; response DATA → socket, END → `socket.end()`; a RESET or a broken socket cuts the other side (a TCP RST: resetSocket).
  * Any other answer is an ordinary response written on the raw socket (Connection: close), after which
  * the connection closes. The edge never parses the upgraded protocol: any Upgrade works.
  *
@@ -83,7 +83,7 @@ export class UpgradeRelay {
       failure = toError(err);
       if (failure instanceof LimitError) metrics.limitRejections.inc({ limit: failure.limit });
       if (state.status === 'waiting' && !socket.destroyed) pipeline.status = this.errorPage(req, socket, failure);
-      else cutSocket(socket);
+      else resetSocket(socket);
     } finally {
       release?.();
     }
@@ -119,7 +119,7 @@ export class UpgradeRelay {
     };
     // A failed exchange cuts the client at once, even while a write waits for a reader that never reads.
     pipeline.onFailed(() => {
-      if (state.status !== 'waiting') cutSocket(socket);
+      if (state.status !== 'waiting') resetSocket(socket);
     });
     socket.once('close', onClose);
     if (socket.destroyed) onClose();

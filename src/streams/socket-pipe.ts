@@ -6,9 +6,9 @@ import { waitDrain } from './http-sink.js';
 import { dataChunks, readableData, type ByteCounter } from './http-source.js';
 
 /**
- * Raw bytes of a switched connection (an upgraded HTTP/1.1 socket, DESIGN.md §6.2) as the DATA of a
- * `stream`-shaped direction, and back. Both ends of an upgrade use these: the edge on the public
- * socket, the agent on the origin's.
+ * Raw bytes of a connection as the DATA of a `stream` exchange's direction, and back: a switched
+ * connection (an upgraded HTTP/1.1 socket, DESIGN.md §6.2) on both ends of an upgrade, and a TCP
+ * tunnel's public and origin connections (socket-stream.ts).
  *
  * Bounds: reading pulls one socket read at a time (the socket's readable high-water mark, 16 KiB by
  * default, is what waits here); writing has at most one chunk (MAX_CHUNK_DATA_BYTES) beyond the
@@ -42,7 +42,7 @@ export async function writeSocket(socket: Duplex, chunks: AsyncIterator<HTTPChun
   for (;;) {
     const { value: chunk, done } = await chunks.next();
     if (done) break;
-    if (chunk.kind !== ChunkKind.DATA) throw new ProtocolError(`unexpected ${ChunkKind[chunk.kind]} chunk on a switched connection`);
+    if (chunk.kind !== ChunkKind.DATA) throw new ProtocolError(`unexpected ${ChunkKind[chunk.kind]} chunk in a stream of raw bytes`);
     const data = chunk.data!;
     if (socket.destroyed) throw new TransportClosedError('socket closed while writing');
     if (counter) counter.bytes += data.byteLength;
@@ -52,15 +52,17 @@ export async function writeSocket(socket: Duplex, chunks: AsyncIterator<HTTPChun
 }
 
 /**
- * Aborts a switched connection so the peer can tell: a TCP RST (ECONNRESET on its side) rather than the
- * FIN that `destroy()` sends, which would read as a clean end. A socket that cannot reset (TLS, not yet
- * connected handles aside) is destroyed.
+ * Resets a raw connection (a switched upgrade, a TCP tunnel's) so the peer can tell, once: a TCP RST
+ * (ECONNRESET on its side) rather than the FIN that `destroy()` sends, which would read as a clean end.
+ * Destroyed instead: a socket that cannot reset (TLS, one still connecting), and one whose FIN is still
+ * being written (on Node 20 resetAndDestroy() during a pending shutdown never emits 'close', so the
+ * connection would be counted as open for ever and a drain would wait out its whole grace period).
  */
-export function cutSocket(socket: Duplex): void {
+export function resetSocket(socket: Duplex): void {
   if (socket.destroyed) return;
   const tcp = socket as Socket;
   try {
-    if (typeof tcp.resetAndDestroy === 'function' && !tcp.connecting) {
+    if (typeof tcp.resetAndDestroy === 'function' && !tcp.connecting && !(socket.writableEnded && !socket.writableFinished)) {
       tcp.resetAndDestroy();
       return;
     }

@@ -1,10 +1,13 @@
 import type { Socket } from 'node:net';
-import { ChunkKind, dataChunk, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import { ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
-import { AbortError, ProtocolError, TransportClosedError, toError } from '../errors.js';
+import { AbortError, ProtocolError, toError } from '../errors.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 import type { ExchangePipeline } from './exchange-pipeline.js';
 import type { ByteCounter } from './http-source.js';
+import { resetSocket, socketChunks, writeSocket } from './socket-pipe.js';
+
+export { resetSocket };
 
 /**
  * The highWaterMark of every tunnel TCP socket (edge and agent), both directions, bytes: how far it
@@ -20,71 +23,9 @@ export const SOCKET_HIGH_WATER_BYTES = 64 * 1024;
  */
 export const MAX_SOCKET_BUFFERED_BYTES = 3 * SOCKET_HIGH_WATER_BYTES + MAX_CHUNK_DATA_BYTES;
 
-/**
- * Resets `socket` (RST), once. A socket whose FIN is still being written is destroyed instead: on
- * Node 20 resetAndDestroy() during a pending shutdown never emits 'close', so the connection would
- * be counted as open for ever (a drain would wait out its whole grace period).
- */
-export function resetSocket(socket: Socket): void {
-  if (socket.destroyed) return;
-  if (socket.writableEnded && !socket.writableFinished) socket.destroy();
-  else socket.resetAndDestroy();
-}
-
 /** Socket options with the tunnel's highWaterMark (Node 20 honours it; its typings do not list it). */
 export function tunnelSocketOptions<T extends object>(options: T): T {
   return { ...options, highWaterMark: SOCKET_HIGH_WATER_BYTES };
-}
-
-/**
- * The bytes of a TCP socket as DATA chunks, read only as the consumer pulls (the socket's
- * highWaterMark is the bound: a slow exchange stops the reads, TCP's window stops the peer). Ends at
- * the peer's FIN (its half-close); throws AbortError when the socket fails (a reset).
- */
-export async function* socketChunks(socket: Socket, counter: ByteCounter): AsyncGenerator<HTTPChunk> {
-  try {
-    // The socket stays ours when the consumer stops early: the other direction may still be writing.
-    for await (const buf of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-      counter.bytes += buf.byteLength;
-      for (let off = 0; off < buf.byteLength; off += MAX_CHUNK_DATA_BYTES) {
-        yield dataChunk(off === 0 && buf.byteLength <= MAX_CHUNK_DATA_BYTES ? buf : buf.subarray(off, off + MAX_CHUNK_DATA_BYTES));
-      }
-    }
-  } catch (err) {
-    throw new AbortError('connection reset mid-stream', { cause: err });
-  }
-}
-
-function waitDrain(socket: Socket): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const done = (err?: Error): void => {
-      socket.off('drain', onDrain);
-      socket.off('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = (): void => done();
-    const onClose = (): void => done(new TransportClosedError('connection closed while writing'));
-    socket.on('drain', onDrain);
-    socket.on('close', onClose);
-  });
-}
-
-/**
- * Writes the peer's DATA to `socket` with backpressure (at most one chunk beyond the socket's
- * highWaterMark), then half-closes it (FIN) when `chunks` ends: the other direction goes on.
- * Anything but DATA is the peer's ProtocolError (a stream carries no HEADERS or TRAILERS after its head).
- */
-export async function writeChunks(socket: Socket, chunks: AsyncIterator<HTTPChunk>, counter: ByteCounter): Promise<void> {
-  for (;;) {
-    const { value: chunk, done } = await chunks.next();
-    if (done) break;
-    if (chunk.kind !== ChunkKind.DATA) throw new ProtocolError(`unexpected ${ChunkKind[chunk.kind]} chunk in a stream`);
-    if (socket.destroyed) throw new TransportClosedError('connection closed while writing');
-    counter.bytes += chunk.data!.byteLength;
-    if (!socket.write(chunk.data!)) await waitDrain(socket);
-  }
-  if (!socket.destroyed) socket.end();
 }
 
 export interface RelaySocketOptions {
@@ -114,7 +55,7 @@ export async function relaySocket(socket: Socket, exchange: ExchangeDuplex, pipe
   socket.on('error', (err: Error) => pipeline.abort(new AbortError('connection reset', { cause: err }), socketFailure));
   async function* upload(): AsyncGenerator<HTTPChunk> {
     yield head;
-    yield* socketChunks(socket, readCounter);
+    yield* socketChunks(socket, undefined, readCounter);
   }
   const download = async (): Promise<void> => {
     const chunks = exchange.source[Symbol.asyncIterator]();
@@ -123,7 +64,7 @@ export async function relaySocket(socket: Socket, exchange: ExchangeDuplex, pipe
       if (first.done) throw new ProtocolError('stream ended before its HEADERS');
       checkFirst(first.value);
     }
-    await writeChunks(socket, chunks, writeCounter);
+    await writeSocket(socket, chunks, writeCounter);
   };
   try {
     const results = await Promise.allSettled([exchange.sink(upload()), download()]);

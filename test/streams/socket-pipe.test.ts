@@ -3,7 +3,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import * as assert from 'uvu/assert';
 import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import { MAX_CHUNK_DATA_BYTES } from '../../src/codec/tunnel-codec.js';
-import { cutSocket, socketChunks, writeSocket } from '../../src/streams/socket-pipe.js';
+import { resetSocket, socketChunks, writeSocket } from '../../src/streams/socket-pipe.js';
 import { patternBytes, sha256, untilStable, within } from '../helpers/harness.js';
 import { suite } from '../helpers/suite.js';
 
@@ -93,10 +93,10 @@ test('socketChunks reads only as its consumer asks: an unread socket holds about
   await it.return?.(undefined);
 });
 
-test('cutSocket resets the connection: the peer sees ECONNRESET, not a clean end', async (ctx) => {
+test('resetSocket resets the connection: the peer sees ECONNRESET, not a clean end', async (ctx) => {
   const seen = within(once(ctx.far, 'error'), 5000, 'the reset') as Promise<[NodeJS.ErrnoException]>;
   ctx.far.resume();
-  cutSocket(ctx.near);
+  resetSocket(ctx.near);
   assert.is((await seen)[0].code, 'ECONNRESET');
 });
 
