@@ -2,6 +2,7 @@
 // SESSIONS agent sessions of one transport at once, each a real registration over its own connection
 // (WebSocket: its own socket; gRPC: its own HTTP/2 connection, no shared subchannel) speaking the real
 // protocol: Hello, then a Pong for every Ping. Per session = (edge RSS with all held − fresh edge RSS) / N.
+import { readdirSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { WebSocket } from 'ws';
 import type { AgentMessage, EdgeMessage } from '../src/codec/tunnel-codec.js';
@@ -73,8 +74,8 @@ function holdGrpc(grpcPort: number, name: string): Promise<Held> {
   });
 }
 
-async function perSession(transport: string): Promise<{ fresh: number; held: number; seconds: number }> {
-  const { edge, port, grpcPort } = await startEdge(['--max-agents', String(SESSIONS * 2), '--max-agents-per-ip', String(SESSIONS * 2), '--log-level', 'warn']);
+async function perSession(transport: string): Promise<{ fresh: number; held: number; seconds: number; fds: number }> {
+  const { edge, port, grpcPort } = await startEdge(['--max-agents', String(SESSIONS * 2), '--max-agents-per-ip', String(SESSIONS * 2), '--max-connections-per-ip', String(SESSIONS * 2), '--log-level', 'warn']);
   const held: Held[] = [];
   try {
     await delay(SETTLE_MS);
@@ -90,7 +91,8 @@ async function perSession(transport: string): Promise<{ fresh: number; held: num
     await Promise.all(Array.from({ length: OPEN_CONCURRENCY }, opener));
     const seconds = (performance.now() - t0) / 1000;
     await delay(SETTLE_MS);
-    return { fresh, held: rssBytes(edge.pid), seconds };
+    // Open descriptors show each session has its own connection (no shared HTTP/2 connection).
+    return { fresh, held: rssBytes(edge.pid), seconds, fds: readdirSync(`/proc/${edge.pid}/fd`).length };
   } finally {
     for (const h of held) h.close();
     await edge.stop();
@@ -101,14 +103,14 @@ export async function sessions(): Promise<string> {
   const lines = [
     `A fresh edge; ${SESSIONS} agent sessions held by the bench process over ${SESSIONS} connections (Hello, Pong to every Ping); edge RSS read ${SETTLE_MS / 1000} s after the last registration. One run per transport (each figure already averages ${SESSIONS} sessions).`,
     '',
-    '| transport | fresh edge RSS MiB | with sessions held MiB | per session KiB | opened in s |',
-    '|---|---|---|---|---|',
+    '| transport | fresh edge RSS MiB | with sessions held MiB | per session KiB | opened in s | edge open fds |',
+    '|---|---|---|---|---|---|',
   ];
   for (const t of transports()) {
     if (!['grpc', 'websocket'].includes(t)) continue;
     process.stderr.write(`sessions: ${SESSIONS} over ${t}\n`);
     const r = await perSession(t);
-    lines.push(`| ${t} | ${(r.fresh / MIB).toFixed(1)} | ${(r.held / MIB).toFixed(1)} | ${((r.held - r.fresh) / 1024 / SESSIONS).toFixed(1)} | ${r.seconds.toFixed(1)} |`);
+    lines.push(`| ${t} | ${(r.fresh / MIB).toFixed(1)} | ${(r.held / MIB).toFixed(1)} | ${((r.held - r.fresh) / 1024 / SESSIONS).toFixed(1)} | ${r.seconds.toFixed(1)} | ${r.fds} |`);
   }
   return lines.join('\n');
 }

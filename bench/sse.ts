@@ -69,16 +69,20 @@ async function broadcast(originPort: number): Promise<number> {
 
 async function oneTransport(transport: string): Promise<string> {
   const origin = await startOrigin();
-  const { edge, port } = await startEdge(['--max-connections-per-ip', String(AGENTS * PER_AGENT * 2), '--log-level', 'warn']);
+  // `direct`: the same clients straight to the origin, the floor for the latency figures.
+  const direct = transport === 'direct';
+  const { edge, port } = direct ? { edge: undefined, port: origin.port } : await startEdge(['--max-connections-per-ip', String(AGENTS * PER_AGENT * 2), '--log-level', 'warn']);
   const agents: Proc[] = [];
   const clients: Client[] = [];
   try {
-    const started = await Promise.all(Array.from({ length: AGENTS }, (_, i) => startAgent(port, origin.port, transport, `sse-${i}`)));
-    agents.push(...started.map((s) => s.agent));
+    if (!direct) {
+      const started = await Promise.all(Array.from({ length: AGENTS }, (_, i) => startAgent(port, origin.port, transport, `sse-${i}`)));
+      agents.push(...started.map((s) => s.agent));
+    }
     await delay(SETTLE_MS);
     const t0 = performance.now();
-    const { growth, base } = await withRss([edge.pid], async () => {
-      for (let a = 0; a < AGENTS; a++) for (let i = 0; i < PER_AGENT; i++) clients.push(openClient(port, `sse-${a}.localhost:${port}`));
+    const { growth, base } = await withRss(edge ? [edge.pid] : [], async () => {
+      for (let a = 0; a < AGENTS; a++) for (let i = 0; i < PER_AGENT; i++) clients.push(openClient(port, direct ? `127.0.0.1:${port}` : `sse-${a}.localhost:${port}`));
       await pollUntil(() => clients.every((c) => c.open || c.failed), 'not every SSE stream opened', OPEN_TIMEOUT_MS);
       const failed = clients.filter((c) => c.failed);
       if (failed.length) throw new Error(`${failed.length} of ${clients.length} SSE streams failed, first: ${failed[0].failed}`);
@@ -92,10 +96,11 @@ async function oneTransport(transport: string): Promise<string> {
     const openS = (performance.now() - t0) / 1000;
     const lat = clients.flatMap((c) => c.latencies).sort((a, b) => a - b);
     const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-    return `| ${transport} | ${clients.length} | ${(base[0] / MIB).toFixed(1)} | ${(growth[0] / MIB).toFixed(1)} | ${lat.length} | ${q(0.5).toFixed(1)} | ${q(0.99).toFixed(1)} | ${lat.at(-1)!.toFixed(1)} | ${openS.toFixed(1)} |`;
+    const mib = (b: number | undefined): string => (b === undefined ? '—' : (b / MIB).toFixed(1));
+    return `| ${direct ? 'direct to origin' : transport} | ${clients.length} | ${mib(base[0])} | ${mib(growth[0])} | ${lat.length} | ${q(0.5).toFixed(1)} | ${q(0.99).toFixed(1)} | ${lat.at(-1)!.toFixed(1)} | ${openS.toFixed(1)} |`;
   } finally {
     for (const c of clients) c.req.destroy();
-    await Promise.all([...agents.map((a) => a.stop()), edge.stop(), origin.proc.stop()]);
+    await Promise.all([...agents.map((a) => a.stop()), edge?.stop(), origin.proc.stop()]);
   }
 }
 
@@ -106,7 +111,7 @@ export async function sse(): Promise<string> {
     '| transport | streams | edge RSS before MiB | edge growth MiB | events received | latency p50 ms | p99 ms | max ms | scenario s |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
-  for (const t of transports()) {
+  for (const t of ['direct', ...transports()]) {
     process.stderr.write(`sse: ${AGENTS * PER_AGENT} streams over ${t}\n`);
     lines.push(await oneTransport(t));
   }
