@@ -26,8 +26,10 @@ interface ToolResult {
 
 /** Runs a tool to completion (tracked, so Ctrl-C kills it too), keeping bounded output. */
 function runTool(cmd: string, args: string[]): Promise<ToolResult> {
+  // A shell pipeline runs as its own process group, so an interrupted bench kills curl and sha256sum too.
+  const group = cmd === 'sh';
   return new Promise((resolve, reject) => {
-    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: group }), group);
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => (stdout = (stdout + d.toString()).slice(-MAX_TOOL_OUTPUT_BYTES)));

@@ -22,12 +22,21 @@ export const MIB = 1024 * 1024;
 const CLOCK_TICKS_PER_S = 100;
 
 const started = new Set<ChildProcess>();
+/** Children started as process-group leaders (shell pipelines): killed with their whole group. */
+const groups = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 /** Extra cleanups (an sshd privilege-separation directory the bench created). */
 const cleanups: (() => void)[] = [];
 
 function cleanupNow(): void {
-  for (const c of started) c.kill('SIGKILL');
+  for (const c of started) {
+    try {
+      if (groups.has(c) && c.pid) process.kill(-c.pid, 'SIGKILL');
+      else c.kill('SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
   started.clear();
   for (const f of cleanups.splice(0)) f();
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
@@ -42,10 +51,11 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-/** Tracks a child spawned elsewhere so it is killed with the rest. */
-export function track(child: ChildProcess): ChildProcess {
+/** Tracks a child spawned elsewhere so it is killed with the rest; `group`: it was spawned detached, kill its group. */
+export function track(child: ChildProcess, group = false): ChildProcess {
   started.add(child);
-  child.once('exit', () => started.delete(child));
+  if (group) groups.add(child);
+  child.once('exit', () => (started.delete(child), groups.delete(child)));
   return child;
 }
 
