@@ -89,7 +89,7 @@ export async function memory(): Promise<string> {
   const lines = [
     `Fresh edge + agent per scenario; RSS from /proc/PID/status, peak growth over the value before the scenario, MiB; medians of ${RUNS}. Slow reader: curl --limit-rate ${SLOW_RATE} for ${SLOW_SECONDS} s on an endless body. ${MANY_READERS} slow readers: ${MANY_RATE}B/s each for ${SLOW_SECONDS} s; "paused" = origin responses waiting on drain ${MANY_SAMPLE_AT_MS / 1000} s in (of ${MANY_READERS}). Idle RSS ${IDLE_MS / 1000} s after Forwarding.`,
     '',
-    '| transport | start-up ms edge / agent (to Forwarding) | idle RSS MiB edge / agent | 1 slow reader growth edge / agent | 32 slow readers growth edge / agent (paused) | ${GIB} GiB down growth edge / agent | ${GIB} GiB up growth edge / agent | origin under the slow reader (last run) |',
+    `| transport | start-up ms edge / agent (to Forwarding) | idle RSS MiB edge / agent | 1 slow reader growth edge / agent | 32 slow readers growth edge / agent (paused) | ${GIB} GiB down growth edge / agent | ${GIB} GiB up growth edge / agent | origin under the slow reader (last run) |`,
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const [t, rs] of results) {

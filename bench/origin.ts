@@ -1,6 +1,6 @@
 // Benchmark origin: a plain Node HTTP server on 127.0.0.1 (port from argv, 0 = any), run as its own process.
 //   GET  /bytes?n=N   N bytes from a reused 64 KiB block, with Content-Length
-//   POST /sink        reads the body, answers {"bytes": N, "sha256": HEX} so the bench checks every upload
+//   POST /sink[?mbps=N]  reads the body (at most N MB/s), answers {"bytes": N, "sha256": HEX} so the bench checks every upload
 //   GET  /small       a 13-byte body
 //   GET  /sse?n=N&ms=M  N server-sent events, one every M ms
 //   GET  /endless     writes until the client goes away; /stats counts writes, pauses and aborts over all of them
@@ -36,9 +36,15 @@ const server = createServer((req, res) => {
   } else if (url.pathname === '/sink') {
     let n = 0;
     const hash = createHash('sha256');
+    // ?mbps=N: read at most N MB/s (a slow origin, to show whether the path before it buffers).
+    const mbps = Number(url.searchParams.get('mbps') ?? 0);
     req.on('data', (d: Buffer) => {
       n += d.length;
       hash.update(d);
+      if (mbps > 0) {
+        req.pause();
+        setTimeout(() => req.resume(), d.length / (mbps * 1000));
+      }
     });
     req.on('end', () => res.end(JSON.stringify({ bytes: n, sha256: hash.digest('hex') })));
   } else if (url.pathname === '/endless') {
