@@ -65,9 +65,17 @@ export function topSelf(profile: CpuProfile, top = TOP): string[] {
   let idle = 0;
   const parent = new Map<number, ProfileNode>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n);
-  // Native leaves (writeString, writeBuffer…) are charged to the nearest JavaScript caller's owner.
+  // Native and node-internal time (writeString, net, http…) is charged to the nearest caller outside
+  // node itself: the package or Jetty file that asked for it. Only what no such caller reached
+  // (the HTTP parser feeding a request in, timers) stays `node internals`.
   const ownerOf = (n: ProfileNode): string => {
-    for (let x: ProfileNode | undefined = n; x; x = parent.get(x.id)) if (x.callFrame.url) return owner(x.callFrame.url);
+    let internal = false;
+    for (let x: ProfileNode | undefined = n; x; x = parent.get(x.id)) {
+      const url = x.callFrame.url;
+      if (url && !url.startsWith('node:')) return owner(url);
+      internal ||= url.startsWith('node:');
+    }
+    if (internal) return 'node internals';
     return n.callFrame.functionName.startsWith('(') ? n.callFrame.functionName : '(native / VM)';
   };
   for (const n of profile.nodes) {
@@ -92,7 +100,7 @@ export function topSelf(profile: CpuProfile, top = TOP): string[] {
     '|---|---|---|',
     ...rows(byFn, top),
     '',
-    '| self % of busy | self ms | where (native time charged to its JavaScript caller) |',
+    '| self % of busy | self ms | where (native and node-internal time charged to the package or Jetty file that called it) |',
     '|---|---|---|',
     ...rows(byOwner, 12),
   ];
