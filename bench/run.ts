@@ -22,10 +22,10 @@ interface Phase {
 
 /** Every phase, in running order. Scripts without `run` are dist/bench/NAME.js of other modules. */
 export const PHASES: readonly Phase[] = [
-  { name: 'throughput', what: 'direct, ssh -R, Jetty per transport: 1 GiB down/up, small GETs, 20 × 100 MiB, CPU per request', takes: '≈ 6 min', run: throughput },
-  { name: 'memory', what: 'fresh edge+agent per scenario: idle RSS, start-up, slow readers, 1 GiB growth', takes: '≈ 5 min', run: memory },
-  { name: 'sessions', what: 'edge RSS per idle agent session, 1,000 sessions per transport', takes: '≈ 1 min', large: true, run: sessions },
-  { name: 'sse', what: '2,000 open SSE exchanges across 20 agents: edge growth, event latency p99', takes: '≈ 1 min', large: true, run: sse },
+  { name: 'throughput', what: 'direct, ssh -R, Jetty per transport: 1 GiB down/up, small GETs, 20 × 100 MiB, CPU per request', takes: '6–9 min', run: throughput },
+  { name: 'memory', what: 'fresh edge+agent per scenario: idle RSS, start-up, slow readers, 1 GiB growth', takes: '4–5.5 min', run: memory },
+  { name: 'sessions', what: 'edge RSS per idle agent session, 1,000 sessions per transport', takes: '≈ 15 s', large: true, run: sessions },
+  { name: 'sse', what: '2,000 open SSE exchanges across 20 agents: edge growth, event latency p99', takes: '35–60 s', large: true, run: sse },
   { name: 'websocket', what: 'standalone WebSocket bench (bench/websocket.ts)', takes: 'see its script' },
   { name: 'h2', what: 'standalone HTTP/2 bench (bench/h2.ts)', takes: 'see its script' },
   { name: 'grpc-origin', what: 'standalone gRPC-origin bench (bench/grpc-origin.ts)', takes: 'see its script' },
