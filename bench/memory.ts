@@ -1,0 +1,103 @@
+// Phase `memory`: every scenario on a freshly started edge and agent (RSS from /proc/PID/status, peak
+// growth over the value before the scenario), per transport, medians of RUNS:
+//   start-up: spawn to the edge's listening line and to the agent's Forwarding line; idle RSS 1 s later;
+//   one slow reader (curl --limit-rate 5M, 10 s, then it hangs up) on an endless body;
+//   32 concurrent slow readers (1 MB/s each, 10 s), checking every origin response is paused on drain;
+//   a 1 GiB download and a 1 GiB upload.
+import { download, originStats, slowReader, upload, uploadFile } from './load.js';
+import { MIB, RUNS, median, pollUntil, rssBytes, startOrigin, startTunnel, stopTunnel, transports, withRss, type Tunnel } from './procs.js';
+
+const GIB = Number(process.env.BENCH_GIB ?? 1);
+/** The issue's slow reader: 5 MB/s for 10 s. */
+const SLOW_RATE = '5M';
+const SLOW_SECONDS = 10;
+const MANY_READERS = 32;
+const MANY_RATE = '1M';
+/** When the origin's paused writers are counted during the 32-reader scenario. */
+const MANY_SAMPLE_AT_MS = 8_000;
+/** The idle period before the idle RSS is read (start-up garbage settles). */
+const IDLE_MS = 1_000;
+/** How long the origin may take to see a slow reader hang up. */
+const ABORT_SEEN_TIMEOUT_MS = 5_000;
+
+interface Run {
+  edgeStartMs: number;
+  agentStartMs: number;
+  idle: [number, number];
+  slow: number[];
+  slowNote: string;
+  many: number[];
+  manyWaiting: number;
+  down: number[];
+  up: number[];
+}
+
+const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function fresh<T>(originPort: number, transport: string, work: (t: Tunnel) => Promise<T>): Promise<T> {
+  const t = await startTunnel(originPort, transport);
+  try {
+    return await work(t);
+  } finally {
+    await stopTunnel(t);
+  }
+}
+
+async function oneRun(originPort: number, transport: string, bytes: number, file: { path: string; sha256: string }): Promise<Run> {
+  const r = {} as Run;
+  await fresh(originPort, transport, async (t) => {
+    r.edgeStartMs = t.edgeStartMs;
+    r.agentStartMs = t.agentStartMs;
+    await delay(IDLE_MS);
+    r.idle = [rssBytes(t.edge.pid), rssBytes(t.agent.pid)];
+    const before = await originStats(originPort);
+    const slow = await withRss([t.edge.pid, t.agent.pid], () => slowReader(t, SLOW_RATE, SLOW_SECONDS));
+    await pollUntil(async () => (await originStats(originPort)).aborted > before.aborted, 'the origin did not see the slow reader hang up', ABORT_SEEN_TIMEOUT_MS).catch(() => undefined);
+    const after = await originStats(originPort);
+    r.slow = slow.growth;
+    r.slowNote = `${after.pauses > before.pauses ? 'paused' : 'NOT paused'}, ${after.aborted > before.aborted ? 'abort seen' : 'NO abort'}, origin ${((after.written - before.written) / MIB).toFixed(0)} MiB written for ${(slow.result / MIB).toFixed(0)} MiB read`;
+  });
+  await fresh(originPort, transport, async (t) => {
+    let waiting = 0;
+    const sampler = delay(MANY_SAMPLE_AT_MS).then(async () => (waiting = (await originStats(originPort)).waiting));
+    const many = await withRss([t.edge.pid, t.agent.pid], () => Promise.all(Array.from({ length: MANY_READERS }, () => slowReader(t, MANY_RATE, SLOW_SECONDS))));
+    await sampler;
+    r.many = many.growth;
+    r.manyWaiting = waiting;
+  });
+  r.down = await fresh(originPort, transport, async (t) => (await withRss([t.edge.pid, t.agent.pid], () => download(t, bytes))).growth);
+  r.up = await fresh(originPort, transport, async (t) => (await withRss([t.edge.pid, t.agent.pid], () => upload(t, file, bytes))).growth);
+  return r;
+}
+
+export async function memory(): Promise<string> {
+  const bytes = Math.round(GIB * 1024 ** 3);
+  const file = uploadFile(bytes);
+  const origin = await startOrigin();
+  const results = new Map<string, Run[]>();
+  try {
+    for (let i = 0; i < RUNS; i++) {
+      for (const t of transports()) {
+        process.stderr.write(`memory round ${i + 1}/${RUNS}: ${t}\n`);
+        results.set(t, [...(results.get(t) ?? []), await oneRun(origin.port, t, bytes, file)]);
+      }
+    }
+  } finally {
+    await origin.proc.stop();
+  }
+  const mib = (b: number): string => (b / MIB).toFixed(1);
+  const lines = [
+    `Fresh edge + agent per scenario; RSS from /proc/PID/status, peak growth over the value before the scenario, MiB; medians of ${RUNS}. Slow reader: curl --limit-rate ${SLOW_RATE} for ${SLOW_SECONDS} s on an endless body. ${MANY_READERS} slow readers: ${MANY_RATE}B/s each for ${SLOW_SECONDS} s; "paused" = origin responses waiting on drain ${MANY_SAMPLE_AT_MS / 1000} s in (of ${MANY_READERS}). Idle RSS ${IDLE_MS / 1000} s after Forwarding.`,
+    '',
+    `| transport | start-up ms edge / agent (to Forwarding) | idle RSS MiB edge / agent | 1 slow reader growth edge / agent | 32 slow readers growth edge / agent (paused) | ${GIB} GiB down growth edge / agent | ${GIB} GiB up growth edge / agent | origin under the slow reader (last run) |`,
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const [t, rs] of results) {
+    const m = (f: (r: Run) => number): number => median(rs.map(f));
+    const pair = (f: (r: Run) => number[]): string => `${mib(m((r) => f(r)[0]))} / ${mib(m((r) => f(r)[1]))}`;
+    lines.push(
+      `| ${t} | ${m((r) => r.edgeStartMs).toFixed(0)} / ${m((r) => r.agentStartMs).toFixed(0)} | ${pair((r) => r.idle)} | ${pair((r) => r.slow)} | ${pair((r) => r.many)} (${Math.min(...rs.map((r) => r.manyWaiting))}/${MANY_READERS}) | ${pair((r) => r.down)} | ${pair((r) => r.up)} | ${rs.at(-1)!.slowNote} |`,
+    );
+  }
+  return lines.join('\n');
+}
