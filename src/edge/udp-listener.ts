@@ -3,7 +3,7 @@ import { isIPv6 } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { ChunkKind, dataChunk, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { AbortError, IdleTimeoutError, ProtocolError, TunnelNotFoundError, toError } from '../errors.js';
-import { DatagramQueue } from '../streams/datagram-queue.js';
+import { DatagramQueue, type ByteBudget } from '../streams/datagram-queue.js';
 import { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { waitForEvent } from '../wait.js';
 import type { PortListenerInit } from './port-tunnels.js';
@@ -15,6 +15,12 @@ export const DEFAULT_UDP_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_UDP_MAX_FLOWS = 1024;
 /** Datagrams one flow holds while its exchange cannot take them; beyond: dropped and counted. */
 export const UDP_FLOW_QUEUE_DATAGRAMS = 256;
+/**
+ * Datagram bytes all the flows of one UDP port hold together while their exchanges cannot take them;
+ * beyond: dropped and counted. Without it the bound was flows × UDP_FLOW_QUEUE_DATAGRAMS × 64 KiB
+ * (17 GB at the default udp-max-flows), reachable by one sender from many source ports.
+ */
+export const UDP_PORT_QUEUE_BYTES = 16 * 1024 * 1024;
 /** Largest UDP payload (IPv4: 65,535 − 8 UDP − 20 IP header bytes). One DATA chunk carries it whole. */
 export const MAX_DATAGRAM_BYTES = 65_507;
 /**
@@ -46,7 +52,8 @@ interface Flow {
 /**
  * One UDP tunnel's public port: a dgram socket; each flow (public address and port) is one
  * `datagram` exchange on the tunnel's session, each DATA one datagram both ways. Datagrams a flow
- * cannot pass on now wait in a DatagramQueue of UDP_FLOW_QUEUE_DATAGRAMS, beyond which they are
+ * cannot pass on now wait in a DatagramQueue of UDP_FLOW_QUEUE_DATAGRAMS (all flows of the port
+ * together: UDP_PORT_QUEUE_BYTES), beyond which they are
  * dropped and counted (`jetty_udp_dropped_total`); a flow ends after `idleTimeoutMs` of silence.
  * Teardown order (abort): every flow's exchange aborted → socket closed.
  */
@@ -54,6 +61,8 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
   private readonly socket: Socket;
   private readonly init: UdpListenerInit;
   private readonly flows = new Map<string, Flow>();
+  /** What every flow's queue holds, at most UDP_PORT_QUEUE_BYTES. */
+  private readonly queued: ByteBudget = { bytes: 0, max: UDP_PORT_QUEUE_BYTES };
   private accepting = true;
 
   private constructor(init: UdpListenerInit, socket: Socket) {
@@ -89,9 +98,7 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
 
   /** Datagram bytes held in the flows' queues and the socket's send queue. */
   bufferedBytes(): number {
-    let n = this.socket.getSendQueueSize();
-    for (const f of this.flows.values()) n += f.queue.length * MAX_DATAGRAM_BYTES;
-    return n;
+    return this.socket.getSendQueueSize() + this.queued.bytes;
   }
 
   /** Drain: datagrams of new flows are dropped; open flows go on. */
@@ -135,7 +142,7 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
     const head = portExchangeHead(ExchangeKind.DATAGRAM, { address: rinfo.address, port: rinfo.port }, { address: local.address, port: local.port });
     const fields: Record<string, unknown> = { tunnel: key, kind: 'udp', transport: 'none' };
     const pipeline = new ExchangePipeline({ id: head.exchangeId, method: head.method, path: head.target, logger, fields });
-    const queue = new DatagramQueue(UDP_FLOW_QUEUE_DATAGRAMS);
+    const queue = new DatagramQueue(UDP_FLOW_QUEUE_DATAGRAMS, this.queued);
     const ended = new AbortController();
     // Silence ends the flow, whether its exchange is open yet or still waiting for its agent.
     const timer = setTimeout(() => {
@@ -147,7 +154,7 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
     this.flows.set(id, flow);
     void this.relay(flow, head, rinfo).finally(() => {
       clearTimeout(timer);
-      queue.close();
+      queue.discard();
       this.flows.delete(id);
       if (this.flows.size === 0) this.emit('idle');
     });

@@ -1,3 +1,9 @@
+/** Bytes held by the queues that share it, and their most. */
+export interface ByteBudget {
+  bytes: number;
+  readonly max: number;
+}
+
 /**
  * Datagrams of one UDP flow waiting for their consumer (the exchange's sink, or the reply socket).
  * UDP may lose datagrams and a sender that outruns the tunnel must not grow memory, so the queue
@@ -8,15 +14,30 @@ export class DatagramQueue {
   private waiter: (() => void) | undefined;
   private closed = false;
 
-  /** @param maxDatagrams most datagrams held; one more is dropped. */
-  constructor(private readonly maxDatagrams: number) {}
+  /**
+   * @param maxDatagrams most datagrams held; one more is dropped.
+   * @param budget bytes shared with other queues (a port's flows): a count bound alone, times many
+   *   queues of large datagrams, is no memory bound. A datagram that would take it past `max` is dropped.
+   */
+  constructor(
+    private readonly maxDatagrams: number,
+    private readonly budget: ByteBudget = { bytes: 0, max: Infinity },
+  ) {}
 
-  /** Queues `datagram`; false (dropped) when the queue is full or closed. */
+  /** Queues `datagram`; false (dropped) when the queue is full or closed, or the budget spent. */
   push(datagram: Buffer): boolean {
-    if (this.closed || this.items.length >= this.maxDatagrams) return false;
+    if (this.closed || this.items.length >= this.maxDatagrams || this.budget.bytes + datagram.byteLength > this.budget.max) return false;
     this.items.push(datagram);
+    this.budget.bytes += datagram.byteLength;
     this.wake();
     return true;
+  }
+
+  /** Closes the queue and drops what it still holds, giving its bytes back to the budget (the consumer is gone). */
+  discard(): void {
+    this.close();
+    for (const d of this.items) this.budget.bytes -= d.byteLength;
+    this.items = [];
   }
 
   get length(): number {
@@ -34,6 +55,7 @@ export class DatagramQueue {
     for (;;) {
       const next = this.items.shift();
       if (next) {
+        this.budget.bytes -= next.byteLength;
         yield next;
         continue;
       }

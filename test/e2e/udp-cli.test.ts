@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import * as assert from 'uvu/assert';
 import type { Edge } from '../../src/edge/edge-server.js';
-import { MAX_DATAGRAM_BYTES, UDP_FLOW_QUEUE_DATAGRAMS, UDP_SEND_QUEUE_BYTES } from '../../src/edge/udp-listener.js';
+import { MAX_DATAGRAM_BYTES, UDP_FLOW_QUEUE_DATAGRAMS, UDP_PORT_QUEUE_BYTES, UDP_SEND_QUEUE_BYTES } from '../../src/edge/udp-listener.js';
 import { startEdge, waitFor } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';
 import { suite } from '../helpers/suite.js';
@@ -86,6 +86,43 @@ test('overload (agent stopped): datagrams are dropped and counted, the edge hold
   } finally {
     agent.child.kill('SIGCONT');
     client.close();
+  }
+});
+
+test('overload from many source ports (agent stopped): the port holds at most UDP_PORT_QUEUE_BYTES, not flows × the per-flow bound', async (ctx) => {
+  ctx.edge = await startEdge({ udpPorts: (await freePorts(1)).join(','), udpIdleTimeoutMs: 60_000 });
+  const edge = ctx.edge;
+  const { agent, port } = await udpAgent(ctx, edge, ctx.origin.port);
+  const clients = await Promise.all(Array.from({ length: 8 }, () => udpClient()));
+  try {
+    const replies: string[] = [];
+    clients[0].on('message', (m) => replies.push(m.byteLength < 100 ? m.toString() : 'big'));
+    clients[0].send('hello', port, '127.0.0.1');
+    await waitFor(() => replies.includes('hello'), 10_000, 'the first echo');
+    agent.child.kill('SIGSTOP');
+    const big = Buffer.alloc(60_000, 7);
+    let maxBuffered = 0;
+    // 8 flows × 300 datagrams of 60 KB (144 MB): each flow alone stays within its 256 datagrams' bound
+    // for a while, together they are far above the port's. One datagram per client per turn of the loop.
+    for (let i = 0; i < 300; i++) {
+      for (const c of clients) c.send(big, port, '127.0.0.1');
+      await new Promise((r) => setImmediate(r));
+      maxBuffered = Math.max(maxBuffered, edge.stats().udpBufferedBytes);
+    }
+    await waitFor(async () => /jetty_udp_dropped_total\{reason="queue"\} [1-9]/.test(await edge.metrics.registry.metrics()), 10_000, 'drops to be counted');
+    maxBuffered = Math.max(maxBuffered, edge.stats().udpBufferedBytes);
+    const bound = UDP_PORT_QUEUE_BYTES + UDP_SEND_QUEUE_BYTES;
+    assert.ok(maxBuffered <= bound, `edge held ${maxBuffered} bytes for one port (bound ${bound})`);
+    assert.ok(edge.stats().udpFlows >= 2, 'several flows were open');
+    agent.child.kill('SIGCONT');
+    // The budget comes back as the flows drain: a fresh datagram is echoed again.
+    await waitFor(() => {
+      clients[0].send('again', port, '127.0.0.1');
+      return replies.includes('again');
+    }, 20_000, 'a fresh echo');
+  } finally {
+    agent.child.kill('SIGCONT');
+    for (const c of clients) c.close();
   }
 });
 
