@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../logger.js';
 import { WS_PATH } from '../well-known.js';
@@ -40,7 +41,7 @@ export function attachPublicHandlers(http: PublicServer, init: PublicHandlersIni
     try {
       ownHost = tunnelName(req.headers.host ?? '', domain) === undefined;
     } catch {
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      refuseUpgrade(socket as Socket, 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', http.headersTimeout);
       return;
     }
     if (ws && req.url === WS_PATH && ownHost && !admission.draining) {
@@ -52,7 +53,7 @@ export function attachPublicHandlers(http: PublicServer, init: PublicHandlersIni
       return;
     }
     // The edge's own host upgrades nothing but the agents' endpoint (refused while draining).
-    socket.end(ws && req.url === WS_PATH ? DRAINING_UPGRADE : NO_UPGRADE_HERE);
+    refuseUpgrade(socket as Socket, ws && req.url === WS_PATH ? DRAINING_UPGRADE : NO_UPGRADE_HERE, http.headersTimeout);
   });
   http.on('clientError', (err: Error & { code?: string }, socket) => {
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
@@ -62,4 +63,21 @@ export function attachPublicHandlers(http: PublicServer, init: PublicHandlersIni
     else socket.destroy();
     logger.debug({ err: err.message, code: err.code }, 'public client error');
   });
+}
+
+/**
+ * Answers an upgrade the edge does not serve, then closes. Node hands an 'upgrade' socket over without
+ * its own error and timeout listeners: a client reset would be an uncaught 'error' that ends the edge
+ * process, and a client that never closes its side would hold the socket for ever. What the client still
+ * sends is read and discarded (closing with unread bytes would reset the answer away) for at most
+ * `lingerMs` in all, however it trickles.
+ */
+function refuseUpgrade(socket: Socket, answer: string, lingerMs: number): void {
+  const drop = (): void => void socket.destroy();
+  const timer = setTimeout(drop, lingerMs);
+  socket.once('close', () => clearTimeout(timer));
+  socket.on('error', drop);
+  socket.on('end', drop);
+  socket.resume();
+  socket.end(answer);
 }
