@@ -47,6 +47,8 @@ interface OriginHandler {
   serve(head: HTTPChunk, exchange: ExchangeDuplex, options?: AbortOptions): Promise<void>;
   close(): void;
   onRequest: ((entry: RequestRecord) => void) | undefined;
+  /** Bytes it holds for the tunnel (UDP replies); absent: none beyond the exchanges' windows. */
+  bufferedBytes?(): number;
 }
 
 /** A tcp:// origin makes a TCP tunnel, udp:// a UDP one; anything else an HTTP one. */
@@ -129,6 +131,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       proxy.close();
       throw err;
     }
+  }
+
+  /** Bytes the origin side holds for the tunnel beyond the exchanges' windows (a UDP tunnel's queued replies). */
+  bufferedBytes(): number {
+    return this.proxy.bufferedBytes?.() ?? 0;
   }
 
   /** Exchanges in flight, and (gRPC) idle ForwardHTTP streams waiting for the edge's next request. */

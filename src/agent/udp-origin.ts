@@ -3,7 +3,7 @@ import { isIPv6 } from 'node:net';
 import { ChunkKind, dataChunk, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { ExchangeResetError, ProtocolError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { DatagramQueue } from '../streams/datagram-queue.js';
+import { DatagramQueue, type ByteBudget } from '../streams/datagram-queue.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import type { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
@@ -15,6 +15,12 @@ export const MAX_DATAGRAM_BYTES = 65_507;
 
 /** Replies from the origin one flow holds while the tunnel cannot take them; beyond: dropped (UDP may lose them). */
 export const UDP_REPLY_QUEUE_DATAGRAMS = 256;
+/**
+ * Reply bytes all the flows of the agent hold together while the tunnel cannot take them; beyond: dropped.
+ * The count bound alone was flows × 256 × 64 KiB: public clients opening many flows to an origin that
+ * answers in large datagrams, over a tunnel slower than the origin, grew the agent to gigabytes.
+ */
+export const UDP_REPLY_QUEUE_BYTES = 16 * 1024 * 1024;
 
 export interface UdpOriginInit {
   host: string;
@@ -30,6 +36,8 @@ export interface UdpOriginInit {
  */
 export class UdpOrigin {
   private readonly init: UdpOriginInit;
+  /** What every flow's reply queue holds, at most UDP_REPLY_QUEUE_BYTES. */
+  private readonly queued: ByteBudget = { bytes: 0, max: UDP_REPLY_QUEUE_BYTES };
   onRequest: ((entry: RequestRecord) => void) | undefined;
 
   constructor(init: UdpOriginInit) {
@@ -46,13 +54,13 @@ export class UdpOrigin {
   private async relay(exchange: ExchangeDuplex, pipeline: ExchangePipeline, fields: { dropped: number }): Promise<void> {
     const { host, port } = this.init;
     const socket = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
-    const replies = new DatagramQueue(UDP_REPLY_QUEUE_DATAGRAMS);
+    const replies = new DatagramQueue(UDP_REPLY_QUEUE_DATAGRAMS, this.queued);
     socket.on('error', (err) => pipeline.abort(new ExchangeResetError(`origin socket failed: ${err.message}`, ResetCode.ORIGIN_ERROR, { cause: err }), ResetCode.ORIGIN_ERROR));
     socket.on('message', (msg) => {
       if (!replies.push(msg)) fields.dropped++;
     });
     const closeSocket = (): void => {
-      replies.close();
+      replies.discard();
       try {
         socket.close();
       } catch {
@@ -91,6 +99,11 @@ export class UdpOrigin {
     } finally {
       closeSocket();
     }
+  }
+
+  /** Reply bytes queued in every flow now. */
+  bufferedBytes(): number {
+    return this.queued.bytes;
   }
 
   close(): void {}

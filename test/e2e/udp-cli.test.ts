@@ -1,6 +1,9 @@
 import { execFile } from 'node:child_process';
 import * as assert from 'uvu/assert';
+import { Agent } from '../../src/agent/agent.js';
+import { UDP_REPLY_QUEUE_BYTES } from '../../src/agent/udp-origin.js';
 import type { Edge } from '../../src/edge/edge-server.js';
+import { silentLogger } from '../../src/logger.js';
 import { MAX_DATAGRAM_BYTES, UDP_FLOW_QUEUE_DATAGRAMS, UDP_PORT_QUEUE_BYTES, UDP_SEND_QUEUE_BYTES } from '../../src/edge/udp-listener.js';
 import { startEdge, waitFor } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';
@@ -123,6 +126,44 @@ test('overload from many source ports (agent stopped): the port holds at most UD
   } finally {
     agent.child.kill('SIGCONT');
     for (const c of clients) c.close();
+  }
+});
+
+test('replies from many flows into a stalled tunnel (edge stopped): the agent holds at most UDP_REPLY_QUEUE_BYTES', async (ctx) => {
+  const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', '--udp-ports', (await freePorts(1)).join(',')]);
+  ctx.started.push(edge);
+  const publicPort = (await edge.line(/^Jetty edge on http:\/\/localhost:(\d+) /))[1];
+  const agent = await Agent.start({ edge: new URL(`http://127.0.0.1:${publicPort}`), origin: new URL(`udp://127.0.0.1:${ctx.origin.port}`), logger: silentLogger(), transport: 'grpc' });
+  const clients = await Promise.all(Array.from({ length: 8 }, () => udpClient()));
+  try {
+    // The origin answers each flow's first datagram once, and keeps where each agent socket is.
+    const flows = new Map<number, string>();
+    ctx.origin.onMessage = (msg, rinfo, socket) => {
+      flows.set(rinfo.port, rinfo.address);
+      socket.send(msg, rinfo.port, rinfo.address);
+    };
+    const port = portOf(agent.url);
+    let echoed = 0;
+    for (const c of clients) {
+      c.on('message', () => echoed++);
+      c.send('hi', port, '127.0.0.1');
+    }
+    await waitFor(() => echoed === clients.length && flows.size === clients.length, 10_000, 'every flow answered');
+    edge.child.kill('SIGSTOP');
+    // 8 flows × 300 replies of 60 KB (144 MB) towards an edge that reads nothing.
+    const big = Buffer.alloc(60_000, 7);
+    let maxBuffered = 0;
+    for (let i = 0; i < 300; i++) {
+      for (const [p, address] of flows) ctx.origin.socket.send(big, p, address);
+      await new Promise((r) => setImmediate(r));
+      maxBuffered = Math.max(maxBuffered, agent.bufferedBytes());
+    }
+    assert.ok(maxBuffered > 0, 'replies were queued');
+    assert.ok(maxBuffered <= UDP_REPLY_QUEUE_BYTES, `agent held ${maxBuffered} bytes of replies (bound ${UDP_REPLY_QUEUE_BYTES})`);
+  } finally {
+    edge.child.kill('SIGCONT');
+    for (const c of clients) c.close();
+    await agent.close();
   }
 });
 
