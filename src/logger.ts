@@ -1,7 +1,8 @@
 import { setLogger as setGrpcLogger } from '@grpc/grpc-js';
 import { format } from 'node:util';
 import { pino, type Logger, type LoggerOptions } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type prettyFactory from 'pino-pretty';
 import SonicBoomModule, { type SonicBoom } from 'sonic-boom';
 
 export type { Logger };
@@ -51,6 +52,13 @@ function quietOnError(dest: SonicBoom): SonicBoom {
     dest.flushSync = () => undefined;
   });
   return dest;
+}
+
+const require = createRequire(import.meta.url);
+
+/** pino-pretty, loaded only when a log is to be pretty (a process logging JSON never pays for it). */
+function pretty(options: Parameters<typeof prettyFactory>[0]): ReturnType<typeof prettyFactory> {
+  return (require('pino-pretty') as typeof prettyFactory)(options);
 }
 
 /**

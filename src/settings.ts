@@ -1,8 +1,13 @@
 import { readFileSync } from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { parseHostPort } from './address.js';
 import { UsageError } from './errors.js';
+
+const require = createRequire(import.meta.url);
+/** The YAML parser, loaded only by a run that reads or prints a config file. */
+const yaml = (): typeof Yaml => require('yaml') as typeof Yaml;
 
 /**
  * One setting of a command: a flag, a JETTY_* variable and a config-file key of the same name.
@@ -106,7 +111,7 @@ export function loadConfigFile(path: string): ConfigFile {
   }
   let values: unknown;
   try {
-    values = parseYaml(text) ?? {};
+    values = yaml().parse(text) ?? {};
   } catch (err) {
     throw new UsageError(`config file ${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
@@ -186,7 +191,7 @@ export function mask(value: unknown): unknown {
 export function printableSettings(specs: readonly SettingSpec[], values: SettingValues): string {
   const shown: Record<string, unknown> = {};
   for (const s of specs) shown[s.name] = s.secret ? mask(values[s.name]) : values[s.name];
-  return stringifyYaml(shown);
+  return yaml().stringify(shown);
 }
 
 /** One help row: the flag as typed (`--config FILE`) and what it does. */

@@ -2,6 +2,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { ChunkKind, dataChunk, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import { batchedSize, DATAGRAM_BATCH_BYTES, DATAGRAM_BATCH_HEADER, decodeBatch, encodeBatch, MAX_DATAGRAM_BYTES, offersBatching } from '../codec/datagram-batch.js';
 import { AbortError, IdleTimeoutError, ProtocolError, TunnelNotFoundError, toError } from '../errors.js';
 import { DatagramQueue, type ByteBudget } from '../streams/datagram-queue.js';
 import { ExchangePipeline } from '../streams/exchange-pipeline.js';
@@ -21,8 +22,8 @@ export const UDP_FLOW_QUEUE_DATAGRAMS = 256;
  * (17 GB at the default udp-max-flows), reachable by one sender from many source ports.
  */
 export const UDP_PORT_QUEUE_BYTES = 16 * 1024 * 1024;
-/** Largest UDP payload (IPv4: 65,535 − 8 UDP − 20 IP header bytes). One DATA chunk carries it whole. */
-export const MAX_DATAGRAM_BYTES = 65_507;
+/** Largest UDP payload (IPv4: 65,535 − 8 UDP − 20 IP header bytes), shared with the batch framing. One DATA chunk carries it whole. */
+export { MAX_DATAGRAM_BYTES };
 /**
  * The kernel receive buffer asked for on each UDP port (capped by net.core.rmem_max): bursts wait
  * there, outside the JS heap, while the event loop is busy, instead of being lost at the socket.
@@ -51,7 +52,8 @@ interface Flow {
 
 /**
  * One UDP tunnel's public port: a dgram socket; each flow (public address and port) is one
- * `datagram` exchange on the tunnel's session, each DATA one datagram both ways. Datagrams a flow
+ * `datagram` exchange on the tunnel's session, each DATA one datagram both ways, or a batch of them
+ * when the agent accepts the open's `Jetty-Datagram-Batch` offer (codec/datagram-batch.ts). Datagrams a flow
  * cannot pass on now wait in a DatagramQueue of UDP_FLOW_QUEUE_DATAGRAMS (all flows of the port
  * together: UDP_PORT_QUEUE_BYTES), beyond which they are
  * dropped and counted (`jetty_udp_dropped_total`); a flow ends after `idleTimeoutMs` of silence.
@@ -140,6 +142,8 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
     const { key, logger, idleTimeoutMs = DEFAULT_UDP_IDLE_TIMEOUT_MS } = this.init;
     const local = this.socket.address();
     const head = portExchangeHead(ExchangeKind.DATAGRAM, { address: rinfo.address, port: rinfo.port }, { address: local.address, port: local.port });
+    // The offer of datagram batching (codec/datagram-batch.ts); the agent's 200 says whether it is taken.
+    head.headers!.push(DATAGRAM_BATCH_HEADER);
     const fields: Record<string, unknown> = { tunnel: key, kind: 'udp', transport: 'none' };
     const pipeline = new ExchangePipeline({ id: head.exchangeId, method: head.method, path: head.target, logger, fields });
     const queue = new DatagramQueue(UDP_FLOW_QUEUE_DATAGRAMS, this.queued);
@@ -167,6 +171,11 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
     const { pipeline, queue } = flow;
     // The flow's end (idle, a reset, the session's loss) must end the upload even while it waits for a datagram.
     pipeline.onFailed(() => queue.close());
+    // Resolves with the agent's answer to the batching offer: until then no DATA goes (an agent
+    // that accepts reads every DATA as a batch, one that does not reads each as one datagram).
+    let answered!: (batching: boolean) => void;
+    const batchingAnswer = new Promise<boolean>((resolve) => (answered = resolve));
+    pipeline.onFailed(() => answered(false));
     let failure: Error | undefined;
     try {
       const session = registry.lookup(key) ?? (await registry.waitFor(key, reconnectGraceMs));
@@ -176,32 +185,53 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
       const counter = pipeline.bytesIn;
       async function* upload(): AsyncGenerator<HTTPChunk> {
         yield head;
-        for await (const d of queue) {
-          counter.bytes += d.byteLength;
-          yield dataChunk(d);
+        const batching = await batchingAnswer;
+        for (;;) {
+          // Batches take only what is queued already: a lone datagram never waits for company.
+          const batch = await queue.takeBatch(batching ? DATAGRAM_BATCH_BYTES : 0, batchedSize);
+          if (!batch) return;
+          for (const d of batch) counter.bytes += d.byteLength;
+          yield dataChunk(batching ? encodeBatch(batch) : batch[0]);
         }
       }
       const download = async (): Promise<void> => {
         const chunks = exchange.source[Symbol.asyncIterator]();
-        const first = await chunks.next();
-        if (first.done) throw new ProtocolError('flow ended before its HEADERS');
-        checkPortAnswer(first.value);
+        let batching = false;
+        try {
+          const first = await chunks.next();
+          if (first.done) throw new ProtocolError('flow ended before its HEADERS');
+          checkPortAnswer(first.value);
+          batching = offersBatching(first.value.headers);
+        } finally {
+          answered(batching);
+        }
         pipeline.status = 200;
         for (;;) {
           const { value, done } = await chunks.next();
           if (done) return;
           if (value.kind !== ChunkKind.DATA) throw new ProtocolError('unexpected chunk in a datagram flow');
-          if (value.data!.byteLength > MAX_DATAGRAM_BYTES) throw new ProtocolError(`datagram of more than ${MAX_DATAGRAM_BYTES} bytes`);
+          if (!batching && value.data!.byteLength > MAX_DATAGRAM_BYTES) throw new ProtocolError(`datagram of more than ${MAX_DATAGRAM_BYTES} bytes`);
+          // A malformed batch throws ProtocolError before any of its datagrams is sent.
+          const datagrams = batching ? decodeBatch(value.data!) : [value.data!];
           flow.timer.refresh();
-          if (this.socket.getSendQueueSize() > UDP_SEND_QUEUE_BYTES) {
-            metrics.udpDropped.inc({ reason: 'send' });
-            continue;
+          for (const d of datagrams) {
+            if (this.socket.getSendQueueSize() > UDP_SEND_QUEUE_BYTES) {
+              metrics.udpDropped.inc({ reason: 'send' });
+              continue;
+            }
+            pipeline.bytesOut.bytes += d.byteLength;
+            this.socket.send(d, rinfo.port, rinfo.address);
           }
-          pipeline.bytesOut.bytes += value.data!.byteLength;
-          this.socket.send(value.data!, rinfo.port, rinfo.address);
         }
       };
-      const results = await Promise.allSettled([exchange.sink(upload()), download()]);
+      // The agent's fault (a malformed batch, an oversize datagram) resets the flow at once: the
+      // upload may be waiting for a datagram that never comes, and the flow must not wait for it.
+      const downloaded = download().catch((err: unknown) => {
+        const e = toError(err);
+        pipeline.abort(e, e instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.CANCEL);
+        throw e;
+      });
+      const results = await Promise.allSettled([exchange.sink(upload()), downloaded]);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) {
         const err = toError(failed.reason);

@@ -64,6 +64,30 @@ export class DatagramQueue {
     }
   }
 
+  /**
+   * The next datagrams in order, at least one, more only while they are already queued and their
+   * `size` sum stays within `maxBytes` (a batch never waits to fill: a lone datagram goes at once).
+   * Undefined once closed and empty.
+   */
+  async takeBatch(maxBytes: number, size: (d: Buffer) => number): Promise<Buffer[] | undefined> {
+    if (this.items.length === 0) {
+      while (this.items.length === 0) {
+        if (this.closed) return undefined;
+        await new Promise<void>((resolve) => (this.waiter = resolve));
+      }
+      // Woken by the first datagram of a socket read: Node runs microtasks after each datagram's
+      // 'message', so without this every batch would be one datagram. setImmediate lets the rest of
+      // the datagrams of this event-loop turn's read arrive first (no timer: not a wait to fill).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    let n = 1;
+    let bytes = size(this.items[0]);
+    while (n < this.items.length && bytes + size(this.items[n]) <= maxBytes) bytes += size(this.items[n++]);
+    const batch = this.items.splice(0, n);
+    for (const d of batch) this.budget.bytes -= d.byteLength;
+    return batch;
+  }
+
   private wake(): void {
     const w = this.waiter;
     this.waiter = undefined;
