@@ -1,10 +1,10 @@
 import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { ChunkKind, dataChunk, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import { batchedSize, DATAGRAM_BATCH_BYTES, DATAGRAM_BATCH_HEADER, decodeBatch, encodeBatch, MAX_DATAGRAM_BYTES, offersBatching } from '../codec/datagram-batch.js';
+import { ChunkKind, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import { DATAGRAM_BATCH_HEADER, decodeBatch, MAX_DATAGRAM_BYTES, offersBatching } from '../codec/datagram-batch.js';
 import { ExchangeResetError, ProtocolError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { DatagramQueue, type ByteBudget } from '../streams/datagram-queue.js';
+import { DatagramQueue, datagramChunks, type ByteBudget } from '../streams/datagram-queue.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import type { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
@@ -91,13 +91,7 @@ export class UdpOrigin {
       const counter = pipeline.bytesOut;
       async function* answer(): AsyncGenerator<HTTPChunk> {
         yield batching ? { ...PORT_ANSWER, headers: [DATAGRAM_BATCH_HEADER] } : PORT_ANSWER;
-        for (;;) {
-          // Batches take only what is queued already: a lone reply never waits for company.
-          const batch = await replies.takeBatch(batching ? DATAGRAM_BATCH_BYTES : 0, batchedSize);
-          if (!batch) return;
-          for (const d of batch) counter.bytes += d.byteLength;
-          yield dataChunk(batching ? encodeBatch(batch) : batch[0]);
-        }
+        yield* datagramChunks(replies, batching, counter);
       }
       const upload = async (): Promise<void> => {
         for await (const chunk of exchange.source) {

@@ -1,10 +1,10 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { EventEmitter } from 'node:events';
-import { ChunkKind, dataChunk, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import { batchedSize, DATAGRAM_BATCH_BYTES, DATAGRAM_BATCH_HEADER, decodeBatch, encodeBatch, MAX_DATAGRAM_BYTES, offersBatching } from '../codec/datagram-batch.js';
+import { ChunkKind, ExchangeKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import { DATAGRAM_BATCH_HEADER, decodeBatch, MAX_DATAGRAM_BYTES, offersBatching } from '../codec/datagram-batch.js';
 import { AbortError, IdleTimeoutError, ProtocolError, TunnelNotFoundError, toError } from '../errors.js';
-import { DatagramQueue, type ByteBudget } from '../streams/datagram-queue.js';
+import { DatagramQueue, datagramChunks, type ByteBudget } from '../streams/datagram-queue.js';
 import { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { waitForEvent } from '../wait.js';
 import type { PortListenerInit } from './port-tunnels.js';
@@ -186,13 +186,7 @@ export class UdpListener extends EventEmitter<{ idle: [] }> {
       async function* upload(): AsyncGenerator<HTTPChunk> {
         yield head;
         const batching = await batchingAnswer;
-        for (;;) {
-          // Batches take only what is queued already: a lone datagram never waits for company.
-          const batch = await queue.takeBatch(batching ? DATAGRAM_BATCH_BYTES : 0, batchedSize);
-          if (!batch) return;
-          for (const d of batch) counter.bytes += d.byteLength;
-          yield dataChunk(batching ? encodeBatch(batch) : batch[0]);
-        }
+        yield* datagramChunks(queue, batching, counter);
       }
       const download = async (): Promise<void> => {
         const chunks = exchange.source[Symbol.asyncIterator]();

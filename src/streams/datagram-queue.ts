@@ -1,3 +1,6 @@
+import { dataChunk, type HTTPChunk } from '../codec/http-chunk.js';
+import { batchedSize, DATAGRAM_BATCH_BYTES, encodeBatch } from '../codec/datagram-batch.js';
+import type { ByteCounter } from './http-source.js';
 /** Bytes held by the queues that share it, and their most. */
 export interface ByteBudget {
   bytes: number;
@@ -92,5 +95,19 @@ export class DatagramQueue {
     const w = this.waiter;
     this.waiter = undefined;
     w?.();
+  }
+}
+
+/**
+ * What `queue` holds, as the DATA of a datagram exchange: with batching agreed, each DATA a batch of the
+ * datagrams already queued (never waiting for company, at most DATAGRAM_BATCH_BYTES); without, one
+ * datagram per DATA. Datagram bytes are counted into `counter`; ends when the queue does.
+ */
+export async function* datagramChunks(queue: DatagramQueue, batching: boolean, counter: ByteCounter): AsyncGenerator<HTTPChunk> {
+  for (;;) {
+    const batch = await queue.takeBatch(batching ? DATAGRAM_BATCH_BYTES : 0, batchedSize);
+    if (!batch) return;
+    for (const d of batch) counter.bytes += d.byteLength;
+    yield dataChunk(batching ? encodeBatch(batch) : batch[0]);
   }
 }
