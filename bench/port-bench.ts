@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { start } from './spawn-ready.js';
 
 /**
  * What bench/tcp.ts and bench/udp.ts share: an edge and an agent as real processes on 127.0.0.1, the
@@ -9,25 +10,15 @@ import { fileURLToPath } from 'node:url';
 export const JETTY = fileURLToPath(new URL('../../bin/jetty.js', import.meta.url));
 export const RUNS = Number(process.env.BENCH_RUNS) || 3;
 
-const started: ChildProcess[] = [];
+const running: ChildProcess[] = [];
 process.on('exit', () => {
-  for (const c of started) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const c of running) if (c.exitCode === null) c.kill('SIGKILL');
 });
 
-/** Starts `node args…` and resolves with the first stdout line matching `re`. */
-export function startProcess(args: string[], re: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, JETTY_LOG_LEVEL: 'warn' } });
-  started.push(child);
-  let out = '';
-  return new Promise((resolve, reject) => {
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => {
-      out += d;
-      const m = re.exec(out);
-      if (m) resolve({ child, match: m });
-    });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code} before ${re}: ${out}`)));
-  });
+/** Starts `node args…` (stderr shown) and resolves with the first stdout match of `re`; ended on exit. */
+async function startProcess(args: string[], re: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+  const started = start(args, re, {}, 'inherit');
+  return started.then((p) => (running.push(p.child), p));
 }
 
 /** An edge offering `kind` ports and an agent for `target`; resolves with the tunnel's public port. */
