@@ -1,4 +1,4 @@
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { freePort } from '../helpers/free-port.js';
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { startOrigin } from '../helpers/harness.js';
@@ -98,15 +98,6 @@ test('edge + agent processes: Forwarding line, traffic, refusal of a live name, 
   const named = await anon.line(/^Forwarding http:\/\/([a-z]+-[a-z]+-\d{4})\.localhost:\d+ -> /);
   assert.equal(await get(port, `${named[1]}.localhost`), { status: 200, body: 'origin saw /' });
 });
-
-/** A port that was free a moment ago (for restarting a process on the same address). */
-async function freePort(): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 test('restarting the edge under a running agent: the agent reconnects, reclaims its name and serves again', async (ctx) => {
   ctx.origin = await startOrigin((_req, res) => res.end('back'));

@@ -3,7 +3,8 @@ import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { startOrigin, waitFor, type Origin } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';
-import { freePort, outcomeOf, SteadyLoad, steadyOrigin } from '../helpers/steady-load.js';
+import { freePort } from '../helpers/free-port.js';
+import { outcomeOf, SteadyLoad, steadyOrigin } from '../helpers/steady-load.js';
 
 /**
  * Faults under load, over real processes: for each, the requests that fail are at most those in

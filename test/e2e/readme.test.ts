@@ -1,8 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
+import { freePort } from '../helpers/free-port.js';
 import { hasTool, JETTY_BIN, started, stopsAfterEach, type ProcessContext, type Running } from '../helpers/process.js';
 import { suite } from '../helpers/suite.js';
 
@@ -33,14 +33,6 @@ export function quickStart(readme: string): { commands: string[]; forwarding: st
   const forwarding = lines.find((l) => l.startsWith('# Forwarding '))?.slice(2);
   if (!forwarding) throw new Error('the quick start does not show the Forwarding line');
   return { commands: lines.filter((l) => !l.startsWith('#')).map((l) => l.replace(/\s+#.*$/, '')), forwarding };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** The first line each long-running command of the quick start prints once it is ready. */

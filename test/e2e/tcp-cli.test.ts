@@ -4,7 +4,8 @@ import type { Socket } from 'node:net';
 import * as assert from 'uvu/assert';
 import { suite } from '../helpers/suite.js';
 import { jetty, type Running } from '../helpers/process.js';
-import { dial, endingOf, freePorts, portOf, readUntilEnd, TcpOriginServer, hasCommand } from '../helpers/tcp-tools.js';
+import { freePorts } from '../helpers/free-port.js';
+import { dial, endingOf, portOf, readUntilEnd, TcpOriginServer, hasCommand } from '../helpers/tcp-tools.js';
 import { waitFor } from '../helpers/harness.js';
 
 interface Ctx {

@@ -4,7 +4,8 @@ import type { Edge } from '../../src/edge/edge-server.js';
 import { startAgent, startEdge, waitFor } from '../helpers/harness.js';
 import { jetty } from '../helpers/process.js';
 import { suite } from '../helpers/suite.js';
-import { dial, endingOf, freePorts, portOf, readUntilEnd, TcpOriginServer } from '../helpers/tcp-tools.js';
+import { freePorts } from '../helpers/free-port.js';
+import { dial, endingOf, portOf, readUntilEnd, TcpOriginServer } from '../helpers/tcp-tools.js';
 
 interface Ctx {
   origin: TcpOriginServer;

@@ -7,7 +7,7 @@ import type { Edge } from '../../src/edge/edge-server.js';
 import { startEdge, waitFor } from '../helpers/harness.js';
 import { RawWsAgent } from '../helpers/raw-ws-agent.js';
 import { suite } from '../helpers/suite.js';
-import { freePorts } from '../helpers/tcp-tools.js';
+import { freePorts } from '../helpers/free-port.js';
 import { udpClient } from '../helpers/udp-tools.js';
 
 /**

@@ -8,7 +8,8 @@ import { MAX_DATAGRAM_BYTES, UDP_FLOW_QUEUE_DATAGRAMS, UDP_PORT_QUEUE_BYTES, UDP
 import { startEdge, waitFor } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';
 import { suite } from '../helpers/suite.js';
-import { freePorts, portOf, hasCommand } from '../helpers/tcp-tools.js';
+import { freePorts } from '../helpers/free-port.js';
+import { portOf, hasCommand } from '../helpers/tcp-tools.js';
 import { dnsAnswer, udpClient, UdpOriginServer } from '../helpers/udp-tools.js';
 
 interface Ctx {

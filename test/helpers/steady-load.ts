@@ -1,14 +1,4 @@
 import { request, type IncomingMessage } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
-
-/** A free loopback port (for a process that must come back on the same port). */
-export async function freePort(): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 /** Bytes of each streamed body (`/bytes`): several chunks, so a cut shows mid-body. */
 export const STREAM_BODY_BYTES = 192 * 1024;

@@ -6,7 +6,8 @@ import type { Edge } from '../../src/edge/edge-server.js';
 import { MAX_SOCKET_BUFFERED_BYTES } from '../../src/streams/socket-stream.js';
 import { patternBytes, sha256, startAgent, startEdge, waitFor } from './harness.js';
 import { suite } from './suite.js';
-import { dial, endingOf, Forwarder, freePorts, hashUntilEnd, portOf, readUntilEnd, TcpOriginServer, writeAll } from './tcp-tools.js';
+import { freePorts } from './free-port.js';
+import { dial, endingOf, Forwarder, hashUntilEnd, portOf, readUntilEnd, TcpOriginServer, writeAll } from './tcp-tools.js';
 
 interface Ctx {
   edge: Edge;

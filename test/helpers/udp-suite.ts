@@ -6,7 +6,8 @@ import type { Edge } from '../../src/edge/edge-server.js';
 import { MAX_DATAGRAM_BYTES } from '../../src/edge/udp-listener.js';
 import { startAgent, startEdge, waitFor } from './harness.js';
 import { suite } from './suite.js';
-import { freePorts, portOf } from './tcp-tools.js';
+import { freePorts } from './free-port.js';
+import { portOf } from './tcp-tools.js';
 import { udpClient, UdpOriginServer } from './udp-tools.js';
 
 interface Ctx {
