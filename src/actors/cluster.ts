@@ -1,0 +1,46 @@
+import type { TunnelSession } from './registry.js';
+
+/**
+ * The seam between the shared registry (several edges, leases in Redis) and edge-to-edge forwarding.
+ * The registry side implements TunnelDirectory; the forwarding side implements PeerForwarder; a
+ * ClusterRegistry joins them so that the router, the TCP and the UDP listeners keep asking one
+ * question (`registry.lookup(key) ?? await registry.waitFor(key, …)`) and may get back a session that
+ * lives on another edge.
+ */
+
+/** One edge's claim on a tunnel key (`name`, `tcp:PORT`, `udp:PORT`) in the shared store. */
+export interface Lease {
+  key: string;
+  /** The edge holding it (its `--edge-id`). */
+  edgeId: string;
+  /**
+   * The fencing epoch the claim got from the store's global counter. The holder accepts a forwarded
+   * exchange only while its own lease of the key still has this epoch.
+   */
+  epoch: number;
+}
+
+/** What forwarding needs to know about the cluster (the Redis registry; a test may hold it in memory). */
+export interface TunnelDirectory {
+  /** This edge's id. */
+  readonly edgeId: string;
+  /**
+   * The leases of `key` held by other edges (several when a pool spans edges), from a short cache
+   * invalidated by the store's hints, the store only on a miss. Empty when no other edge holds it.
+   */
+  locate(key: string): Promise<Lease[]>;
+  /** Drops what is cached for `key` (a peer answered "misdirected": re-read the store once). */
+  forget(key: string): void;
+  /** Where the peer listener of `edgeId` is (`http(s)://host:port`), or undefined when the edge is unknown. */
+  peerUrl(edgeId: string): Promise<string | undefined>;
+  /** The epoch under which this edge holds `key` right now, or undefined when it does not (or lost it). */
+  heldEpoch(key: string): number | undefined;
+}
+
+/** The forwarding side: a session that opens its exchanges on the edge holding `lease`. */
+export interface PeerForwarder {
+  sessionFor(lease: Lease): TunnelSession;
+}
+
+/** Request field that marks an exchange as forwarded by a peer edge: it is never forwarded again (one hop). */
+export const FORWARDED_EPOCH_FIELD = 'jetty-forwarded-epoch';
