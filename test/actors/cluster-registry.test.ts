@@ -1,0 +1,192 @@
+import * as assert from 'uvu/assert';
+import { Redis } from 'ioredis';
+import { AgentSession } from '../../src/actors/agent-session.js';
+import type { Lease, PeerForwarder } from '../../src/actors/cluster.js';
+import { ClusterRegistry, type ClusterRegistryInit } from '../../src/actors/cluster-registry.js';
+import { RedisLeases } from '../../src/actors/redis-leases.js';
+import { AbortError } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
+import { FakeControlChannel } from '../helpers/fake-control-channel.js';
+import { waitFor, within } from '../helpers/harness.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import { suite } from '../helpers/suite.js';
+
+const NAME = 'actors/cluster-registry';
+const test = suite<{ regs: ClusterRegistry[]; sessions: AgentSession[] }>(NAME, { regs: [], sessions: [] });
+const available = RedisServer.available(NAME);
+let redis: RedisServer | undefined;
+
+/** Short leases, so that outages longer than a lease fit in a test. */
+const FAST = { ttlMs: 1_500, renewIntervalMs: 300, safetyMarginMs: 300, timeoutMs: 300 };
+
+type Ctx = { regs: ClusterRegistry[]; sessions: AgentSession[] };
+
+function edge(ctx: Ctx, edgeId: string, init: Partial<ClusterRegistryInit> & { fast?: boolean } = {}): ClusterRegistry {
+  const fast = init.fast ? { ttlMs: FAST.ttlMs, commandTimeoutMs: FAST.timeoutMs, renewTimeoutMs: FAST.timeoutMs } : {};
+  const leases = new RedisLeases({ url: redis!.url, edgeId, logger: silentLogger(), ...fast });
+  const reg = new ClusterRegistry({
+    leases,
+    logger: silentLogger(),
+    reconnectGraceMs: 5_000,
+    ...(init.fast ? { renewIntervalMs: FAST.renewIntervalMs, safetyMarginMs: FAST.safetyMarginMs } : {}),
+    ...init,
+  });
+  ctx.regs.push(reg);
+  return reg;
+}
+
+function session(ctx: Ctx, id: string, key = 'demo'): AgentSession {
+  const s = new AgentSession({ id, name: key, channel: new FakeControlChannel(), logger: silentLogger() });
+  ctx.sessions.push(s);
+  return s;
+}
+
+const codeOf = async (p: Promise<unknown>): Promise<string | undefined> => {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+};
+
+const reachable = (...regs: ClusterRegistry[]): Promise<void> => waitFor(() => regs.every((r) => r.reachable), 10_000, 'the edges to reach Redis');
+
+test.before(async () => {
+  if (available) redis = await RedisServer.start();
+});
+test.before.each(async (ctx) => {
+  ctx.regs = [];
+  ctx.sessions = [];
+  if (!redis) return;
+  const flush = new Redis(redis.url, { maxRetriesPerRequest: 0 });
+  await flush.flushall();
+  flush.disconnect();
+});
+test.after.each(async (ctx) => {
+  redis?.resume();
+  for (const s of ctx.sessions) s.abort(new AbortError('test over'));
+  await Promise.all(ctx.sessions.map((s) => s.closed));
+  await Promise.all(ctx.regs.map((r) => r.close()));
+});
+test.after(async () => {
+  await redis?.stop();
+});
+
+const run = available ? test : test.skip;
+
+run('a stale epoch can neither renew nor release: the lease of the edge that took over stays', async (ctx) => {
+  const [a, b] = [edge(ctx, 'edge-a'), edge(ctx, 'edge-b')];
+  await reachable(a, b);
+  const leasesA = new RedisLeases({ url: redis!.url, edgeId: 'edge-a', logger: silentLogger() });
+  try {
+    await waitFor(() => leasesA.ready, 10_000, 'a second client of edge-a to connect');
+    await a.claim('demo', session(ctx, 'old'), { owner: '', secret: 's' });
+    const stale = a.heldEpoch('demo')!;
+    await b.claim('demo', session(ctx, 'new'), { owner: '', resume: 'old', resumeSecret: 's', secret: 't' });
+    assert.equal(await leasesA.renew([{ key: 'demo', epoch: stale }], ''), ['fenced']);
+    assert.is(await leasesA.release('demo', { sessionId: 'old', epoch: stale, last: true, graceMs: 0 }), false);
+    assert.equal(await a.locate('demo'), [{ key: 'demo', edgeId: 'edge-b', epoch: b.heldEpoch('demo')! }] satisfies Lease[]);
+  } finally {
+    await leasesA.close();
+  }
+});
+
+run('Redis frozen (SIGSTOP): held tunnels keep serving, new claims are refused as retryable, all recovers after SIGCONT', async (ctx) => {
+  const a = edge(ctx, 'edge-a', { fast: true });
+  await reachable(a);
+  const held = session(ctx, 'held');
+  await a.claim('demo', held, { owner: 'sha256:t' });
+  const before = a.heldEpoch('demo')!;
+  redis!.pause();
+  // The lease may have expired in Redis by now: the local deadline passes first.
+  await waitFor(() => a.heldEpoch('demo') === undefined, 5_000, 'the local deadline to pass');
+  assert.is(a.lookup('demo'), held, 'the held tunnel is still served');
+  assert.is(await codeOf(a.claim('other', session(ctx, 'new', 'other'), { owner: 'sha256:t' })), 'ERR_EDGE_UNAVAILABLE');
+  assert.is(a.view().registry, 'unreachable');
+  redis!.resume();
+  await waitFor(() => a.heldEpoch('demo') !== undefined, 10_000, 'the lease to be renewed or claimed again');
+  assert.ok(a.heldEpoch('demo')! >= before);
+  assert.not.ok(held.stopped, 'the held session was never aborted');
+  await a.claim('later', session(ctx, 'later', 'later'), { owner: 'sha256:t' });
+  assert.is(a.view().registry, 'ok');
+});
+
+run('Redis killed and restarted empty: held tunnels keep serving, then are claimed again above the old epoch', async (ctx) => {
+  const [a, b] = [edge(ctx, 'edge-a', { fast: true }), edge(ctx, 'edge-b', { fast: true })];
+  await reachable(a, b);
+  const held = session(ctx, 'held');
+  await a.claim('demo', held, { owner: 'sha256:t' });
+  const before = a.heldEpoch('demo')!;
+  await redis!.crash();
+  assert.is(await codeOf(b.claim('other', session(ctx, 'new', 'other'), { owner: 'sha256:u' })), 'ERR_EDGE_UNAVAILABLE');
+  assert.is(a.lookup('demo'), held);
+  await redis!.restart();
+  await waitFor(
+    async () => {
+      b.forget('demo');
+      return (await b.locate('demo')).some((l) => l.edgeId === 'edge-a');
+    },
+    10_000,
+    'edge-a to claim its tunnel again',
+  );
+  assert.ok(a.heldEpoch('demo')! > before, 'epochs keep increasing after Redis lost its counter');
+  assert.not.ok(held.stopped);
+  assert.is(await codeOf(b.claim('demo', session(ctx, 'thief'), { owner: 'sha256:u' })), 'ERR_NAME_TAKEN');
+});
+
+run('the hot path does no Redis command: lookups of a held tunnel, and cached locates', async (ctx) => {
+  const [a, b] = [edge(ctx, 'edge-a', { renewIntervalMs: 60_000 }), edge(ctx, 'edge-b', { renewIntervalMs: 60_000 })];
+  await reachable(a, b);
+  const held = session(ctx, 'held');
+  await a.claim('demo', held, { owner: '' });
+  // Lets the claim's hint and the first locate land (same connection, in order) before counting.
+  assert.is((await b.locate('demo')).length, 1);
+  const counted = async (): Promise<number> => {
+    const all = await redis!.commandCounts();
+    return Object.entries(all).reduce((n, [k, v]) => (/info|client|select|hello|command$/.test(k) ? n : n + v), 0);
+  };
+  const start = await counted();
+  for (let i = 0; i < 10_000; i++) assert.is(a.lookup('demo'), held);
+  for (let i = 0; i < 100; i++) await b.locate('demo');
+  assert.is(await counted(), start, 'no command on the hot path');
+});
+
+run('waitFor: a tunnel held by another edge comes back through the forwarder; a hint wakes a request waiting out a grace', async (ctx) => {
+  const asked: Lease[] = [];
+  const remote = session(ctx, 'remote-stand-in');
+  const forwarder: PeerForwarder = {
+    sessionFor(lease) {
+      asked.push(lease);
+      return remote;
+    },
+  };
+  const a = edge(ctx, 'edge-a', { peerUrl: 'http://127.0.0.1:7001' });
+  const b = edge(ctx, 'edge-b', { forwarder });
+  await reachable(a, b);
+  assert.is(await b.waitFor('demo', 200), undefined, 'nobody holds it: no wait');
+  const first = session(ctx, 'first');
+  await a.claim('demo', first, { owner: 'sha256:t' });
+  b.forget('demo');
+  assert.is(await b.waitFor('demo', 1_000), remote);
+  assert.equal(asked.at(-1), { key: 'demo', edgeId: 'edge-a', epoch: a.heldEpoch('demo')! });
+  assert.is(await b.peerUrl('edge-a'), 'http://127.0.0.1:7001');
+  assert.is(await b.peerUrl('edge-nowhere'), undefined);
+  // The agent drops (grace) and comes back on edge-a: the request waiting on edge-b is woken by the hint.
+  await a.release('demo', first, { reconnecting: true });
+  await waitFor(async () => (await b.locate('demo')).length === 0, 5_000, 'the release hint');
+  const waiting = b.waitFor('demo', 5_000);
+  await a.claim('demo', session(ctx, 'back'), { owner: 'sha256:t' });
+  assert.is(await within(waiting, 5_000, 'the waiting request'), remote);
+  assert.is(asked.length, 2);
+});
+
+run('/readyz view: edge id, leases held, peers seen', async (ctx) => {
+  const [a, b] = [edge(ctx, 'edge-a'), edge(ctx, 'edge-b')];
+  await reachable(a, b);
+  await a.claim('demo', session(ctx, 's'), { owner: '' });
+  await waitFor(() => b.view().peers.includes('edge-a'), 5_000, 'edge-b to see edge-a');
+  assert.equal(a.view(), { registry: 'ok', edgeId: 'edge-a', leases: 1, peers: [] });
+});
+
+test.run();
