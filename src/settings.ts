@@ -23,6 +23,8 @@ export interface SettingSpec<T = unknown> {
   parse: (raw: unknown) => T;
   /** Masked by --check-config. */
   secret?: boolean;
+  /** How --check-config and error messages show a value that is partly secret (a URL's password). */
+  show?: (value: unknown) => unknown;
   /** A boolean switch (`--flag`), not `--flag VALUE`. */
   boolean?: boolean;
   /** Only in the config file (structured values such as the token list). */
@@ -163,7 +165,8 @@ export function resolveSettings(
     try {
       out[s.name] = s.parse(raw);
     } catch (err) {
-      const shown = typeof raw === 'string' ? `"${raw}"` : JSON.stringify(raw);
+      const visible = s.show ? s.show(raw) : raw;
+      const shown = typeof visible === 'string' ? `"${visible}"` : JSON.stringify(visible);
       throw new UsageError(`invalid ${from} ${s.secret ? '(hidden)' : shown}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -190,7 +193,7 @@ export function mask(value: unknown): unknown {
 /** The effective configuration as YAML, secrets masked (for --check-config). */
 export function printableSettings(specs: readonly SettingSpec[], values: SettingValues): string {
   const shown: Record<string, unknown> = {};
-  for (const s of specs) shown[s.name] = s.secret ? mask(values[s.name]) : values[s.name];
+  for (const s of specs) shown[s.name] = s.secret ? mask(values[s.name]) : s.show ? s.show(values[s.name]) : values[s.name];
   return yaml().stringify(shown);
 }
 

@@ -97,6 +97,8 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   private maxEpoch = 0;
   /** The last renewal went through (false before the first). */
   private renewedOk = false;
+  /** A renewal went through once: this edge has written its record and may take agents (/readyz). */
+  private joinedOnce = false;
   private closing: Promise<void> | undefined;
 
   constructor(init: ClusterRegistryInit) {
@@ -117,6 +119,11 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   /** Sets the forwarder once it exists (it needs this directory to be built). */
   useForwarder(forwarder: PeerForwarder): void {
     this.forwarder = forwarder;
+  }
+
+  /** Redis answered a renewal once since start (false while it is unreachable at start-up). */
+  get joined(): boolean {
+    return this.joinedOnce;
   }
 
   /** Redis answered the last renewal: this edge is part of the cluster. */
@@ -324,6 +331,7 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
       return;
     }
     this.renewedOk = true;
+    this.joinedOnce = true;
     this.init.observer?.renewal('ok');
     for (let i = 0; i < batch.length; i++) {
       const { key, epoch } = batch[i];

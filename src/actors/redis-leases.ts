@@ -219,3 +219,36 @@ export class RedisLeases extends EventEmitter<{ ready: []; hint: [edgeId: string
     await Promise.all([quit(this.cmd), quit(this.renewer)]);
   }
 }
+
+/** `--registry`: the in-memory registry of one edge, or a Redis URL. */
+export const MEMORY_REGISTRY = 'memory';
+
+/**
+ * Checks a `--registry` value: `memory`, or `redis://[user:password@]host[:port][/db]` (`rediss://`
+ * for TLS). Returns it unchanged; throws a message naming what is wrong (the password never shown).
+ */
+export function parseRegistryUrl(raw: string): string {
+  if (raw === MEMORY_REGISTRY) return raw;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`want ${MEMORY_REGISTRY} or redis://HOST:PORT/DB`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error(`want ${MEMORY_REGISTRY} or a redis:// (rediss://) URL, not ${url.protocol}//`);
+  if (url.hostname === '') throw new Error('the Redis URL has no host');
+  if (!/^(\/\d{0,2})?$/.test(url.pathname)) throw new Error('the database after the host must be a number (redis://HOST:PORT/0)');
+  return raw;
+}
+
+/** A registry URL as logs and --check-config show it: the password replaced by `***`. */
+export function redactRegistryUrl(value: unknown): unknown {
+  if (typeof value !== 'string' || value === MEMORY_REGISTRY) return value;
+  try {
+    const url = new URL(value);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return value.replace(/\/\/[^@/]*@/, '//***@');
+  }
+}

@@ -1,4 +1,6 @@
+import { hostname } from 'node:os';
 import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
+import { MEMORY_REGISTRY, parseRegistryUrl } from '../actors/redis-leases.js';
 import type { Registry } from '../actors/registry.js';
 import { parseHostPort, type HostPort } from '../address.js';
 import { UsageError } from '../errors.js';
@@ -33,7 +35,17 @@ export interface EdgeInit {
   /** Tunnels are `NAME.DOMAIN`; default `localhost`. */
   domain?: string;
   logger: Logger;
+  /** A registry built by the caller (tests); else the edge builds the one `registryUrl` names. */
   registry?: Registry;
+  /**
+   * `memory` (default: this edge alone) or `redis://HOST:PORT/DB`: tunnel names and ports are leases in
+   * Redis, shared by every edge that names the same one (see actors/cluster-registry.ts).
+   */
+  registryUrl?: string;
+  /** This edge's id in the shared registry; default `HOSTNAME-PID`. */
+  edgeId?: string;
+  /** Where other edges reach this edge's peer listener (`http(s)://host:port`), stored in its edge record. */
+  peerUrl?: string;
   /** Per-agent cap on exchanges in flight. */
   maxExchangesPerAgent?: number;
   /** How long to wait for an agent to take an exchange, in ms. */
@@ -77,6 +89,9 @@ export interface EdgeInit {
 /** An EdgeInit with every default applied and checked: what Edge.start builds from. */
 export interface EdgeConfig {
   domain: string;
+  /** `memory` or a checked Redis URL. */
+  registryUrl: string;
+  edgeId: string;
   scheme: 'http' | 'https';
   tokens: TokenAuthority;
   listen: HostPort;
@@ -105,6 +120,23 @@ function portRangesOf(setting: string, value: string | readonly PortRange[] | un
   }
 }
 
+/** What an edge id may be: it is part of Redis keys and of space-separated hint messages. */
+export const EDGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** `HOSTNAME-PID`, with anything an edge id may not hold replaced by hyphens. */
+export function defaultEdgeId(): string {
+  const host = hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 48) || 'edge';
+  return `${host}-${process.pid}`;
+}
+
+function registryUrlOf(value: string | undefined): string {
+  try {
+    return parseRegistryUrl(value ?? MEMORY_REGISTRY);
+  } catch (err) {
+    throw new UsageError(`registry: ${(err as Error).message}`);
+  }
+}
+
 /** Applies the defaults of `init` (one per value, stated here) and refuses what cannot run (UsageError). */
 export function edgeConfig(init: EdgeInit): EdgeConfig {
   const tokens = new TokenAuthority(init.tokens ?? []);
@@ -117,8 +149,12 @@ export function edgeConfig(init: EdgeInit): EdgeConfig {
   checkLimits(limits);
   if (init.tls) checkTlsIdentity(init.tls);
   if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');
+  const edgeId = init.edgeId ?? defaultEdgeId();
+  if (!EDGE_ID_PATTERN.test(edgeId)) throw new UsageError('edge-id: want 1-64 letters, digits, dots, hyphens or underscores');
   return {
     domain: (init.domain ?? 'localhost').toLowerCase(),
+    registryUrl: registryUrlOf(init.registryUrl),
+    edgeId,
     scheme: init.tls ? 'https' : 'http',
     tokens,
     listen,

@@ -1,6 +1,8 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MemoryRegistry } from '../actors/registry.js';
+import { MemoryRegistry, type Registry } from '../actors/registry.js';
+import { ClusterRegistry } from '../actors/cluster-registry.js';
+import { MEMORY_REGISTRY, RedisLeases, redactRegistryUrl } from '../actors/redis-leases.js';
 import { AdminServer, type Readiness } from '../admin-server.js';
 import { listenFor } from '../listen-failure.js';
 import { formatHostPort } from '../address.js';
@@ -67,17 +69,48 @@ interface EdgeParts {
   udp: PortTunnels;
   /** The bound ports, filled in by listen() (the own-host page and tunnel URLs read them). */
   ports: { public: number; grpc: number };
+  /** The shared registry, when there is one (`--registry redis://…`, or one a test passed in). */
+  cluster: ClusterRegistry | undefined;
+  /** The edge built the cluster registry from its URL, so it closes it. */
+  ownsCluster: boolean;
+}
+
+/** The registry `--registry` names: a ClusterRegistry on Redis, its calls and leases counted in `metrics`. */
+function clusterRegistry(config: EdgeConfig, init: EdgeInit, metrics: EdgeMetrics): ClusterRegistry {
+  const leases = new RedisLeases({
+    url: config.registryUrl,
+    edgeId: config.edgeId,
+    logger: init.logger,
+    onCommand: (command, seconds, ok) => {
+      metrics.redisSeconds.observe({ command }, seconds);
+      if (!ok) metrics.redisErrors.inc({ command });
+    },
+  });
+  return new ClusterRegistry({
+    leases,
+    logger: init.logger,
+    reconnectGraceMs: config.reconnectGraceMs,
+    startupGraceMs: config.startupGraceMs,
+    peerUrl: init.peerUrl,
+    observer: {
+      claim: (result) => metrics.leaseClaims.inc({ result }),
+      renewal: (result) => metrics.leaseRenewals.inc({ result }),
+      loss: (result) => metrics.leaseLosses.inc({ result }),
+    },
+  });
 }
 
 /** Builds the edge's pieces from its config: registry → admission → endpoints; router → public server. */
 function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const { domain, scheme, tokens, limits } = config;
-  const registry = init.registry ?? new MemoryRegistry(config.reconnectGraceMs, config.startupGraceMs);
   const log = init.logger;
   const ports = { public: config.listen.port, grpc: 0 };
   let admission: AgentAdmission | undefined;
   let router: Router | undefined;
   const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
+  const ownsCluster = !init.registry && config.registryUrl !== MEMORY_REGISTRY;
+  const registry: Registry = init.registry ?? (ownsCluster ? clusterRegistry(config, init, metrics) : new MemoryRegistry(config.reconnectGraceMs, config.startupGraceMs));
+  const cluster = registry instanceof ClusterRegistry ? registry : undefined;
   admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames });
   const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${ports.public === (init.tls ? 443 : 80) ? '' : `:${ports.public}`}`;
   // One pool of public ports per kind; each port's listener finds its tunnel in the registry as `KIND:PORT`.
@@ -132,12 +165,12 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   });
   const upgrades = new UpgradeRelay({ domain, router, metrics, limits, logger: log });
   attachPublicHandlers(http, { domain, router, upgrades, ws, admission, metrics, logger: log });
-  return { config, http, h2, grpc, ws, router, admission, metrics, tcp, udp, ports };
+  return { config, http, h2, grpc, ws, router, admission, metrics, tcp, udp, ports, cluster, ownsCluster };
 }
 
 /** Opens the gRPC, public and admin listeners; on a failure closes what was opened and rethrows. */
 async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, options: AbortOptions): Promise<AdminServer | undefined> {
-  const { http, grpc, ws, config, metrics, ports } = parts;
+  const { http, grpc, ws, config, metrics, ports, cluster } = parts;
   let admin: AdminServer | undefined;
   try {
     const grpcAddress = formatHostPort(config.grpcListen.host, config.grpcListen.port);
@@ -148,7 +181,11 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
     if (init.adminListen) {
       const readiness = (): Readiness => {
         const s = stats();
-        return { ready: !s.draining, body: { status: s.draining ? 'draining' : 'ready', agents: s.sessions, exchanges: s.openExchanges } };
+        // Not ready until the shared registry answered once: an edge that cannot claim names takes no agents.
+        const joining = cluster !== undefined && !cluster.joined;
+        const status = s.draining ? 'draining' : joining ? 'joining' : 'ready';
+        const view = cluster ? { cluster: cluster.view(), registry: cluster.view().registry } : {};
+        return { ready: !s.draining && !joining, body: { status, agents: s.sessions, exchanges: s.openExchanges, ...view } };
       };
       const text = async (): Promise<{ contentType: string; text: string }> => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() });
       admin = await listenFor('admin-listen', init.adminListen, AdminServer.start({ listen: init.adminListen, readiness, metrics: text }, options));
@@ -168,7 +205,7 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
  * endpoints agents use, and the admin listener (health, metrics). Edge.start is the composition
  * root: edgeConfig (defaults, checks) → assemble (wiring) → listen.
  * Teardown order (close): listeners stop accepting → sessions aborted → endpoints closed → public
- * and admin connections closed.
+ * connections closed → shared registry closed (leases released) → admin closed.
  */
 export class Edge {
   readonly domain: string;
@@ -185,6 +222,15 @@ export class Edge {
   /** 0 when the admin listener is off. */
   readonly adminPort: number;
   readonly metrics: EdgeMetrics;
+  /** This edge's id in the shared registry (`--edge-id`). */
+  readonly edgeId: string;
+  /** `memory` or the Redis URL, its password hidden. */
+  readonly registry: string;
+  /**
+   * The shared registry (`--registry redis://…`), undefined with the in-memory one: the directory of
+   * the cluster, where edge-to-edge forwarding plugs in (ClusterRegistry.useForwarder).
+   */
+  readonly cluster: ClusterRegistry | undefined;
   private readonly parts: EdgeParts;
   private readonly admin: AdminServer | undefined;
   private readonly log: Logger;
@@ -204,6 +250,9 @@ export class Edge {
     this.grpcPort = parts.ports.grpc;
     this.adminPort = admin?.port ?? 0;
     this.metrics = parts.metrics;
+    this.edgeId = parts.config.edgeId;
+    this.registry = String(redactRegistryUrl(parts.config.registryUrl));
+    this.cluster = parts.cluster;
   }
 
   /** Builds and starts an edge; rejects with a UsageError for a config that cannot run, or with the signal's reason. */
@@ -212,7 +261,13 @@ export class Edge {
     const config = edgeConfig(init);
     const parts = assemble(config, init);
     let edge: Edge | undefined;
-    const admin = await listen(parts, init, () => edge!.stats(), options);
+    let admin: AdminServer | undefined;
+    try {
+      admin = await listen(parts, init, () => edge!.stats(), options);
+    } catch (err) {
+      if (parts.ownsCluster) await parts.cluster?.close();
+      throw err;
+    }
     edge = new Edge(parts, admin, init.logger);
     const { listen: l, grpcListen, domain, tokens } = config;
     if (tokens.open) init.logger.warn('no agent tokens configured: this edge is OPEN, any agent may register any free name');
@@ -228,6 +283,8 @@ export class Edge {
         udpPorts: formatPortRanges(config.udpPorts) || 'off',
         admin: admin ? edge.adminPort : 'off',
         domain,
+        registry: edge.registry,
+        edgeId: config.edgeId,
       },
       'edge listening',
     );
@@ -313,6 +370,8 @@ export class Edge {
       http.closeAllConnections();
       h2.close();
       await httpClosed;
+      // Every lease released (its sessions are gone), the edge record deleted, Redis quit.
+      if (this.parts.ownsCluster) await this.parts.cluster?.close();
       await this.admin?.close();
       this.log.info('edge closed');
     })();

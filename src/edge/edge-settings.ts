@@ -25,6 +25,8 @@ import { DEFAULT_TCP_IDLE_TIMEOUT_MS, DEFAULT_TCP_MAX_CONNECTIONS } from './tcp-
 import { DEFAULT_UDP_IDLE_TIMEOUT_MS, DEFAULT_UDP_MAX_FLOWS } from './udp-listener.js';
 import { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 import { isValidTunnelName } from '../tunnel-name.js';
+import { MEMORY_REGISTRY, parseRegistryUrl, redactRegistryUrl } from '../actors/redis-leases.js';
+import { EDGE_ID_PATTERN } from './edge-config.js';
 import { DEFAULT_RESERVED_NAMES } from './agent-admission.js';
 import { checkOpenExposure, defaultListenHost, type AgentListener } from './exposure.js';
 import { DEFAULT_LIMITS, MAX_HEADER_BYTES_CAP, MAX_HEADER_COUNT_CAP, type EdgeLimits } from './limits.js';
@@ -61,6 +63,23 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
   { name: 'grace-period', help: 'drain: ms in-flight exchanges get after SIGTERM', default: DEFAULT_GRACE_PERIOD_MS, parse: parseInt(0, 3_600_000) },
   { name: 'reconnect-grace', help: 'ms requests for a reconnecting tunnel are held', default: DEFAULT_RECONNECT_GRACE_MS, parse: parseInt(0, 600_000) },
   { name: 'startup-grace', help: 'ms after start that requests for an unknown tunnel wait for its agent', default: DEFAULT_STARTUP_GRACE_MS, parse: parseInt(0, 600_000) },
+  {
+    name: 'registry',
+    help: 'where tunnels are registered: memory (this edge alone) or redis://HOST:PORT/DB shared by several edges',
+    default: MEMORY_REGISTRY,
+    parse: (raw) => parseRegistryUrl(parseString(raw)),
+    show: redactRegistryUrl,
+  },
+  {
+    name: 'edge-id',
+    help: 'this edge\'s name in the shared registry; empty = HOSTNAME-PID',
+    default: '',
+    parse: (raw) => {
+      const id = parseString(raw);
+      if (id !== '' && !EDGE_ID_PATTERN.test(id)) throw new Error('want 1-64 letters, digits, dots, hyphens or underscores');
+      return id;
+    },
+  },
   { name: 'max-agents', help: 'agent sessions per edge', default: DEFAULT_LIMITS.maxAgents, parse: parseInt(1, 1_000_000) },
   { name: 'max-agents-per-token', help: 'agent sessions per token (beyond: refused, agent retries)', default: DEFAULT_LIMITS.maxAgentsPerToken, parse: parseInt(1, 1_000_000) },
   { name: 'max-agents-per-ip', help: 'agent sessions per source address (beyond: refused, agent retries)', default: DEFAULT_LIMITS.maxAgentsPerIp, parse: parseInt(1, 1_000_000) },
@@ -164,6 +183,8 @@ export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
     gracePeriodMs: v['grace-period'] as number,
     reconnectGraceMs: v['reconnect-grace'] as number,
     startupGraceMs: v['startup-grace'] as number,
+    registryUrl: v.registry as string,
+    edgeId: (v['edge-id'] as string) || undefined,
     maxExchangesPerAgent: v['max-exchanges-per-agent'] as number,
     trustedProxies: v['trusted-proxies'] as string[],
     tokens: v.tokens as TokenEntry[],

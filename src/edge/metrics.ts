@@ -84,6 +84,37 @@ export class EdgeMetrics {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
     registers: [this.registry],
   });
+  readonly leaseClaims = new Counter({
+    name: 'jetty_lease_claims_total',
+    help: 'Claims of tunnel keys in the shared registry: ok, takeover (from another edge), taken (another owner), unavailable (Redis down)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly leaseRenewals = new Counter({
+    name: 'jetty_lease_renewals_total',
+    help: 'Batched renewals of this edge\'s leases (one per interval): ok or failed',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly leaseLosses = new Counter({
+    name: 'jetty_lease_losses_total',
+    help: 'Leases this edge lost (its sessions of the key aborted): fenced (another edge holds it now) or refused (not claimable again after an outage)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly redisSeconds = new Histogram({
+    name: 'jetty_redis_command_seconds',
+    help: 'Latency of shared-registry calls to Redis, by command',
+    labelNames: ['command'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 2],
+    registers: [this.registry],
+  });
+  readonly redisErrors = new Counter({
+    name: 'jetty_redis_errors_total',
+    help: 'Shared-registry calls to Redis that failed (unreachable, timed out), by command',
+    labelNames: ['command'] as const,
+    registers: [this.registry],
+  });
 
   constructor(stats: () => { openExchanges: number; sessionsByTransport: Record<string, number> }) {
     new Gauge({

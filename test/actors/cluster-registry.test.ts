@@ -1,5 +1,4 @@
 import * as assert from 'uvu/assert';
-import { Redis } from 'ioredis';
 import { AgentSession } from '../../src/actors/agent-session.js';
 import type { Lease, PeerForwarder } from '../../src/actors/cluster.js';
 import { ClusterRegistry, type ClusterRegistryInit } from '../../src/actors/cluster-registry.js';
@@ -58,10 +57,7 @@ test.before(async () => {
 test.before.each(async (ctx) => {
   ctx.regs = [];
   ctx.sessions = [];
-  if (!redis) return;
-  const flush = new Redis(redis.url, { maxRetriesPerRequest: 0 });
-  await flush.flushall();
-  flush.disconnect();
+  await redis?.flush();
 });
 test.after.each(async (ctx) => {
   redis?.resume();

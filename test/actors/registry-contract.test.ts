@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import { ClusterRegistry } from '../../src/actors/cluster-registry.js';
 import { RedisLeases } from '../../src/actors/redis-leases.js';
 import { MemoryRegistry, type Registry } from '../../src/actors/registry.js';
@@ -17,9 +16,7 @@ let redis: RedisServer | undefined;
 /** Two edges' ClusterRegistry on one Redis, emptied before each test. */
 async function redisPair() {
   redis ??= await RedisServer.start();
-  const flush = new Redis(redis.url, { maxRetriesPerRequest: 0 });
-  await flush.flushall();
-  flush.disconnect();
+  await redis.flush();
   const edge = (edgeId: string): ClusterRegistry =>
     new ClusterRegistry({ leases: new RedisLeases({ url: redis!.url, edgeId, logger: silentLogger() }), logger: silentLogger(), reconnectGraceMs: CONTRACT_GRACE_MS });
   const [a, b] = [edge('edge-a'), edge('edge-b')];

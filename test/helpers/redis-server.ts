@@ -18,7 +18,12 @@ export class RedisServer {
   }
 
   static async start(): Promise<RedisServer> {
-    const server = new RedisServer(await freePort());
+    return RedisServer.startOn(await freePort());
+  }
+
+  /** On a port chosen before (a process was told to use it while nothing listened there). */
+  static async startOn(port: number): Promise<RedisServer> {
+    const server = new RedisServer(port);
     await server.restart();
     return server;
   }
@@ -50,6 +55,16 @@ export class RedisServer {
     run.child.kill('SIGKILL');
     await run.exited;
     this.run = undefined;
+  }
+
+  /** Empties every database (a fresh registry for the next test). */
+  async flush(): Promise<void> {
+    const client = new Redis(this.url, { maxRetriesPerRequest: 0 });
+    try {
+      await client.flushall();
+    } finally {
+      client.disconnect();
+    }
   }
 
   /** Commands Redis has executed so far (INFO commandstats), as `{ cmdstat_get: 3, … }`. */
