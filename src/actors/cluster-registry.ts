@@ -245,6 +245,12 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
     return (await this.remoteView(key)).leases;
   }
 
+  /** Another edge holds `key`, or it is held for an agent that left another edge (grace). False when Redis cannot tell. */
+  async heldElsewhere(key: string): Promise<boolean> {
+    const view = await this.remoteView(key);
+    return view.leases.length > 0 || view.graceLeftMs > 0;
+  }
+
   private async remoteView(key: string): Promise<LeaseView> {
     const hit = this.cache.get(key);
     if (hit && hit.until > Date.now()) return hit.view;

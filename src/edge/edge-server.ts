@@ -116,7 +116,7 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   // One pool of public ports per kind; each port's listener finds its tunnel in the registry as `KIND:PORT`.
   const where = { host: config.listen.host, registry, logger: log, metrics, reconnectGraceMs: config.reconnectGraceMs };
   const pool = (kind: 'tcp' | 'udp', ranges: EdgeConfig['tcpPorts'], open: PortTunnelsInit['open']): PortTunnels =>
-    new PortTunnels({ kind, ranges, registry, reconnectGraceMs: config.reconnectGraceMs, open });
+    new PortTunnels({ kind, ranges, registry, reconnectGraceMs: config.reconnectGraceMs, open, heldElsewhere: cluster && ((key) => cluster.heldElsewhere(key)) });
   const tcp = pool('tcp', config.tcpPorts, (port, key) => TcpListener.listen({ ...where, port, key, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections }));
   const udp = pool('udp', config.udpPorts, (port, key) => UdpListener.listen({ ...where, port, key, idleTimeoutMs: config.udpIdleTimeoutMs, maxFlows: config.udpMaxFlows }));
   const protocol = new EdgeSessionProtocol({

@@ -56,6 +56,11 @@ export interface PortTunnelsInit {
   reconnectGraceMs: number;
   /** Opens the listener of `port` (with its registry key); rejects when the port cannot be had. */
   open: (port: number, key: string) => Promise<PortListener>;
+  /**
+   * Several edges (a shared registry): whether another edge holds the key (`tcp:PORT`), so that the
+   * edge does not pick, for a new agent, a port the cluster will refuse. Absent: this edge alone.
+   */
+  heldElsewhere?: (key: string) => Promise<boolean>;
 }
 
 interface Lease {
@@ -121,6 +126,8 @@ export class PortTunnels extends EventEmitter<{ idle: [] }> {
     let attempts = 0;
     for (const port of portsOf(ranges)) {
       if (this.leases.has(port) || this.pending.has(port)) continue;
+      // Another edge's port is skipped without counting an attempt: nothing was bound.
+      if (this.init.heldElsewhere && ((await this.init.heldElsewhere(this.key(port))) || this.leases.has(port) || this.pending.has(port))) continue;
       try {
         return this.reservation(port, await this.bind(port));
       } catch (err) {

@@ -3,7 +3,8 @@ import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
 import type { Edge } from '../../src/edge/edge-server.js';
 import { createToken } from '../../src/edge/tokens.js';
-import { freePort } from '../helpers/free-port.js';
+import { freePort, freePorts } from '../helpers/free-port.js';
+import { portOf, TcpOriginServer } from '../helpers/tcp-tools.js';
 import { send, startAgent, startEdge, startOrigin, waitFor, type Origin } from '../helpers/harness.js';
 import { jetty, type Running } from '../helpers/process.js';
 import { RedisServer } from '../helpers/redis-server.js';
@@ -51,8 +52,8 @@ test.after(async (ctx) => {
   await redis?.stop();
 });
 
-async function edge(ctx: Ctx, edgeId: string): Promise<Edge> {
-  const e = await startEdge({ registryUrl: redis!.url, edgeId, tokens, adminListen: '127.0.0.1:0', reconnectGraceMs: GRACE_MS });
+async function edge(ctx: Ctx, edgeId: string, init: Parameters<typeof startEdge>[0] = {}): Promise<Edge> {
+  const e = await startEdge({ registryUrl: redis!.url, edgeId, tokens, adminListen: '127.0.0.1:0', reconnectGraceMs: GRACE_MS, ...init });
   ctx.edges.push(e);
   await waitFor(() => e.cluster!.joined, 10_000, `${edgeId} to join`);
   return e;
@@ -114,6 +115,27 @@ run('Redis frozen (SIGSTOP): the tunnels an edge holds keep serving; a new agent
   redis!.resume();
   await agent(ctx, a, 'other', bob.token);
   assert.is((await send(a, 'other', '/back')).body.toString(), 'origin /back');
+});
+
+run('TCP tunnels: an edge does not hand a new agent a port another edge holds (edges on 127.0.0.11 and .12, one range)', async (ctx) => {
+  const ports = await freePorts(2);
+  const range = ports.join(',');
+  const on = (host: string) => ({ listen: `${host}:0`, grpcListen: `${host}:0`, tcpPorts: range });
+  const [a, b] = [await edge(ctx, 'edge-a', on('127.0.0.11')), await edge(ctx, 'edge-b', on('127.0.0.12'))];
+  const origin = await TcpOriginServer.start();
+  try {
+    const via = (e: Edge, host: string, token: string) => startAgent(e, new URL(`tcp://127.0.0.1:${origin.port}`), 'db', { token, edge: new URL(`http://${host}:${e.publicPort}`) });
+    const first = await via(a, '127.0.0.11', alice.token);
+    ctx.agents.push(first);
+    const second = await via(b, '127.0.0.12', bob.token);
+    ctx.agents.push(second);
+    assert.is(portOf(first.url), ports[0]);
+    assert.is(portOf(second.url), ports[1], 'the port edge-a holds is skipped');
+  } finally {
+    await Promise.all(ctx.agents.map((x) => x.close()));
+    ctx.agents = [];
+    await origin.close();
+  }
 });
 
 run('jetty edge --registry: /readyz is 503 ("registry": "unreachable") until Redis is up, then 200 by itself', async (ctx) => {
