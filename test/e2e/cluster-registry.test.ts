@@ -106,6 +106,15 @@ run('a name held through one edge is refused to another token on the other edge,
   await waitFor(async () => (await codeOf(startAgent(b, ctx.origin.url, 'demo', { token: bob.token }))) === 'accepted', 10_000, 'the name to be free');
 });
 
+run('an edge that closes releases its leases and deletes its record: another token may take the name at once', async (ctx) => {
+  const [a, b] = [await edge(ctx, 'edge-a'), await edge(ctx, 'edge-b')];
+  await agent(ctx, a, 'demo', alice.token);
+  await a.close();
+  assert.equal(await redis!.keys(), ['jetty:edge:edge-b', 'jetty:epoch']);
+  await agent(ctx, b, 'demo', bob.token);
+  assert.is((await send(b, 'demo', '/z')).body.toString(), 'origin /z');
+});
+
 run('Redis frozen (SIGSTOP): the tunnels an edge holds keep serving; a new agent is refused and admitted once Redis is back', async (ctx) => {
   const a = await edge(ctx, 'edge-a');
   await agent(ctx, a, 'demo', alice.token);

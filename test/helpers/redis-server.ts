@@ -67,6 +67,16 @@ export class RedisServer {
     }
   }
 
+  /** Every key in database 0, sorted. */
+  async keys(): Promise<string[]> {
+    const client = new Redis(this.url, { maxRetriesPerRequest: 0 });
+    try {
+      return (await client.keys('*')).sort();
+    } finally {
+      client.disconnect();
+    }
+  }
+
   /** Commands Redis has executed so far (INFO commandstats), as `{ cmdstat_get: 3, … }`. */
   async commandCounts(): Promise<Record<string, number>> {
     const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
