@@ -17,6 +17,15 @@ export const RENEW_INTERVAL_MS = 5_000;
 export const LEASE_SAFETY_MARGIN_MS = 2_000;
 /** How long locate() answers from its cache, ms; pub/sub hints drop an entry sooner. */
 export const LOCATE_CACHE_TTL_MS = 2_000;
+/**
+ * Keys locate() keeps cached at most (the oldest go first): public clients choose the names they ask
+ * for, so the cache of misses must not grow with them.
+ */
+export const LOCATE_CACHE_MAX_ENTRIES = 10_000;
+/** A peer counts as seen (/readyz) for this long after its last hint or lease, ms. */
+export const PEER_SEEN_MS = 60_000;
+/** Peers remembered at most: edge ids change with every restart (HOSTNAME-PID). */
+export const MAX_PEERS_SEEN = 256;
 
 /** Counters of the cluster registry, by result (the edge maps them onto its Prometheus metrics). */
 export interface ClusterObserver {
@@ -41,6 +50,8 @@ export interface ClusterRegistryInit {
   peerUrl?: string;
   renewIntervalMs?: number;
   safetyMarginMs?: number;
+  /** Default LOCATE_CACHE_MAX_ENTRIES. */
+  cacheMaxEntries?: number;
   observer?: ClusterObserver;
 }
 
@@ -87,7 +98,8 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   private readonly peerUrls = new Map<string, { url: string | undefined; until: number }>();
   /** Emits a key when a hint (or a local session) may have changed where it is served. */
   private readonly wake = new EventEmitter();
-  private readonly peersSeen = new Set<string>();
+  /** Other edges seen in hints and leases, with when (ms). */
+  private readonly peersSeen = new Map<string, number>();
   private readonly pending = new Set<Promise<unknown>>();
   private forwarder: PeerForwarder | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -132,7 +144,28 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   }
 
   view(): ClusterView {
-    return { registry: this.reachable ? 'ok' : 'unreachable', edgeId: this.edgeId, leases: this.held.size, peers: [...this.peersSeen].sort() };
+    this.prunePeers();
+    return { registry: this.reachable ? 'ok' : 'unreachable', edgeId: this.edgeId, leases: this.held.size, peers: [...this.peersSeen.keys()].sort() };
+  }
+
+  /** Keys in the locate cache now (bounded by LOCATE_CACHE_MAX_ENTRIES). */
+  get cachedKeys(): number {
+    return this.cache.size;
+  }
+
+  private sawPeer(edgeId: string): void {
+    this.peersSeen.delete(edgeId);
+    this.peersSeen.set(edgeId, Date.now());
+    if (this.peersSeen.size > MAX_PEERS_SEEN) this.prunePeers();
+  }
+
+  /** Forgets peers not seen for PEER_SEEN_MS, then the oldest beyond MAX_PEERS_SEEN (the map is in order of sighting). */
+  private prunePeers(): void {
+    const before = Date.now() - PEER_SEEN_MS;
+    for (const [id, at] of this.peersSeen) {
+      if (at >= before && this.peersSeen.size <= MAX_PEERS_SEEN) break;
+      this.peersSeen.delete(id);
+    }
   }
 
   async claim(key: string, session: TunnelSession, options: ClaimOptions): Promise<void> {
@@ -259,9 +292,12 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
       const view = { leases: all.leases.filter((l) => l.edgeId !== this.edgeId), graceLeftMs: all.graceLeftMs };
       for (const l of all.leases) {
         this.maxEpoch = Math.max(this.maxEpoch, l.epoch);
-        if (l.edgeId !== this.edgeId) this.peersSeen.add(l.edgeId);
+        if (l.edgeId !== this.edgeId) this.sawPeer(l.edgeId);
       }
+      this.cache.delete(key);
       this.cache.set(key, { view, until: Date.now() + LOCATE_CACHE_TTL_MS });
+      // The oldest entry goes (a Map iterates in insertion order).
+      if (this.cache.size > (this.init.cacheMaxEntries ?? LOCATE_CACHE_MAX_ENTRIES)) this.cache.delete(this.cache.keys().next().value!);
       return view;
     } catch {
       return { leases: [], graceLeftMs: 0 };
@@ -296,7 +332,7 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   private onHint(edgeId: string, key: string): void {
     this.cache.delete(key);
     if (edgeId !== this.edgeId) {
-      this.peersSeen.add(edgeId);
+      this.sawPeer(edgeId);
       this.peerUrls.delete(edgeId);
       // Another edge changed a key this edge holds: it may have taken it over. Check now, not in 5 s.
       if (this.held.has(key)) void this.renewNow();
@@ -377,7 +413,9 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
     this.init.logger.warn({ tunnel: key, epoch: lease.epoch, sessions: lease.members.size }, `lease lost: ${why}`);
     for (const session of lease.members.keys()) {
       void this.local.release(key, session, { reconnecting: false });
-      session.abort(new NameTakenError(`lease of "${key}" lost: ${why}`));
+      // A draining session takes no new exchange and ends by itself once its last one is done: its
+      // agent, told to go, is what took the name over elsewhere. Aborting it would cut those exchanges.
+      if (!session.draining) session.abort(new NameTakenError(`lease of "${key}" lost: ${why}`));
     }
   }
 

@@ -5,7 +5,8 @@ import { ClusterRegistry, type ClusterRegistryInit } from '../../src/actors/clus
 import { RedisLeases } from '../../src/actors/redis-leases.js';
 import { AbortError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
-import { FakeControlChannel } from '../helpers/fake-control-channel.js';
+import { ChunkKind } from '../../src/codec/http-chunk.js';
+import { FakeControlChannel, REGISTERED } from '../helpers/fake-control-channel.js';
 import { waitFor, within } from '../helpers/harness.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { suite } from '../helpers/suite.js';
@@ -175,6 +176,34 @@ run('waitFor: a tunnel held by another edge comes back through the forwarder; a 
   await a.claim('demo', session(ctx, 'back'), { owner: 'sha256:t' });
   assert.is(await within(waiting, 5_000, 'the waiting request'), remote);
   assert.is(asked.length, 2);
+});
+
+run('a lost lease aborts the sessions of the key, but lets a draining one finish by itself', async (ctx) => {
+  const [a, b] = [edge(ctx, 'edge-a'), edge(ctx, 'edge-b')];
+  await reachable(a, b);
+  const [live, draining] = [session(ctx, 'live'), session(ctx, 'draining')];
+  await a.claim('demo', live, { owner: 'sha256:t', secret: 's' });
+  await a.claim('demo', draining, { owner: 'sha256:t', secret: 'd' });
+  // Started, with one exchange waiting for the agent: a drain keeps it draining, not ended.
+  draining.start(REGISTERED);
+  const inFlight = draining.openExchange({ kind: ChunkKind.HEADERS, exchangeId: 'e1', method: 'GET', target: '/', headers: [] }).catch((err: unknown) => err);
+  draining.drain();
+  await waitFor(() => draining.draining, 5_000, 'the session to drain');
+  await b.claim('demo', session(ctx, 'taker'), { owner: 'sha256:t', resume: 'live', secret: 'x' });
+  await within(live.closed, 10_000, 'the fenced session to end');
+  assert.is((live.error as { code?: string }).code, 'ERR_NAME_TAKEN');
+  assert.not.ok(draining.stopped, 'the draining session was not aborted');
+  draining.abort(new AbortError('test over'));
+  await inFlight;
+  assert.is(a.heldEpoch('demo'), undefined);
+  assert.is(a.lookup('demo'), undefined);
+});
+
+run('the locate cache is bounded: names public clients make up do not grow it', async (ctx) => {
+  const a = edge(ctx, 'edge-a', { cacheMaxEntries: 16 });
+  await reachable(a);
+  for (let i = 0; i < 200; i++) assert.equal(await a.locate(`made-up-${i}`), []);
+  assert.is(a.cachedKeys, 16);
 });
 
 run('/readyz view: edge id, leases held, peers seen', async (ctx) => {
