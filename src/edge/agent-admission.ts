@@ -30,6 +30,11 @@ export interface AgentAdmissionInit {
   limits: Pick<EdgeLimits, 'maxAgents' | 'maxAgentsPerToken' | 'maxAgentsPerIp'>;
   /** Tunnel names no agent may claim unless its token names them exactly; default DEFAULT_RESERVED_NAMES. */
   reservedNames?: readonly string[];
+  /**
+   * Several edges (a shared registry): whether another edge holds a name, so that a random name is
+   * drawn again instead of being refused by the claim. Absent: this edge alone (lookup tells).
+   */
+  heldElsewhere?: (key: string) => Promise<boolean>;
 }
 
 /** What an agent presents with its Hello. */
@@ -167,6 +172,17 @@ export class AgentAdmission {
       if (name === undefined) throw new NameNotAllowedError(`no room for a name after "${prefix}": give the agent --name`);
     }
     return name!;
+  }
+
+  /**
+   * pickName, drawn again (PICK_NAME_DRAWS in all) while another edge of the cluster holds the name:
+   * lookup() sees only this edge's agents. The claim still settles a race.
+   */
+  async pickFreeName(token: string | undefined): Promise<string> {
+    const { heldElsewhere } = this.init;
+    let name = this.pickName(token);
+    for (let draw = 1; heldElsewhere && draw < PICK_NAME_DRAWS && (await heldElsewhere(name)); draw++) name = this.pickName(token);
+    return name;
   }
 
   /** The owner (token hash) a presented token speaks for; undefined on an open edge or for a bad token. */

@@ -111,12 +111,13 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const ownsCluster = !init.registry && config.registryUrl !== MEMORY_REGISTRY;
   const registry: Registry = init.registry ?? (ownsCluster ? clusterRegistry(config, init, metrics) : new MemoryRegistry(config.reconnectGraceMs, config.startupGraceMs));
   const cluster = registry instanceof ClusterRegistry ? registry : undefined;
-  admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames });
+  const heldElsewhere = cluster && ((key: string) => cluster.heldElsewhere(key));
+  admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames, heldElsewhere });
   const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${ports.public === (init.tls ? 443 : 80) ? '' : `:${ports.public}`}`;
   // One pool of public ports per kind; each port's listener finds its tunnel in the registry as `KIND:PORT`.
   const where = { host: config.listen.host, registry, logger: log, metrics, reconnectGraceMs: config.reconnectGraceMs };
   const pool = (kind: 'tcp' | 'udp', ranges: EdgeConfig['tcpPorts'], open: PortTunnelsInit['open']): PortTunnels =>
-    new PortTunnels({ kind, ranges, registry, reconnectGraceMs: config.reconnectGraceMs, open, heldElsewhere: cluster && ((key) => cluster.heldElsewhere(key)) });
+    new PortTunnels({ kind, ranges, registry, reconnectGraceMs: config.reconnectGraceMs, open, heldElsewhere });
   const tcp = pool('tcp', config.tcpPorts, (port, key) => TcpListener.listen({ ...where, port, key, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections }));
   const udp = pool('udp', config.udpPorts, (port, key) => UdpListener.listen({ ...where, port, key, idleTimeoutMs: config.udpIdleTimeoutMs, maxFlows: config.udpMaxFlows }));
   const protocol = new EdgeSessionProtocol({

@@ -15,7 +15,8 @@ type Hello = NonNullable<AgentMessage['hello']>;
 
 /** What every transport's sessions share: admission, the public URL, session settings. */
 export interface EdgeSessionProtocolInit {
-  admission: Pick<AgentAdmission, 'admit' | 'pickName'>;
+  /** pickFreeName (several edges) is preferred to pickName when given. */
+  admission: Pick<AgentAdmission, 'admit' | 'pickName'> & Partial<Pick<AgentAdmission, 'pickFreeName'>>;
   logger: Logger;
   /** The public URL of a tunnel name. */
   publicUrl: (name: string) => string;
@@ -85,7 +86,7 @@ export class EdgeSessionProtocol {
     let name = hello.name;
     try {
       // An HTTP agent without a name gets one inside its token's scope; a TCP/UDP tunnel is its port.
-      if (name === '' && kind === 'http') name = init.admission.pickName(options.token);
+      if (name === '' && kind === 'http') name = init.admission.pickFreeName ? await init.admission.pickFreeName(options.token) : init.admission.pickName(options.token);
     } catch (err) {
       init.logger.info({ peer: channel.peer, reason: toError(err).message }, 'agent registration refused');
       channel.close(toError(err));
