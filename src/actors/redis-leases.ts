@@ -207,7 +207,7 @@ export class RedisLeases extends EventEmitter<{ ready: []; hint: [edgeId: string
     await this.timed('del', () => this.cmd.del(this.edgeKey(this.edgeId)));
   }
 
-  /** Quits every connection (pending replies are awaited, bounded by the command timeout). */
+  /** Quits every connection (pending replies are awaited, each bounded by its command timeout). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -215,7 +215,8 @@ export class RedisLeases extends EventEmitter<{ ready: []; hint: [edgeId: string
       if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
       else c.disconnect();
     };
-    await quit(this.sub);
+    // The subscriber has nothing to flush, and no command timeout: a frozen Redis would hold a QUIT forever.
+    this.sub.disconnect();
     await Promise.all([quit(this.cmd), quit(this.renewer)]);
   }
 }

@@ -206,6 +206,14 @@ run('the locate cache is bounded: names public clients make up do not grow it', 
   assert.is(a.cachedKeys, 16);
 });
 
+run('close() ends within its command timeouts while Redis is frozen', async (ctx) => {
+  const a = edge(ctx, 'edge-a', { fast: true });
+  await reachable(a);
+  await a.claim('demo', session(ctx, 's'), { owner: '' });
+  redis!.pause();
+  await within(a.close(), 5_000, 'close with Redis frozen');
+});
+
 run('/readyz view: edge id, leases held, peers seen', async (ctx) => {
   const [a, b] = [edge(ctx, 'edge-a'), edge(ctx, 'edge-b')];
   await reachable(a, b);
