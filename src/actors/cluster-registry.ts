@@ -102,6 +102,8 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   private readonly peersSeen = new Map<string, number>();
   private readonly pending = new Set<Promise<unknown>>();
   private forwarder: PeerForwarder | undefined;
+  /** What the edge record holds (ClusterRegistryInit.peerUrl, or advertise()). */
+  private advertised: string;
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
   private renewAgain = false;
@@ -118,6 +120,7 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
     this.leases = init.leases;
     this.edgeId = init.leases.edgeId;
     this.forwarder = init.forwarder;
+    this.advertised = init.peerUrl ?? '';
     this.local = new MemoryRegistry(init.reconnectGraceMs ?? 0, init.startupGraceMs ?? 0);
     this.wake.setMaxListeners(0);
     this.leases.on('hint', (edgeId, key) => this.onHint(edgeId, key));
@@ -126,6 +129,15 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
     this.timer = setInterval(() => void this.renewNow(), init.renewIntervalMs ?? RENEW_INTERVAL_MS);
     this.timer.unref();
     if (this.leases.ready) void this.renewNow();
+  }
+
+  /**
+   * Sets the peer URL the edge record advertises, once it is known (a peer listener bound to port 0
+   * knows its port only after listening); renews at once so peers see it now.
+   */
+  advertise(peerUrl: string): void {
+    this.advertised = peerUrl;
+    void this.renewNow();
   }
 
   /** Sets the forwarder once it exists (it needs this directory to be built). */
@@ -365,7 +377,7 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
     const sentAt = Date.now();
     let statuses;
     try {
-      statuses = await this.leases.renew(batch, this.init.peerUrl ?? '');
+      statuses = await this.leases.renew(batch, this.advertised);
     } catch (err) {
       if (this.renewedOk) this.init.logger.warn({ err: toError(err).message, leases: batch.length }, 'lease renewal failed: held tunnels keep serving');
       this.renewedOk = false;

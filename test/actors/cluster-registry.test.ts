@@ -169,6 +169,9 @@ run('waitFor: a tunnel held by another edge comes back through the forwarder; a 
   assert.equal(asked.at(-1), { key: 'demo', edgeId: 'edge-a', epoch: a.heldEpoch('demo')! });
   assert.is(await b.peerUrl('edge-a'), 'http://127.0.0.1:7001');
   assert.is(await b.peerUrl('edge-nowhere'), undefined);
+  // A URL known only after the peer listener is bound: advertised at once, seen once the cache passes.
+  a.advertise('http://127.0.0.1:7002');
+  await waitFor(async () => (await b.peerUrl('edge-a')) === 'http://127.0.0.1:7002', 5_000, 'the new peer URL');
   // The agent drops (grace) and comes back on edge-a: the request waiting on edge-b is woken by the hint.
   await a.release('demo', first, { reconnecting: true });
   await waitFor(async () => (await b.locate('demo')).length === 0, 5_000, 'the release hint');
