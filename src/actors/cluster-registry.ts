@@ -95,6 +95,8 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   private readonly leases: RedisLeases;
   private readonly held = new Map<string, HeldLease>();
   private readonly cache = new Map<string, { view: LeaseView; until: number }>();
+  /** Reads of Redis under way, per key (at most one each). */
+  private readonly reading = new Map<string, { view: Promise<LeaseView>; stale: boolean }>();
   private readonly peerUrls = new Map<string, { url: string | undefined; until: number }>();
   /** Emits a key when a hint (or a local session) may have changed where it is served. */
   private readonly wake = new EventEmitter();
@@ -296,9 +298,23 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
     return view.leases.length > 0 || view.graceLeftMs > 0;
   }
 
-  private async remoteView(key: string): Promise<LeaseView> {
+  private remoteView(key: string): Promise<LeaseView> {
     const hit = this.cache.get(key);
-    if (hit && hit.until > Date.now()) return hit.view;
+    if (hit && hit.until > Date.now()) return Promise.resolve(hit.view);
+    // Requests arriving together for one key (a cache entry just expired) share one read.
+    const running = this.reading.get(key);
+    if (running) return running.view;
+    const read: { view: Promise<LeaseView>; stale: boolean } = { view: Promise.resolve({ leases: [], graceLeftMs: 0 }), stale: false };
+    read.view = this.readView(key, () => read.stale);
+    this.reading.set(key, read);
+    void read.view.finally(() => {
+      if (this.reading.get(key) === read) this.reading.delete(key);
+    });
+    return read.view;
+  }
+
+  /** One read of `key` from Redis; cached unless a hint about it arrived meanwhile (`stale()`). */
+  private async readView(key: string, stale: () => boolean): Promise<LeaseView> {
     try {
       const all = await this.leases.locate(key);
       const view = { leases: all.leases.filter((l) => l.edgeId !== this.edgeId), graceLeftMs: all.graceLeftMs };
@@ -306,6 +322,7 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
         this.maxEpoch = Math.max(this.maxEpoch, l.epoch);
         if (l.edgeId !== this.edgeId) this.sawPeer(l.edgeId);
       }
+      if (stale()) return view;
       this.cache.delete(key);
       this.cache.set(key, { view, until: Date.now() + LOCATE_CACHE_TTL_MS });
       // The oldest entry goes (a Map iterates in insertion order).
@@ -318,6 +335,12 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
 
   forget(key: string): void {
     this.cache.delete(key);
+    const running = this.reading.get(key);
+    if (running) {
+      // A read already under way may predate what made the caller forget: it is not cached, and the next caller reads again.
+      running.stale = true;
+      this.reading.delete(key);
+    }
   }
 
   async peerUrl(edgeId: string): Promise<string | undefined> {
@@ -342,7 +365,7 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   }
 
   private onHint(edgeId: string, key: string): void {
-    this.cache.delete(key);
+    this.forget(key);
     if (edgeId !== this.edgeId) {
       this.sawPeer(edgeId);
       this.peerUrls.delete(edgeId);

@@ -10,6 +10,7 @@ import { FakeControlChannel, REGISTERED } from '../helpers/fake-control-channel.
 import { waitFor, within } from '../helpers/harness.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { suite } from '../helpers/suite.js';
+import { waitForEvent } from '../../src/wait.js';
 
 const NAME = 'actors/cluster-registry';
 const test = suite<{ regs: ClusterRegistry[]; sessions: AgentSession[] }>(NAME, { regs: [], sessions: [] });
@@ -32,8 +33,12 @@ function edge(ctx: Ctx, edgeId: string, init: Partial<ClusterRegistryInit> & { f
     ...init,
   });
   ctx.regs.push(reg);
+  leasesOf.set(reg, leases);
   return reg;
 }
+
+/** Each test edge's Redis side, to wait for the hints it receives. */
+const leasesOf = new WeakMap<ClusterRegistry, RedisLeases>();
 
 function session(ctx: Ctx, id: string, key = 'demo'): AgentSession {
   const s = new AgentSession({ id, name: key, channel: new FakeControlChannel(), logger: silentLogger() });
@@ -136,8 +141,10 @@ run('the hot path does no Redis command: lookups of a held tunnel, and cached lo
   const [a, b] = [edge(ctx, 'edge-a', { renewIntervalMs: 60_000 }), edge(ctx, 'edge-b', { renewIntervalMs: 60_000 })];
   await reachable(a, b);
   const held = session(ctx, 'held');
+  // The claim's hint reaches edge-b on its own connection, in its own time: it drops the cache, so wait for it.
+  const hinted = waitForEvent(leasesOf.get(b)!, 'hint', { timeoutMs: 5_000 });
   await a.claim('demo', held, { owner: '' });
-  // Lets the claim's hint and the first locate land (same connection, in order) before counting.
+  await hinted;
   assert.is((await b.locate('demo')).length, 1);
   const counted = async (): Promise<number> => {
     const all = await redis!.commandCounts();
@@ -200,6 +207,25 @@ run('a lost lease aborts the sessions of the key, but lets a draining one finish
   await inFlight;
   assert.is(a.heldEpoch('demo'), undefined);
   assert.is(a.lookup('demo'), undefined);
+});
+
+run('requests that miss the cache together share one Redis read', async (ctx) => {
+  // No renewal (also a script call) while counting.
+  const [a, b] = [edge(ctx, 'edge-a', { renewIntervalMs: 60_000 }), edge(ctx, 'edge-b', { renewIntervalMs: 60_000 })];
+  await reachable(a, b);
+  const hinted = waitForEvent(leasesOf.get(b)!, 'hint', { timeoutMs: 5_000 });
+  await a.claim('demo', session(ctx, 's'), { owner: '' });
+  await hinted;
+  // The first run of a script is an EVALSHA refused (NOSCRIPT), then an EVAL.
+  const reads = async (): Promise<number> => {
+    const n = await redis!.commandCounts();
+    return (n.cmdstat_evalsha ?? 0) + (n.cmdstat_eval ?? 0);
+  };
+  b.forget('demo');
+  const before = await reads();
+  const views = await Promise.all(Array.from({ length: 50 }, () => b.locate('demo')));
+  assert.ok(views.every((v) => v.length === 1 && v[0].edgeId === 'edge-a'));
+  assert.is((await reads()) - before, 1);
 });
 
 run('the locate cache is bounded: names public clients make up do not grow it', async (ctx) => {
