@@ -121,6 +121,9 @@ run('Redis frozen (SIGSTOP): the tunnels an edge holds keep serving; a new agent
   redis!.pause();
   for (let i = 0; i < 5; i++) assert.is((await send(a, 'demo', `/${i}`)).res.statusCode, 200);
   assert.is(await codeOf(startAgent(a, ctx.origin.url, 'other', { token: bob.token })), 'ERR_AGENT_UNAVAILABLE');
+  const metrics = (await admin(a.adminPort, '/metrics')).body;
+  assert.match(metrics, /jetty_lease_claims_total\{result="unavailable"\} [1-9]/);
+  assert.match(metrics, /jetty_redis_errors_total\{command="claim"\} [1-9]/);
   redis!.resume();
   await agent(ctx, a, 'other', bob.token);
   assert.is((await send(a, 'other', '/back')).body.toString(), 'origin /back');
