@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { request, type IncomingMessage, type RequestListener } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { WebSocket } from 'ws';
 import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
@@ -17,6 +18,7 @@ import { patternBytes, send, sha256, startAgent, startOrigin, waitFor, waitForSt
 import { Forwarder } from '../helpers/tcp-tools.js';
 import { UpgradeOrigin } from '../helpers/upgrade-suite.js';
 import { suite } from '../helpers/suite.js';
+import { makeTestPki } from '../helpers/tls-certs.js';
 
 const MiB = 1024 * 1024;
 const NAME = 'demo';
@@ -282,6 +284,38 @@ test('hostile frames from an authenticated peer close that peer connection only'
   assert.ok(code === 1002 || code === 1009, `close code ${code}`);
   assert.is((await send(ctx.b, NAME, '/')).res.statusCode, 200);
   assert.is(await metric(ctx.a, 'jetty_peer_connections', '{direction="in"}'), 1);
+});
+
+test('with a certificate the peer link is TLS: the peer URL is https and a peer verifies it with peer-ca', async (ctx) => {
+  const pki = makeTestPki();
+  ctx.extra.push({ close: () => pki.remove() });
+  const store = new MemoryLeaseStore();
+  const tls = { cert: pki.cert, key: pki.key };
+  const c = await startClusterEdge(store, 'edge-c', { tls, peerCa: pki.ca });
+  ctx.extra.unshift(c);
+  const d = await startClusterEdge(store, 'edge-d', { tls, peerCa: pki.ca });
+  ctx.extra.unshift(d);
+  assert.match(c.peerUrl!, /^https:\/\/127\.0\.0\.1:\d+$/);
+  const agent = await startAgent(c, ctx.origin.url, 'secure', { edge: new URL(`https://127.0.0.1:${c.publicPort}`), edgeCa: pki.ca });
+  ctx.extra.unshift(agent);
+  await waitFor(() => store.leases.has('secure'), 5000, 'the lease on C');
+  const got = await new Promise<{ status?: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port: d.publicPort, path: '/', headers: { host: 'secure.localhost' }, ca: pki.ca, servername: 'localhost', agent: false }, (res) => {
+      let body = '';
+      res.on('data', (b: Buffer) => (body += b.toString()));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.is(got.status, 200);
+  assert.is(got.body, 'hello from A');
+  // A plain-text client cannot speak to the TLS peer listener.
+  const plain = new WebSocket(`ws://127.0.0.1:${c.peerPort}${PEER_PATH}`, ['jetty.v1.proto'], { headers: peerAuthHeaders(TEST_PEER_SECRET, 'edge-x') });
+  let failed = false;
+  plain.on('error', () => (failed = true));
+  await new Promise((resolve) => plain.once('close', resolve));
+  assert.ok(failed);
 });
 
 test.run();
