@@ -49,6 +49,8 @@ export interface EdgeStats {
   /** Edge-to-edge connections: peers forwarding to this edge, and this edge's to its peers. */
   peerConnectionsIn: number;
   peerConnectionsOut: number;
+  /** Bytes waiting in the send buffers of the connections peers opened to this edge. */
+  peerBufferedBytes: number;
   /** UDP flows open through UDP tunnels. */
   udpFlows: number;
   /** Datagram bytes queued for those flows (counted at MAX_DATAGRAM_BYTES each) and in the ports' send queues. */
@@ -292,6 +294,7 @@ export class Edge {
       tcpBufferedBytes: tcp.bufferedBytes(),
       peerConnectionsIn: this.parts.peers?.connections ?? 0,
       peerConnectionsOut: this.parts.forwarder?.connections ?? 0,
+      peerBufferedBytes: this.parts.peers?.stats().bufferedBytes ?? 0,
       udpFlows: this.parts.udp.connections,
       udpBufferedBytes: this.parts.udp.bufferedBytes(),
     };

@@ -17,13 +17,18 @@ import { PerAddressLimit } from './client-limits.js';
 import type { EdgeMetrics } from './metrics.js';
 import { PEER_PATH, verifyPeerAuth } from './peer-auth.js';
 import { takeForwardFields } from './peer-fields.js';
+import { keepAlive, PEER_PING_INTERVAL_MS } from './peer-link.js';
 import { isPeerSession } from './peer-session.js';
 import type { TlsIdentity } from './public-listener.js';
 
 /** Open connections one address may hold on the peer listener (authenticated or not): a cluster needs one per edge. */
 export const MAX_PEER_CONNECTIONS_PER_ADDRESS = 8;
-/** Forwarded exchanges in flight on one peer connection; beyond, RESET UNAVAILABLE (503 at the forwarder). */
-export const MAX_PEER_EXCHANGES_PER_CONNECTION = 1_024;
+/**
+ * Forwarded exchanges in flight on one peer connection; beyond, RESET UNAVAILABLE (503 at the
+ * forwarder). With the credit window per exchange, what one peer connection can hold here is at most
+ * this × `ws-window` (256 MiB at the default 1 MiB).
+ */
+export const MAX_PEER_EXCHANGES_PER_CONNECTION = 256;
 /** How long a peer may take to send its upgrade request, in ms. */
 export const PEER_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -141,6 +146,7 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
 
   private onConnection(ws: WebSocket, peer: string, address: string | undefined): void {
     this.sockets.add(ws);
+    keepAlive(ws, PEER_PING_INTERVAL_MS);
     this.init.metrics.peerConnections.inc({ direction: 'in' });
     this.log.info({ peer, address }, 'peer edge connected');
     let open = 0;

@@ -12,9 +12,9 @@ import { withForwardFields } from '../../src/edge/peer-fields.js';
 import { PeerLink } from '../../src/edge/peer-link.js';
 import { EdgeMetrics } from '../../src/edge/metrics.js';
 import { silentLogger } from '../../src/logger.js';
-import { DEFAULT_WS_WINDOW_BYTES } from '../../src/streams/ws-mux.js';
+import { DEFAULT_WS_WINDOW_BYTES, WS_SOCKET_HIGH_WATER_BYTES } from '../../src/streams/ws-mux.js';
 import { MemoryLeaseStore, startClusterEdge, TEST_PEER_SECRET } from '../helpers/cluster-double.js';
-import { patternBytes, send, sha256, startAgent, startOrigin, waitFor, waitForStable, type Origin } from '../helpers/harness.js';
+import { patternBytes, pumpBlocks, send, sha256, startAgent, startOrigin, waitFor, waitForStable, type Origin } from '../helpers/harness.js';
 import { Forwarder } from '../helpers/tcp-tools.js';
 import { UpgradeOrigin } from '../helpers/upgrade-suite.js';
 import { suite } from '../helpers/suite.js';
@@ -163,8 +163,61 @@ test('a slow reader through the forwarding edge pauses the origin within the nam
   // one peer credit window (DEFAULT_WS_WINDOW_BYTES) and the peer socket's buffers.
   assert.ok(written < 48 * MiB + DEFAULT_WS_WINDOW_BYTES, `origin wrote ${written} bytes before pausing`);
   assert.ok(ctx.b.stats().peerConnectionsOut === 1);
+  // The owner's send buffer towards B stays under the mux's high-water mark plus one credit window.
+  assert.ok(ctx.a.stats().peerBufferedBytes <= WS_SOCKET_HIGH_WATER_BYTES + DEFAULT_WS_WINDOW_BYTES, `A holds ${ctx.a.stats().peerBufferedBytes} bytes for B`);
   req.destroy();
   res.destroy();
+});
+
+test('a slow origin through the forwarding edge pauses the uploading client within the named windows', async (ctx) => {
+  let originReq: IncomingMessage | undefined;
+  ctx.handler = (req) => {
+    originReq = req;
+    req.pause();
+  };
+  const req = request({ host: '127.0.0.1', port: ctx.b.publicPort, method: 'POST', path: '/slow-upload', headers: { host: `${NAME}.localhost` }, agent: false });
+  req.on('error', () => undefined);
+  const pumped = pumpBlocks(req, Buffer.alloc(64 * 1024, 2), 512 * MiB);
+  await waitFor(() => originReq !== undefined, 5000, 'the request to reach the origin');
+  await waitForStable(() => pumped.bytes, 10_000, 'the client writes to stop');
+  assert.ok(pumped.blocked && !pumped.finished, 'the client was never held back');
+  // Same bound as the download: the agent hop, one peer credit window, socket buffers.
+  assert.ok(pumped.bytes < 48 * MiB + DEFAULT_WS_WINDOW_BYTES, `the client wrote ${pumped.bytes} bytes before pausing`);
+  req.destroy();
+});
+
+test('an unreachable owner: the forwarder forgets the lease, looks again once, then answers 502', async (ctx) => {
+  ctx.store.urls.set('edge-a', 'http://127.0.0.1:1');
+  const got = await send(ctx.b, NAME, '/');
+  assert.is(got.res.statusCode, 502);
+  assert.is(got.res.headers['x-jetty-error'], 'ERR_AGENT_UNAVAILABLE');
+  assert.equal(ctx.store.directory('edge-b').forgotten, [NAME]);
+  // Back on its address, it is used again at once.
+  ctx.store.urls.set('edge-a', ctx.a.peerUrl!);
+  assert.is((await send(ctx.b, NAME, '/')).res.statusCode, 200);
+});
+
+test('a draining owner finishes the forwarded exchange in flight and refuses new ones with 503 at the forwarder', async (ctx) => {
+  let finish: (() => void) | undefined;
+  ctx.handler = (req, res) => {
+    if (req.url === '/long') {
+      res.write('started ');
+      finish = () => res.end('and finished');
+      return;
+    }
+    res.end('quick');
+  };
+  const inFlight = send(ctx.b, NAME, '/long');
+  await waitFor(() => finish !== undefined, 5000, 'the long request to start');
+  const drained = ctx.a.drain();
+  await waitFor(() => ctx.a.stats().draining, 5000, 'A to drain');
+  const refused = await send(ctx.b, NAME, '/new');
+  assert.is(refused.res.statusCode, 503);
+  assert.ok(refused.res.headers['retry-after']);
+  finish!();
+  const done = await inFlight;
+  assert.is(done.body.toString(), 'started and finished');
+  await drained;
 });
 
 test('a peer with the wrong secret is refused with 401 before the upgrade, logged and counted', async (ctx) => {

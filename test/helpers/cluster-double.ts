@@ -15,6 +15,8 @@ export class MemoryLeaseStore {
   private epoch = 0;
   readonly leases = new Map<string, Lease[]>();
   readonly urls = new Map<string, string>();
+  /** Each edge's view, made once (a test reads what it cached and forgot). */
+  readonly directories = new Map<string, MemoryDirectory>();
 
   /** `edgeId` holds `key` under a new epoch (a claim, or the same agent taking it over). */
   claim(key: string, edgeId: string): Lease {
@@ -30,7 +32,9 @@ export class MemoryLeaseStore {
   }
 
   directory(edgeId: string): MemoryDirectory {
-    return new MemoryDirectory(this, edgeId);
+    let d = this.directories.get(edgeId);
+    if (!d) this.directories.set(edgeId, (d = new MemoryDirectory(this, edgeId)));
+    return d;
   }
 }
 
