@@ -1,5 +1,4 @@
 import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
-import type { PeerForwarder, TunnelDirectory } from '../actors/cluster.js';
 import type { Registry } from '../actors/registry.js';
 import { formatHostPort, parseHostPort, type HostPort } from '../address.js';
 import { UsageError } from '../errors.js';
@@ -76,7 +75,8 @@ export interface EdgeInit {
   udpMaxFlows?: number;
   /**
    * Edge-to-edge listener, `host:port` (`peer-listen`): peers of the cluster forward exchanges for the
-   * tunnels this edge holds to it. Off when absent; needs `peerSecret` and `directory`.
+   * tunnels this edge holds to it. Off when absent; needs `peerSecret` and a cluster registry
+   * (`registry` that is a ClusterDirectoryRegistry, actors/cluster.ts).
    */
   peerListen?: string;
   /** Shared secret of the cluster's edges (`peer-secret`), at least MIN_PEER_SECRET_BYTES bytes. */
@@ -88,23 +88,13 @@ export interface EdgeInit {
   peerUrl?: string;
   /** CA that signs the peers' certificates (`peer-ca`, PEM), instead of the system roots. */
   peerCa?: Buffer;
-  /**
-   * Several edges (DESIGN.md §6.4): the shared directory of tunnel leases. With it (and a peer
-   * secret) the edge forwards requests for tunnels other edges hold.
-   */
-  directory?: TunnelDirectory;
-  /**
-   * Builds the registry of a cluster: local sessions first, `directory` on a miss, remote sessions from
-   * `forwarder` (the ClusterRegistry). Ignored when `registry` is given.
-   */
-  clusterRegistry?: (forwarder: PeerForwarder) => Registry;
 }
 
 /** The peer settings of an edge, checked. */
 export interface PeerConfig {
   listen: HostPort;
   secret: string;
-  /** Configured, or undefined to derive it from the bound port. */
+  /** Configured or derived from `listen`; undefined when `listen` has port 0 (derived from the bound port). */
   url: string | undefined;
 }
 
@@ -177,9 +167,7 @@ export function edgeConfig(init: EdgeInit): EdgeConfig {
   checkLimits(limits);
   if (init.tls) checkTlsIdentity(init.tls);
   if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');
-  checkPeerSettings(init.peerListen, init.peerSecret, init.peerUrl, init.tls !== undefined);
-  if (init.peerListen && !init.directory) throw new UsageError('--peer-listen needs a shared registry (several edges): nothing would find this edge');
-  if (init.directory && !init.peerSecret) throw new UsageError('a shared registry needs --peer-secret (and --peer-listen): the edges of a cluster forward requests to each other');
+  const peerUrl = checkPeerSettings(init.peerListen, init.peerSecret, init.peerUrl, init.tls !== undefined);
   return {
     domain: (init.domain ?? 'localhost').toLowerCase(),
     scheme: init.tls ? 'https' : 'http',
@@ -199,6 +187,6 @@ export function edgeConfig(init: EdgeInit): EdgeConfig {
     tcpMaxConnections: init.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS,
     udpIdleTimeoutMs: init.udpIdleTimeoutMs ?? DEFAULT_UDP_IDLE_TIMEOUT_MS,
     udpMaxFlows: init.udpMaxFlows ?? DEFAULT_UDP_MAX_FLOWS,
-    peer: init.peerListen ? { listen: parseHostPort(init.peerListen), secret: init.peerSecret!, url: init.peerUrl || undefined } : undefined,
+    peer: init.peerListen ? { listen: parseHostPort(init.peerListen), secret: init.peerSecret!, url: peerUrl || undefined } : undefined,
   };
 }

@@ -1,10 +1,11 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MemoryRegistry } from '../actors/registry.js';
+import { isClusterDirectoryRegistry } from '../actors/cluster.js';
+import { MemoryRegistry, type Registry } from '../actors/registry.js';
 import { AdminServer, type Readiness } from '../admin-server.js';
 import { listenFor } from '../listen-failure.js';
 import { formatHostPort } from '../address.js';
-import { AgentUnavailableError } from '../errors.js';
+import { AgentUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
 import { WS_PATH } from '../well-known.js';
@@ -80,6 +81,28 @@ interface EdgeParts {
   ports: { public: number; grpc: number; peer: number };
 }
 
+/**
+ * Edge-to-edge forwarding, when the registry is a cluster's (ClusterDirectoryRegistry): a forwarder
+ * handed to it (remote sessions), with a peer secret; the peer listener, with `peer-listen`.
+ */
+function peering(config: EdgeConfig, init: EdgeInit, registry: Registry, metrics: EdgeMetrics): Pick<EdgeParts, 'forwarder' | 'peers'> {
+  const directory = isClusterDirectoryRegistry(registry) ? registry : undefined;
+  if (config.peer && !directory) throw new UsageError('--peer-listen needs a shared registry (--registry redis://…): no other edge would find this one');
+  if (!directory) return { forwarder: undefined, peers: undefined };
+  const logger = init.logger;
+  const { wsWindowBytes: windowBytes, reconnectGraceMs } = config;
+  if (!init.peerSecret) {
+    logger.warn('no --peer-secret: requests for tunnels held by other edges are not forwarded from this one');
+    return { forwarder: undefined, peers: undefined };
+  }
+  const forwarder = new EdgePeerForwarder({ directory, secret: init.peerSecret, windowBytes, ca: init.peerCa, metrics, logger });
+  directory.useForwarder(forwarder);
+  const peers = config.peer
+    ? new PeerEndpoint({ secret: config.peer.secret, directory, registry, reconnectGraceMs, windowBytes, tls: init.tls, metrics, logger })
+    : undefined;
+  return { forwarder, peers };
+}
+
 /** Builds the edge's pieces from its config: registry → admission → endpoints; router → public server. */
 function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const { domain, scheme, tokens, limits } = config;
@@ -88,25 +111,8 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   let admission: AgentAdmission | undefined;
   let router: Router | undefined;
   const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
-  // Several edges: remote sessions come from the forwarder, and peers' exchanges arrive at the peer listener.
-  const { directory, peerSecret } = init;
-  const forwarder =
-    directory && peerSecret ? new EdgePeerForwarder({ directory, secret: peerSecret, windowBytes: config.wsWindowBytes, ca: init.peerCa, metrics, logger: log }) : undefined;
-  const registry =
-    init.registry ?? (forwarder && init.clusterRegistry ? init.clusterRegistry(forwarder) : new MemoryRegistry(config.reconnectGraceMs, config.startupGraceMs));
-  const peers =
-    config.peer && directory
-      ? new PeerEndpoint({
-          secret: config.peer.secret,
-          directory,
-          registry,
-          reconnectGraceMs: config.reconnectGraceMs,
-          windowBytes: config.wsWindowBytes,
-          tls: init.tls,
-          metrics,
-          logger: log,
-        })
-      : undefined;
+  const registry = init.registry ?? new MemoryRegistry(config.reconnectGraceMs, config.startupGraceMs);
+  const { forwarder, peers } = peering(config, init, registry, metrics);
   admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames });
   const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${ports.public === (init.tls ? 443 : 80) ? '' : `:${ports.public}`}`;
   // One pool of public ports per kind; each port's listener finds its tunnel in the registry as `KIND:PORT`.

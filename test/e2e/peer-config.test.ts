@@ -53,4 +53,11 @@ test('--check-config shows the peer URL to advertise (derived, or given) with th
   assert.match(both.stderr, /give one or the other/);
 });
 
+test('an edge with --peer-listen but no shared registry exits 2: no other edge would find it', async (ctx) => {
+  const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', '--peer-listen', '127.0.0.1:0'], { JETTY_PEER_SECRET: SECRET });
+  ctx.started.push(edge);
+  assert.is(await edge.exited, 2);
+  assert.match(edge.stderr, /--peer-listen needs a shared registry/);
+});
+
 test.run();

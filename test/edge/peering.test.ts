@@ -191,7 +191,7 @@ test('an unreachable owner: the forwarder forgets the lease, looks again once, t
   const got = await send(ctx.b, NAME, '/');
   assert.is(got.res.statusCode, 502);
   assert.is(got.res.headers['x-jetty-error'], 'ERR_AGENT_UNAVAILABLE');
-  assert.equal(ctx.store.directory('edge-b').forgotten, [NAME]);
+  assert.equal(ctx.store.registries.get('edge-b')!.forgotten, [NAME]);
   // Back on its address, it is used again at once.
   ctx.store.urls.set('edge-a', ctx.a.peerUrl!);
   assert.is((await send(ctx.b, NAME, '/')).res.statusCode, 200);
