@@ -184,6 +184,14 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
     options.signal?.throwIfAborted();
     await listenFor('listen', formatHostPort(config.listen.host, config.listen.port), listenOn(http, config.listen.host, config.listen.port, options));
     ports.public = (http.address() as AddressInfo).port;
+    // In a cluster every edge listens on every TCP/UDP tunnel port: a client reaching it on a port
+    // another edge holds is forwarded there, as a request for a name is.
+    if (parts.forwarder) {
+      for (const pool of [parts.tcp, parts.udp]) {
+        const skipped = await pool.listenAll();
+        if (skipped.length) init.logger.warn({ kind: pool.kind, ports: skipped.join(',') }, 'ports in use by another program: this edge does not serve them');
+      }
+    }
     if (init.adminListen) {
       const readiness = (): Readiness => {
         const s = stats();
@@ -194,6 +202,8 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
     }
     return admin;
   } catch (err) {
+    parts.tcp.abort();
+    parts.udp.abort();
     await peers?.close();
     await grpc?.close();
     await ws?.close();
