@@ -1,10 +1,11 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MemoryRegistry } from '../actors/registry.js';
+import { isClusterDirectoryRegistry } from '../actors/cluster.js';
+import { MemoryRegistry, type Registry } from '../actors/registry.js';
 import { AdminServer, type Readiness } from '../admin-server.js';
 import { listenFor } from '../listen-failure.js';
 import { formatHostPort } from '../address.js';
-import { AgentUnavailableError } from '../errors.js';
+import { AgentUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
 import { WS_PATH } from '../well-known.js';
@@ -25,6 +26,8 @@ import { PortTunnels, type PortTunnelsInit } from './port-tunnels.js';
 import { formatPortRanges } from './port-ranges.js';
 import { TcpListener } from './tcp-listener.js';
 import { UdpListener } from './udp-listener.js';
+import { EdgePeerForwarder } from './peer-forwarder.js';
+import { PeerEndpoint } from './peer-endpoint.js';
 
 export { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 
@@ -44,6 +47,11 @@ export interface EdgeStats {
   tcpConnections: number;
   /** Bytes held in those connections' socket buffers (both directions). */
   tcpBufferedBytes: number;
+  /** Edge-to-edge connections: peers forwarding to this edge, and this edge's to its peers. */
+  peerConnectionsIn: number;
+  peerConnectionsOut: number;
+  /** Bytes waiting in the send buffers of the connections peers opened to this edge. */
+  peerBufferedBytes: number;
   /** UDP flows open through UDP tunnels. */
   udpFlows: number;
   /** Datagram bytes queued for those flows (counted at MAX_DATAGRAM_BYTES each) and in the ports' send queues. */
@@ -65,19 +73,46 @@ interface EdgeParts {
   tcp: PortTunnels;
   /** The public ports of UDP tunnels. */
   udp: PortTunnels;
+  /** The owner's end of edge-to-edge forwarding (`peer-listen`); undefined when off. */
+  peers: PeerEndpoint | undefined;
+  /** The forwarding end (with a shared directory); undefined on a lone edge. */
+  forwarder: EdgePeerForwarder | undefined;
   /** The bound ports, filled in by listen() (the own-host page and tunnel URLs read them). */
-  ports: { public: number; grpc: number };
+  ports: { public: number; grpc: number; peer: number };
+}
+
+/**
+ * Edge-to-edge forwarding, when the registry is a cluster's (ClusterDirectoryRegistry): a forwarder
+ * handed to it (remote sessions), with a peer secret; the peer listener, with `peer-listen`.
+ */
+function peering(config: EdgeConfig, init: EdgeInit, registry: Registry, metrics: EdgeMetrics): Pick<EdgeParts, 'forwarder' | 'peers'> {
+  const directory = isClusterDirectoryRegistry(registry) ? registry : undefined;
+  if (config.peer && !directory) throw new UsageError('--peer-listen needs a shared registry (--registry redis://…): no other edge would find this one');
+  if (!directory) return { forwarder: undefined, peers: undefined };
+  const logger = init.logger;
+  const { wsWindowBytes: windowBytes, reconnectGraceMs } = config;
+  if (!init.peerSecret) {
+    logger.warn('no --peer-secret: requests for tunnels held by other edges are not forwarded from this one');
+    return { forwarder: undefined, peers: undefined };
+  }
+  const forwarder = new EdgePeerForwarder({ directory, secret: init.peerSecret, windowBytes, ca: init.peerCa, metrics, logger });
+  directory.useForwarder(forwarder);
+  const peers = config.peer
+    ? new PeerEndpoint({ secret: config.peer.secret, directory, registry, reconnectGraceMs, windowBytes, tls: init.tls, metrics, logger })
+    : undefined;
+  return { forwarder, peers };
 }
 
 /** Builds the edge's pieces from its config: registry → admission → endpoints; router → public server. */
 function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const { domain, scheme, tokens, limits } = config;
-  const registry = init.registry ?? new MemoryRegistry(config.reconnectGraceMs, config.startupGraceMs);
   const log = init.logger;
-  const ports = { public: config.listen.port, grpc: 0 };
+  const ports = { public: config.listen.port, grpc: 0, peer: 0 };
   let admission: AgentAdmission | undefined;
   let router: Router | undefined;
   const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
+  const registry = init.registry ?? new MemoryRegistry(config.reconnectGraceMs, config.startupGraceMs);
+  const { forwarder, peers } = peering(config, init, registry, metrics);
   admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames });
   const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${ports.public === (init.tls ? 443 : 80) ? '' : `:${ports.public}`}`;
   // One pool of public ports per kind; each port's listener finds its tunnel in the registry as `KIND:PORT`.
@@ -132,19 +167,31 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   });
   const upgrades = new UpgradeRelay({ domain, router, metrics, limits, logger: log });
   attachPublicHandlers(http, { domain, router, upgrades, ws, admission, metrics, logger: log });
-  return { config, http, h2, grpc, ws, router, admission, metrics, tcp, udp, ports };
+  return { config, http, h2, grpc, ws, router, admission, metrics, tcp, udp, peers, forwarder, ports };
 }
 
 /** Opens the gRPC, public and admin listeners; on a failure closes what was opened and rethrows. */
 async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, options: AbortOptions): Promise<AdminServer | undefined> {
-  const { http, grpc, ws, config, metrics, ports } = parts;
+  const { http, grpc, ws, config, metrics, ports, peers } = parts;
   let admin: AdminServer | undefined;
   try {
+    if (peers && config.peer) {
+      const { host, port } = config.peer.listen;
+      ports.peer = await listenFor('peer-listen', formatHostPort(host, port), peers.listen(host, port));
+    }
     const grpcAddress = formatHostPort(config.grpcListen.host, config.grpcListen.port);
     if (grpc) ports.grpc = await listenFor('grpc-listen', grpcAddress, grpc.listen(grpcAddress, init.tls));
     options.signal?.throwIfAborted();
     await listenFor('listen', formatHostPort(config.listen.host, config.listen.port), listenOn(http, config.listen.host, config.listen.port, options));
     ports.public = (http.address() as AddressInfo).port;
+    // In a cluster every edge listens on every TCP/UDP tunnel port: a client reaching it on a port
+    // another edge holds is forwarded there, as a request for a name is.
+    if (parts.forwarder) {
+      for (const pool of [parts.tcp, parts.udp]) {
+        const skipped = await pool.listenAll();
+        if (skipped.length) init.logger.warn({ kind: pool.kind, ports: skipped.join(',') }, 'ports in use by another program: this edge does not serve them');
+      }
+    }
     if (init.adminListen) {
       const readiness = (): Readiness => {
         const s = stats();
@@ -155,6 +202,9 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
     }
     return admin;
   } catch (err) {
+    parts.tcp.abort();
+    parts.udp.abort();
+    await peers?.close();
     await grpc?.close();
     await ws?.close();
     http.close();
@@ -167,8 +217,8 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
  * The edge: public HTTP listener → router → registry → agent sessions, the gRPC and WebSocket
  * endpoints agents use, and the admin listener (health, metrics). Edge.start is the composition
  * root: edgeConfig (defaults, checks) → assemble (wiring) → listen.
- * Teardown order (close): listeners stop accepting → sessions aborted → endpoints closed → public
- * and admin connections closed.
+ * Teardown order (close): listeners stop accepting → sessions aborted → endpoints closed (agents'
+ * and peers', and this edge's connections to its peers) → public and admin connections closed.
  */
 export class Edge {
   readonly domain: string;
@@ -184,6 +234,13 @@ export class Edge {
   readonly grpcPort: number;
   /** 0 when the admin listener is off. */
   readonly adminPort: number;
+  /** 0 when the peer listener is off. */
+  readonly peerPort: number;
+  /**
+   * The URL other edges reach this one's peer listener at (`peer-url`, else `http(s)://<peer-listen>`
+   * with the bound port): what the shared registry stores beside this edge's leases. Undefined when off.
+   */
+  readonly peerUrl: string | undefined;
   readonly metrics: EdgeMetrics;
   private readonly parts: EdgeParts;
   private readonly admin: AdminServer | undefined;
@@ -203,6 +260,9 @@ export class Edge {
     this.publicPort = parts.ports.public;
     this.grpcPort = parts.ports.grpc;
     this.adminPort = admin?.port ?? 0;
+    this.peerPort = parts.ports.peer;
+    const peer = parts.config.peer;
+    this.peerUrl = peer ? (peer.url ?? `${parts.config.scheme}://${formatHostPort(peer.listen.host, parts.ports.peer)}`) : undefined;
     this.metrics = parts.metrics;
   }
 
@@ -227,6 +287,7 @@ export class Edge {
         tcpPorts: formatPortRanges(config.tcpPorts) || 'off',
         udpPorts: formatPortRanges(config.udpPorts) || 'off',
         admin: admin ? edge.adminPort : 'off',
+        peer: edge.peerUrl ?? 'off',
         domain,
       },
       'edge listening',
@@ -247,6 +308,9 @@ export class Edge {
       wsBufferedBytes: ws.bufferedBytes,
       tcpConnections: tcp.connections,
       tcpBufferedBytes: tcp.bufferedBytes(),
+      peerConnectionsIn: this.parts.peers?.connections ?? 0,
+      peerConnectionsOut: this.parts.forwarder?.connections ?? 0,
+      peerBufferedBytes: this.parts.peers?.stats().bufferedBytes ?? 0,
       udpFlows: this.parts.udp.connections,
       udpBufferedBytes: this.parts.udp.bufferedBytes(),
     };
@@ -266,11 +330,13 @@ export class Edge {
    */
   drain(options: AbortOptions = {}): Promise<void> {
     this.draining ??= (async () => {
-      const { http, h2, admission, router, config, tcp, udp } = this.parts;
+      const { http, h2, admission, router, config, tcp, udp, peers } = this.parts;
       const { gracePeriodMs } = config;
       this.log.info({ gracePeriodMs }, 'draining');
       admission.draining = true;
       router.draining = true;
+      // Peers get UNAVAILABLE for new exchanges (503 at their edge); those in flight get the grace period.
+      if (peers) peers.draining = true;
       http.close();
       http.closeIdleConnections();
       h2.drain();
@@ -282,7 +348,10 @@ export class Edge {
       const until = Date.now() + gracePeriodMs;
       if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: gracePeriodMs, signal: options.signal }).catch(() => undefined);
       await tcp.idle({ timeoutMs: Math.max(0, until - Date.now()), signal: options.signal }).catch(() => undefined);
-      const left = router.openExchanges + tcp.connections;
+      if (peers && peers.openExchanges > 0) {
+        await waitForEvent(peers, 'idle', { timeoutMs: Math.max(1, until - Date.now()), signal: options.signal }).catch(() => undefined);
+      }
+      const left = router.openExchanges + tcp.connections + (peers?.openExchanges ?? 0);
       if (left > 0) this.log.warn({ exchanges: left }, 'grace period over: aborting exchanges in flight');
       await this.close();
     })();
@@ -301,15 +370,16 @@ export class Edge {
   /** Stops listening, ends agent sessions and connections now. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const { http, h2, grpc, ws, admission, tcp, udp } = this.parts;
+      const { http, h2, grpc, ws, admission, tcp, udp, peers, forwarder } = this.parts;
       admission.draining = true;
+      if (peers) peers.draining = true;
       const httpClosed = waitForEvent(http, 'close');
       http.close();
       tcp.abort();
       udp.abort();
       const err = new AgentUnavailableError('edge shutting down');
       await Promise.all([...admission.sessions].map((s) => (s.abort(err), s.closed)));
-      await Promise.all([grpc?.close(), ws?.close()]);
+      await Promise.all([grpc?.close(), ws?.close(), peers?.close(), forwarder?.close()]);
       http.closeAllConnections();
       h2.close();
       await httpClosed;
