@@ -170,6 +170,19 @@ export class UsageError extends JettyError {
   override readonly code = 'ERR_USAGE';
 }
 
+/**
+ * Edge to edge: an exchange a peer forwarded names a tunnel this edge does not hold under the epoch it
+ * saw (the lease moved, or no local agent serves it); the forwarder may re-read the registry and retry once.
+ */
+export class MisdirectedError extends JettyError {
+  override readonly code = 'ERR_MISDIRECTED';
+}
+
+/** Edge to edge: a peer edge could not be reached (no peer URL, connection refused, refused our secret). */
+export class PeerUnavailableError extends JettyError {
+  override readonly code = 'ERR_PEER_UNAVAILABLE';
+}
+
 /** An operation was aborted through its AbortSignal. */
 export class AbortError extends JettyError {
   override readonly code = 'ERR_ABORTED';

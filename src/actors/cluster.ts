@@ -1,4 +1,4 @@
-import type { TunnelSession } from './registry.js';
+import type { Registry, TunnelSession } from './registry.js';
 
 /**
  * The seam between the shared registry (several edges, leases in Redis) and edge-to-edge forwarding.
@@ -40,6 +40,21 @@ export interface TunnelDirectory {
 /** The forwarding side: a session that opens its exchanges on the edge holding `lease`. */
 export interface PeerForwarder {
   sessionFor(lease: Lease): TunnelSession;
+}
+
+/**
+ * The registry of an edge in a cluster, which is the cluster's directory too and takes its forwarder
+ * once that is built (the forwarder needs the directory): the ClusterRegistry. An edge whose registry
+ * is one wires edge-to-edge forwarding to it.
+ */
+export interface ClusterDirectoryRegistry extends Registry, TunnelDirectory {
+  useForwarder(forwarder: PeerForwarder): void;
+}
+
+/** True when `registry` is also the cluster's directory (see ClusterDirectoryRegistry). */
+export function isClusterDirectoryRegistry(registry: Registry): registry is ClusterDirectoryRegistry {
+  const r = registry as Partial<ClusterDirectoryRegistry>;
+  return typeof r.useForwarder === 'function' && typeof r.heldEpoch === 'function' && typeof r.locate === 'function';
 }
 
 /** Request field that marks an exchange as forwarded by a peer edge: it is never forwarded again (one hop). */

@@ -20,6 +20,10 @@ export enum ResetCode {
   ORIGIN_ERROR = 2,
   PROTOCOL_ERROR = 3,
   INTERNAL = 4,
+  /** Edge to edge: the owner does not hold the tunnel under the forwarded epoch (proto/tunnel.proto). */
+  MISDIRECTED = 5,
+  /** Edge to edge: the owner takes no exchange for the tunnel now (draining, agent at its cap). */
+  UNAVAILABLE = 6,
 }
 
 /** ExchangeKind on the wire: what an exchange carries, fixed by its request HEADERS (DESIGN.md §6.1). */

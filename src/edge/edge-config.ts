@@ -2,13 +2,14 @@ import { hostname } from 'node:os';
 import { DEFAULT_PING_INTERVAL_MS } from '../actors/heartbeat.js';
 import { MEMORY_REGISTRY, parseRegistryUrl } from '../actors/redis-leases.js';
 import type { Registry } from '../actors/registry.js';
-import { parseHostPort, type HostPort } from '../address.js';
+import { formatHostPort, parseHostPort, type HostPort } from '../address.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_GRACE_PERIOD_MS, DEFAULT_RECONNECT_GRACE_MS } from '../settings.js';
 import { DEFAULT_WS_WINDOW_BYTES } from '../streams/ws-mux.js';
 import { checkOpenExposure, defaultListenHost } from './exposure.js';
 import { checkLimits, DEFAULT_LIMITS, type EdgeLimits } from './limits.js';
+import { MIN_PEER_SECRET_BYTES } from './peer-auth.js';
 import { checkTlsIdentity, type TlsIdentity } from './public-listener.js';
 import { parsePortRanges, type PortRange } from './port-ranges.js';
 import { DEFAULT_TCP_IDLE_TIMEOUT_MS, DEFAULT_TCP_MAX_CONNECTIONS } from './tcp-listener.js';
@@ -44,8 +45,6 @@ export interface EdgeInit {
   registryUrl?: string;
   /** This edge's id in the shared registry; default `HOSTNAME-PID`. */
   edgeId?: string;
-  /** Where other edges reach this edge's peer listener (`http(s)://host:port`), stored in its edge record. */
-  peerUrl?: string;
   /** Per-agent cap on exchanges in flight. */
   maxExchangesPerAgent?: number;
   /** How long to wait for an agent to take an exchange, in ms. */
@@ -84,6 +83,29 @@ export interface EdgeInit {
   udpIdleTimeoutMs?: number;
   /** Flows per UDP tunnel; default DEFAULT_UDP_MAX_FLOWS. */
   udpMaxFlows?: number;
+  /**
+   * Edge-to-edge listener, `host:port` (`peer-listen`): peers of the cluster forward exchanges for the
+   * tunnels this edge holds to it. Off when absent; needs `peerSecret` and a cluster registry
+   * (`registry` that is a ClusterDirectoryRegistry, actors/cluster.ts).
+   */
+  peerListen?: string;
+  /** Shared secret of the cluster's edges (`peer-secret`), at least MIN_PEER_SECRET_BYTES bytes. */
+  peerSecret?: string;
+  /**
+   * URL the other edges reach this edge's peer listener at (`peer-url`), stored with its leases;
+   * default `http(s)://<peer-listen>` with the bound port (https when the edge has a certificate).
+   */
+  peerUrl?: string;
+  /** CA that signs the peers' certificates (`peer-ca`, PEM), instead of the system roots. */
+  peerCa?: Buffer;
+}
+
+/** The peer settings of an edge, checked. */
+export interface PeerConfig {
+  listen: HostPort;
+  secret: string;
+  /** Configured or derived from `listen`; undefined when `listen` has port 0 (derived from the bound port). */
+  url: string | undefined;
 }
 
 /** An EdgeInit with every default applied and checked: what Edge.start builds from. */
@@ -109,6 +131,8 @@ export interface EdgeConfig {
   tcpMaxConnections: number;
   udpIdleTimeoutMs: number;
   udpMaxFlows: number;
+  /** Undefined when the peer listener is off. */
+  peer: PeerConfig | undefined;
 }
 
 function portRangesOf(setting: string, value: string | readonly PortRange[] | undefined): readonly PortRange[] {
@@ -137,6 +161,30 @@ function registryUrlOf(value: string | undefined): string {
   }
 }
 
+/**
+ * Checks the peer settings (UsageError naming the problem): a peer listener needs a secret of at least
+ * MIN_PEER_SECRET_BYTES, and a URL to advertise when it listens on a wildcard address. Returns the
+ * URL to advertise (`peerUrl`, or derived from `peerListen`; '' when the port is still 0).
+ */
+export function checkPeerSettings(peerListen: string | undefined, peerSecret: string | undefined, peerUrl: string | undefined, tls: boolean): string {
+  if (!peerListen) return '';
+  if (!peerSecret) throw new UsageError(`--peer-listen needs --peer-secret (or --peer-secret-file): at least ${MIN_PEER_SECRET_BYTES} bytes shared by every edge of the cluster`);
+  if (Buffer.byteLength(peerSecret) < MIN_PEER_SECRET_BYTES) throw new UsageError(`--peer-secret is too short: at least ${MIN_PEER_SECRET_BYTES} bytes`);
+  if (peerUrl) {
+    let url: URL;
+    try {
+      url = new URL(peerUrl);
+    } catch {
+      throw new UsageError(`--peer-url "${peerUrl}" is not a URL (want http(s)://HOST:PORT)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--peer-url "${peerUrl}": want http:// or https://`);
+    return peerUrl;
+  }
+  const { host, port } = parseHostPort(peerListen);
+  if (host === '0.0.0.0' || host === '::') throw new UsageError(`--peer-listen ${peerListen} is a wildcard address: give --peer-url, the address other edges reach this one at`);
+  return port === 0 ? '' : `${tls ? 'https' : 'http'}://${formatHostPort(host, port)}`;
+}
+
 /** Applies the defaults of `init` (one per value, stated here) and refuses what cannot run (UsageError). */
 export function edgeConfig(init: EdgeInit): EdgeConfig {
   const tokens = new TokenAuthority(init.tokens ?? []);
@@ -151,6 +199,7 @@ export function edgeConfig(init: EdgeInit): EdgeConfig {
   if (transports.length === 0) throw new UsageError('an edge must offer at least one transport');
   const edgeId = init.edgeId ?? defaultEdgeId();
   if (!EDGE_ID_PATTERN.test(edgeId)) throw new UsageError('edge-id: want 1-64 letters, digits, dots, hyphens or underscores');
+  const peerUrl = checkPeerSettings(init.peerListen, init.peerSecret, init.peerUrl, init.tls !== undefined);
   return {
     domain: (init.domain ?? 'localhost').toLowerCase(),
     registryUrl: registryUrlOf(init.registryUrl),
@@ -172,5 +221,6 @@ export function edgeConfig(init: EdgeInit): EdgeConfig {
     tcpMaxConnections: init.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS,
     udpIdleTimeoutMs: init.udpIdleTimeoutMs ?? DEFAULT_UDP_IDLE_TIMEOUT_MS,
     udpMaxFlows: init.udpMaxFlows ?? DEFAULT_UDP_MAX_FLOWS,
+    peer: init.peerListen ? { listen: parseHostPort(init.peerListen), secret: init.peerSecret!, url: peerUrl || undefined } : undefined,
   };
 }

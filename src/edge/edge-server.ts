@@ -1,12 +1,13 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isClusterDirectoryRegistry } from '../actors/cluster.js';
 import { MemoryRegistry, type Registry } from '../actors/registry.js';
 import { ClusterRegistry } from '../actors/cluster-registry.js';
 import { MEMORY_REGISTRY, RedisLeases, redactRegistryUrl } from '../actors/redis-leases.js';
 import { AdminServer, type Readiness } from '../admin-server.js';
 import { listenFor } from '../listen-failure.js';
 import { formatHostPort } from '../address.js';
-import { AgentUnavailableError } from '../errors.js';
+import { AgentUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
 import { WS_PATH } from '../well-known.js';
@@ -27,6 +28,8 @@ import { PortTunnels, type PortTunnelsInit } from './port-tunnels.js';
 import { formatPortRanges } from './port-ranges.js';
 import { TcpListener } from './tcp-listener.js';
 import { UdpListener } from './udp-listener.js';
+import { EdgePeerForwarder } from './peer-forwarder.js';
+import { PeerEndpoint } from './peer-endpoint.js';
 
 export { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 
@@ -46,6 +49,11 @@ export interface EdgeStats {
   tcpConnections: number;
   /** Bytes held in those connections' socket buffers (both directions). */
   tcpBufferedBytes: number;
+  /** Edge-to-edge connections: peers forwarding to this edge, and this edge's to its peers. */
+  peerConnectionsIn: number;
+  peerConnectionsOut: number;
+  /** Bytes waiting in the send buffers of the connections peers opened to this edge. */
+  peerBufferedBytes: number;
   /** UDP flows open through UDP tunnels. */
   udpFlows: number;
   /** Datagram bytes queued for those flows (counted at MAX_DATAGRAM_BYTES each) and in the ports' send queues. */
@@ -67,8 +75,12 @@ interface EdgeParts {
   tcp: PortTunnels;
   /** The public ports of UDP tunnels. */
   udp: PortTunnels;
+  /** The owner's end of edge-to-edge forwarding (`peer-listen`); undefined when off. */
+  peers: PeerEndpoint | undefined;
+  /** The forwarding end (with a shared directory); undefined on a lone edge. */
+  forwarder: EdgePeerForwarder | undefined;
   /** The bound ports, filled in by listen() (the own-host page and tunnel URLs read them). */
-  ports: { public: number; grpc: number };
+  ports: { public: number; grpc: number; peer: number };
   /** The shared registry, when there is one (`--registry redis://…`, or one a test passed in). */
   cluster: ClusterRegistry | undefined;
   /** The edge built the cluster registry from its URL, so it closes it. */
@@ -91,7 +103,6 @@ function clusterRegistry(config: EdgeConfig, init: EdgeInit, metrics: EdgeMetric
     logger: init.logger,
     reconnectGraceMs: config.reconnectGraceMs,
     startupGraceMs: config.startupGraceMs,
-    peerUrl: init.peerUrl,
     observer: {
       claim: (result) => metrics.leaseClaims.inc({ result }),
       renewal: (result) => metrics.leaseRenewals.inc({ result }),
@@ -100,17 +111,40 @@ function clusterRegistry(config: EdgeConfig, init: EdgeInit, metrics: EdgeMetric
   });
 }
 
+/**
+ * Edge-to-edge forwarding, when the registry is a cluster's (ClusterDirectoryRegistry): a forwarder
+ * handed to it (remote sessions), with a peer secret; the peer listener, with `peer-listen`.
+ */
+function peering(config: EdgeConfig, init: EdgeInit, registry: Registry, metrics: EdgeMetrics): Pick<EdgeParts, 'forwarder' | 'peers'> {
+  const directory = isClusterDirectoryRegistry(registry) ? registry : undefined;
+  if (config.peer && !directory) throw new UsageError('--peer-listen needs a shared registry (--registry redis://…): no other edge would find this one');
+  if (!directory) return { forwarder: undefined, peers: undefined };
+  const logger = init.logger;
+  const { wsWindowBytes: windowBytes, reconnectGraceMs } = config;
+  if (!init.peerSecret) {
+    logger.warn('no --peer-secret: requests for tunnels held by other edges are not forwarded from this one');
+    return { forwarder: undefined, peers: undefined };
+  }
+  const forwarder = new EdgePeerForwarder({ directory, secret: init.peerSecret, windowBytes, ca: init.peerCa, metrics, logger });
+  directory.useForwarder(forwarder);
+  const peers = config.peer
+    ? new PeerEndpoint({ secret: config.peer.secret, directory, registry, reconnectGraceMs, windowBytes, tls: init.tls, metrics, logger })
+    : undefined;
+  return { forwarder, peers };
+}
+
 /** Builds the edge's pieces from its config: registry → admission → endpoints; router → public server. */
 function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const { domain, scheme, tokens, limits } = config;
   const log = init.logger;
-  const ports = { public: config.listen.port, grpc: 0 };
+  const ports = { public: config.listen.port, grpc: 0, peer: 0 };
   let admission: AgentAdmission | undefined;
   let router: Router | undefined;
   const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
   const ownsCluster = !init.registry && config.registryUrl !== MEMORY_REGISTRY;
   const registry: Registry = init.registry ?? (ownsCluster ? clusterRegistry(config, init, metrics) : new MemoryRegistry(config.reconnectGraceMs, config.startupGraceMs));
   const cluster = registry instanceof ClusterRegistry ? registry : undefined;
+  const { forwarder, peers } = peering(config, init, registry, metrics);
   const heldElsewhere = cluster && ((key: string) => cluster.heldElsewhere(key));
   admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames, heldElsewhere });
   const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${ports.public === (init.tls ? 443 : 80) ? '' : `:${ports.public}`}`;
@@ -166,19 +200,31 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   });
   const upgrades = new UpgradeRelay({ domain, router, metrics, limits, logger: log });
   attachPublicHandlers(http, { domain, router, upgrades, ws, admission, metrics, logger: log });
-  return { config, http, h2, grpc, ws, router, admission, metrics, tcp, udp, ports, cluster, ownsCluster };
+  return { config, http, h2, grpc, ws, router, admission, metrics, tcp, udp, peers, forwarder, ports, cluster, ownsCluster };
 }
 
 /** Opens the gRPC, public and admin listeners; on a failure closes what was opened and rethrows. */
 async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, options: AbortOptions): Promise<AdminServer | undefined> {
-  const { http, grpc, ws, config, metrics, ports, cluster } = parts;
+  const { http, grpc, ws, config, metrics, ports, peers, cluster } = parts;
   let admin: AdminServer | undefined;
   try {
+    if (peers && config.peer) {
+      const { host, port } = config.peer.listen;
+      ports.peer = await listenFor('peer-listen', formatHostPort(host, port), peers.listen(host, port));
+    }
     const grpcAddress = formatHostPort(config.grpcListen.host, config.grpcListen.port);
     if (grpc) ports.grpc = await listenFor('grpc-listen', grpcAddress, grpc.listen(grpcAddress, init.tls));
     options.signal?.throwIfAborted();
     await listenFor('listen', formatHostPort(config.listen.host, config.listen.port), listenOn(http, config.listen.host, config.listen.port, options));
     ports.public = (http.address() as AddressInfo).port;
+    // In a cluster every edge listens on every TCP/UDP tunnel port: a client reaching it on a port
+    // another edge holds is forwarded there, as a request for a name is.
+    if (parts.forwarder) {
+      for (const pool of [parts.tcp, parts.udp]) {
+        const skipped = await pool.listenAll();
+        if (skipped.length) init.logger.warn({ kind: pool.kind, ports: skipped.join(',') }, 'ports in use by another program: this edge does not serve them');
+      }
+    }
     if (init.adminListen) {
       const readiness = (): Readiness => {
         const s = stats();
@@ -193,6 +239,9 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
     }
     return admin;
   } catch (err) {
+    parts.tcp.abort();
+    parts.udp.abort();
+    await peers?.close();
     await grpc?.close();
     await ws?.close();
     http.close();
@@ -205,8 +254,9 @@ async function listen(parts: EdgeParts, init: EdgeInit, stats: () => EdgeStats, 
  * The edge: public HTTP listener → router → registry → agent sessions, the gRPC and WebSocket
  * endpoints agents use, and the admin listener (health, metrics). Edge.start is the composition
  * root: edgeConfig (defaults, checks) → assemble (wiring) → listen.
- * Teardown order (close): listeners stop accepting → sessions aborted → endpoints closed → public
- * connections closed → shared registry closed (leases released) → admin closed.
+ * Teardown order (close): listeners stop accepting → sessions aborted → endpoints closed (agents'
+ * and peers', and this edge's connections to its peers) → public connections closed → shared
+ * registry closed (leases released) → admin closed.
  */
 export class Edge {
   readonly domain: string;
@@ -222,6 +272,13 @@ export class Edge {
   readonly grpcPort: number;
   /** 0 when the admin listener is off. */
   readonly adminPort: number;
+  /** 0 when the peer listener is off. */
+  readonly peerPort: number;
+  /**
+   * The URL other edges reach this one's peer listener at (`peer-url`, else `http(s)://<peer-listen>`
+   * with the bound port): what the shared registry stores beside this edge's leases. Undefined when off.
+   */
+  readonly peerUrl: string | undefined;
   readonly metrics: EdgeMetrics;
   /** This edge's id in the shared registry (`--edge-id`). */
   readonly edgeId: string;
@@ -250,10 +307,15 @@ export class Edge {
     this.publicPort = parts.ports.public;
     this.grpcPort = parts.ports.grpc;
     this.adminPort = admin?.port ?? 0;
+    this.peerPort = parts.ports.peer;
+    const peer = parts.config.peer;
+    this.peerUrl = peer ? (peer.url ?? `${parts.config.scheme}://${formatHostPort(peer.listen.host, parts.ports.peer)}`) : undefined;
     this.metrics = parts.metrics;
     this.edgeId = parts.config.edgeId;
     this.registry = String(redactRegistryUrl(parts.config.registryUrl));
     this.cluster = parts.cluster;
+    // Known only now (a peer listener on port 0 learns its port by listening): the edge record carries it.
+    if (this.peerUrl) this.cluster?.advertise(this.peerUrl);
   }
 
   /** Builds and starts an edge; rejects with a UsageError for a config that cannot run, or with the signal's reason. */
@@ -283,6 +345,7 @@ export class Edge {
         tcpPorts: formatPortRanges(config.tcpPorts) || 'off',
         udpPorts: formatPortRanges(config.udpPorts) || 'off',
         admin: admin ? edge.adminPort : 'off',
+        peer: edge.peerUrl ?? 'off',
         domain,
         registry: edge.registry,
         edgeId: config.edgeId,
@@ -305,6 +368,9 @@ export class Edge {
       wsBufferedBytes: ws.bufferedBytes,
       tcpConnections: tcp.connections,
       tcpBufferedBytes: tcp.bufferedBytes(),
+      peerConnectionsIn: this.parts.peers?.connections ?? 0,
+      peerConnectionsOut: this.parts.forwarder?.connections ?? 0,
+      peerBufferedBytes: this.parts.peers?.stats().bufferedBytes ?? 0,
       udpFlows: this.parts.udp.connections,
       udpBufferedBytes: this.parts.udp.bufferedBytes(),
     };
@@ -324,11 +390,13 @@ export class Edge {
    */
   drain(options: AbortOptions = {}): Promise<void> {
     this.draining ??= (async () => {
-      const { http, h2, admission, router, config, tcp, udp } = this.parts;
+      const { http, h2, admission, router, config, tcp, udp, peers } = this.parts;
       const { gracePeriodMs } = config;
       this.log.info({ gracePeriodMs }, 'draining');
       admission.draining = true;
       router.draining = true;
+      // Peers get UNAVAILABLE for new exchanges (503 at their edge); those in flight get the grace period.
+      if (peers) peers.draining = true;
       http.close();
       http.closeIdleConnections();
       h2.drain();
@@ -340,7 +408,10 @@ export class Edge {
       const until = Date.now() + gracePeriodMs;
       if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: gracePeriodMs, signal: options.signal }).catch(() => undefined);
       await tcp.idle({ timeoutMs: Math.max(0, until - Date.now()), signal: options.signal }).catch(() => undefined);
-      const left = router.openExchanges + tcp.connections;
+      if (peers && peers.openExchanges > 0) {
+        await waitForEvent(peers, 'idle', { timeoutMs: Math.max(1, until - Date.now()), signal: options.signal }).catch(() => undefined);
+      }
+      const left = router.openExchanges + tcp.connections + (peers?.openExchanges ?? 0);
       if (left > 0) this.log.warn({ exchanges: left }, 'grace period over: aborting exchanges in flight');
       await this.close();
     })();
@@ -359,15 +430,16 @@ export class Edge {
   /** Stops listening, ends agent sessions and connections now. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const { http, h2, grpc, ws, admission, tcp, udp } = this.parts;
+      const { http, h2, grpc, ws, admission, tcp, udp, peers, forwarder } = this.parts;
       admission.draining = true;
+      if (peers) peers.draining = true;
       const httpClosed = waitForEvent(http, 'close');
       http.close();
       tcp.abort();
       udp.abort();
       const err = new AgentUnavailableError('edge shutting down');
       await Promise.all([...admission.sessions].map((s) => (s.abort(err), s.closed)));
-      await Promise.all([grpc?.close(), ws?.close()]);
+      await Promise.all([grpc?.close(), ws?.close(), peers?.close(), forwarder?.close()]);
       http.closeAllConnections();
       h2.close();
       await httpClosed;

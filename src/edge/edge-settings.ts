@@ -23,12 +23,13 @@ import { parseTokenEntries, type TokenEntry } from './tokens.js';
 import { formatPortRanges, parsePortRanges } from './port-ranges.js';
 import { DEFAULT_TCP_IDLE_TIMEOUT_MS, DEFAULT_TCP_MAX_CONNECTIONS } from './tcp-listener.js';
 import { DEFAULT_UDP_IDLE_TIMEOUT_MS, DEFAULT_UDP_MAX_FLOWS } from './udp-listener.js';
-import { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
+import { checkPeerSettings, EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 import { isValidTunnelName } from '../tunnel-name.js';
 import { MEMORY_REGISTRY, parseRegistryUrl, redactRegistryUrl } from '../actors/redis-leases.js';
 import { EDGE_ID_PATTERN } from './edge-config.js';
 import { DEFAULT_RESERVED_NAMES } from './agent-admission.js';
 import { checkOpenExposure, defaultListenHost, type AgentListener } from './exposure.js';
+import { MIN_PEER_SECRET_BYTES } from './peer-auth.js';
 import { DEFAULT_LIMITS, MAX_HEADER_BYTES_CAP, MAX_HEADER_COUNT_CAP, type EdgeLimits } from './limits.js';
 
 const DOMAIN = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
@@ -46,6 +47,11 @@ export const EDGE_SETTINGS: readonly SettingSpec[] = [
   { name: 'grpc-public-port', help: 'gRPC port agents are told to dial, 0 = the bound one', default: 0, parse: parseInt(0, 65535) },
   { name: 'tls-cert', help: 'PEM certificate chain: HTTPS on the public listener, TLS on gRPC; needs tls-key', default: '', parse: parseString },
   { name: 'tls-key', help: 'PEM private key of tls-cert', default: '', parse: parseString },
+  { name: 'peer-listen', help: 'edge-to-edge listener: other edges of a cluster forward requests for tunnels held here; empty = off', default: '', parse: parseAddress(true) },
+  { name: 'peer-secret', help: `secret shared by the edges of a cluster, at least ${MIN_PEER_SECRET_BYTES} bytes`, default: '', parse: parseString, secret: true },
+  { name: 'peer-secret-file', help: 'file whose first line is peer-secret (instead of the value)', default: '', parse: parseString },
+  { name: 'peer-url', help: "URL other edges reach this one's peer listener at; empty = http(s)://PEER-LISTEN", default: '', parse: parseString },
+  { name: 'peer-ca', help: 'PEM CA that signs the other edges\' certificates (https:// peers), instead of the system roots', default: '', parse: parseString },
   { name: 'admin-listen', help: 'health and metrics listener, empty = off', default: '127.0.0.1:9090', parse: parseAddress(true) },
   {
     name: 'domain',
@@ -149,6 +155,9 @@ export function effectiveEdgeSettings(v: SettingValues): SettingValues {
   }
   checkOpenExposure(listeners, open, v.open === true);
   if ((v['tls-cert'] === '') !== (v['tls-key'] === '')) throw new UsageError('--tls-cert and --tls-key go together: give both or neither');
+  if (v['peer-secret'] !== '' && v['peer-secret-file'] !== '') throw new UsageError('--peer-secret and --peer-secret-file: give one or the other');
+  if (v['peer-secret-file'] !== '') out['peer-secret'] = readSettingFile('peer-secret-file', v['peer-secret-file'] as string).toString('utf8').split(/\r?\n/)[0];
+  out['peer-url'] = checkPeerSettings(v['peer-listen'] as string, out['peer-secret'] as string, v['peer-url'] as string, v['tls-cert'] !== '') || v['peer-url'];
   return out;
 }
 
@@ -194,6 +203,10 @@ export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
     tcpMaxConnections: v['tcp-max-connections'] as number,
     udpIdleTimeoutMs: v['udp-idle-timeout'] as number,
     udpMaxFlows: v['udp-max-flows'] as number,
+    peerListen: (v['peer-listen'] as string) || undefined,
+    peerSecret: (v['peer-secret'] as string) || undefined,
+    peerUrl: (v['peer-url'] as string) || undefined,
+    peerCa: v['peer-ca'] ? readSettingFile('peer-ca', v['peer-ca'] as string) : undefined,
     tls: v['tls-cert'] ? { cert: readSettingFile('tls-cert', v['tls-cert'] as string), key: readSettingFile('tls-key', v['tls-key'] as string) } : undefined,
     limits,
   };

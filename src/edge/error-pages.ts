@@ -41,6 +41,7 @@ const PAGE_BY_CODE: Record<string, PublicError> = {
   ERR_TUNNEL_LIMIT: page(429, 'Too Many Requests', 'ERR_TUNNEL_LIMIT', 'This tunnel is receiving more requests than it allows; try again shortly.'),
   ERR_CLIENT_LIMIT: page(429, 'Too Many Requests', 'ERR_CLIENT_LIMIT', 'Your address has as many requests open at this edge as it may; try again shortly.'),
   ERR_HEADERS_TOO_LARGE: page(431, 'Request Header Fields Too Large', 'ERR_HEADERS_TOO_LARGE', 'The request head is larger than this edge accepts.'),
+  ERR_PEER_UNAVAILABLE: AGENT_UNAVAILABLE,
   ERR_AGENT_TIMEOUT: page(504, 'Agent Timeout', 'ERR_AGENT_TIMEOUT', 'The agent serving this tunnel did not take the request in time.'),
   ERR_IDLE_TIMEOUT: page(504, 'Idle Timeout', 'ERR_IDLE_TIMEOUT', 'No data passed either way for too long.'),
 };
@@ -56,6 +57,8 @@ export function publicErrorFor(err: unknown): PublicError {
   if (err instanceof ExchangeResetError) {
     if (err.resetCode === ResetCode.ORIGIN_ERROR) return ORIGIN_UNAVAILABLE;
     if (err.resetCode === ResetCode.PROTOCOL_ERROR) return AGENT_PROTOCOL;
+    // The edge holding the tunnel (a peer) cannot take it now: the same answer as a busy local agent.
+    if (err.resetCode === ResetCode.UNAVAILABLE) return PAGE_BY_CODE.ERR_AGENT_BUSY;
     return AGENT_UNAVAILABLE;
   }
   return (err instanceof JettyError && PAGE_BY_CODE[err.code]) || INTERNAL;

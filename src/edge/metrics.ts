@@ -116,6 +116,34 @@ export class EdgeMetrics {
     registers: [this.registry],
   });
 
+  readonly peerForwarded = new Counter({
+    name: 'jetty_peer_forwarded_exchanges_total',
+    help: 'Exchanges this edge forwarded to the peer edge holding their tunnel, by kind (http, stream, datagram)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly peerRetries = new Counter({
+    name: 'jetty_peer_misdirected_retries_total',
+    help: 'Forwarded exchanges retried on another edge after a misdirected answer or an unreachable peer',
+    registers: [this.registry],
+  });
+  readonly peerMisdirected = new Counter({
+    name: 'jetty_peer_misdirected_total',
+    help: 'Exchanges peers forwarded here that this edge refused as misdirected (tunnel not held under that epoch)',
+    registers: [this.registry],
+  });
+  readonly peerConnections = new Gauge({
+    name: 'jetty_peer_connections',
+    help: 'Open edge-to-edge connections; in = peers forwarding to this edge, out = this edge forwarding to peers',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly peerAuthFailures = new Counter({
+    name: 'jetty_peer_auth_failures_total',
+    help: 'Peer listener handshakes refused (401): wrong or missing peer secret, or a clock outside the window',
+    registers: [this.registry],
+  });
+
   constructor(stats: () => { openExchanges: number; sessionsByTransport: Record<string, number> }) {
     new Gauge({
       name: 'jetty_open_exchanges',

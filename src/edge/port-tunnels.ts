@@ -78,6 +78,12 @@ interface Lease {
 export class PortTunnels extends EventEmitter<{ idle: [] }> {
   private readonly init: PortTunnelsInit;
   private readonly leases = new Map<number, Lease>();
+  /**
+   * Several edges: a listener on every port of the ranges, open from the start whoever holds the port
+   * (listenAll). A connection to a port another edge holds is forwarded there by its listener (the
+   * cluster registry gives it a session on that edge); one this edge holds is served here.
+   */
+  private readonly standing = new Map<number, PortListener>();
   private readonly pending = new Set<number>();
   private stopped = false;
 
@@ -95,17 +101,48 @@ export class PortTunnels extends EventEmitter<{ idle: [] }> {
     return this.init.kind;
   }
 
+  /** Every open listener once: the leased ones and the standing ones. */
+  private openListeners(): Set<PortListener> {
+    const all = new Set(this.standing.values());
+    for (const l of this.leases.values()) all.add(l.listener);
+    return all;
+  }
+
   /** Connections (or flows) open on every port. */
   get connections(): number {
     let n = 0;
-    for (const l of this.leases.values()) n += l.listener.connections;
+    for (const l of this.openListeners()) n += l.connections;
     return n;
   }
 
   bufferedBytes(): number {
     let n = 0;
-    for (const l of this.leases.values()) n += l.listener.bufferedBytes();
+    for (const l of this.openListeners()) n += l.bufferedBytes();
     return n;
+  }
+
+  /**
+   * Several edges: opens a standing listener on every port of the ranges, so that clients may reach
+   * any edge on any port (a load balancer in front spreads them). A port another program holds is
+   * skipped (returned, for the caller to log): this edge cannot serve it, the others can.
+   */
+  async listenAll(): Promise<number[]> {
+    const skipped: number[] = [];
+    for (const port of portsOf(this.init.ranges)) {
+      if (this.standing.has(port) || this.leases.has(port)) continue;
+      try {
+        const listener = await this.init.open(port, this.key(port));
+        listener.on('idle', () => this.emitIfIdle());
+        this.standing.set(port, listener);
+      } catch {
+        skipped.push(port);
+      }
+    }
+    return skipped;
+  }
+
+  private emitIfIdle(): void {
+    if (this.connections === 0) this.emit('idle');
   }
 
   /**
@@ -121,7 +158,7 @@ export class PortTunnels extends EventEmitter<{ idle: [] }> {
       if (this.pending.has(requested)) throw new NameTakenError(`port ${requested} is being claimed by another agent`);
       // A leased port: the registry claim decides (its own agent back, or another owner refused).
       if (this.leases.has(requested)) return this.reservation(requested, undefined);
-      return this.reservation(requested, await this.bind(requested));
+      return this.reservation(requested, this.standing.get(requested) ?? (await this.bind(requested)));
     }
     let attempts = 0;
     for (const port of portsOf(ranges)) {
@@ -129,7 +166,7 @@ export class PortTunnels extends EventEmitter<{ idle: [] }> {
       // Another edge's port is skipped without counting an attempt: nothing was bound.
       if (this.init.heldElsewhere && ((await this.init.heldElsewhere(this.key(port))) || this.leases.has(port) || this.pending.has(port))) continue;
       try {
-        return this.reservation(port, await this.bind(port));
+        return this.reservation(port, this.standing.get(port) ?? (await this.bind(port)));
       } catch (err) {
         if (!(err instanceof NameTakenError) || ++attempts >= MAX_PORT_PICK_ATTEMPTS) throw err;
       }
@@ -166,10 +203,9 @@ export class PortTunnels extends EventEmitter<{ idle: [] }> {
         if (!lease) {
           lease = { listener: fresh! };
           this.leases.set(port, lease);
-          lease.listener.on('idle', () => {
-            if (this.connections === 0) this.emit('idle');
-          });
-        } else if (fresh && fresh !== lease.listener) fresh.abort();
+          // A standing listener reports its idle already.
+          if (this.standing.get(port) !== fresh) lease.listener.on('idle', () => this.emitIfIdle());
+        } else if (fresh && fresh !== lease.listener) this.close(port, fresh);
         clearTimeout(lease.graceTimer);
         lease.graceTimer = undefined;
         void session.closed.then(() => this.onSessionClosed(port));
@@ -178,7 +214,7 @@ export class PortTunnels extends EventEmitter<{ idle: [] }> {
         if (settled) return;
         settled = true;
         this.pending.delete(port);
-        fresh?.abort();
+        if (fresh) this.close(port, fresh);
       },
     };
   }
@@ -190,7 +226,7 @@ export class PortTunnels extends EventEmitter<{ idle: [] }> {
     const free = (): void => {
       if (this.leases.get(port) !== lease || this.init.registry.lookup(this.key(port))) return;
       this.leases.delete(port);
-      lease.listener.abort();
+      this.close(port, lease.listener);
     };
     if (this.stopped || this.init.reconnectGraceMs <= 0) return free();
     lease.graceTimer = setTimeout(() => {
@@ -200,10 +236,15 @@ export class PortTunnels extends EventEmitter<{ idle: [] }> {
     lease.graceTimer.unref();
   }
 
+  /** Closes `listener` of `port`, unless it is the port's standing listener (it stays open for the cluster). */
+  private close(port: number, listener: PortListener): void {
+    if (this.standing.get(port) !== listener) listener.abort();
+  }
+
   /** Drain: every listener stops accepting; open connections go on. No new port is reserved. */
   stopAccepting(): void {
     this.stopped = true;
-    for (const l of this.leases.values()) l.listener.stopAccepting();
+    for (const l of this.openListeners()) l.stopAccepting();
   }
 
   /** Closes every listener and resets what they carry. */
@@ -214,5 +255,7 @@ export class PortTunnels extends EventEmitter<{ idle: [] }> {
       l.listener.abort();
       this.leases.delete(port);
     }
+    for (const l of this.standing.values()) l.abort();
+    this.standing.clear();
   }
 }
