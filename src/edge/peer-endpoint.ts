@@ -15,7 +15,7 @@ import { countData, ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { WsMux } from '../streams/ws-mux.js';
 import { PerAddressLimit } from './client-limits.js';
 import type { EdgeMetrics } from './metrics.js';
-import { PEER_PATH, verifyPeerAuth } from './peer-auth.js';
+import { PEER_PATH, PeerHandshakes } from './peer-auth.js';
 import { takeForwardFields } from './peer-fields.js';
 import { keepAlive, PEER_PING_INTERVAL_MS } from './peer-link.js';
 import { isPeerSession } from './peer-session.js';
@@ -83,10 +83,12 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
   private readonly sockets = new Set<WebSocket>();
   private readonly init: PeerEndpointInit;
   private readonly log: Logger;
+  private readonly handshakes: PeerHandshakes;
 
   constructor(init: PeerEndpointInit) {
     super();
     this.init = init;
+    this.handshakes = new PeerHandshakes(init.secret);
     this.log = init.logger;
     const options = { headersTimeout: PEER_HANDSHAKE_TIMEOUT_MS, requestTimeout: PEER_HANDSHAKE_TIMEOUT_MS, noDelay: true };
     this.server = init.tls ? createHttpsServer({ ...options, cert: init.tls.cert, key: init.tls.key }) : createHttpServer(options);
@@ -131,12 +133,12 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => undefined);
     const path = (req.url ?? '').split('?')[0];
-    const peer = verifyPeerAuth(this.init.secret, req.headers);
+    const peer = this.handshakes.verify(req.headers);
     if (path !== PEER_PATH || peer === undefined) {
       const status = path !== PEER_PATH ? '404 Not Found' : '401 Unauthorized';
       if (peer === undefined && path === PEER_PATH) {
         this.init.metrics.peerAuthFailures.inc();
-        this.log.warn({ peer: req.socket.remoteAddress }, 'peer edge refused: wrong or missing peer secret (or clock off by more than the window)');
+        this.log.warn({ peer: req.socket.remoteAddress }, 'peer edge refused: wrong or missing peer secret, a clock off by more than the window, or a replayed handshake');
       }
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       return;
