@@ -66,6 +66,29 @@ export function verifyPeerAuth(secret: string, headers: IncomingHttpHeaders, now
   return timingSafeEqual(given, mac(secret, id, timeMs, nonce)) ? id : undefined;
 }
 
+/** MAC of the owner's answer: its id, bound to the nonce the connecting edge sent. */
+function answerMac(secret: string, edgeId: string, nonce: string): Buffer {
+  return createHmac('sha256', secret).update(`jetty-peer-v1-answer\n${edgeId}\n${nonce}`).digest();
+}
+
+/**
+ * Headers of the peer listener's 101 answer: its edge id and an HMAC of it and the connecting edge's
+ * nonce. The connecting edge checks them (verifyPeerAnswer) before it sends any request: a listener
+ * without the secret (a stale peer URL now served by something else, an impostor) never gets one.
+ */
+export function peerAnswerHeaders(secret: string, edgeId: string, nonce: string): Record<string, string> {
+  return { [PEER_ID_HEADER]: edgeId, [PEER_MAC_HEADER]: answerMac(secret, edgeId, nonce).toString('base64url') };
+}
+
+/** True when a 101 answer comes from edge `expectedId` holding the secret (for our `nonce`). */
+export function verifyPeerAnswer(secret: string, headers: IncomingHttpHeaders, expectedId: string, nonce: string): boolean {
+  const id = headers[PEER_ID_HEADER];
+  const presented = headers[PEER_MAC_HEADER];
+  if (id !== expectedId || typeof presented !== 'string') return false;
+  const given = Buffer.from(presented, 'base64url');
+  return given.byteLength === MAC_BYTES && timingSafeEqual(given, answerMac(secret, expectedId, nonce));
+}
+
 /**
  * The peer listener's check of handshakes: verifyPeerAuth, and each valid handshake accepted once
  * (its MAC remembered while its time is inside the clock window, at most MAX_REMEMBERED_HANDSHAKES).

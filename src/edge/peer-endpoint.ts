@@ -15,7 +15,7 @@ import { countData, ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { WsMux } from '../streams/ws-mux.js';
 import { PerAddressLimit } from './client-limits.js';
 import type { EdgeMetrics } from './metrics.js';
-import { PEER_PATH, PeerHandshakes } from './peer-auth.js';
+import { PEER_NONCE_HEADER, PEER_PATH, peerAnswerHeaders, PeerHandshakes } from './peer-auth.js';
 import { takeForwardFields } from './peer-fields.js';
 import { keepAlive, PEER_PING_INTERVAL_MS } from './peer-link.js';
 import { isPeerSession } from './peer-session.js';
@@ -97,6 +97,11 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
       maxPayload: MAX_WS_FRAME_BYTES,
       perMessageDeflate: false,
       handleProtocols: (offered) => (offered.has(WS_PROTOCOL_PROTO) ? WS_PROTOCOL_PROTO : false),
+    });
+    // The 101 proves this edge holds the secret too (the handshake's nonce was checked before the upgrade).
+    this.wss.on('headers', (headers: string[], req: IncomingMessage) => {
+      const answer = peerAnswerHeaders(init.secret, init.directory.edgeId, String(req.headers[PEER_NONCE_HEADER]));
+      for (const [name, value] of Object.entries(answer)) headers.push(`${name}: ${value}`);
     });
     const perAddress = new PerAddressLimit(MAX_PEER_CONNECTIONS_PER_ADDRESS);
     this.server.on('connection', (socket: Socket) => {

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { request, type IncomingMessage, type RequestListener } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { WebSocket } from 'ws';
+import type { AddressInfo } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
 import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk.js';
@@ -249,6 +250,21 @@ test('a peer with the wrong secret is refused with 401 before the upgrade, logge
   const got = await send(c, NAME, '/');
   assert.is(got.res.statusCode, 502);
   assert.is(await metric(ctx.a, 'jetty_peer_auth_failures_total'), 4);
+});
+
+test('a listener at the peer URL that cannot prove the secret (an impostor, a stale URL) never gets a request', async (ctx) => {
+  const impostor = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'jetty.v1.proto' });
+  await once(impostor, 'listening');
+  ctx.extra.push({ close: () => new Promise<void>((resolve) => (impostor.clients.forEach((c) => c.terminate()), impostor.close(() => resolve()))) });
+  let frames = 0;
+  impostor.on('connection', (ws) => ws.on('message', () => frames++));
+  ctx.store.urls.set('edge-a', `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`);
+  const got = await send(ctx.b, NAME, '/secret-stuff');
+  assert.is(got.res.statusCode, 502);
+  assert.is(frames, 0);
+  // And an edge of the cluster at a URL another edge's id was expected at is refused the same way.
+  ctx.store.urls.set('edge-a', ctx.b.peerUrl!);
+  assert.is((await send(ctx.b, NAME, '/')).res.statusCode, 502);
 });
 
 test('a lease that moved under the forwarder: the owner answers misdirected, the forwarder re-reads once and retries', async (ctx) => {
