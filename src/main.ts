@@ -270,6 +270,7 @@ async function runEdge(argv: string[]): Promise<number> {
   if (edge.tcpPorts) process.stdout.write(`TCP tunnels on ports ${edge.tcpPorts}${edge.open ? ' (OPEN: any agent may take one)' : ''}\n`);
   if (edge.udpPorts) process.stdout.write(`UDP tunnels on ports ${edge.udpPorts}${edge.open ? ' (OPEN: any agent may take one)' : ''}\n`);
   if (edge.cluster) process.stdout.write(`Shared registry ${edge.registry} as edge ${edge.edgeId}\n`);
+  if (edge.peerUrl) process.stdout.write(`Peer listener on ${edge.peerUrl} (edge-to-edge forwarding)\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
   if (edge.scheme === 'https') reloadTlsOnHangup(edge, values['tls-cert'] as string, values['tls-key'] as string, logger);
   await new Promise(() => undefined);

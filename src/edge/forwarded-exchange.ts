@@ -127,6 +127,8 @@ export class ForwardedExchange implements ExchangeDuplex {
         return;
       } catch (err) {
         await inner.closed;
+        // The retry may already be open (its reopen settled first) or still opening; else this is the end.
+        if (this.current !== inner) continue;
         if (!this.reopening) throw err;
         await this.reopening;
       }

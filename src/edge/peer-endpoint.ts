@@ -15,7 +15,7 @@ import { countData, ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { WsMux } from '../streams/ws-mux.js';
 import { PerAddressLimit } from './client-limits.js';
 import type { EdgeMetrics } from './metrics.js';
-import { PEER_PATH, verifyPeerAuth } from './peer-auth.js';
+import { PEER_NONCE_HEADER, PEER_PATH, peerAnswerHeaders, PeerHandshakes } from './peer-auth.js';
 import { takeForwardFields } from './peer-fields.js';
 import { keepAlive, PEER_PING_INTERVAL_MS } from './peer-link.js';
 import { isPeerSession } from './peer-session.js';
@@ -83,10 +83,12 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
   private readonly sockets = new Set<WebSocket>();
   private readonly init: PeerEndpointInit;
   private readonly log: Logger;
+  private readonly handshakes: PeerHandshakes;
 
   constructor(init: PeerEndpointInit) {
     super();
     this.init = init;
+    this.handshakes = new PeerHandshakes(init.secret);
     this.log = init.logger;
     const options = { headersTimeout: PEER_HANDSHAKE_TIMEOUT_MS, requestTimeout: PEER_HANDSHAKE_TIMEOUT_MS, noDelay: true };
     this.server = init.tls ? createHttpsServer({ ...options, cert: init.tls.cert, key: init.tls.key }) : createHttpServer(options);
@@ -95,6 +97,11 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
       maxPayload: MAX_WS_FRAME_BYTES,
       perMessageDeflate: false,
       handleProtocols: (offered) => (offered.has(WS_PROTOCOL_PROTO) ? WS_PROTOCOL_PROTO : false),
+    });
+    // The 101 proves this edge holds the secret too (the handshake's nonce was checked before the upgrade).
+    this.wss.on('headers', (headers: string[], req: IncomingMessage) => {
+      const answer = peerAnswerHeaders(init.secret, init.directory.edgeId, String(req.headers[PEER_NONCE_HEADER]));
+      for (const [name, value] of Object.entries(answer)) headers.push(`${name}: ${value}`);
     });
     const perAddress = new PerAddressLimit(MAX_PEER_CONNECTIONS_PER_ADDRESS);
     this.server.on('connection', (socket: Socket) => {
@@ -131,12 +138,12 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => undefined);
     const path = (req.url ?? '').split('?')[0];
-    const peer = verifyPeerAuth(this.init.secret, req.headers);
+    const peer = this.handshakes.verify(req.headers);
     if (path !== PEER_PATH || peer === undefined) {
       const status = path !== PEER_PATH ? '404 Not Found' : '401 Unauthorized';
       if (peer === undefined && path === PEER_PATH) {
         this.init.metrics.peerAuthFailures.inc();
-        this.log.warn({ peer: req.socket.remoteAddress }, 'peer edge refused: wrong or missing peer secret (or clock off by more than the window)');
+        this.log.warn({ peer: req.socket.remoteAddress }, 'peer edge refused: wrong or missing peer secret, a clock off by more than the window, or a replayed handshake');
       }
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       return;

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import { MAX_WS_FRAME_BYTES, WS_CODECS, WS_PROTOCOL_PROTO } from '../codec/ws-frame.js';
@@ -7,7 +8,7 @@ import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { WsMux } from '../streams/ws-mux.js';
 import type { AbortOptions } from '../wait.js';
 import type { EdgeMetrics } from './metrics.js';
-import { PEER_PATH, peerAuthHeaders } from './peer-auth.js';
+import { PEER_NONCE_HEADER, PEER_PATH, peerAuthHeaders, verifyPeerAnswer } from './peer-auth.js';
 
 /** A peer connection with no exchange for this long is closed (opened again on the next use), ms. */
 export const PEER_IDLE_CLOSE_MS = 60_000;
@@ -96,32 +97,48 @@ export class PeerLink {
   static connect(init: PeerLinkInit, options: AbortOptions = {}): Promise<PeerLink> {
     const url = new URL(PEER_PATH, init.url);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const headers = peerAuthHeaders(init.secret, init.edgeId);
     const ws = new WebSocket(url, [WS_PROTOCOL_PROTO], {
       perMessageDeflate: false,
       maxPayload: MAX_WS_FRAME_BYTES,
       handshakeTimeout: PEER_CONNECT_TIMEOUT_MS,
       generateMask: zeroMask,
-      headers: peerAuthHeaders(init.secret, init.edgeId),
+      headers,
       ca: init.ca,
     });
     return new Promise<PeerLink>((resolve, reject) => {
+      let settled = false;
       const fail = (err: Error): void => {
+        if (settled) return;
+        settled = true;
         cleanup();
+        // What the socket reports while it is torn down is of no interest now.
+        ws.on('error', () => undefined);
         ws.terminate();
         init.logger.warn({ peer: init.peerId, url: init.url, err: err.message }, 'cannot reach peer edge');
         reject(new PeerUnavailableError(`peer edge ${init.peerId} unreachable`, { cause: err }));
       };
       const onError = (err: Error): void => fail(err);
       const onAbort = (): void => fail(toError(options.signal!.reason));
+      // Before any request goes: the answer must come from that edge, holding the secret.
+      const onUpgrade = (res: IncomingMessage): void => {
+        if (!verifyPeerAnswer(init.secret, res.headers, init.peerId, headers[PEER_NONCE_HEADER])) {
+          fail(new PeerUnavailableError(`the listener at ${init.url} is not edge ${init.peerId} of this cluster (its answer does not prove the peer secret)`));
+        }
+      };
       const cleanup = (): void => {
         ws.off('error', onError);
+        ws.off('upgrade', onUpgrade);
         options.signal?.removeEventListener('abort', onAbort);
       };
       ws.on('error', onError);
+      ws.on('upgrade', onUpgrade);
       options.signal?.addEventListener('abort', onAbort, { once: true });
       ws.once('open', () => {
-        cleanup();
+        if (settled) return;
         if (ws.protocol !== WS_PROTOCOL_PROTO) return fail(new ProtocolError('peer edge chose no known subprotocol'));
+        settled = true;
+        cleanup();
         resolve(new PeerLink(ws, init));
       });
     });

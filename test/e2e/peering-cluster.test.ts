@@ -50,6 +50,8 @@ async function cluster(ctx: ProcessContext): Promise<{ a: Running; b: Running; p
   const a = edge('127.0.0.11', 'edge-a');
   const b = edge('127.0.0.12', 'edge-b');
   await Promise.all([a.line(/^Jetty edge on /), b.line(/^Jetty edge on /)]);
+  // Each says where its peers reach it (the URL it stores in the registry).
+  await a.line(new RegExp(`^Peer listener on http://127\\.0\\.0\\.11:${peerPort} `));
   return { a, b, publicPort };
 }
 

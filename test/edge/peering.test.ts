@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { request, type IncomingMessage, type RequestListener } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { WebSocket } from 'ws';
+import type { AddressInfo } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
 import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk.js';
@@ -232,13 +233,38 @@ test('a peer with the wrong secret is refused with 401 before the upgrade, logge
   const [, res2] = (await once(stale, 'unexpected-response')) as [unknown, IncomingMessage];
   assert.is(res2.statusCode, 401);
   stale.terminate();
-  assert.is(await metric(ctx.a, 'jetty_peer_auth_failures_total'), 2);
+  // A handshake that worked once does not work twice (a replay).
+  const headers = peerAuthHeaders(TEST_PEER_SECRET, 'edge-b');
+  const first = new WebSocket(url, ['jetty.v1.proto'], { headers });
+  await once(first, 'open');
+  first.close();
+  const replay = new WebSocket(url, ['jetty.v1.proto'], { headers });
+  replay.on('error', () => undefined);
+  const [, res3] = (await once(replay, 'unexpected-response')) as [unknown, IncomingMessage];
+  assert.is(res3.statusCode, 401);
+  replay.terminate();
+  assert.is(await metric(ctx.a, 'jetty_peer_auth_failures_total'), 3);
   // An edge configured with another secret cannot forward: its client gets 502, the owner counts a failure.
   const c = await startClusterEdge(ctx.store, 'edge-c', { peerSecret: 'another-secret-0123456789' });
   ctx.extra.push(c);
   const got = await send(c, NAME, '/');
   assert.is(got.res.statusCode, 502);
-  assert.is(await metric(ctx.a, 'jetty_peer_auth_failures_total'), 3);
+  assert.is(await metric(ctx.a, 'jetty_peer_auth_failures_total'), 4);
+});
+
+test('a listener at the peer URL that cannot prove the secret (an impostor, a stale URL) never gets a request', async (ctx) => {
+  const impostor = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'jetty.v1.proto' });
+  await once(impostor, 'listening');
+  ctx.extra.push({ close: () => new Promise<void>((resolve) => (impostor.clients.forEach((c) => c.terminate()), impostor.close(() => resolve()))) });
+  let frames = 0;
+  impostor.on('connection', (ws) => ws.on('message', () => frames++));
+  ctx.store.urls.set('edge-a', `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`);
+  const got = await send(ctx.b, NAME, '/secret-stuff');
+  assert.is(got.res.statusCode, 502);
+  assert.is(frames, 0);
+  // And an edge of the cluster at a URL another edge's id was expected at is refused the same way.
+  ctx.store.urls.set('edge-a', ctx.b.peerUrl!);
+  assert.is((await send(ctx.b, NAME, '/')).res.statusCode, 502);
 });
 
 test('a lease that moved under the forwarder: the owner answers misdirected, the forwarder re-reads once and retries', async (ctx) => {
@@ -319,8 +345,12 @@ test('a peer connection lost mid-exchange fails that exchange only; the next req
   await waitFor(() => started, 5000, 'the origin to start');
   const aborted = once(res, 'aborted');
   res.resume();
+  const session = ctx.store.registries.get('edge-b')!.lastRemote!;
+  assert.not.ok(session.stopped);
   proxy.cut();
   await aborted;
+  // The session that used the lost connection is stopped; the registry makes a new one next time.
+  await waitFor(() => session.stopped, 5000, 'the forwarding session to stop');
   const next = await send(ctx.b, NAME, '/next');
   assert.is(next.res.statusCode, 200);
   assert.is(next.body.toString(), 'fine');

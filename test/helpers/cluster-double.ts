@@ -44,6 +44,8 @@ export class TestClusterRegistry implements ClusterDirectoryRegistry {
   private forwarder: PeerForwarder | undefined;
   /** Keys forgotten (a peer answered misdirected, or could not be reached). */
   readonly forgotten: string[] = [];
+  /** The last session on another edge this registry handed out. */
+  lastRemote: TunnelSession | undefined;
 
   constructor(
     private readonly store: MemoryLeaseStore,
@@ -73,7 +75,7 @@ export class TestClusterRegistry implements ClusterDirectoryRegistry {
 
   async waitFor(name: string, timeoutMs: number): Promise<TunnelSession | undefined> {
     const [lease] = this.forwarder ? await this.locate(name) : [];
-    if (lease) return this.forwarder!.sessionFor(lease);
+    if (lease) return (this.lastRemote = this.forwarder!.sessionFor(lease));
     return this.local.waitFor(name, timeoutMs);
   }
 
