@@ -4,9 +4,11 @@ import { median, printTable, RUNS, startProcess, tunnel } from './port-bench.js'
 import { treeCpuMicros } from './procs.js';
 
 /**
- * UDP tunnel bench (`node dist/bench/udp.js`): 512-byte datagrams offered at fixed rates for
- * BENCH_SECONDS (default 3) to an echo origin, through `jetty udp` over gRPC and WebSocket and
- * directly; reports echoes received per second, the loss (datagrams sent but never echoed) and the
+ * UDP tunnel bench (`node dist/bench/udp.js`): 512-byte datagrams to an echo origin through `jetty
+ * udp` over gRPC and WebSocket and directly, for BENCH_SECONDS (default 3) per run: first in a closed
+ * loop (BENCH_UDP_WINDOW, default 256, in flight: what the path carries when the sender waits for
+ * it, and a CPU cost per datagram that loss does not distort), then offered at fixed rates
+ * (BENCH_UDP_RATES); reports echoes received per second, the loss (datagrams sent but never echoed) and the
  * CPU time the edge and the agent spent per echoed datagram (utime + stime from /proc, each
  * datagram crossing both processes twice: there and back), and the echo origin's beside it (one
  * receive and one send per datagram: the floor of a process that relays datagrams). "kernel drops"
@@ -20,7 +22,9 @@ import { treeCpuMicros } from './procs.js';
  */
 
 const SECONDS = Number(process.env.BENCH_SECONDS) || 3;
-const RATES = (process.env.BENCH_UDP_RATES ?? '10000,25000,50000').split(',').map(Number);
+const RATES = (process.env.BENCH_UDP_RATES ?? '10000,25000,50000').split(',').filter(Boolean).map(Number);
+/** Closed-loop runs: this many datagrams in flight (BENCH_UDP_WINDOW; 0 = none). */
+const WINDOW = Number(process.env.BENCH_UDP_WINDOW ?? 256);
 const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? 'grpc,websocket').split(',').filter(Boolean);
 const PEER = fileURLToPath(new URL('./udp-peer.js', import.meta.url));
 
@@ -54,19 +58,23 @@ function socketDrops(port: number | undefined, echoPort: number): number[] {
   return out;
 }
 
-/** One run of the load generator against `port`; the CPU time of `pids` (echo origin, and the tunnel's edge and agent) is read around it. */
-async function offer(port: number, rate: number, pids: { echo: number; edge?: number; agent?: number }): Promise<Run> {
+/**
+ * One run of the load generator against `port`: `rate` datagrams/s offered, or with `closed` a window
+ * of `rate` datagrams in flight. The CPU time of `pids` (echo origin, and the tunnel's edge and
+ * agent) is read around it.
+ */
+async function offer(port: number, rate: number, pids: { echo: number; edge?: number; agent?: number }, closed = false): Promise<Run> {
   const cpu = (): number[] => [pids.edge, pids.agent, pids.echo].map((p) => (p ? treeCpuMicros(p) : NaN));
   const tunnelPort = pids.edge ? port : undefined;
   const before = cpu();
   const dropsBefore = socketDrops(tunnelPort, echoPort);
-  const { match } = await startProcess([PEER, 'load', String(port), String(rate), String(SECONDS)], /(\{.*\})\n/);
+  const { match } = await startProcess([PEER, closed ? 'window' : 'load', String(port), String(rate), String(SECONDS)], /(\{.*\})\n/);
   const after = cpu();
   const dropsAfter = socketDrops(tunnelPort, echoPort);
-  const { sent, received, drops } = JSON.parse(match[1]) as { sent: number; received: number; drops: number };
+  const { sent, received, drops, rate: carried } = JSON.parse(match[1]) as { sent: number; received: number; drops: number; rate?: number };
   const per = (i: number): number => (received ? (after[i] - before[i]) / received : NaN);
   return {
-    received: received / SECONDS,
+    received: carried ?? received / SECONDS,
     loss: (100 * (sent - received)) / sent,
     drops: [...dropsAfter.map((d, i) => d - dropsBefore[i]), drops].map((d) => (100 * d) / sent),
     edgeUs: per(0),
@@ -83,18 +91,19 @@ for (const transport of TRANSPORTS) {
   targets.push({ name: `jetty udp ${transport}`, port: t.port, tunnel: t });
 }
 const rows: Array<[string, ...number[]]> = [];
-for (const rate of RATES) {
+const loads: Array<[string, number, boolean]> = [...(WINDOW ? [[`${WINDOW} in flight`, WINDOW, true] as [string, number, boolean]] : []), ...RATES.map((r): [string, number, boolean] => [`${r}/s offered`, r, false])];
+for (const [label, rate, closed] of loads) {
   const runs: Run[][] = targets.map(() => []);
   // Rounds: every target once per round, so a change in the machine's load touches all of them alike.
-  for (let i = 0; i < RUNS; i++) for (const [j, t] of targets.entries()) runs[j].push(await offer(t.port, rate, { echo: echo.child.pid!, ...t.tunnel?.pids }));
+  for (let i = 0; i < RUNS; i++) for (const [j, t] of targets.entries()) runs[j].push(await offer(t.port, rate, { echo: echo.child.pid!, ...t.tunnel?.pids }, closed));
   const med = (f: (r: Run) => number): number[] => runs.map((rs) => median(rs.map(f)));
   rows.push(
-    [`${rate}/s offered: received/s`, ...med((r) => Math.round(r.received))],
-    [`${rate}/s offered: loss %`, ...med((r) => r.loss)],
-    ...['edge', "agent's", 'echo', 'client'].map((where, i): [string, ...number[]] => [`${rate}/s offered: kernel drops at ${where} socket %`, ...med((r) => r.drops[i])]),
-    [`${rate}/s offered: edge CPU µs/datagram`, ...med((r) => r.edgeUs)],
-    [`${rate}/s offered: agent CPU µs/datagram`, ...med((r) => r.agentUs)],
-    [`${rate}/s offered: echo origin CPU µs/datagram`, ...med((r) => r.echoUs)],
+    [`${label}: received/s`, ...med((r) => Math.round(r.received))],
+    [`${label}: loss %`, ...med((r) => r.loss)],
+    ...['edge', "agent's", 'echo', 'client'].map((where, i): [string, ...number[]] => [`${label}: kernel drops at ${where} socket %`, ...med((r) => r.drops[i])]),
+    [`${label}: edge CPU µs/datagram`, ...med((r) => r.edgeUs)],
+    [`${label}: agent CPU µs/datagram`, ...med((r) => r.agentUs)],
+    [`${label}: echo origin CPU µs/datagram`, ...med((r) => r.echoUs)],
   );
 }
 await Promise.all(targets.map((t) => t.tunnel?.stop()));
