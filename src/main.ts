@@ -370,7 +370,10 @@ async function runAgent(values: SettingValues, origin: URL, shown: string, tunne
   closeOnAbort(agent);
   const adminListen = values['admin-listen'] as string;
   if (adminListen) {
-    const readiness = () => ({ ready: agent.connected, body: { status: agent.connected ? 'connected' : 'disconnected', transport: agent.transport, url: agent.url } });
+    const readiness = () => ({
+      ready: agent.connected,
+      body: { status: agent.connected ? 'connected' : 'disconnected', transport: agent.transport, url: agent.url, udpDropped: agent.droppedDatagrams() },
+    });
     (await listenFor('admin-listen', adminListen, AdminServer.start({ listen: adminListen, readiness }, { signal: root.signal }))).unref();
   }
   let leaving = false;
