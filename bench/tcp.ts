@@ -107,7 +107,7 @@ for (const transport of ['grpc', 'websocket']) {
     results.push(await measure(t.port));
     columns.push(`jetty tcp ${transport}`);
   } finally {
-    t.stop();
+    await t.stop();
   }
 }
 printTable(`TCP tunnel, ${GIB} GiB each way, ${SECONDS} s of 50-connection ping-pong (64 B), ${RUNS} runs`, columns, [

@@ -11,6 +11,7 @@ import { formatHostPort, parseHostPort } from './address.js';
 import { DemoOrigin, DEMO_ORIGIN_DEFAULT_HOST, DEMO_ORIGIN_DEFAULT_PORT } from './demo-origin.js';
 import { Edge } from './edge/edge-server.js';
 import { EDGE_SETTINGS, edgeInitFrom, effectiveEdgeSettings } from './edge/edge-settings.js';
+import { parsePortRanges, portsOf } from './edge/port-ranges.js';
 import { createToken, isValidNamePattern, NAME_PATTERN_RULE } from './edge/tokens.js';
 import { AdminServer } from './admin-server.js';
 import { AbortError, UsageError, toError } from './errors.js';
@@ -124,6 +125,22 @@ ${helpRows([
 
 /** Said by an edge without tokens at start-up and in --check-config. */
 const OPEN_NOTICE = 'OPEN: no agent tokens, any agent that reaches this edge may register a tunnel';
+
+/**
+ * What the edge offers for TCP and UDP tunnels, one line per kind, as said at start-up and (with the
+ * kinds that are off) in --check-config: `tcp-ports` / `udp-ports` are easy to leave empty or to
+ * mistype as a range too small, and each port is a public listener.
+ */
+function portTunnelLines(values: SettingValues, open: boolean, withOff: boolean): string[] {
+  const lines: string[] = [];
+  for (const kind of ['tcp', 'udp'] as const) {
+    const ranges = values[`${kind}-ports`] as string;
+    const count = [...portsOf(parsePortRanges(ranges))].length;
+    if (count) lines.push(`${kind.toUpperCase()} tunnels on ports ${ranges} (${count} port${count === 1 ? '' : 's'})${open ? ' (OPEN: any agent may take one)' : ''}`);
+    else if (withOff) lines.push(`${kind.toUpperCase()} tunnels off (${kind}-ports empty)`);
+  }
+  return lines;
+}
 
 interface Parsed {
   values: SettingValues;
@@ -255,6 +272,7 @@ async function runEdge(argv: string[]): Promise<number> {
   const open = (values.tokens as unknown[]).length === 0;
   if (parsed.checkConfig) {
     if (open) process.stdout.write(`# ${OPEN_NOTICE}\n`);
+    for (const line of portTunnelLines(values, open, true)) process.stdout.write(`# ${line}\n`);
     process.stdout.write(printableSettings(EDGE_SETTINGS, values));
     return EXIT_OK;
   }
@@ -267,8 +285,7 @@ async function runEdge(argv: string[]): Promise<number> {
   const offered = [t.includes('grpc') ? `grpc on port ${edge.grpcPort}` : '', t.includes('websocket') ? 'websocket' : ''].filter(Boolean).join(', ');
   onSignals((options) => edge.drain(options));
   process.stdout.write(`Jetty edge on ${edge.scheme}://${edge.domain}:${edge.publicPort} (agents: ${offered})${edge.open ? ` ${OPEN_NOTICE}` : ''}\n`);
-  if (edge.tcpPorts) process.stdout.write(`TCP tunnels on ports ${edge.tcpPorts}${edge.open ? ' (OPEN: any agent may take one)' : ''}\n`);
-  if (edge.udpPorts) process.stdout.write(`UDP tunnels on ports ${edge.udpPorts}${edge.open ? ' (OPEN: any agent may take one)' : ''}\n`);
+  for (const line of portTunnelLines(values, edge.open, false)) process.stdout.write(`${line}\n`);
   if (edge.cluster) process.stdout.write(`Shared registry ${edge.registry} as edge ${edge.edgeId}\n`);
   if (edge.peerUrl) process.stdout.write(`Peer listener on ${edge.peerUrl} (edge-to-edge forwarding)\n`);
   if (edge.adminPort) process.stdout.write(`Admin on http://${parseHostPort(values['admin-listen'] as string, '127.0.0.1').host}:${edge.adminPort} (/livez /readyz /metrics)\n`);
@@ -355,7 +372,10 @@ async function runAgent(values: SettingValues, origin: URL, shown: string, tunne
   closeOnAbort(agent);
   const adminListen = values['admin-listen'] as string;
   if (adminListen) {
-    const readiness = () => ({ ready: agent.connected, body: { status: agent.connected ? 'connected' : 'disconnected', transport: agent.transport, url: agent.url } });
+    const readiness = () => ({
+      ready: agent.connected,
+      body: { status: agent.connected ? 'connected' : 'disconnected', transport: agent.transport, url: agent.url, udpDropped: agent.droppedDatagrams() },
+    });
     (await listenFor('admin-listen', adminListen, AdminServer.start({ listen: adminListen, readiness }, { signal: root.signal }))).unref();
   }
   let leaving = false;

@@ -49,6 +49,8 @@ interface OriginHandler {
   onRequest: ((entry: RequestRecord) => void) | undefined;
   /** Bytes it holds for the tunnel (UDP replies); absent: none beyond the exchanges' windows. */
   bufferedBytes?(): number;
+  /** Datagrams it dropped (UDP replies beyond its bounds) since it started; absent: it never drops. */
+  droppedDatagrams?(): number;
 }
 
 /** A tcp:// origin makes a TCP tunnel, udp:// a UDP one; anything else an HTTP one. */
@@ -138,6 +140,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.proxy.bufferedBytes?.() ?? 0;
   }
 
+  /**
+   * A UDP tunnel's replies dropped at the agent's bounded queues (the tunnel slower than the origin)
+   * since it started; undefined for other tunnels. Shown in /readyz, the status view and the leave log,
+   * as the edge counts its own drops in jetty_udp_dropped_total.
+   */
+  droppedDatagrams(): number | undefined {
+    return this.proxy.droppedDatagrams?.();
+  }
+
   /** Exchanges in flight, and (gRPC) idle ForwardHTTP streams waiting for the edge's next request. */
   stats(): { openExchanges: number; idleStreams: number } {
     let openExchanges = 0;
@@ -156,7 +167,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   async leave(graceMs: number, options: AbortOptions = {}): Promise<void> {
     this.leaving = true;
-    this.init.logger.info({ exchanges: this.stats().openExchanges, graceMs }, 'leaving');
+    this.init.logger.info({ exchanges: this.stats().openExchanges, graceMs, udpDropped: this.droppedDatagrams() }, 'leaving');
     try {
       await Promise.all([...this.live].map((s) => s.close({ ...options, graceMs })));
     } finally {

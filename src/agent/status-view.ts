@@ -163,6 +163,8 @@ export class StatusView {
   render(columns = DEFAULT_COLUMNS, rows = DEFAULT_ROWS): string[] {
     const a = this.init.agent;
     const open = a.stats().openExchanges;
+    // A UDP tunnel's replies dropped at the agent's bounds (undefined for other tunnels).
+    const dropped = a.droppedDatagrams();
     // A value too long for the line continues below its label (a cut URL or countdown is no use);
     // below NARROW_COLUMNS the labels take lines of their own, the values the whole width.
     const narrow = columns < NARROW_COLUMNS;
@@ -182,6 +184,7 @@ export class StatusView {
       ...row('Forwarding', `${printable(a.url)} -> ${this.init.origin}`),
       ...row('Edge RTT', rtt),
       ...row('Open exchanges', String(open)),
+      ...(dropped === undefined ? [] : row('Dropped replies', String(dropped))),
       ...(this.init.logFile ? row('Logs', printable(this.init.logFile)) : []),
       '',
       'HTTP Requests',

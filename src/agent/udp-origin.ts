@@ -41,12 +41,14 @@ export interface UdpOriginInit {
  * exchange (per public flow), so the origin's replies go back to the flow they answer. Each DATA is
  * one datagram both ways, or a batch of them when the edge's open offers `Jetty-Datagram-Batch`
  * (accepted by echoing it in the 200; codec/datagram-batch.ts); replies wait in a DatagramQueue of UDP_REPLY_QUEUE_DATAGRAMS and are
- * dropped (counted in the flow's log line) beyond it. The edge ends a flow (its idle timeout) with RESET.
+ * dropped (counted in the flow's log line and in droppedDatagrams()) beyond it. The edge ends a flow (its idle timeout) with RESET.
  */
 export class UdpOrigin {
   private readonly init: UdpOriginInit;
   /** What every flow's reply queue holds, at most UDP_REPLY_QUEUE_BYTES. */
   private readonly queued: ByteBudget = { bytes: 0, max: UDP_REPLY_QUEUE_BYTES };
+  /** Replies dropped by every flow since the start (each flow's log line has its own). */
+  private dropped = 0;
   onRequest: ((entry: RequestRecord) => void) | undefined;
 
   constructor(init: UdpOriginInit) {
@@ -67,7 +69,10 @@ export class UdpOrigin {
     const replies = new DatagramQueue(UDP_REPLY_QUEUE_DATAGRAMS, this.queued);
     socket.on('error', (err) => pipeline.abort(new ExchangeResetError(`origin socket failed: ${err.message}`, ResetCode.ORIGIN_ERROR, { cause: err }), ResetCode.ORIGIN_ERROR));
     socket.on('message', (msg) => {
-      if (!replies.push(msg)) fields.dropped++;
+      if (!replies.push(msg)) {
+        fields.dropped++;
+        this.dropped++;
+      }
     });
     const closeSocket = (): void => {
       replies.discard();
@@ -119,6 +124,11 @@ export class UdpOrigin {
     } finally {
       closeSocket();
     }
+  }
+
+  /** Replies dropped at the bounds (UDP_REPLY_QUEUE_DATAGRAMS per flow, UDP_REPLY_QUEUE_BYTES in all) since the start. */
+  droppedDatagrams(): number {
+    return this.dropped;
   }
 
   /** Reply bytes queued in every flow now. */

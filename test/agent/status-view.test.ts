@@ -7,12 +7,14 @@ import { StatusView } from '../../src/agent/status-view.js';
 
 const test = suite('agent/status-view');
 
-function fakeAgent(): Agent {
+/** `dropped`: a UDP tunnel's dropped replies (undefined: not a UDP tunnel). */
+function fakeAgent(dropped?: number): Agent {
   return Object.assign(new EventEmitter(), {
     transport: 'grpc',
     url: 'http://demo.localhost:8080',
     rttMs: 1.25,
     stats: () => ({ openExchanges: 2 }),
+    droppedDatagrams: () => dropped,
   }) as unknown as Agent;
 }
 
@@ -36,6 +38,15 @@ test('the live view shows URL, transport, RTT, open exchanges and recent request
   assert.match(text, /Open exchanges\s+2/);
   assert.match(text, /GET \/hello\s+200\s+3\.2 ms/);
   assert.not.match(text, /\x1b\[/);
+  assert.not.match(text, /Dropped/, 'no UDP row for an HTTP tunnel');
+});
+
+test('a UDP tunnel shows the replies its agent dropped at its bounds', () => {
+  const agent = fakeAgent(17);
+  const view = new StatusView({ agent, origin: 'localhost:53', out: fakeOut(true), color: false });
+  const text = view.render().join('\n');
+  view.abort();
+  assert.match(text, /Dropped replies\s+17/);
 });
 
 test('without a TTY, events become plain lines', () => {

@@ -39,6 +39,19 @@ test('--check-config prints the effective configuration with flag > env > file >
   assert.match(run.stdout, new RegExp(`- hash: sha256:${'a'.repeat(64)}\\n\\s+names:\\n\\s+- dev-\\*`));
 });
 
+test('--check-config says which TCP and UDP ports the edge offers, and that an empty range is off', async (ctx) => {
+  let run = jetty(['edge', '--check-config', '--tcp-ports', '20000-20099,20200', '--udp-ports', '']);
+  assert.is(await run.exited, 0, run.stderr);
+  assert.match(run.stdout, /^# TCP tunnels on ports 20000-20099,20200 \(101 ports\) \(OPEN: any agent may take one\)$/m);
+  assert.match(run.stdout, /^# UDP tunnels off \(udp-ports empty\)$/m);
+  // With tokens the ports are not open to anyone, and the line does not say so.
+  const path = file(ctx, `udp-ports: "5353"\ntokens:\n  - hash: sha256:${'b'.repeat(64)}\n    ports: ["5353"]\n`);
+  run = jetty(['edge', '--config', path, '--check-config']);
+  assert.is(await run.exited, 0, run.stderr);
+  assert.match(run.stdout, /^# UDP tunnels on ports 5353 \(1 port\)$/m);
+  assert.match(run.stdout, /^# TCP tunnels off \(tcp-ports empty\)$/m);
+});
+
 test('an unknown key or a bad value exits 2 naming the key and the file', async (ctx) => {
   const unknown = file(ctx, 'listen: 127.0.0.1:7000\nlisen: typo\n');
   let run = jetty(['edge', '--config', unknown, '--check-config']);

@@ -130,7 +130,7 @@ test('overload from many source ports (agent stopped): the port holds at most UD
   }
 });
 
-test('replies from many flows into a stalled tunnel (edge stopped): the agent holds at most UDP_REPLY_QUEUE_BYTES', async (ctx) => {
+test('replies from many flows into a stalled tunnel (edge stopped): the agent holds at most UDP_REPLY_QUEUE_BYTES and counts what it drops', async (ctx) => {
   const edge = jetty(['edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', '--udp-ports', (await freePorts(1)).join(',')]);
   ctx.started.push(edge);
   const publicPort = (await edge.line(/^Jetty edge on http:\/\/localhost:(\d+) /))[1];
@@ -161,6 +161,10 @@ test('replies from many flows into a stalled tunnel (edge stopped): the agent ho
     }
     assert.ok(maxBuffered > 0, 'replies were queued');
     assert.ok(maxBuffered <= UDP_REPLY_QUEUE_BYTES, `agent held ${maxBuffered} bytes of replies (bound ${UDP_REPLY_QUEUE_BYTES})`);
+    // What the bound turned away is counted where a user sees it (/readyz, the status view).
+    const dropped = agent.droppedDatagrams() ?? -1;
+    const sent = 300 * flows.size;
+    assert.ok(dropped > 0 && dropped <= sent - Math.floor(maxBuffered / big.byteLength), `${dropped} replies counted as dropped of ${sent}`);
   } finally {
     edge.child.kill('SIGCONT');
     for (const c of clients) c.close();

@@ -94,8 +94,11 @@ export function udpSuite(label: string, options: Partial<AgentInit>): void {
     });
     for (let i = 0; i < WINDOW; i++) send();
     // A lost datagram would stall the window: the deadline then fails the test with the count.
-    await waitFor(() => expected.size === 0 && next === all.length, 50_000, `all echoes (received ${received})`).catch((err: Error) => {
-      throw new Error(`${err.message}: ${all.length - received} of ${all.length} lost`);
+    await waitFor(() => expected.size === 0 && next === all.length, 50_000, `all echoes (received ${received})`).catch(async (err: Error) => {
+      // Where they went: a flow that expired and reopened mid-test (a stall past IDLE_MS on a loaded
+      // machine) or a drop the edge counted; neither shown means a socket's buffer (the kernel's count).
+      const udp = (await ctx.edge.metrics.registry.metrics()).split('\n').filter((l) => /^jetty_udp_(flows|dropped)_total/.test(l));
+      throw new Error(`${err.message}: ${all.length - received} of ${all.length} lost; edge: ${udp.join(', ') || 'no flow ended, nothing dropped'}`);
     });
     await done;
     assert.is(received, all.length);
@@ -133,6 +136,45 @@ export function udpSuite(label: string, options: Partial<AgentInit>): void {
     assert.equal(replies, ['first', 'second']);
     assert.is(ctx.origin.peers.size, peers + 1, 'the new flow has its own origin socket');
   });
+
+  // Datagrams only stamp the flow; its idle timer re-arms itself for the time left (udp-listener.ts).
+  // Each direction alone must keep the flow open past udp-idle-timeout.
+  for (const busy of ['client', 'origin'] as const) {
+    test(`a flow with a datagram from the ${busy} every udp-idle-timeout / 4 outlives 3 × udp-idle-timeout`, async (ctx) => {
+      const client = await udpClient();
+      ctx.clients.push(client);
+      const count = 12;
+      const peers = ctx.origin.peers.size;
+      let replies = 0;
+      let maxFlows = 0;
+      client.on('message', () => replies++);
+      let timer: NodeJS.Timeout | undefined;
+      // Sends `count` datagrams at the pace (load, not synchronisation): the flow sees no silence longer than it.
+      const pace = (send: () => void): void => {
+        let sent = 0;
+        timer = setInterval(() => {
+          maxFlows = Math.max(maxFlows, ctx.edge.stats().udpFlows);
+          send();
+          if (++sent === count) clearInterval(timer);
+        }, IDLE_MS / 4);
+      };
+      try {
+        if (busy === 'client') {
+          pace(() => client.send('tick', ctx.port, '127.0.0.1'));
+          await waitFor(() => replies === count, 10_000, `${count} echoes`);
+        } else {
+          // One datagram opens the flow; then only the origin speaks.
+          ctx.origin.onMessage = (_msg, rinfo, socket) => pace(() => socket.send('tick', rinfo.port, rinfo.address));
+          client.send('start', ctx.port, '127.0.0.1');
+          await waitFor(() => replies === count, 10_000, `${count} replies from the origin`);
+        }
+      } finally {
+        clearInterval(timer);
+      }
+      assert.is(maxFlows, 1, 'one flow all along');
+      assert.is(ctx.origin.peers.size, peers + 1, 'one origin socket: the flow never ended and reopened');
+    });
+  }
 
   test('udp-max-flows: datagrams of a flow beyond the cap are dropped and counted', async (ctx) => {
     const clients = [await udpClient(), await udpClient(), await udpClient()];
