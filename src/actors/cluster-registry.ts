@@ -300,7 +300,7 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
 
   private remoteView(key: string): Promise<LeaseView> {
     const hit = this.cache.get(key);
-    if (hit && hit.until > Date.now()) return Promise.resolve(hit.view);
+    if (hit && (hit.until > Date.now() || !this.leases.ready)) return Promise.resolve(hit.view);
     // Requests arriving together for one key (a cache entry just expired) share one read.
     const running = this.reading.get(key);
     if (running) return running.view;
@@ -329,7 +329,14 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
       if (this.cache.size > (this.init.cacheMaxEntries ?? LOCATE_CACHE_MAX_ENTRIES)) this.cache.delete(this.cache.keys().next().value!);
       return view;
     } catch {
-      return { leases: [], graceLeftMs: 0 };
+      // Redis cannot tell (down, frozen, timed out): the last view read, however old, is a better guess
+      // than "nobody": the peer link to its owner does not need Redis, so held tunnels stay reachable
+      // through every edge during an outage. A wrong guess costs one MISDIRECTED and one more read.
+      // It is kept another cache period, so only one request per period waits out a frozen Redis.
+      const last = this.cache.get(key);
+      if (!last) return { leases: [], graceLeftMs: 0 };
+      last.until = Date.now() + LOCATE_CACHE_TTL_MS;
+      return last.view;
     }
   }
 
