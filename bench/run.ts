@@ -31,6 +31,7 @@ export const PHASES: readonly Phase[] = [
   { name: 'grpc-origin', what: 'standalone gRPC-origin bench (bench/grpc-origin.ts)', takes: 'see its script' },
   { name: 'tcp', what: 'standalone TCP bench (bench/tcp.ts)', takes: 'see its script' },
   { name: 'udp', what: 'standalone UDP bench (bench/udp.ts)', takes: 'see its script' },
+  { name: 'cluster', what: '3 edges + Redis + HAProxy: right vs wrong edge, Redis commands per request, SIGKILL recovery (bench/cluster.ts)', takes: '≈ 4 min', large: true },
 ];
 
 function script(name: string): string {
