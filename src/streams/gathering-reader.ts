@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { gatherData } from '../codec/data-chunk.js';
-import type { HTTPChunk } from '../codec/http-chunk.js';
+import { dataChunk, type HTTPChunk } from '../codec/http-chunk.js';
 import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
 import { TransportClosedError } from '../errors.js';
 import { StreamStop } from './readable-reader.js';
@@ -16,8 +16,9 @@ export const GATHER_HIGH_WATER_BYTES = MAX_CHUNK_DATA_BYTES;
  * everything read so far as one DATA chunk of up to MAX_CHUNK_DATA_BYTES: a transfer crosses in
  * chunks of 256 KiB instead of one per 64 KiB socket read, so each hop pays its per-message costs
  * a quarter as often. Nothing waits for more bytes: a lone small write (an SSE event) leaves as soon
- * as it was read. The gather is the payload's one copy (data-chunk.ts frames it in place), where
- * Node's `read()` of several buffers would concatenate them and the encoder copy them again.
+ * as it was read. Several reads are gathered into one buffer that data-chunk.ts frames in place, so the
+ * gather is the payload's one copy (Node's `read()` would concatenate them and the encoder copy them
+ * again); a single read is handed over as it is and copied once by the encoder.
  *
  * Bound: GATHER_HIGH_WATER_BYTES plus one read, plus the stream's highWaterMark once paused.
  * `release()` removes the listeners and pauses the stream, leaving it to its owner.
@@ -75,7 +76,9 @@ export class GatheringReader {
       n += this.parts[count].byteLength;
       count++;
     }
-    const chunk = gatherData(this.parts.splice(0, count), take);
+    const parts = this.parts.splice(0, count);
+    // One read leaves as it is (the encoder copies it once, as the gather would); several are gathered.
+    const chunk = parts.length === 1 ? dataChunk(parts[0]) : gatherData(parts, take);
     this.bytes -= take;
     // Read ahead while this chunk is being sent.
     if (this.bytes < GATHER_HIGH_WATER_BYTES && !this.stop.ended && !this.stop.error) this.stream.resume();
