@@ -24,19 +24,31 @@ interface Round {
   parallel: number;
   /** µs of CPU per 2xx small request: server side, client side. */
   cpu: [number, number] | null;
+  /** CPU seconds per GiB moved, server side and client side: 1 GiB down, 1 GiB up, 20 × 100 MiB. */
+  bulkCpu: { down: [number, number]; up: [number, number]; parallel: [number, number] } | null;
+}
+
+/** `work`'s result and the CPU seconds the peer's two sides spent per GiB of `bytes` during it. */
+async function cpuPerGib<T>(p: Peer, bytes: number, work: () => Promise<T>): Promise<{ result: T; cpu: [number, number] | null }> {
+  const before = p.cpuPids?.map(treeCpuMicros);
+  const result = await work();
+  const after = p.cpuPids?.map(treeCpuMicros);
+  const cpu = before && after ? ([0, 1].map((i) => (after[i] - before[i]) / 1e6 / (bytes / 1024 ** 3)) as [number, number]) : null;
+  return { result, cpu };
 }
 
 async function round(p: Peer, bytes: number, file: { path: string; sha256: string }, parallelBytes: number, parallelSha: string): Promise<Round> {
-  const down = await download(p, bytes);
-  const up = await upload(p, file, bytes);
+  const down = await cpuPerGib(p, bytes, () => download(p, bytes));
+  const up = await cpuPerGib(p, bytes, () => upload(p, file, bytes));
   const before = p.cpuPids?.map(treeCpuMicros);
   const small = await smallGets(p, SECONDS, CONNECTIONS);
   const after = p.cpuPids?.map(treeCpuMicros);
   const cpu = before && after ? ([0, 1].map((i) => (after[i] - before[i]) / Math.max(1, small.ok)) as [number, number]) : null;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: PARALLEL }, () => checkedDownload(p, parallelBytes, parallelSha)));
+  const par = await cpuPerGib(p, PARALLEL * parallelBytes, () => Promise.all(Array.from({ length: PARALLEL }, () => checkedDownload(p, parallelBytes, parallelSha))));
   const parallel = (PARALLEL * parallelBytes) / MB / ((performance.now() - t0) / 1000);
-  return { down, up, small, parallel, cpu };
+  const bulkCpu = down.cpu && up.cpu && par.cpu ? { down: down.cpu, up: up.cpu, parallel: par.cpu } : null;
+  return { down: down.result, up: up.result, small, parallel, cpu, bulkCpu };
 }
 
 export async function throughput(): Promise<string> {
@@ -82,17 +94,19 @@ function table(peers: Peer[], rounds: Map<string, Round[]>, notes: string[]): st
   const n = (v: number): string => Math.round(v).toLocaleString('en-US');
   const tool = rounds.get(peers[0].label)![0].small.tool;
   const lines = [
-    `${GIB} GiB down/up with curl (uploads checked at the origin: status, bytes, SHA-256); ${SECONDS} s of 13-byte GETs at ${CONNECTIONS} connections (${tool}; req/s counts 2xx only); ${PARALLEL} × ${PARALLEL_MIB} MiB concurrent curl downloads, each body SHA-256-checked (aggregate MB/s); CPU µs per small request from /proc/PID/stat (server side = edge or sshd, client side = agent or ssh); medians of ${RUNS}; (×N) = ratio to ssh -R.`,
+    `${GIB} GiB down/up with curl (uploads checked at the origin: status, bytes, SHA-256); ${SECONDS} s of 13-byte GETs at ${CONNECTIONS} connections (${tool}; req/s counts 2xx only); ${PARALLEL} × ${PARALLEL_MIB} MiB concurrent curl downloads, each body SHA-256-checked (aggregate MB/s); CPU µs per small request and CPU s per GiB transferred from /proc/PID/stat (server side = edge or sshd, client side = agent or ssh); medians of ${RUNS}; (×N) = ratio to ssh -R.`,
     '',
-    `| | ${GIB} GiB down MB/s | ${GIB} GiB up MB/s | small GETs/s | p99 ms | non-2xx / errors (all runs) | ${PARALLEL} × ${PARALLEL_MIB} MiB MB/s | CPU µs/req server / client |`,
-    '|---|---|---|---|---|---|---|---|',
+    `| | ${GIB} GiB down MB/s | ${GIB} GiB up MB/s | small GETs/s | p99 ms | non-2xx / errors (all runs) | ${PARALLEL} × ${PARALLEL_MIB} MiB MB/s | CPU µs/req server / client | CPU s/GiB server / client: down · up · ${PARALLEL} × ${PARALLEL_MIB} MiB |`,
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const p of peers) {
     const rs = rounds.get(p.label)!;
     const bad = `${rs.reduce((a, r) => a + r.small.non2xx, 0)} / ${rs.reduce((a, r) => a + r.small.errors, 0)}`;
     const cpu = p.cpuPids ? `${n(med(p.label, (r) => r.cpu![0]))} / ${n(med(p.label, (r) => r.cpu![1]))}` : '—';
+    const s2 = (f: (r: Round) => [number, number]): string => `${med(p.label, (r) => f(r)[0]).toFixed(2)} / ${med(p.label, (r) => f(r)[1]).toFixed(2)}`;
+    const bulk = p.cpuPids ? [s2((r) => r.bulkCpu!.down), s2((r) => r.bulkCpu!.up), s2((r) => r.bulkCpu!.parallel)].join(' · ') : '—';
     lines.push(
-      `| ${p.label} | ${n(med(p.label, (r) => r.down))}${ratio(p.label, (r) => r.down)} | ${n(med(p.label, (r) => r.up))}${ratio(p.label, (r) => r.up)} | ${n(med(p.label, (r) => r.small.rps))}${ratio(p.label, (r) => r.small.rps)} | ${med(p.label, (r) => r.small.p99ms).toFixed(1)} | ${bad} | ${n(med(p.label, (r) => r.parallel))}${ratio(p.label, (r) => r.parallel)} | ${cpu} |`,
+      `| ${p.label} | ${n(med(p.label, (r) => r.down))}${ratio(p.label, (r) => r.down)} | ${n(med(p.label, (r) => r.up))}${ratio(p.label, (r) => r.up)} | ${n(med(p.label, (r) => r.small.rps))}${ratio(p.label, (r) => r.small.rps)} | ${med(p.label, (r) => r.small.p99ms).toFixed(1)} | ${bad} | ${n(med(p.label, (r) => r.parallel))}${ratio(p.label, (r) => r.parallel)} | ${cpu} | ${bulk} |`,
     );
   }
   if (notes.length) lines.push('', ...notes);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
+import { encodeDataChunk, isPlainData, readDataChunk } from './data-chunk.js';
 import { ChunkKind, EXCHANGE_KIND_NAMES, type HTTPChunk } from './http-chunk.js';
 import { StrictReader } from './strict-reader.js';
 
@@ -127,12 +128,17 @@ function validateFields(chunk: HTTPChunk): void {
   }
 }
 
+/** One HTTPChunk frame; DATA (the bulk of every transfer) is written by hand in one allocation (data-chunk.ts). */
 export function encodeChunk(chunk: HTTPChunk): Uint8Array {
+  if (isPlainData(chunk)) return encodeDataChunk(chunk);
   return HTTPChunkType.encode(chunk as unknown as protobuf.Message).finish();
 }
 
-/** Decodes and validates one HTTPChunk frame. */
+/** Decodes and validates one HTTPChunk frame; DATA is read by hand, its payload a view of `bytes`. */
 export function decodeChunk(bytes: Uint8Array, options?: DecodeOptions): HTTPChunk {
+  checkSize(bytes, options);
+  const data = readDataChunk(bytes);
+  if (data) return validateChunk(data);
   return validateChunk(decodeWith<HTTPChunk>(HTTPChunkType, bytes, 'HTTPChunk', options));
 }
 

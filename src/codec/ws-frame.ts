@@ -1,6 +1,7 @@
 import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
 import { ChunkKind, EXCHANGE_KIND_NAMES, ExchangeKind, type Header, type HTTPChunk } from './http-chunk.js';
+import { encodeWsDataFrame, isPlainData, readWsDataFrame } from './data-chunk.js';
 import { StrictReader } from './strict-reader.js';
 import { agentMessageFrom, edgeMessageFrom, MAX_FRAME_BYTES, TUNNEL_KIND_NAMES, TunnelKind, tunnelRoot, validateChunk, type AgentMessage, type EdgeMessage } from './tunnel-codec.js';
 
@@ -40,11 +41,15 @@ function checkFrame(frame: Record<string, unknown>): WsFrame {
 }
 
 export function encodeWsFrameProto(frame: WsFrame): Uint8Array {
+  // DATA, the bulk of every transfer, is written by hand in one allocation (data-chunk.ts).
+  if ('chunk' in frame && isPlainData(frame.chunk)) return encodeWsDataFrame(frame.stream, frame.chunk);
   return WsFrameType.encode(frame as unknown as protobuf.Message).finish();
 }
 
 export function decodeWsFrameProto(bytes: Uint8Array): WsFrame {
   if (bytes.byteLength > MAX_WS_FRAME_BYTES) throw new FrameTooLargeError(`frame of ${bytes.byteLength} bytes exceeds ${MAX_WS_FRAME_BYTES}`);
+  const data = readWsDataFrame(bytes);
+  if (data) return checkFrame(data);
   let decoded: protobuf.Message;
   try {
     decoded = WsFrameType.decode(new StrictReader(bytes));

@@ -1,7 +1,7 @@
 import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Metadata } from '@grpc/grpc-js';
-import { GRPC_CONNECTION_WINDOW_BYTES, GRPC_STREAM_WINDOW_BYTES } from '../streams/grpc-service.js';
+import { GRPC_CONNECTION_WINDOW_BYTES, GRPC_MAX_FRAME_BYTES, GRPC_STREAM_WINDOW_BYTES } from '../streams/grpc-service.js';
 
 /** Metadata key the edge stamps on every incoming gRPC call: the HTTP/2 connection it arrived on. */
 export const CONNECTION_STAMP_KEY = 'jetty-edge-connection';
@@ -54,14 +54,15 @@ export class GrpcConnections {
   }
 
   /**
-   * Raises the stream and connection windows of connection `id` (GRPC_*_WINDOW_BYTES). Called once
+   * Raises the stream and connection windows of connection `id` (GRPC_*_WINDOW_BYTES) and the frame
+   * size it accepts (GRPC_MAX_FRAME_BYTES). Called once
    * its agent is admitted: until then a connection gets HTTP/2's 64 KiB, so a peer without a valid
    * token cannot make the edge buffer more than that.
    */
   raiseWindows(id: string): void {
     const session = this.sessions.get(id);
     if (!session || session.destroyed || session.closed) return;
-    session.settings({ initialWindowSize: GRPC_STREAM_WINDOW_BYTES });
+    session.settings({ initialWindowSize: GRPC_STREAM_WINDOW_BYTES, maxFrameSize: GRPC_MAX_FRAME_BYTES });
     session.setLocalWindowSize(GRPC_CONNECTION_WINDOW_BYTES);
   }
 }

@@ -21,6 +21,12 @@ export const EXCHANGE_METADATA_KEY = 'jetty-exchange';
 export const GRPC_STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 /** HTTP/2 connection window on both ends (shared by all streams of one agent). */
 export const GRPC_CONNECTION_WINDOW_BYTES = 32 * 1024 * 1024;
+/**
+ * HTTP/2 SETTINGS_MAX_FRAME_SIZE the edge advertises to an admitted agent: a DATA chunk then crosses
+ * in one or two frames instead of sixteen of HTTP/2's default 16 KiB, and the edge handles one read
+ * event per frame. A frame is only a unit of framing: flow control still bounds what is buffered.
+ */
+export const GRPC_MAX_FRAME_BYTES = 256 * 1024;
 /** Keepalive ping interval on both ends. */
 export const GRPC_KEEPALIVE_MS = 20_000;
 /** How long a keepalive ping may go unanswered. */

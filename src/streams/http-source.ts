@@ -4,6 +4,7 @@ import { ChunkKind, dataChunk, type Header, type HTTPChunk } from '../codec/http
 import { pairFields, trailerFields } from '../codec/http-fields.js';
 import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
 import { AbortError } from '../errors.js';
+import { GatheringReader } from './gathering-reader.js';
 
 /** Counts body bytes as they pass (for the request log). */
 export interface ByteCounter {
@@ -20,23 +21,27 @@ export function* dataChunks(buf: Uint8Array): Generator<HTTPChunk> {
 }
 
 /**
- * What `stream` reads, as DATA chunks, counted; pulled only as fast as the consumer asks. Stopping early
- * leaves the stream to its owner; a stream that breaks throws its error.
+ * What `stream` reads, as DATA chunks of whatever was read by the time the consumer asks (up to
+ * MAX_CHUNK_DATA_BYTES: GatheringReader), counted; read ahead by at most GATHER_HIGH_WATER_BYTES.
+ * Stopping early leaves the stream to its owner; a stream that breaks throws its error.
  */
 export async function* readableData(stream: Readable, counter?: ByteCounter): AsyncGenerator<HTTPChunk> {
-  for await (const buf of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    if (counter) counter.bytes += buf.byteLength;
-    // One chunk in the usual case, without a generator per read on the hot path.
-    if (buf.byteLength <= MAX_CHUNK_DATA_BYTES) yield dataChunk(buf);
-    else yield* dataChunks(buf);
+  const reader = new GatheringReader(stream);
+  try {
+    for (let chunk = await reader.next(); chunk !== null; chunk = await reader.next()) {
+      if (counter) counter.bytes += chunk.data!.byteLength;
+      yield chunk;
+    }
+  } finally {
+    reader.release();
   }
 }
 
 /**
  * An incoming HTTP message (a public request on the edge, an origin response on the agent) as
  * chunks: `head`, then DATA as it arrives, then TRAILERS if any, filtered by `trailers` (default
- * trailerFields). Pull-based: the socket is read only as fast as the consumer asks (Node's
- * highWaterMark, 16 KiB by default, is the bound here).
+ * trailerFields). Pull-based: the socket is read only as fast as the consumer asks (the bound is
+ * readableData's read-ahead plus the message's highWaterMark, 16 KiB by default).
  * Throws AbortError if the peer goes away before the message is complete.
  */
 export async function* incomingChunks(

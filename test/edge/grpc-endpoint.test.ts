@@ -12,7 +12,7 @@ import { encodeAgentMessage, type AgentMessage, type EdgeMessage } from '../../s
 import { CONNECTION_STAMP_KEY } from '../../src/edge/grpc-connections.js';
 import { createToken } from '../../src/edge/tokens.js';
 import { loggerOptions } from '../../src/logger.js';
-import { GRPC_COMMON_OPTIONS, GRPC_STREAM_WINDOW_BYTES, SESSION_METADATA_KEY, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
+import { GRPC_COMMON_OPTIONS, GRPC_MAX_FRAME_BYTES, GRPC_STREAM_WINDOW_BYTES, SESSION_METADATA_KEY, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
 import { send, startAgent, startEdge, startOrigin, waitFor, within, type Origin } from '../helpers/harness.js';
 import { RawGrpcAgent } from '../helpers/raw-grpc-agent.js';
 
@@ -104,6 +104,7 @@ test('an admitted agent gets the raised HTTP/2 windows, not 64 KiB; a connection
       if (admitted) {
         await waitFor(() => session.remoteSettings.initialWindowSize === GRPC_STREAM_WINDOW_BYTES, 2000, 'raised stream window');
         assert.ok((session.state.remoteWindowSize ?? 0) > 16 * DEFAULT_H2_WINDOW_BYTES, 'raised connection window');
+        assert.is(session.remoteSettings.maxFrameSize, GRPC_MAX_FRAME_BYTES, 'raised frame size: a DATA chunk in one or two frames');
       } else {
         assert.is(session.remoteSettings.initialWindowSize ?? DEFAULT_H2_WINDOW_BYTES, DEFAULT_H2_WINDOW_BYTES, `refused (${presented ?? 'no token'})`);
         assert.ok((session.state.remoteWindowSize ?? Infinity) <= DEFAULT_H2_WINDOW_BYTES, 'connection window after a refusal');
