@@ -17,8 +17,12 @@ export class ChannelExchange extends ExchangeBase {
     super(id, headSent);
   }
 
-  get buffered(): boolean {
+  protected get transportBuffered(): boolean {
     return this.channel.bufferedChunks > 0;
+  }
+
+  protected override get peerReadsFolded(): boolean {
+    return this.channel.peerReadsFolded;
   }
 
   protected next(): Promise<HTTPChunk | null> {

@@ -59,6 +59,8 @@ export interface WsMuxInit {
 export class WsMux implements MuxStreamHost {
   /** The peer's window per exchange (from its Hello / Registered). */
   remoteWindow = DEFAULT_WS_WINDOW_BYTES;
+  /** The peer reads folded chunks (the agent's mux, once Registered says so). */
+  peerReadsFolded = false;
   readonly localWindow: number;
   private readonly init: WsMuxInit;
   private readonly socket: WebSocket;
