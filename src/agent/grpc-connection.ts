@@ -157,7 +157,7 @@ export class GrpcConnection implements SessionTransport {
         }
         if (this.idleCount < MIN_IDLE_STREAMS) this.openStream(undefined);
       }
-      const exchange = channel.begin(head.exchangeId ?? '');
+      const exchange = channel.begin(head.exchangeId ?? '', { headEnded: head.end === true });
       await this.session.serve(head, exchange);
       await exchange.closed;
       head = undefined;

@@ -39,7 +39,7 @@ export const TUNNEL_KIND_NAMES: Record<TunnelKind, 'http' | 'tcp' | 'udp'> = {
 
 /** Sent by the agent on Register (exactly one field set). */
 export interface AgentMessage {
-  hello?: { name: string; version: string; window?: number; resume?: string; resumeSecret?: string; tunnelKind?: TunnelKind; remotePort?: number } | null;
+  hello?: { name: string; version: string; window?: number; resume?: string; resumeSecret?: string; tunnelKind?: TunnelKind; remotePort?: number; foldedChunks?: boolean } | null;
   pong?: { nonce: number } | null;
   drain?: { gracePeriodMs: number } | null;
 }
@@ -97,7 +97,8 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
         if (chunk.exchangeKind !== undefined && !Object.hasOwn(EXCHANGE_KIND_NAMES, chunk.exchangeKind)) {
           throw new ProtocolError('unknown exchange kind');
         }
-        if (isFolded(chunk)) throw new ProtocolError('request HEADERS are never folded');
+        // END may ride on a request head (a request without a body); its body never does.
+        if ((chunk.data?.byteLength ?? 0) > 0) throw new ProtocolError('request HEADERS never carry data');
       } else if (!Number.isInteger(chunk.status) || chunk.status! < 100 || chunk.status! > 999) {
         throw new ProtocolError('HEADERS without method or valid status');
       } else if (isFolded(chunk)) {

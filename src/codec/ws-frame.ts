@@ -231,7 +231,8 @@ export function decodeWsFrameJson(text: string): WsFrame {
   else if (type === 'hello') {
     const hello = { name: str(j.name, 'name'), version: str(j.version, 'version'), window: uint32(j.window, 'window'), resume: str(j.resume, 'resume') };
     const port = { tunnelKind: tunnelKind(j.tunnelKind), remotePort: uint32(j.remotePort, 'remotePort') };
-    frame = { stream, agent: { hello: { ...hello, resumeSecret: str(j.resumeSecret, 'resumeSecret'), ...port } } };
+    const folded = j.foldedChunks === undefined ? {} : { foldedChunks: bool(j.foldedChunks, 'foldedChunks') };
+    frame = { stream, agent: { hello: { ...hello, resumeSecret: str(j.resumeSecret, 'resumeSecret'), ...port, ...folded } } };
   } else if (type === 'drain') frame = { stream, edge: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
   else if (type === 'leave') frame = { stream, agent: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
   else if (type === 'pong') frame = { stream, agent: { pong: { nonce: uint32(j.nonce, 'nonce') } } };

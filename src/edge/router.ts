@@ -253,6 +253,9 @@ export class Router extends EventEmitter<{ idle: [] }> {
 
   /** The exchange's two pipes: request body → exchange, exchange → response. Sets `pipeline.status`. */
   private async relay(req: IncomingMessage, res: ServerResponse, head: HTTPChunk, session: TunnelSession, pipeline: ExchangePipeline): Promise<void> {
+    // A request already complete without a body (a GET): its END can ride on its HEADERS, one message
+    // instead of two, to an agent that reads folded chunks (the exchange's sink unfolds it otherwise).
+    if (req.complete && req.readableLength === 0 && req.rawTrailers.length === 0) head.end = true;
     const exchange = await this.openExchange(session, head, res, pipeline);
     // A client that leaves before the response is complete cancels the exchange (and the origin request).
     const onClose = (): void => {

@@ -19,15 +19,24 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   private settled = false;
   private resolveClosed!: () => void;
 
+  /**
+   * @param headSent the request HEADERS went out another way (Open, a WebSocket stream's opening frame): sink() skips them.
+   * @param headEnded the peer's opening request HEADERS carried END: the source ends after what it gives.
+   */
   constructor(
     readonly id: string,
     private readonly headSent: boolean,
+    headEnded = false,
   ) {
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
+    if (headEnded) this.unfolded.push(END_CHUNK);
     this.source = this.read();
   }
+
+  /** The opening request HEADERS this side sent another way carried END folded in (sink() sends no END). */
+  protected headEndSent = false;
 
   /** Parts of a folded chunk from the peer not yet read (they need no wait). */
   private unfolded: HTTPChunk[] = [];
@@ -122,7 +131,9 @@ export abstract class ExchangeBase implements ExchangeDuplex {
         last = chunk.end === true;
         const skipHead = first && chunk.kind === ChunkKind.HEADERS;
         first = false;
-        if (!isFolded(chunk)) {
+        if (skipHead && last && this.headEndSent) {
+          endSent = true;
+        } else if (!isFolded(chunk)) {
           if (!skipHead) await this.send(chunk);
         } else if (this.peerReadsFolded && !skipHead) {
           await this.send(chunk);

@@ -13,8 +13,9 @@ export class ChannelExchange extends ExchangeBase {
     id: string,
     readonly seq: number,
     headSent: boolean,
+    headEnded = false,
   ) {
-    super(id, headSent);
+    super(id, headSent, headEnded);
   }
 
   protected get transportBuffered(): boolean {

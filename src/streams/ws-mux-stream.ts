@@ -1,5 +1,5 @@
 import { ChunkOrder } from '../codec/chunk-order.js';
-import { ChunkKind, dataChunk, isFolded, unfold, type HTTPChunk } from '../codec/http-chunk.js';
+import { ChunkKind, dataChunk, END_CHUNK, isFolded, unfold, type HTTPChunk } from '../codec/http-chunk.js';
 import type { WsFrame } from '../codec/ws-frame.js';
 import { FrameTooLargeError, ProtocolError, TransportClosedError } from '../errors.js';
 import { ExchangeBase } from './exchange-base.js';
@@ -48,6 +48,7 @@ export class MuxStream extends ExchangeBase {
    * @param opener `local`: we opened it (the edge: we send the request, the peer answers);
    *   `peer`: the peer opened it with request HEADERS, which are not queued.
    * @param upgrade the request asked for an upgrade: a 101 answer is final (ChunkOrder).
+   * @param headEnd `local`: the opening HEADERS we sent carried END; `peer`: the peer's did.
    */
   constructor(
     private readonly mux: MuxStreamHost,
@@ -55,9 +56,12 @@ export class MuxStream extends ExchangeBase {
     id: string,
     opener: 'local' | 'peer',
     upgrade = false,
+    headEnd = false,
   ) {
-    super(id, opener === 'local');
+    super(id, opener === 'local', opener === 'peer' && headEnd);
+    this.headEndSent = opener === 'local' && headEnd;
     this.order = opener === 'local' ? new ChunkOrder('response', false, upgrade) : new ChunkOrder('request', true);
+    if (opener === 'peer' && headEnd) this.order.accept(END_CHUNK);
     this.recvAllowed = mux.localWindow;
     this.recvOverhead = chunkOverheadBytes(mux.localWindow);
     this.sendCredit = mux.remoteWindow;

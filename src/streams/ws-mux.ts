@@ -59,7 +59,7 @@ export interface WsMuxInit {
 export class WsMux implements MuxStreamHost {
   /** The peer's window per exchange (from its Hello / Registered). */
   remoteWindow = DEFAULT_WS_WINDOW_BYTES;
-  /** The peer reads folded chunks (the agent's mux, once Registered says so). */
+  /** The peer reads folded chunks (the agent's mux once Registered says so, the edge's once Hello does). */
   peerReadsFolded = false;
   readonly localWindow: number;
   private readonly init: WsMuxInit;
@@ -89,14 +89,18 @@ export class WsMux implements MuxStreamHost {
     return this.closeError !== undefined;
   }
 
-  /** Edge: starts an exchange whose request HEADERS are `head` (sent now; sink() skips them). */
+  /**
+   * Edge: starts an exchange whose request HEADERS are `head` (sent now; sink() skips them). END
+   * folded into `head` goes with it to a peer that reads folded chunks, else sink() sends it.
+   */
   open(head: HTTPChunk): ExchangeDuplex {
     if (this.closeError) throw this.closeError;
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), 'local', upgradeProtocol(head.headers ?? []) !== undefined);
+    const headEnd = head.end === true && this.peerReadsFolded;
+    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), 'local', upgradeProtocol(head.headers ?? []) !== undefined, headEnd);
     this.streams.set(id, stream);
-    this.sendNow({ stream: id, chunk: head });
+    this.sendNow({ stream: id, chunk: head.end && !headEnd ? { ...head, end: undefined } : head });
     return stream;
   }
 
@@ -231,7 +235,7 @@ export class WsMux implements MuxStreamHost {
     const peerOpens = this.init.role === 'agent';
     if (peerOpens && id > this.highestPeerStream && id % 2 === 1 && chunk.kind === ChunkKind.HEADERS && chunk.method) {
       this.highestPeerStream = id;
-      const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), 'peer');
+      const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), 'peer', false, chunk.end === true);
       this.streams.set(id, stream);
       return this.init.onExchange?.(chunk, stream);
     }

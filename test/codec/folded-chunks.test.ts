@@ -1,6 +1,6 @@
 import * as assert from 'uvu/assert';
 import { ChunkKind, dataChunk, END_CHUNK, isFolded, unfold, type HTTPChunk } from '../../src/codec/http-chunk.js';
-import { decodeChunk, decodeEdgeMessage, encodeChunk, encodeEdgeMessage, MAX_CHUNK_DATA_BYTES } from '../../src/codec/tunnel-codec.js';
+import { decodeAgentMessage, decodeChunk, decodeEdgeMessage, encodeAgentMessage, encodeChunk, encodeEdgeMessage, MAX_CHUNK_DATA_BYTES } from '../../src/codec/tunnel-codec.js';
 import { WS_CODECS } from '../../src/codec/ws-frame.js';
 import { suite } from '../helpers/suite.js';
 
@@ -46,9 +46,10 @@ test('an unfolded chunk stays unfolded in every codec, and the JSON frame does n
   assert.not.match(json, /"end"|"data"/);
 });
 
-test('request HEADERS, 1xx HEADERS, END and RESET are never folded: a ProtocolError in every codec', () => {
+test('a request head carries END but never data; 1xx HEADERS, END and RESET are never folded: a ProtocolError in every codec', () => {
+  const get: HTTPChunk = { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/', headers: [], end: true };
+  for (const [codec, trip] of roundTrips(get)) assert.equal(unfold(trip()).map((p) => p.kind), [ChunkKind.HEADERS, ChunkKind.END], codec);
   const refused: HTTPChunk[] = [
-    { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/', headers: [], end: true },
     { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'POST', target: '/', headers: [], data: Buffer.from('body') },
     { kind: ChunkKind.HEADERS, status: 100, headers: [], end: true },
     { kind: ChunkKind.HEADERS, status: 103, headers: [], data: Buffer.from('x') },
@@ -64,6 +65,17 @@ test('the DATA a folded head carries is bounded as DATA is', () => {
   const at = { kind: ChunkKind.HEADERS, status: 200, headers: [], data: new Uint8Array(MAX_CHUNK_DATA_BYTES), end: true };
   assert.is(decodeChunk(encodeChunk(at)).data!.byteLength, MAX_CHUNK_DATA_BYTES);
   assert.throws(() => decodeChunk(encodeChunk({ ...at, data: new Uint8Array(MAX_CHUNK_DATA_BYTES + 1) })), isProtocol);
+});
+
+test('Hello.folded_chunks survives every codec; an agent that never sets it reads as false', () => {
+  for (const folded of [true, undefined]) {
+    const hello = { name: 'demo', version: '1', ...(folded ? { foldedChunks: true } : {}) };
+    assert.is(decodeAgentMessage(encodeAgentMessage({ hello })).hello?.foldedChunks === true, folded === true, 'protobuf');
+    for (const codec of Object.values(WS_CODECS)) {
+      const a = codec.decode(Buffer.from(codec.encode({ stream: 0, agent: { hello } })), codec.binary);
+      assert.is('agent' in a && a.agent.hello?.foldedChunks === true, folded === true, codec.name);
+    }
+  }
 });
 
 test('Registered.folded_chunks survives every codec; an edge that never sets it reads as false', () => {

@@ -87,6 +87,26 @@ test('to a peer that does not, the same chunks go unfolded (HEADERS, DATA, END) 
   assert.equal(r.messages, { edge: 3, agent: 3 });
 });
 
+for (const folded of [true, false]) {
+  test(`a request without a body is ${folded ? 'one message (HEADERS{end})' : 'HEADERS then END'} to a peer that ${folded ? 'reads' : 'does not read'} folded chunks`, async (ctx) => {
+    const { edge, agent, written } = await pair(ctx, folded);
+    const out = edge.begin('x');
+    const sending = out.sink(chunks({ kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/', headers: [], end: true }));
+    const head = await within(agent.next(), 5000, 'the request head');
+    const inbound = agent.begin('x', { headEnded: head?.end === true });
+    const rest: HTTPChunk[] = [];
+    for await (const c of inbound.source) rest.push(c);
+    assert.equal(rest, []);
+    assert.is(head?.end === true, folded);
+    await inbound.sink(chunks({ kind: ChunkKind.HEADERS, status: 204, headers: [], end: true }));
+    await within(sending, 5000, 'the request to be sent');
+    for await (const c of out.source) rest.push(c);
+    await within(Promise.all([out.closed, inbound.closed]), 5000, 'both sides to finish');
+    assert.is(out.error, undefined);
+    assert.is(written.edge(), folded ? 1 : 2);
+  });
+}
+
 test('a producer that yields after its chunk marked last fails the exchange with RESET, not a second END', async (ctx) => {
   const { edge, agent } = await pair(ctx, true);
   const out = edge.begin('x');
