@@ -2,13 +2,19 @@
 // the per-request CPU work is judged on: req/s, p99, errors and edge / agent CPU µs per request for
 // direct, ssh -R and each Jetty transport, one after the other in each of RUNS rounds, medians.
 // BENCH_BASELINE=DIR adds each Jetty transport again from another checkout (DIR/bin/jetty.js, built),
-// interleaved in the same rounds: a before/after under the same machine load.
+// interleaved in the same rounds: a before/after under the same machine load. BENCH_WARMUP_SECONDS (5).
 import { join, resolve } from 'node:path';
 import { smallGets, type SmallGets, type Target } from './load.js';
 import { RUNS, median, startOrigin, startTunnel, stopTunnel, transports, treeCpuMicros, type Tunnel } from './procs.js';
 import { startSshPeer, sshUnavailable, type SshPeer } from './ssh-peer.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+/**
+ * Unmeasured load per target before the rounds: a fresh Node process spends its first seconds of load
+ * compiling (TurboFan was 30 % of the edge's CPU in the 5 s after a 2 s warm-up, 2 % once warm), which
+ * the first round would charge to its requests.
+ */
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
 const CONNECTIONS = 50;
 
 interface Peer extends Target {
@@ -57,6 +63,11 @@ export async function small(): Promise<string> {
         peers.push({ label: `Jetty ${t}${suffix}`, base: tun.base, host: tun.host, cpuPids: [tun.edge.pid, tun.agent.pid] });
       }
     }
+    for (const p of peers) {
+      if (!p.cpuPids || WARMUP_SECONDS <= 0) continue;
+      process.stderr.write(`small warm-up: ${p.label}\n`);
+      await smallGets(p, WARMUP_SECONDS, CONNECTIONS);
+    }
     const rounds = new Map<string, Round[]>(peers.map((p) => [p.label, []]));
     for (let i = 0; i < RUNS; i++) {
       for (const p of peers) {
@@ -76,7 +87,7 @@ function table(peers: Peer[], rounds: Map<string, Round[]>, notes: string[]): st
   const ratio = (label: string, f: (r: Round) => number): string => (ref && label !== ref.label ? ` (×${(med(label, f) / med(ref.label, f)).toFixed(2)})` : '');
   const n = (v: number): string => Math.round(v).toLocaleString('en-US');
   const lines = [
-    `${SECONDS} s of 13-byte GETs at ${CONNECTIONS} connections (${rounds.get(peers[0].label)![0].small.tool}; req/s counts 2xx only); CPU µs per request from /proc/PID/stat (server side = edge or sshd, client side = agent or ssh); medians of ${RUNS}; (×N) = ratio to ssh -R.`,
+    `${SECONDS} s of 13-byte GETs at ${CONNECTIONS} connections (${rounds.get(peers[0].label)![0].small.tool}; req/s counts 2xx only), after ${WARMUP_SECONDS} s of unmeasured load per tunnel; CPU µs per request from /proc/PID/stat (server side = edge or sshd, client side = agent or ssh); medians of ${RUNS}; (×N) = ratio to ssh -R.`,
     '',
     '| | small GETs/s | p99 ms | non-2xx / errors (all runs) | CPU µs/req server / client |',
     '|---|---|---|---|---|',

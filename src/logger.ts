@@ -149,6 +149,24 @@ export function loggerOptions(level: string, name?: string): LoggerOptions {
   return { level, name, base: undefined, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
 }
 
+/** The request-line child of each logger (requestLineLogger). */
+const requestLines = new WeakMap<Logger, Logger>();
+
+/**
+ * A child of `logger` that does not redact, one per logger (never one per request), for the request
+ * line: its fields are fixed by Jetty's code (ExchangeRecord plus each side's `fields`: host,
+ * transport, protocol, tunnel, kind…), none of them a header or a token, and REDACTED_PATHS with its
+ * wildcard cost ≈ 4 µs per line on both sides of every exchange (a third of the line's cost).
+ */
+export function requestLineLogger(logger: Logger): Logger {
+  let child = requestLines.get(logger);
+  if (!child) {
+    child = logger.child({}, { redact: [] });
+    requestLines.set(logger, child);
+  }
+  return child;
+}
+
 /** A logger that writes nothing. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });

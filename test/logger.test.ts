@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { suite } from './helpers/suite.js';
 import * as assert from 'uvu/assert';
-import { LOG_TURN_BATCH_BYTES, loggerOptions, TurnBatch } from '../src/logger.js';
+import { LOG_TURN_BATCH_BYTES, loggerOptions, requestLineLogger, TurnBatch } from '../src/logger.js';
 
 const test = suite('logger');
 
@@ -19,6 +19,21 @@ test('authorization, cookies and tokens are redacted wherever they are logged', 
   assert.not.match(out, /secret-/);
   assert.match(out, /"accept":"\*\/\*"/);
   assert.match(out, /\[redacted\]/);
+});
+
+test('the request-line logger writes the same fields as its parent, which still redacts, and is made once per logger', () => {
+  const dest = recorder();
+  const log = pino(loggerOptions('info', 'edge'), dest);
+  const entry = { id: 'r1', method: 'GET', path: '/x', status: 200, bytesIn: 0, bytesOut: 13, ms: 1.5, host: 'demo.localhost', transport: 'grpc', protocol: 'http/1.1' };
+  requestLineLogger(log).info(entry, 'request');
+  log.info(entry, 'request');
+  log.info({ headers: { authorization: 'Bearer secret-1' } }, 'x');
+  const [viaChild, viaParent, secret] = dest.writes.map((w) => JSON.parse(w) as Record<string, unknown>);
+  delete viaChild.time;
+  delete viaParent.time;
+  assert.equal(viaChild, viaParent);
+  assert.not.match(JSON.stringify(secret), /secret-1/);
+  assert.is(requestLineLogger(log), requestLineLogger(log));
 });
 
 /** A destination that records each write it is handed. */
