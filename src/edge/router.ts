@@ -278,9 +278,11 @@ export class Router extends EventEmitter<{ idle: [] }> {
     // that answered without reading the body): the exchange abort then ends the download.
     // Bytes are counted where they are read and written (a counting stage per direction cost a promise
     // hop per chunk on every request).
+    // A request complete before it was opened (head.end) never waits for a byte: nothing to abort,
+    // so it costs no AbortSignal and no promise per read.
     const upload = pipe(
       incomingChunks(req, head, pipeline.bytesIn, requestTrailers),
-      (source) => abortable(source, pipeline.failed),
+      (source) => (head.end ? source : abortable(source, pipeline.failed)),
       (source) => exchange.sink(source),
     ).catch((err: unknown) => pipeline.abort(toError(err), ResetCode.CANCEL));
     try {
