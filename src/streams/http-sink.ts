@@ -214,7 +214,15 @@ export async function writeResponse(
       throw new ProtocolError('response head field is not valid HTTP', { cause: err });
     }
     flushHeadUnlessBodyReady(res, bodyReady);
-    await writeBody(res, chunks, { counter, length: bodyless(res, status) ? 0 : length });
+    try {
+      await writeBody(res, chunks, { counter, length: bodyless(res, status) ? 0 : length });
+    } catch (err) {
+      // A head still waiting for the end of its turn goes now: the caller then sees a started response
+      // and cuts it (RST_STREAM on HTTP/2), as when the head had gone out at once, rather than taking
+      // it for unanswered and sending an error page in its place.
+      flushHeadIfUnsent(res);
+      throw err;
+    }
     return status;
   }
 }

@@ -1,7 +1,8 @@
 import { get, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import * as assert from 'uvu/assert';
-import { flushHeadUnlessBodyReady } from '../../src/streams/http-sink.js';
+import { ChunkKind, type HTTPChunk } from '../../src/codec/http-chunk.js';
+import { flushHeadUnlessBodyReady, writeResponse } from '../../src/streams/http-sink.js';
 import { readBody, startOrigin, within, type Origin } from '../helpers/harness.js';
 import { suite } from '../helpers/suite.js';
 
@@ -86,6 +87,29 @@ test('a head whose body is ready is not flushed: it goes with the body', async (
   res.end('ok');
   assert.is((await readBody(await within(response, 5000, 'the response'))).toString(), 'ok');
   assert.is(writes(), 1);
+});
+
+// Regression: with the head waiting for the end of its turn, a body that failed at once (DATA and RESET
+// in one read) left it unsent, and the edge answered an error page where a started response should be
+// cut (an HTTP/2 client saw a clean 502 instead of RST_STREAM).
+test('a response whose body fails before its head went out still sends the head, for the caller to cut', async (ctx) => {
+  const response = request(ctx);
+  await within(ctx.arrived!, 5000, 'the request');
+  const res = ctx.responses[0];
+  async function* failing(): AsyncGenerator<HTTPChunk> {
+    yield { kind: ChunkKind.HEADERS, status: 200, headers: [{ name: 'Content-Length', value: '10' }] };
+    throw new Error('reset by peer');
+  }
+  // The router destroys a started response in the same turn as the failure, as here.
+  const failed = await writeResponse(res, failing(), () => false).then(
+    () => false,
+    () => (res.destroy(), true),
+  );
+  assert.ok(failed);
+  const msg = await within(response, 5000, 'the head of the response');
+  assert.is(msg.statusCode, 200);
+  const cut = await within(readBody(msg).then(() => false, () => true), 5000, 'the body to end');
+  assert.ok(cut, 'the client saw a complete body');
 });
 
 test.run();
