@@ -172,10 +172,10 @@ export function transports(): string[] {
 const jettyEnv = { ...process.env, JETTY_LOG_LEVEL: 'info', JETTY_LOG_FORMAT: 'json' };
 
 /** A fresh edge (extra edge flags allowed) on loopback ports, no admin listener. */
-export async function startEdge(edgeFlags: string[] = []): Promise<{ edge: Proc; port: number; grpcPort: number; startMs: number }> {
+export async function startEdge(edgeFlags: string[] = [], bin = JETTY_BIN): Promise<{ edge: Proc; port: number; grpcPort: number; startMs: number }> {
   const { proc, ready } = startProc(
     process.execPath,
-    [...jettyNodeFlags, JETTY_BIN, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', ...edgeFlags],
+    [...jettyNodeFlags, bin, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', ...edgeFlags],
     /on http:\/\/localhost:(\d+) \(agents: (?:grpc on port (\d+))?/,
     { env: jettyEnv },
   );
@@ -184,10 +184,10 @@ export async function startEdge(edgeFlags: string[] = []): Promise<{ edge: Proc;
 }
 
 /** A fresh agent for `name` in front of the origin. */
-export async function startAgent(edgePort: number, originPort: number, transport: string, name = 'bench'): Promise<{ agent: Proc; startMs: number }> {
+export async function startAgent(edgePort: number, originPort: number, transport: string, name = 'bench', bin = JETTY_BIN): Promise<{ agent: Proc; startMs: number }> {
   const { proc, ready } = startProc(
     process.execPath,
-    [...jettyNodeFlags, JETTY_BIN, 'http', `127.0.0.1:${originPort}`, '--edge', `http://127.0.0.1:${edgePort}`, '--name', name, ...AGENT_FLAGS[transport]],
+    [...jettyNodeFlags, bin, 'http', `127.0.0.1:${originPort}`, '--edge', `http://127.0.0.1:${edgePort}`, '--name', name, ...AGENT_FLAGS[transport]],
     /^Forwarding /m,
     { env: jettyEnv },
   );
@@ -195,10 +195,10 @@ export async function startAgent(edgePort: number, originPort: number, transport
   return { agent: proc, startMs: performance.now() - proc.spawnedAt };
 }
 
-/** A fresh edge and agent for one transport. */
-export async function startTunnel(originPort: number, transport: string, edgeFlags: string[] = []): Promise<Tunnel> {
-  const { edge, port, startMs } = await startEdge(edgeFlags);
-  const { agent, startMs: agentStartMs } = await startAgent(port, originPort, transport);
+/** A fresh edge and agent for one transport (`bin`: another checkout's bin/jetty.js, for a baseline). */
+export async function startTunnel(originPort: number, transport: string, edgeFlags: string[] = [], bin = JETTY_BIN): Promise<Tunnel> {
+  const { edge, port, startMs } = await startEdge(edgeFlags, bin);
+  const { agent, startMs: agentStartMs } = await startAgent(port, originPort, transport, 'bench', bin);
   return { edge, agent, port, host: `bench.localhost:${port}`, base: `http://127.0.0.1:${port}`, edgeStartMs: startMs, agentStartMs };
 }
 

@@ -88,7 +88,8 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
     this.slots = new ExchangeSlots({
       ...init,
       openDirect: direct,
-      sendOpen: (head) => this.outbox.post({ open: { headers: head } }),
+      // An Open's head is never folded (its END, if any, follows on the stream the agent opens).
+      sendOpen: (head) => this.outbox.post({ open: { headers: head.end ? { ...head, end: undefined } : head } }),
       // A multiplexed exchange's RESET travels on its own stream: no Cancel is needed.
       sendCancel: (exchangeId, code) => {
         if (!direct) this.outbox.post({ cancel: { exchangeId, code } });

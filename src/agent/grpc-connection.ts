@@ -15,7 +15,7 @@ import {
 import { ReadableReader } from '../streams/readable-reader.js';
 import type { AbortOptions } from '../wait.js';
 import { refusalError } from './refusals.js';
-import { SessionClient, type SessionClientInit, type SessionTransport } from './session-client.js';
+import { SessionClient, type Registered, type SessionClientInit, type SessionTransport } from './session-client.js';
 
 /** Idle ForwardHTTP streams the agent keeps open so the edge can start exchanges without a round trip. */
 export const MIN_IDLE_STREAMS = 8;
@@ -54,6 +54,8 @@ export class GrpcConnection implements SessionTransport {
   private readonly channels = new Set<GrpcExchangeChannel>();
   private idleCount = 0;
   private closeError: Error | undefined;
+  /** The edge reads folded chunks (Registered.folded_chunks): the exchange streams send them. */
+  private peerReadsFolded = false;
 
   private constructor(init: GrpcConnectionInit, session: SessionClient) {
     this.session = session;
@@ -86,7 +88,8 @@ export class GrpcConnection implements SessionTransport {
     if (!this.closeError && this.control.writable) this.control.write(msg);
   }
 
-  start(): void {
+  start(r: Registered): void {
+    this.peerReadsFolded = r.foldedChunks === true;
     for (let i = 0; i < MIN_IDLE_STREAMS; i++) this.openStream(undefined);
   }
 
@@ -122,6 +125,7 @@ export class GrpcConnection implements SessionTransport {
       call: call as unknown as Duplex,
       terminate: () => retire(call),
       keepAfterLateFailure: true,
+      peerReadsFolded: this.peerReadsFolded,
       onClose: (ch) => this.channels.delete(ch),
     });
     this.channels.add(channel);
@@ -153,7 +157,7 @@ export class GrpcConnection implements SessionTransport {
         }
         if (this.idleCount < MIN_IDLE_STREAMS) this.openStream(undefined);
       }
-      const exchange = channel.begin(head.exchangeId ?? '');
+      const exchange = channel.begin(head.exchangeId ?? '', { headEnded: head.end === true });
       await this.session.serve(head, exchange);
       await exchange.closed;
       head = undefined;

@@ -2,7 +2,7 @@ import { Agent as HttpAgent, request, type ClientRequest, type IncomingMessage }
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import { endToEndFields, flatFields, framedFields, upgradeProtocol } from '../codec/http-fields.js';
+import { endToEndFields, flatFields, framedFields, trailerFields, upgradeProtocol } from '../codec/http-fields.js';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { waitForEvent, type AbortOptions } from '../wait.js';
@@ -176,7 +176,8 @@ export class OriginProxy {
       headers: endToEndFields(res.rawHeaders),
     };
     try {
-      yield* incomingChunks(res, head, pipeline.bytesOut);
+      // Folded when the response is complete already (a small one): the sink unfolds it for an edge that does not read folded chunks.
+      yield* incomingChunks(res, head, pipeline.bytesOut, trailerFields, { fold: true });
     } catch (err) {
       throw new ExchangeResetError('origin response broke off', ResetCode.ORIGIN_ERROR, { cause: err });
     }

@@ -146,7 +146,8 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
     else {
       const window = init.window === undefined ? {} : { window: init.window };
       const kind = init.tunnelKind ? { tunnelKind: init.tunnelKind, remotePort: init.remotePort ?? 0 } : {};
-      transport.send({ hello: { name: init.name, version: init.version, ...window, resume: init.resume ?? '', resumeSecret: init.resumeSecret ?? '', ...kind } });
+      // foldedChunks: every exchange of this agent reads folded chunks (ExchangeBase unfolds them).
+      transport.send({ hello: { name: init.name, version: init.version, ...window, resume: init.resume ?? '', resumeSecret: init.resumeSecret ?? '', ...kind, foldedChunks: true } });
     }
     return done;
   }

@@ -93,6 +93,7 @@ export class WsConnection implements SessionTransport {
 
   start(r: Registered): void {
     if ((r.window ?? 0) > 0) this.mux.remoteWindow = r.window!;
+    this.mux.peerReadsFolded = r.foldedChunks === true;
   }
 
   /** The edge starts WebSocket exchanges by opening a stream of the mux; an Open on stream 0 is ignored, as it always was. */

@@ -72,6 +72,12 @@ export interface HTTPChunk {
   seq?: number;
   /** Request HEADERS: the kind of exchange it opens; absent = HTTP. */
   exchangeKind?: ExchangeKind;
+  /**
+   * Folded chunks (proto/tunnel.proto `end`): an END follows this response HEADERS, DATA or TRAILERS
+   * at once. A producer sets it on its last chunk; an exchange's sink sends it folded only to a peer
+   * that reads folded chunks and unfolds it for any other.
+   */
+  end?: boolean;
 }
 
 /** The END chunk; shared because it carries no state. */
@@ -83,4 +89,27 @@ export function dataChunk(data: Uint8Array): HTTPChunk {
 
 export function resetChunk(code: ResetCode, reason: string): HTTPChunk {
   return { kind: ChunkKind.RESET, code, reason };
+}
+
+/**
+ * Whether `chunk` stands for more than one: END folded in (`end`), or a response HEADERS carrying the
+ * first DATA of its body. (protobufjs decodes an absent bytes field as an empty array without a
+ * byteLength: that is no data.)
+ */
+export function isFolded(chunk: HTTPChunk): boolean {
+  return chunk.end === true || (chunk.kind === ChunkKind.HEADERS && (chunk.data?.byteLength ?? 0) > 0);
+}
+
+/** The chunks a folded chunk stands for, in order: the chunk itself (HEADERS without data), DATA, END. */
+export function unfold(chunk: HTTPChunk): HTTPChunk[] {
+  const { end, data, ...rest } = chunk;
+  const parts: HTTPChunk[] = [];
+  if (chunk.kind === ChunkKind.HEADERS) {
+    parts.push(rest);
+    if (data && data.byteLength > 0) parts.push(dataChunk(data));
+  } else {
+    parts.push(chunk.kind === ChunkKind.DATA ? { ...rest, data } : rest);
+  }
+  if (end) parts.push(END_CHUNK);
+  return parts;
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { FrameTooLargeError, ProtocolError } from '../errors.js';
 import { encodeDataChunk, isPlainData, readDataChunk } from './data-chunk.js';
-import { ChunkKind, EXCHANGE_KIND_NAMES, type HTTPChunk } from './http-chunk.js';
+import { ChunkKind, EXCHANGE_KIND_NAMES, isFolded, type HTTPChunk } from './http-chunk.js';
 import { StrictReader } from './strict-reader.js';
 
 /** Largest DATA payload a sender puts in one chunk; bigger reads are split. */
@@ -40,14 +40,14 @@ export const TUNNEL_KIND_NAMES: Record<TunnelKind, 'http' | 'tcp' | 'udp'> = {
 
 /** Sent by the agent on Register (exactly one field set). */
 export interface AgentMessage {
-  hello?: { name: string; version: string; window?: number; resume?: string; resumeSecret?: string; tunnelKind?: TunnelKind; remotePort?: number } | null;
+  hello?: { name: string; version: string; window?: number; resume?: string; resumeSecret?: string; tunnelKind?: TunnelKind; remotePort?: number; foldedChunks?: boolean } | null;
   pong?: { nonce: number } | null;
   drain?: { gracePeriodMs: number } | null;
 }
 
 /** Sent by the edge on Register (exactly one field set). */
 export interface EdgeMessage {
-  registered?: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number; resumeSecret?: string; port?: number } | null;
+  registered?: { name: string; url: string; sessionId: string; window?: number; pingIntervalMs?: number; resumeSecret?: string; port?: number; foldedChunks?: boolean } | null;
   open?: { headers: HTTPChunk } | null;
   cancel?: { exchangeId: string; code: number } | null;
   ping?: { nonce: number; rttUs?: number } | null;
@@ -98,8 +98,14 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
         if (chunk.exchangeKind !== undefined && !Object.hasOwn(EXCHANGE_KIND_NAMES, chunk.exchangeKind)) {
           throw new ProtocolError('unknown exchange kind');
         }
+        // END may ride on a request head (a request without a body); its body never does.
+        if ((chunk.data?.byteLength ?? 0) > 0) throw new ProtocolError('request HEADERS never carry data');
       } else if (!Number.isInteger(chunk.status) || chunk.status! < 100 || chunk.status! > 999) {
         throw new ProtocolError('HEADERS without method or valid status');
+      } else if (isFolded(chunk)) {
+        // A 1xx head is followed by another HEADERS, never by a body or END.
+        if (chunk.status! < 200) throw new ProtocolError('informational HEADERS are never folded');
+        if ((chunk.data?.byteLength ?? 0) > MAX_CHUNK_DATA_BYTES) throw new ProtocolError(`HEADERS with more than ${MAX_CHUNK_DATA_BYTES} bytes of data`);
       }
       validateFields(chunk);
       return chunk;
@@ -114,6 +120,7 @@ export function validateChunk(chunk: HTTPChunk): HTTPChunk {
       return chunk;
     case ChunkKind.END:
     case ChunkKind.RESET:
+      if (chunk.end === true) throw new ProtocolError(`${ChunkKind[chunk.kind]} is never folded`);
       return chunk;
     default:
       throw new ProtocolError(`unknown chunk kind ${String(chunk.kind)}`);

@@ -139,6 +139,15 @@ function uint32(v: unknown, what: string): number {
   return v;
 }
 
+function bool(v: unknown, what: string): boolean {
+  if (typeof v !== 'boolean') throw new ProtocolError(`${what} must be true or false`);
+  return v;
+}
+
+function base64(data: Uint8Array): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
+}
+
 /** Enums (ResetCode) are int32 on the wire. */
 function int32(v: unknown, what: string): number {
   if (v === undefined) return 0;
@@ -159,9 +168,13 @@ export function encodeWsFrameJson(frame: WsFrame): string {
       }
       else out.status = c.status;
       out.headers = pairs(c.headers);
+      // A folded response head carries its first DATA (proto/tunnel.proto `end`).
+      if ((c.data?.byteLength ?? 0) > 0) out.data = base64(c.data!);
     } else if (c.kind === ChunkKind.TRAILERS) out.headers = pairs(c.headers);
-    else if (c.kind === ChunkKind.DATA) out.data = Buffer.from(c.data!.buffer, c.data!.byteOffset, c.data!.byteLength).toString('base64');
+    else if (c.kind === ChunkKind.DATA) out.data = base64(c.data!);
     else if (c.kind === ChunkKind.RESET) Object.assign(out, { code: c.code ?? 0, reason: c.reason ?? '' });
+    // Only when set, so a peer that never reads folded chunks never sees the field.
+    if (c.end) out.end = true;
   } else if ('credit' in frame) {
     Object.assign(out, { type: 'credit', bytes: frame.credit });
   } else if ('agent' in frame) {
@@ -210,18 +223,21 @@ export function decodeWsFrameJson(text: string): WsFrame {
         if (kind !== undefined) chunk.exchangeKind = kind;
       } else chunk.status = uint32(j.status, 'status');
       chunk.headers = unpair(j.headers);
+      if (j.data !== undefined) chunk.data = Buffer.from(str(j.data, 'data'), 'base64');
     } else if (kind === ChunkKind.TRAILERS) chunk.headers = unpair(j.headers);
     else if (kind === ChunkKind.DATA) chunk.data = Buffer.from(str(j.data, 'data'), 'base64');
     else if (kind === ChunkKind.RESET) {
       chunk.code = int32(j.code, 'code');
       chunk.reason = str(j.reason, 'reason');
     }
+    if (j.end !== undefined) chunk.end = bool(j.end, 'end');
     frame = { stream, chunk };
   } else if (type === 'credit') frame = { stream, credit: uint32(j.bytes, 'bytes') };
   else if (type === 'hello') {
     const hello = { name: str(j.name, 'name'), version: str(j.version, 'version'), window: uint32(j.window, 'window'), resume: str(j.resume, 'resume') };
     const port = { tunnelKind: tunnelKind(j.tunnelKind), remotePort: uint32(j.remotePort, 'remotePort') };
-    frame = { stream, agent: { hello: { ...hello, resumeSecret: str(j.resumeSecret, 'resumeSecret'), ...port } } };
+    const folded = j.foldedChunks === undefined ? {} : { foldedChunks: bool(j.foldedChunks, 'foldedChunks') };
+    frame = { stream, agent: { hello: { ...hello, resumeSecret: str(j.resumeSecret, 'resumeSecret'), ...port, ...folded } } };
   } else if (type === 'drain') frame = { stream, edge: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
   else if (type === 'leave') frame = { stream, agent: { drain: { gracePeriodMs: uint32(j.gracePeriodMs, 'gracePeriodMs') } } };
   else if (type === 'pong') frame = { stream, agent: { pong: { nonce: uint32(j.nonce, 'nonce') } } };
@@ -237,6 +253,7 @@ export function decodeWsFrameJson(text: string): WsFrame {
           pingIntervalMs: uint32(j.pingIntervalMs, 'pingIntervalMs'),
           resumeSecret: str(j.resumeSecret, 'resumeSecret'),
           port: uint32(j.port, 'port'),
+          foldedChunks: j.foldedChunks === undefined ? false : bool(j.foldedChunks, 'foldedChunks'),
         },
       },
     };

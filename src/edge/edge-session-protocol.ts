@@ -122,7 +122,7 @@ export class EdgeSessionProtocol {
     options.onAdmitted?.(session, admitted);
     const url = port ? init.portUrl!(kind as 'tcp' | 'udp', port.port) : init.publicUrl(name);
     const where = port ? { port: port.port } : {};
-    session.start({ name, url, sessionId: session.id, window: options.window, pingIntervalMs: init.pingIntervalMs, resumeSecret: admitted.resumeSecret, ...where });
+    session.start({ name, url, sessionId: session.id, window: options.window, pingIntervalMs: init.pingIntervalMs, resumeSecret: admitted.resumeSecret, foldedChunks: true, ...where });
     init.logger.info({ tunnel: name, kind, ...where, peer: channel.peer, transport: session.transport }, 'agent registered');
     return session;
   }

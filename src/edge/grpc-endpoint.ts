@@ -101,7 +101,7 @@ export class GrpcEndpoint {
   private readonly log: Logger;
   private readonly sessions = new Map<string, AgentSession>();
   /** The connection holding each session's Register call, and the owner it speaks for. */
-  private readonly holders = new WeakMap<AgentSession, { connection: string; owner: string }>();
+  private readonly holders = new WeakMap<AgentSession, { connection: string; owner: string; readsFolded: boolean }>();
   private readonly connections = new GrpcConnections();
 
   constructor(init: GrpcEndpointInit) {
@@ -153,12 +153,16 @@ export class GrpcEndpoint {
     call.on('error', () => undefined);
     const connection = GrpcConnections.of(call.metadata);
     const channel = registerChannel(call, this.connections.addressOf(connection));
+    let readsFolded = false;
     const accepted = this.init.protocol.accept(channel, {
       token: bearer(String(call.metadata.get('authorization')[0] ?? '')),
+      checkHello: (hello) => {
+        readsFolded = hello.foldedChunks === true;
+      },
       onAdmitted: (session, admitted) => {
         // The token is checked: only now does this connection get large windows.
         this.connections.raiseWindows(connection);
-        this.holders.set(session, { connection, owner: admitted.owner });
+        this.holders.set(session, { connection, owner: admitted.owner, readsFolded });
         this.sessions.set(session.id, session);
         void session.closed.then(() => this.sessions.delete(session.id));
       },
@@ -181,6 +185,8 @@ export class GrpcEndpoint {
       terminate: (c) => c.end(),
       onIdle: (ch) => session.offerStream(ch),
       readWhileIdle: true,
+      // The agent's Hello said it reads folded chunks: a request without a body goes as HEADERS{end}.
+      peerReadsFolded: this.holders.get(session)?.readsFolded === true,
     });
     const exchangeId = call.metadata.get(EXCHANGE_METADATA_KEY)[0];
     if (exchangeId !== undefined) session.attachStream(String(exchangeId), channel);

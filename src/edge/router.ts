@@ -253,6 +253,9 @@ export class Router extends EventEmitter<{ idle: [] }> {
 
   /** The exchange's two pipes: request body → exchange, exchange → response. Sets `pipeline.status`. */
   private async relay(req: IncomingMessage, res: ServerResponse, head: HTTPChunk, session: TunnelSession, pipeline: ExchangePipeline): Promise<void> {
+    // A request already complete without a body (a GET): its END can ride on its HEADERS, one message
+    // instead of two, to an agent that reads folded chunks (the exchange's sink unfolds it otherwise).
+    if (req.complete && req.readableLength === 0 && req.rawTrailers.length === 0) head.end = true;
     const exchange = await this.openExchange(session, head, res, pipeline);
     // A client that leaves before the response is complete cancels the exchange (and the origin request).
     const onClose = (): void => {
@@ -275,9 +278,11 @@ export class Router extends EventEmitter<{ idle: [] }> {
     // that answered without reading the body): the exchange abort then ends the download.
     // Bytes are counted where they are read and written (a counting stage per direction cost a promise
     // hop per chunk on every request).
+    // A request complete before it was opened (head.end) never waits for a byte: nothing to abort,
+    // so it costs no AbortSignal and no promise per read.
     const upload = pipe(
       incomingChunks(req, head, pipeline.bytesIn, requestTrailers),
-      (source) => abortable(source, pipeline.failed),
+      (source) => (head.end ? source : abortable(source, pipeline.failed)),
       (source) => exchange.sink(source),
     ).catch((err: unknown) => pipeline.abort(toError(err), ResetCode.CANCEL));
     try {

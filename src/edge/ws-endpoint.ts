@@ -108,6 +108,7 @@ export class WsEndpoint {
       checkHello: (hello) => {
         if ((hello.window ?? 0) < MIN_WS_WINDOW_BYTES) throw new BadHelloError(`window ${hello.window} is below ${MIN_WS_WINDOW_BYTES} bytes`);
         mux.remoteWindow = hello.window!;
+        mux.peerReadsFolded = hello.foldedChunks === true;
       },
       onAdmitted: (s) => {
         session = s;

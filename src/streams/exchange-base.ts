@@ -1,5 +1,5 @@
-import { ChunkKind, END_CHUNK, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
-import { AbortError, ExchangeResetError, toError } from '../errors.js';
+import { ChunkKind, END_CHUNK, isFolded, ResetCode, resetChunk, unfold, type HTTPChunk } from '../codec/http-chunk.js';
+import { AbortError, ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 
 /** Most characters of a peer's RESET reason kept for the log. */
@@ -19,17 +19,42 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   private settled = false;
   private resolveClosed!: () => void;
 
+  /**
+   * @param headSent the request HEADERS went out another way (Open, a WebSocket stream's opening frame): sink() skips them.
+   * @param headEnded the peer's opening request HEADERS carried END: the source ends after what it gives.
+   */
   constructor(
     readonly id: string,
     private readonly headSent: boolean,
+    headEnded = false,
   ) {
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
+    if (headEnded) this.unfolded.push(END_CHUNK);
     this.source = this.read();
   }
 
-  abstract get buffered(): boolean;
+  /** The opening request HEADERS this side sent another way carried END folded in (sink() sends no END). */
+  protected headEndSent = false;
+
+  /** Parts of a folded chunk from the peer not yet read (they need no wait). */
+  private unfolded: HTTPChunk[] = [];
+
+  /** True when the peer's next chunk is already here: part of a folded one, or one the transport holds. */
+  get buffered(): boolean {
+    return this.unfolded.length > 0 || this.transportBuffered;
+  }
+
+  /** The transport holds a chunk of the peer's not yet read. */
+  protected abstract get transportBuffered(): boolean;
+  /**
+   * The peer reads folded chunks (proto/tunnel.proto `end`): sink() sends a producer's folded chunk as
+   * it is. Otherwise it sends the chunks it stands for.
+   */
+  protected get peerReadsFolded(): boolean {
+    return false;
+  }
   /** The peer's next chunk; null when the transport ended (an error mid-exchange). */
   protected abstract next(): Promise<HTTPChunk | null>;
   /** Sends one chunk, waiting for flow control (window or credit). */
@@ -55,8 +80,13 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   private async *read(): AsyncGenerator<HTTPChunk> {
     try {
       for (;;) {
-        const chunk = await this.next();
+        // A folded chunk from the peer is read as the chunks it stands for.
+        const chunk = this.unfolded.shift() ?? (await this.next());
         if (chunk === null) throw this.endedError();
+        if (isFolded(chunk)) {
+          this.unfolded = unfold(chunk);
+          continue;
+        }
         if (chunk.kind === ChunkKind.END) {
           this.readDone = true;
           this.maybeDone();
@@ -91,16 +121,32 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   async sink(source: AsyncIterable<HTTPChunk>): Promise<void> {
     try {
       let first = this.headSent;
+      /** The producer's last chunk went by (its `end`). */
+      let last = false;
+      /** END went out folded into that chunk. */
+      let endSent = false;
       for await (const chunk of source) {
         if (this.error) throw this.error;
-        if (first) {
-          first = false;
-          if (chunk.kind === ChunkKind.HEADERS) continue;
+        if (last) throw new ProtocolError('a chunk after the one marked last');
+        last = chunk.end === true;
+        const skipHead = first && chunk.kind === ChunkKind.HEADERS;
+        first = false;
+        if (skipHead && last && this.headEndSent) {
+          endSent = true;
+        } else if (!isFolded(chunk)) {
+          if (!skipHead) await this.send(chunk);
+        } else if (this.peerReadsFolded && !skipHead) {
+          await this.send(chunk);
+          endSent = last;
+        } else {
+          for (const part of unfold(chunk)) {
+            if (part.kind === ChunkKind.END || (skipHead && part.kind === ChunkKind.HEADERS)) continue;
+            await this.send(part);
+          }
         }
-        await this.send(chunk);
       }
       if (this.error) throw this.error;
-      await this.send(END_CHUNK);
+      if (!endSent) await this.send(END_CHUNK);
       this.writeDone = true;
       this.maybeDone();
     } catch (err) {

@@ -30,4 +30,6 @@ export type ChannelStatus = 'idle' | 'busy' | 'closed';
 export interface BeginOptions {
   /** The request HEADERS already reached the peer another way (inside Open): skip them in sink(). */
   headSent?: boolean;
+  /** The peer's request HEADERS that opened the exchange carried END (`end`): its request has no body. */
+  headEnded?: boolean;
 }

@@ -1,6 +1,6 @@
 import { ChunkKind, EXCHANGE_KIND_NAMES, ExchangeKind, exchangeKindOf, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { ExchangeResetError, IdleTimeoutError, toError, UnsupportedExchangeKindError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { requestLineLogger, type Logger } from '../logger.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 import type { ByteCounter } from './http-source.js';
 
@@ -141,7 +141,8 @@ export class ExchangePipeline {
 
   /** Writes the request log line ('request', or 'request failed' with the error) and returns its entry. */
   finish(err: unknown): ExchangeRecord {
-    const { id, method, path, logger, fields } = this.init;
+    const { id, method, path, fields } = this.init;
+    const logger = requestLineLogger(this.init.logger);
     const ms = Math.round((performance.now() - this.started) * 10) / 10;
     const entry: ExchangeRecord = { id, method, path, status: this.status, bytesIn: this.bytesIn.bytes, bytesOut: this.bytesOut.bytes, ms };
     if (!err) {

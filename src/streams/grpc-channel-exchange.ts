@@ -13,12 +13,17 @@ export class ChannelExchange extends ExchangeBase {
     id: string,
     readonly seq: number,
     headSent: boolean,
+    headEnded = false,
   ) {
-    super(id, headSent);
+    super(id, headSent, headEnded);
   }
 
-  get buffered(): boolean {
+  protected get transportBuffered(): boolean {
     return this.channel.bufferedChunks > 0;
+  }
+
+  protected override get peerReadsFolded(): boolean {
+    return this.channel.peerReadsFolded;
   }
 
   protected next(): Promise<HTTPChunk | null> {

@@ -39,6 +39,11 @@ export interface GrpcExchangeChannelInit {
   readWhileIdle?: boolean;
   /** The call is over; the channel never carries another exchange. */
   onClose?: (channel: GrpcExchangeChannel, err: Error | undefined) => void;
+  /**
+   * The peer reads folded chunks (Registered.folded_chunks): the agent sets it for an edge that said
+   * so, and its exchanges then send a small complete response as one message. Default false.
+   */
+  peerReadsFolded?: boolean;
 }
 
 /**
@@ -123,7 +128,7 @@ export class GrpcExchangeChannel {
   begin(id: string, options?: BeginOptions): ExchangeDuplex {
     if (this.status !== 'idle') throw new TransportClosedError(`channel is ${this.status}`);
     this.status = 'busy';
-    this.current = new ChannelExchange(this, id, ++this.seq, options?.headSent === true);
+    this.current = new ChannelExchange(this, id, ++this.seq, options?.headSent === true, options?.headEnded === true);
     return this.current;
   }
 
@@ -225,6 +230,11 @@ export class GrpcExchangeChannel {
   /** @internal best-effort write that never waits (RESET before teardown). */
   writeNow(chunk: HTTPChunk): void {
     if (this.status !== 'closed' && this.call.writable) this.call.write(chunk);
+  }
+
+  /** @internal whether the peer reads folded chunks (GrpcExchangeChannelInit.peerReadsFolded). */
+  get peerReadsFolded(): boolean {
+    return this.init.peerReadsFolded === true;
   }
 
   /** @internal chunks already received and not yet read. */

@@ -152,12 +152,22 @@ function endMessage(out: OutgoingMessage): Promise<void> {
 }
 
 /**
- * Sends the head right away unless the first body chunk is already here: a client then sees the
- * status of an event stream or long poll before any body exists, while a small message still leaves
- * as one packet.
+ * Sends the head at the end of this turn of the event loop unless the first body chunk is already
+ * here or a body write has sent it by then: a client still sees the status of an event stream or long
+ * poll before any body exists, while a small message leaves as one write. Flushing at once cost a
+ * socket write per exchange: a transport delivers HEADERS and the first DATA as separate messages
+ * (grpc-js pushes each after a promise), so the body was never "ready" when the head was written,
+ * though it arrived in the same turn.
  */
 export function flushHeadUnlessBodyReady(out: OutgoingMessage, bodyReady: () => boolean): void {
-  if (!bodyReady()) out.flushHeaders();
+  if (!bodyReady()) setImmediate(flushHeadIfUnsent, out);
+}
+
+function flushHeadIfUnsent(out: OutgoingMessage): void {
+  // `headersSent` is true from writeHead() on for HTTP/1.1 (the head is stored, not sent); `_headerSent`
+  // says whether it went out. An HTTP/2 compatibility response has only `headersSent`, which means sent.
+  const sent = (out as { _headerSent?: boolean })._headerSent ?? out.headersSent;
+  if (!sent && !out.writableEnded && !isClosed(out)) out.flushHeaders();
 }
 
 /** Responses that never have a body, whatever their head says (RFC 9110 §6.4.1). */
@@ -204,7 +214,15 @@ export async function writeResponse(
       throw new ProtocolError('response head field is not valid HTTP', { cause: err });
     }
     flushHeadUnlessBodyReady(res, bodyReady);
-    await writeBody(res, chunks, { counter, length: bodyless(res, status) ? 0 : length });
+    try {
+      await writeBody(res, chunks, { counter, length: bodyless(res, status) ? 0 : length });
+    } catch (err) {
+      // A head still waiting for the end of its turn goes now: the caller then sees a started response
+      // and cuts it (RST_STREAM on HTTP/2), as when the head had gone out at once, rather than taking
+      // it for unanswered and sending an error page in its place.
+      flushHeadIfUnsent(res);
+      throw err;
+    }
     return status;
   }
 }

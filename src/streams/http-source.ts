@@ -38,6 +38,22 @@ export async function* readableData(stream: Readable, counter?: ByteCounter): As
 }
 
 /**
+ * Most body bytes a folded head carries (proto/tunnel.proto `end`): a message complete by the time its
+ * head is sent, with at most this much body, goes as one chunk. Bounded by what Node already holds
+ * for the message (its highWaterMark, 16 KiB, unless one packet brought more).
+ */
+export const FOLD_MAX_DATA_BYTES = 64 * 1024;
+
+export interface IncomingChunksOptions {
+  /**
+   * A message already complete when its head is pulled (a small response, read in one go) is one
+   * folded chunk, HEADERS{data, end}, and TRAILERS carry `end`; the exchange's sink unfolds them for a
+   * peer that does not read folded chunks. Default false.
+   */
+  fold?: boolean;
+}
+
+/**
  * An incoming HTTP message (a public request on the edge, an origin response on the agent) as
  * chunks: `head`, then DATA as it arrives, then TRAILERS if any, filtered by `trailers` (default
  * trailerFields). Pull-based: the socket is read only as fast as the consumer asks (the bound is
@@ -49,7 +65,12 @@ export async function* incomingChunks(
   head: HTTPChunk,
   counter?: ByteCounter,
   trailers: (fields: readonly Header[]) => Header[] = trailerFields,
+  options: IncomingChunksOptions = {},
 ): AsyncGenerator<HTTPChunk> {
+  if (options.fold && msg.complete && msg.readableLength <= FOLD_MAX_DATA_BYTES) {
+    yield* completeMessage(msg, head, counter, trailers);
+    return;
+  }
   yield head;
   try {
     // Stopping early leaves the message to its owner: the public response may still be flushing.
@@ -62,4 +83,21 @@ export async function* incomingChunks(
     const headers = trailers(pairFields(msg.rawTrailers));
     if (headers.length > 0) yield { kind: ChunkKind.TRAILERS, headers };
   }
+}
+
+/**
+ * A message Node has wholly parsed (`complete`), as folded chunks: its head carrying the body Node
+ * holds and END, or, with trailers, that head and the TRAILERS carrying END. Reading the body out also
+ * lets the message emit 'end', which gives a keep-alive socket back to its pool.
+ */
+function completeMessage(msg: IncomingMessage, head: HTTPChunk, counter: ByteCounter | undefined, trailers: (fields: readonly Header[]) => Header[]): HTTPChunk[] {
+  const body = msg.read() as Buffer | null;
+  const folded: HTTPChunk = { ...head };
+  if (body && body.byteLength > 0) {
+    if (counter) counter.bytes += body.byteLength;
+    folded.data = body;
+  }
+  const fields = msg.rawTrailers.length > 0 ? trailers(pairFields(msg.rawTrailers)) : [];
+  if (fields.length === 0) return [{ ...folded, end: true }];
+  return [folded, { kind: ChunkKind.TRAILERS, headers: fields, end: true }];
 }

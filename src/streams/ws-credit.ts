@@ -1,4 +1,4 @@
-import { ChunkKind, END_CHUNK, type HTTPChunk } from '../codec/http-chunk.js';
+import { ChunkKind, END_CHUNK, isFolded, type HTTPChunk } from '../codec/http-chunk.js';
 
 /**
  * What every chunk costs against a WebSocket credit window beyond its bytes: a queued chunk holds an
@@ -37,11 +37,14 @@ export function chunkCost(chunk: HTTPChunk, overhead: number): number {
 export function bareChunk(chunk: HTTPChunk): HTTPChunk {
   switch (chunk.kind) {
     case ChunkKind.DATA:
-      return { kind: chunk.kind, data: chunk.data };
+      return chunk.end ? { kind: chunk.kind, data: chunk.data, end: true } : { kind: chunk.kind, data: chunk.data };
     case ChunkKind.HEADERS:
-      return { kind: chunk.kind, status: chunk.status, headers: chunk.headers ?? [] };
+      // A folded head keeps its first DATA and END (both were charged: chunkCost counts its data).
+      return isFolded(chunk)
+        ? { kind: chunk.kind, status: chunk.status, headers: chunk.headers ?? [], data: (chunk.data?.byteLength ?? 0) > 0 ? chunk.data : undefined, end: chunk.end === true }
+        : { kind: chunk.kind, status: chunk.status, headers: chunk.headers ?? [] };
     case ChunkKind.TRAILERS:
-      return { kind: chunk.kind, headers: chunk.headers ?? [] };
+      return chunk.end ? { kind: chunk.kind, headers: chunk.headers ?? [], end: true } : { kind: chunk.kind, headers: chunk.headers ?? [] };
     case ChunkKind.END:
       return END_CHUNK;
     default:

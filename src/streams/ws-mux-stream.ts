@@ -1,5 +1,5 @@
 import { ChunkOrder } from '../codec/chunk-order.js';
-import { ChunkKind, dataChunk, type HTTPChunk } from '../codec/http-chunk.js';
+import { ChunkKind, dataChunk, END_CHUNK, isFolded, unfold, type HTTPChunk } from '../codec/http-chunk.js';
 import type { WsFrame } from '../codec/ws-frame.js';
 import { FrameTooLargeError, ProtocolError, TransportClosedError } from '../errors.js';
 import { ExchangeBase } from './exchange-base.js';
@@ -17,6 +17,8 @@ export interface MuxStreamHost {
   sendNow(frame: WsFrame): void;
   /** The stream is over: forget its id. */
   release(stream: MuxStream): void;
+  /** The peer reads folded chunks (Registered.folded_chunks). */
+  readonly peerReadsFolded: boolean;
 }
 
 interface Queued {
@@ -46,6 +48,7 @@ export class MuxStream extends ExchangeBase {
    * @param opener `local`: we opened it (the edge: we send the request, the peer answers);
    *   `peer`: the peer opened it with request HEADERS, which are not queued.
    * @param upgrade the request asked for an upgrade: a 101 answer is final (ChunkOrder).
+   * @param headEnd `local`: the opening HEADERS we sent carried END; `peer`: the peer's did.
    */
   constructor(
     private readonly mux: MuxStreamHost,
@@ -53,17 +56,24 @@ export class MuxStream extends ExchangeBase {
     id: string,
     opener: 'local' | 'peer',
     upgrade = false,
+    headEnd = false,
   ) {
-    super(id, opener === 'local');
+    super(id, opener === 'local', opener === 'peer' && headEnd);
+    this.headEndSent = opener === 'local' && headEnd;
     this.order = opener === 'local' ? new ChunkOrder('response', false, upgrade) : new ChunkOrder('request', true);
+    if (opener === 'peer' && headEnd) this.order.accept(END_CHUNK);
     this.recvAllowed = mux.localWindow;
     this.recvOverhead = chunkOverheadBytes(mux.localWindow);
     this.sendCredit = mux.remoteWindow;
     this.sendOverhead = chunkOverheadBytes(mux.remoteWindow);
   }
 
-  get buffered(): boolean {
+  protected get transportBuffered(): boolean {
     return this.queue.length > 0;
+  }
+
+  protected override get peerReadsFolded(): boolean {
+    return this.mux.peerReadsFolded;
   }
 
   /**
@@ -72,7 +82,9 @@ export class MuxStream extends ExchangeBase {
    */
   deliver(chunk: HTTPChunk): void {
     if (this.isSettled) return;
-    this.order.accept(chunk);
+    // A folded chunk keeps the order of the chunks it stands for; it is queued (and charged) as one.
+    if (isFolded(chunk)) for (const part of unfold(chunk)) this.order.accept(part);
+    else this.order.accept(chunk);
     if (chunk.kind === ChunkKind.RESET) {
       // A reset aborts both directions now, even when nobody is reading (a sender waiting for credit);
       // after the peer's END (it failed late) what it sent before is complete and still delivered.
@@ -102,8 +114,8 @@ export class MuxStream extends ExchangeBase {
       await new Promise<void>((resolve) => (this.readWaiter = resolve));
     }
     const { chunk, cost } = this.queue.shift()!;
-    // Nothing follows END in this direction: its credit is not worth a frame.
-    if (chunk.kind !== ChunkKind.END) this.consume(cost);
+    // Nothing follows END in this direction (or a chunk with END folded in): its credit is not worth a frame.
+    if (chunk.kind !== ChunkKind.END && !chunk.end) this.consume(cost);
     return chunk;
   }
 
@@ -121,6 +133,11 @@ export class MuxStream extends ExchangeBase {
   protected async send(chunk: HTTPChunk): Promise<void> {
     if (chunk.kind !== ChunkKind.DATA) {
       const cost = chunkCost(chunk, this.sendOverhead);
+      if (cost > this.mux.remoteWindow && isFolded(chunk)) {
+        // Too large to go as one (a big first DATA): its parts go one by one, DATA split as usual.
+        for (const part of unfold(chunk)) await this.send(part);
+        return;
+      }
       if (cost > this.mux.remoteWindow) throw new FrameTooLargeError(`a chunk of ${cost} bytes exceeds the peer's window`);
       await this.waitCredit(cost);
       this.sendCredit -= cost;
@@ -135,8 +152,10 @@ export class MuxStream extends ExchangeBase {
       const room = this.sendCredit - this.sendOverhead;
       const part = data.byteLength <= room ? data : data.subarray(0, room);
       this.sendCredit -= this.sendOverhead + part.byteLength;
-      await this.mux.write({ stream: this.streamId, chunk: part === chunk.data ? chunk : dataChunk(part) });
-      if (part === data) return;
+      // Only the last part of a split DATA keeps a folded END.
+      const last = part === data;
+      await this.mux.write({ stream: this.streamId, chunk: part === chunk.data ? chunk : last && chunk.end ? { ...dataChunk(part), end: true } : dataChunk(part) });
+      if (last) return;
       data = data.subarray(room);
     }
   }

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { ChunkKind, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
 import { upgradeProtocol } from '../codec/http-fields.js';
@@ -59,6 +60,8 @@ export interface WsMuxInit {
 export class WsMux implements MuxStreamHost {
   /** The peer's window per exchange (from its Hello / Registered). */
   remoteWindow = DEFAULT_WS_WINDOW_BYTES;
+  /** The peer reads folded chunks (the agent's mux once Registered says so, the edge's once Hello does). */
+  peerReadsFolded = false;
   readonly localWindow: number;
   private readonly init: WsMuxInit;
   private readonly socket: WebSocket;
@@ -87,14 +90,18 @@ export class WsMux implements MuxStreamHost {
     return this.closeError !== undefined;
   }
 
-  /** Edge: starts an exchange whose request HEADERS are `head` (sent now; sink() skips them). */
+  /**
+   * Edge: starts an exchange whose request HEADERS are `head` (sent now; sink() skips them). END
+   * folded into `head` goes with it to a peer that reads folded chunks, else sink() sends it.
+   */
   open(head: HTTPChunk): ExchangeDuplex {
     if (this.closeError) throw this.closeError;
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), 'local', upgradeProtocol(head.headers ?? []) !== undefined);
+    const headEnd = head.end === true && this.peerReadsFolded;
+    const stream = new MuxStream(this, id, head.exchangeId ?? String(id), 'local', upgradeProtocol(head.headers ?? []) !== undefined, headEnd);
     this.streams.set(id, stream);
-    this.sendNow({ stream: id, chunk: head });
+    this.sendNow({ stream: id, chunk: head.end && !headEnd ? { ...head, end: undefined } : head });
     return stream;
   }
 
@@ -110,6 +117,7 @@ export class WsMux implements MuxStreamHost {
       await new Promise<void>((resolve) => this.flushWaiters.add(resolve));
     }
     if (this.closeError) throw this.closeError;
+    this.corkForTurn();
     this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
   }
 
@@ -123,6 +131,7 @@ export class WsMux implements MuxStreamHost {
       this.close(new ProtocolError(`peer does not read: more than ${WS_SEND_BUFFER_LIMIT_BYTES} bytes wait to be sent`), CLOSE_POLICY_VIOLATION);
       return;
     }
+    this.corkForTurn();
     this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
   }
 
@@ -151,6 +160,30 @@ export class WsMux implements MuxStreamHost {
   /** Breaks the session for a peer that broke the protocol; the reason is logged by onClose. */
   protocolError(message: string): void {
     this.close(new ProtocolError(message), CLOSE_PROTOCOL_ERROR);
+  }
+
+  /** The socket under `ws` while it is corked for this turn (see corkForTurn). */
+  private corked: Socket | undefined;
+  private readonly uncork = (): void => {
+    const raw = this.corked;
+    this.corked = undefined;
+    raw?.uncork();
+  };
+
+  /**
+   * Frames sent in one turn of the event loop leave in one write: the first send of a turn corks the
+   * TCP socket under ws and the end of the turn (setImmediate) uncorks it. Each frame was a write
+   * (a syscall) of its own: 10 % of the agent's CPU per small request, one frame per exchange each
+   * way. What waits is what this turn wrote, already counted in bufferedAmount (the bounds above hold).
+   */
+  private corkForTurn(): void {
+    if (this.corked) return;
+    // ws keeps its socket in `_socket` (internal): without it (a change in ws), frames go one by one.
+    const raw = (this.socket as unknown as { _socket?: Socket | null })._socket;
+    if (!raw || raw.destroyed) return;
+    this.corked = raw;
+    raw.cork();
+    setImmediate(this.uncork);
   }
 
   private readonly onFlushed = (): void => {
@@ -229,7 +262,7 @@ export class WsMux implements MuxStreamHost {
     const peerOpens = this.init.role === 'agent';
     if (peerOpens && id > this.highestPeerStream && id % 2 === 1 && chunk.kind === ChunkKind.HEADERS && chunk.method) {
       this.highestPeerStream = id;
-      const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), 'peer');
+      const stream = new MuxStream(this, id, chunk.exchangeId ?? String(id), 'peer', false, chunk.end === true);
       this.streams.set(id, stream);
       return this.init.onExchange?.(chunk, stream);
     }

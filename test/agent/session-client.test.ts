@@ -70,7 +70,7 @@ const test = suite('agent/session-client');
 test('register() sends Hello (with the resume ticket) and resolves on a valid Registered; the transport starts', async () => {
   const { s, t } = session({ resume: 's0', resumeSecret: 'r0', window: 262144 });
   const done = s.register(t);
-  assert.equal(t.sent, [{ hello: { name: 'demo', version: 'test', window: 262144, resume: 's0', resumeSecret: 'r0' } }]);
+  assert.equal(t.sent, [{ hello: { name: 'demo', version: 'test', window: 262144, resume: 's0', resumeSecret: 'r0', foldedChunks: true } }]);
   assert.is(s.status, 'hello');
   s.receive({ registered: REGISTERED });
   assert.is(await done, s);

@@ -217,4 +217,25 @@ test('a peer that does not read is closed once the send buffer passes its bound'
   }
 });
 
+// Regression: every frame was a socket write of its own (a syscall per exchange each way); frames of
+// one event-loop turn now leave together.
+test('frames sent in one turn of the event loop leave in one socket write, and all arrive', async () => {
+  const { edge, inbound, close, serverSocket } = await pair();
+  try {
+    const raw = (serverSocket as unknown as { _socket: { _writeGeneric(...a: unknown[]): unknown } })._socket;
+    let writes = 0;
+    const original = raw._writeGeneric;
+    raw._writeGeneric = function (this: unknown, ...a: unknown[]) {
+      writes++;
+      return original.apply(this, a);
+    };
+    for (let i = 0; i < 10; i++) edge.open({ ...head(`t${i}`), end: false });
+    await within(waitFor(() => inbound.length === 10, 5000, 'ten exchanges at the agent'), 6000, 'ten exchanges');
+    assert.is(writes, 1);
+    assert.equal(inbound.map((x) => x.head.exchangeId), Array.from({ length: 10 }, (_, i) => `t${i}`));
+  } finally {
+    await close();
+  }
+});
+
 test.run();

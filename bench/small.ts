@@ -1,0 +1,103 @@
+// Phase `small`: only the small-GET part of `throughput` (13-byte GETs at 50 connections), which is what
+// the per-request CPU work is judged on: req/s, p99, errors and edge / agent CPU µs per request for
+// direct, ssh -R and each Jetty transport, one after the other in each of RUNS rounds, medians.
+// BENCH_BASELINE=DIR adds each Jetty transport again from another checkout (DIR/bin/jetty.js, built),
+// interleaved in the same rounds: a before/after under the same machine load. BENCH_WARMUP_SECONDS (5).
+import { join, resolve } from 'node:path';
+import { smallGets, type SmallGets, type Target } from './load.js';
+import { RUNS, median, startOrigin, startTunnel, stopTunnel, transports, treeCpuMicros, type Tunnel } from './procs.js';
+import { startSshPeer, sshUnavailable, type SshPeer } from './ssh-peer.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+/**
+ * Unmeasured load per target before the rounds: a fresh Node process spends its first seconds of load
+ * compiling (TurboFan was 30 % of the edge's CPU in the 5 s after a 2 s warm-up, 2 % once warm), which
+ * the first round would charge to its requests.
+ */
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
+const CONNECTIONS = 50;
+
+interface Peer extends Target {
+  label: string;
+  /** Server side (edge, sshd tree) and client side (agent, ssh); none for direct. */
+  cpuPids: [number, number] | null;
+}
+
+interface Round {
+  small: SmallGets;
+  /** µs of CPU per 2xx request: server side, client side. */
+  cpu: [number, number] | null;
+}
+
+async function round(p: Peer): Promise<Round> {
+  const before = p.cpuPids?.map(treeCpuMicros);
+  const small = await smallGets(p, SECONDS, CONNECTIONS);
+  const after = p.cpuPids?.map(treeCpuMicros);
+  const cpu = before && after ? ([0, 1].map((i) => (after[i] - before[i]) / Math.max(1, small.ok)) as [number, number]) : null;
+  return { small, cpu };
+}
+
+export async function small(): Promise<string> {
+  const origin = await startOrigin();
+  const peers: Peer[] = [{ label: 'direct to origin', base: `http://127.0.0.1:${origin.port}`, host: `127.0.0.1:${origin.port}`, cpuPids: null }];
+  const notes: string[] = [];
+  let ssh: SshPeer | undefined;
+  const tunnels: Tunnel[] = [];
+  const baseline = process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined;
+  try {
+    const noSsh = sshUnavailable();
+    if (noSsh) notes.push(`ssh -R skipped: ${noSsh}`);
+    else {
+      ssh = await startSshPeer(origin.port);
+      peers.push({ label: 'ssh -R', base: `http://127.0.0.1:${ssh.port}`, host: `127.0.0.1:${ssh.port}`, cpuPids: [ssh.sshd.pid, ssh.ssh.pid] });
+    }
+    const builds: [string, string | undefined][] = [['', undefined]];
+    if (baseline) {
+      builds.push([' (baseline)', join(baseline, 'bin/jetty.js')]);
+      notes.push(`(baseline) = the build in ${baseline}, measured in the same rounds.`);
+    }
+    for (const t of transports()) {
+      for (const [suffix, bin] of builds) {
+        const tun = await startTunnel(origin.port, t, [], bin);
+        tunnels.push(tun);
+        peers.push({ label: `Jetty ${t}${suffix}`, base: tun.base, host: tun.host, cpuPids: [tun.edge.pid, tun.agent.pid] });
+      }
+    }
+    for (const p of peers) {
+      if (!p.cpuPids || WARMUP_SECONDS <= 0) continue;
+      process.stderr.write(`small warm-up: ${p.label}\n`);
+      await smallGets(p, WARMUP_SECONDS, CONNECTIONS);
+    }
+    const rounds = new Map<string, Round[]>(peers.map((p) => [p.label, []]));
+    for (let i = 0; i < RUNS; i++) {
+      for (const p of peers) {
+        process.stderr.write(`small round ${i + 1}/${RUNS}: ${p.label}\n`);
+        rounds.get(p.label)!.push(await round(p));
+      }
+    }
+    return table(peers, rounds, notes);
+  } finally {
+    await Promise.all([...tunnels.map(stopTunnel), ssh?.stop(), origin.proc.stop()]);
+  }
+}
+
+function table(peers: Peer[], rounds: Map<string, Round[]>, notes: string[]): string {
+  const med = (label: string, f: (r: Round) => number): number => median(rounds.get(label)!.map(f));
+  const ref = peers.find((p) => p.label === 'ssh -R');
+  const ratio = (label: string, f: (r: Round) => number): string => (ref && label !== ref.label ? ` (×${(med(label, f) / med(ref.label, f)).toFixed(2)})` : '');
+  const n = (v: number): string => Math.round(v).toLocaleString('en-US');
+  const lines = [
+    `${SECONDS} s of 13-byte GETs at ${CONNECTIONS} connections (${rounds.get(peers[0].label)![0].small.tool}; req/s counts 2xx only), after ${WARMUP_SECONDS} s of unmeasured load per tunnel; CPU µs per request from /proc/PID/stat (server side = edge or sshd, client side = agent or ssh); medians of ${RUNS}; (×N) = ratio to ssh -R.`,
+    '',
+    '| | small GETs/s | p99 ms | non-2xx / errors (all runs) | CPU µs/req server / client |',
+    '|---|---|---|---|---|',
+  ];
+  for (const p of peers) {
+    const rs = rounds.get(p.label)!;
+    const bad = `${rs.reduce((a, r) => a + r.small.non2xx, 0)} / ${rs.reduce((a, r) => a + r.small.errors, 0)}`;
+    const cpu = p.cpuPids ? `${n(med(p.label, (r) => r.cpu![0]))} / ${n(med(p.label, (r) => r.cpu![1]))}` : '—';
+    lines.push(`| ${p.label} | ${n(med(p.label, (r) => r.small.rps))}${ratio(p.label, (r) => r.small.rps)} | ${med(p.label, (r) => r.small.p99ms).toFixed(1)} | ${bad} | ${cpu} |`);
+  }
+  if (notes.length) lines.push('', ...notes);
+  return lines.join('\n');
+}
