@@ -181,7 +181,7 @@ test('a slow origin through the forwarding edge pauses the uploading client with
   const pumped = pumpBlocks(req, Buffer.alloc(64 * 1024, 2), 512 * MiB);
   await waitFor(() => originReq !== undefined, 5000, 'the request to reach the origin');
   await waitForStable(() => pumped.bytes, 10_000, 'the client writes to stop');
-  assert.ok(pumped.blocked && !pumped.finished, 'the client was never held back');
+  assert.ok(pumped.blocked && !pumped.finished, `the client was never held back: ${JSON.stringify(pumped)}`);
   // Same bound as the download: the agent hop, one peer credit window, socket buffers.
   assert.ok(pumped.bytes < 48 * MiB + DEFAULT_WS_WINDOW_BYTES, `the client wrote ${pumped.bytes} bytes before pausing`);
   req.destroy();
