@@ -125,7 +125,7 @@ function peering(config: EdgeConfig, init: EdgeInit, registry: Registry, metrics
     logger.warn('no --peer-secret: requests for tunnels held by other edges are not forwarded from this one');
     return { forwarder: undefined, peers: undefined };
   }
-  const forwarder = new EdgePeerForwarder({ directory, secret: init.peerSecret, windowBytes, ca: init.peerCa, metrics, logger });
+  const forwarder = new EdgePeerForwarder({ directory, secret: init.peerSecret, windowBytes, reconnectGraceMs, ca: init.peerCa, metrics, logger });
   directory.useForwarder(forwarder);
   const peers = config.peer
     ? new PeerEndpoint({ secret: config.peer.secret, directory, registry, reconnectGraceMs, windowBytes, tls: init.tls, metrics, logger })
