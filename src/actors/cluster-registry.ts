@@ -274,6 +274,7 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
    */
   async relocate(key: string, failed: Lease, timeoutMs: number, options: AbortOptions = {}): Promise<TunnelSession | undefined> {
     this.forget(key);
+    if (!this.forwarder) return this.local.waitFor(key, timeoutMs);
     return this.awaitSession(key, timeoutMs, failed, options.signal);
   }
 
