@@ -73,6 +73,12 @@ export class SessionDrainedError extends JettyError {
 /** The transport under an exchange closed before the exchange finished. */
 export class TransportClosedError extends JettyError {
   override readonly code = 'ERR_TRANSPORT_CLOSED';
+  /** The WebSocket close code the other end closed with (1001 going away: a peer edge done draining). */
+  readonly closeCode: number | undefined;
+  constructor(message: string, options?: { cause?: unknown; closeCode?: number }) {
+    super(message, options);
+    this.closeCode = options?.closeCode;
+  }
 }
 
 /**

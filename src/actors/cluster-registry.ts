@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { EdgeUnavailableError, NameTakenError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { waitForEvent } from '../wait.js';
+import type { AbortOptions } from '../wait.js';
 import type { Lease, PeerForwarder, TunnelDirectory } from './cluster.js';
 import { MemoryRegistry, type ClaimOptions, type Registry, type ReleaseOptions, type TunnelSession } from './registry.js';
 import type { LeaseView, RedisLeases } from './redis-leases.js';
@@ -229,6 +229,8 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
     observer?.claim(got.fencedEdge ? 'takeover' : 'ok');
     if (got.fencedEdge) this.init.logger.info({ tunnel: key, from: got.fencedEdge, epoch: got.epoch }, 'tunnel taken over from another edge');
     this.track(this.leases.hint(key));
+    // Requests here waiting for the name (a forwarder relocating it) take the local session now.
+    this.wake.emit(key);
   }
 
   async release(key: string, session: TunnelSession, options: ReleaseOptions): Promise<void> {
@@ -259,31 +261,73 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   async waitFor(key: string, timeoutMs: number): Promise<TunnelSession | undefined> {
     const here = this.local.lookup(key);
     if (here) return here;
-    const forwarder = this.forwarder;
-    if (!forwarder) return this.local.waitFor(key, timeoutMs);
+    if (!this.forwarder) return this.local.waitFor(key, timeoutMs);
+    return this.awaitSession(key, timeoutMs);
+  }
+
+  /**
+   * After the owner under `failed` refused an exchange or could not be reached: a session of `key`
+   * elsewhere, waiting up to `timeoutMs` for its agent to show up again (it is moving: told to
+   * reconnect by a draining edge, or reconnecting after its edge died) as a local request waits for a
+   * reconnecting agent. The lease under `failed` is never the answer; a local session is (the agent
+   * came back to this very edge). Undefined at the deadline or when `signal` aborts.
+   */
+  async relocate(key: string, failed: Lease, timeoutMs: number, options: AbortOptions = {}): Promise<TunnelSession | undefined> {
+    this.forget(key);
+    if (!this.forwarder) return this.local.waitFor(key, timeoutMs);
+    return this.awaitSession(key, timeoutMs, failed, options.signal);
+  }
+
+  /**
+   * The wait behind waitFor and relocate. Every wake (a hint about `key`, a local claim or release)
+   * makes it look again: local session first, then the other edges' leases. Without `failed` it gives
+   * up as soon as nobody holds the name (no local pool, no grace elsewhere, no lease of this edge):
+   * an unknown name answers at once.
+   */
+  private async awaitSession(key: string, timeoutMs: number, failed?: Lease, signal?: AbortSignal): Promise<TunnelSession | undefined> {
+    const forwarder = this.forwarder!;
     const until = Date.now() + timeoutMs;
-    let view = await this.remoteView(key);
-    if (view.leases.length > 0) return forwarder.sessionFor(pick(view.leases));
     let found: TunnelSession | undefined;
     let localOver = false;
-    void this.local.waitFor(key, timeoutMs).then((s) => {
-      found = s;
-      localOver = true;
-      this.wake.emit(key);
-    });
-    for (;;) {
-      if (found) return found;
-      const holdUntil = localOver ? Math.min(until, Date.now() + view.graceLeftMs) : until;
-      const left = holdUntil - Date.now();
-      if (left <= 0) return undefined;
-      const woke = await waitForEvent(this.wake, key, { timeoutMs: left }).then(
-        () => true,
-        () => false,
-      );
-      if (found) return found;
-      if (!woke) continue;
-      view = await this.remoteView(key);
-      if (view.leases.length > 0) return forwarder.sessionFor(pick(view.leases));
+    // Listening for the whole wait: a wake while Redis is being read is not missed.
+    let woken = false;
+    let wakeUp: (() => void) | undefined;
+    const onWake = (): void => {
+      woken = true;
+      wakeUp?.();
+    };
+    this.wake.on(key, onWake);
+    signal?.addEventListener('abort', onWake);
+    try {
+      void this.local.waitFor(key, timeoutMs).then((s) => {
+        found = s;
+        localOver = true;
+        onWake();
+      });
+      for (;;) {
+        woken = false;
+        const here = found ?? this.local.lookup(key);
+        if (here) return here;
+        if (signal?.aborted) return undefined;
+        const view = await this.remoteView(key);
+        const leases = failed ? view.leases.filter((l) => l.edgeId !== failed.edgeId || l.epoch !== failed.epoch) : view.leases;
+        if (leases.length > 0) return forwarder.sessionFor(pick(leases));
+        const held = failed !== undefined || !localOver || this.held.has(key);
+        const left = (held ? until : Math.min(until, Date.now() + view.graceLeftMs)) - Date.now();
+        if (left <= 0) return this.local.lookup(key);
+        if (woken) continue;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          wakeUp = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wakeUp = undefined;
+      }
+    } finally {
+      this.wake.off(key, onWake);
+      signal?.removeEventListener('abort', onWake);
     }
   }
 

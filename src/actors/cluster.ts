@@ -1,3 +1,4 @@
+import type { AbortOptions } from '../wait.js';
 import type { Registry, TunnelSession } from './registry.js';
 
 /**
@@ -31,6 +32,12 @@ export interface TunnelDirectory {
   locate(key: string): Promise<Lease[]>;
   /** Drops what is cached for `key` (a peer answered "misdirected": re-read the store once). */
   forget(key: string): void;
+  /**
+   * After the owner under `failed` refused an exchange (misdirected) or could not be reached: a
+   * session of `key` other than that lease (a local one, or on the edge holding it now), waiting up to
+   * `timeoutMs` for an agent that is moving between edges. Undefined at the deadline or on abort.
+   */
+  relocate(key: string, failed: Lease, timeoutMs: number, options?: AbortOptions): Promise<TunnelSession | undefined>;
   /** Where the peer listener of `edgeId` is (`http(s)://host:port`), or undefined when the edge is unknown. */
   peerUrl(edgeId: string): Promise<string | undefined>;
   /** The epoch under which this edge holds `key` right now, or undefined when it does not (or lost it). */

@@ -35,6 +35,12 @@ export interface AgentAdmissionInit {
    * drawn again instead of being refused by the claim. Absent: this edge alone (lookup tells).
    */
   heldElsewhere?: (key: string) => Promise<boolean>;
+  /**
+   * Several edges with forwarding: a drained edge hands its agents to the others, so a name whose
+   * agent leaves during the drain stays held for it (reconnect grace, cluster-wide) like after a lost
+   * connection: the agent takes it over on another edge, and requests meanwhile wait for it.
+   */
+  handsOver?: boolean;
 }
 
 /** What an agent presents with its Hello. */
@@ -147,8 +153,8 @@ export class AgentAdmission {
       this.perIp.add(address, -1);
       this.perToken.add(owner, -1);
       // Hold the name for the agent's return (a lost connection, or a restart after SIGTERM), unless
-      // the whole edge is going away.
-      void registry.release(session.name, session, { reconnecting: !this.draining });
+      // the whole edge is going away and no other edge takes its agents.
+      void registry.release(session.name, session, { reconnecting: !this.draining || this.init.handsOver === true });
       this.init.logger.info({ tunnel: session.name, transport: session.transport }, 'agent disconnected');
     });
     return { owner, resumeSecret };

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Server as NetServer, type AddressInfo } from 'node:net';
 import { isClusterDirectoryRegistry } from '../actors/cluster.js';
 import { MemoryRegistry, type Registry } from '../actors/registry.js';
 import { ClusterRegistry } from '../actors/cluster-registry.js';
@@ -9,7 +9,7 @@ import { listenFor } from '../listen-failure.js';
 import { formatHostPort } from '../address.js';
 import { AgentUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { waitForEvent, type AbortOptions } from '../wait.js';
+import { deadline, waitForEvent, WaitTimeoutError, type AbortOptions } from '../wait.js';
 import { WS_PATH } from '../well-known.js';
 import { AgentAdmission } from './agent-admission.js';
 import { capConnections, PerAddressLimit } from './client-limits.js';
@@ -125,7 +125,7 @@ function peering(config: EdgeConfig, init: EdgeInit, registry: Registry, metrics
     logger.warn('no --peer-secret: requests for tunnels held by other edges are not forwarded from this one');
     return { forwarder: undefined, peers: undefined };
   }
-  const forwarder = new EdgePeerForwarder({ directory, secret: init.peerSecret, windowBytes, ca: init.peerCa, metrics, logger });
+  const forwarder = new EdgePeerForwarder({ directory, secret: init.peerSecret, windowBytes, reconnectGraceMs, ca: init.peerCa, metrics, logger });
   directory.useForwarder(forwarder);
   const peers = config.peer
     ? new PeerEndpoint({ secret: config.peer.secret, directory, registry, reconnectGraceMs, windowBytes, tls: init.tls, metrics, logger })
@@ -146,7 +146,9 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const cluster = registry instanceof ClusterRegistry ? registry : undefined;
   const { forwarder, peers } = peering(config, init, registry, metrics);
   const heldElsewhere = cluster && ((key: string) => cluster.heldElsewhere(key));
-  admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames, heldElsewhere });
+  // With forwarding, a drained edge's agents move to the others and its requests follow them there.
+  const handsOver = forwarder !== undefined;
+  admission = new AgentAdmission({ registry, tokens, metrics, logger: log, limits, reservedNames: init.reservedNames, heldElsewhere, handsOver });
   const publicUrl = (name: string): string => `${scheme}://${name}.${domain}${ports.public === (init.tls ? 443 : 80) ? '' : `:${ports.public}`}`;
   // One pool of public ports per kind; each port's listener finds its tunnel in the registry as `KIND:PORT`.
   const where = { host: config.listen.host, registry, logger: log, metrics, reconnectGraceMs: config.reconnectGraceMs };
@@ -176,7 +178,7 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
     websocketPath: ws ? WS_PATH : undefined,
   });
   const trustedProxies = init.trustedProxies ?? [];
-  router = new Router({ domain, registry, logger: log, ownHost, metrics, limits, reconnectGraceMs: config.reconnectGraceMs, trustedProxies });
+  router = new Router({ domain, registry, logger: log, ownHost, metrics, limits, reconnectGraceMs: config.reconnectGraceMs, trustedProxies, handsOver });
   const h2 = new PublicH2({
     maxHeaderBytes: limits.maxHeaderBytes,
     maxHeaderCount: limits.maxHeaderCount,
@@ -395,18 +397,30 @@ export class Edge {
       this.log.info({ gracePeriodMs }, 'draining');
       admission.draining = true;
       router.draining = true;
-      // Peers get UNAVAILABLE for new exchanges (503 at their edge); those in flight get the grace period.
+      // Peers get MISDIRECTED for new exchanges (they wait for the agent on another edge); those in flight get the grace period.
       if (peers) peers.draining = true;
-      http.close();
-      http.closeIdleConnections();
+      const handsOver = this.parts.forwarder !== undefined;
+      if (handsOver) {
+        // Refused connections make the balancer try another edge; one accepted just before is still
+        // answered (forwarded to wherever its tunnel's agent went): http.close() would also close
+        // those whose request has not arrived yet (Node's closeIdleConnections). Only the listener goes.
+        NetServer.prototype.close.call(http);
+      } else {
+        http.close();
+        http.closeIdleConnections();
+      }
       h2.drain();
       // TCP tunnels stop accepting first; their open connections get the grace period, then are reset.
       tcp.stopAccepting();
       udp.stopAccepting();
-      for (const s of admission.sessions) s.drain();
-      // The router's count is the one /readyz shows: the drain ends the moment the last exchange does.
+      const sessions = [...admission.sessions];
+      for (const s of sessions) s.drain();
       const until = Date.now() + gracePeriodMs;
-      if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: gracePeriodMs, signal: options.signal }).catch(() => undefined);
+      // In a cluster the edge stays until its agents have moved (each leaves once its exchanges are
+      // done): requests held here for them meanwhile are forwarded to their new edge, not cut.
+      if (handsOver) await settledWithin(sessions.map((s) => s.closed), gracePeriodMs, options);
+      // The router's count is the one /readyz shows: the drain ends the moment the last exchange does.
+      if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: Math.max(1, until - Date.now()), signal: options.signal }).catch(() => undefined);
       await tcp.idle({ timeoutMs: Math.max(0, until - Date.now()), signal: options.signal }).catch(() => undefined);
       if (peers && peers.openExchanges > 0) {
         await waitForEvent(peers, 'idle', { timeoutMs: Math.max(1, until - Date.now()), signal: options.signal }).catch(() => undefined);
@@ -449,6 +463,19 @@ export class Edge {
       this.log.info('edge closed');
     })();
     return this.closing;
+  }
+}
+
+/** Resolves once every promise has settled, `ms` has passed, or `options.signal` aborted, whichever is first. */
+async function settledWithin(promises: Promise<unknown>[], ms: number, options: AbortOptions): Promise<void> {
+  const over = new AbortController();
+  const onAbort = (): void => over.abort();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.race([Promise.allSettled(promises), deadline(ms, new WaitTimeoutError('drain'), { signal: over.signal })]).catch(() => undefined);
+  } finally {
+    over.abort();
+    options.signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -1,10 +1,19 @@
 import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
-import { ExchangeResetError, toError } from '../errors.js';
+import { ExchangeResetError, toError, TransportClosedError } from '../errors.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
+import { CLOSE_GOING_AWAY } from './peer-endpoint.js';
 
 /** True for the owner's refusal of a forwarded exchange: it does not hold the tunnel under that epoch. */
 export function isMisdirected(err: unknown): boolean {
   return err instanceof ExchangeResetError && err.resetCode === ResetCode.MISDIRECTED;
+}
+
+/**
+ * True when the owner did not take the exchange: it refused it (misdirected), or it closed the peer
+ * connection with "going away" (done draining: it took nothing that went unanswered, peer-endpoint.ts).
+ */
+export function ownerDidNotTake(err: unknown): boolean {
+  return isMisdirected(err) || (err instanceof TransportClosedError && err.closeCode === CLOSE_GOING_AWAY);
 }
 
 /** The request of a head-only exchange: its END goes out when this ends. */
@@ -46,7 +55,7 @@ export class ForwardedExchange implements ExchangeDuplex {
   readonly closed: Promise<void>;
   error: Error | undefined;
   private current!: ExchangeDuplex;
-  private reopen: (() => Promise<ExchangeDuplex>) | undefined;
+  private reopen: ((cause: Error) => Promise<ExchangeDuplex>) | undefined;
   private reopening: Promise<ExchangeDuplex> | undefined;
   /** A request chunk beyond the head went to an owner: no retry from now on. */
   private handed = false;
@@ -61,12 +70,13 @@ export class ForwardedExchange implements ExchangeDuplex {
   /**
    * @param first the exchange opened on the owner the directory named.
    * @param head the request HEADERS (the sink skips them: the owner got them at open).
-   * @param reopen opens the same request on the owner the directory names after a re-read; undefined = no retry left.
+   * @param reopen opens the same request on the owner the directory names after a re-read (`cause`: why
+   *   the last owner did not take it); undefined = no retry left.
    */
   constructor(
     first: ExchangeDuplex,
     private readonly head: HTTPChunk,
-    reopen: (() => Promise<ExchangeDuplex>) | undefined,
+    reopen: ((cause: Error) => Promise<ExchangeDuplex>) | undefined,
   ) {
     this.id = first.id;
     this.reopen = reopen;
@@ -89,9 +99,9 @@ export class ForwardedExchange implements ExchangeDuplex {
     if (inner !== this.current || this.settled) return;
     if (!inner.error) return this.settle(undefined);
     const reopen = this.reopen;
-    if (!reopen || this.answered || this.handed || this.aborted || !isMisdirected(inner.error)) return this.settle(inner.error);
+    if (!reopen || this.answered || this.handed || this.aborted || !ownerDidNotTake(inner.error)) return this.settle(inner.error);
     this.reopen = undefined;
-    this.reopening = reopen().then(
+    this.reopening = reopen(inner.error).then(
       (next) => {
         this.reopening = undefined;
         this.watch(next);

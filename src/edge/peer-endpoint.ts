@@ -13,6 +13,7 @@ import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { countData, ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { WsMux } from '../streams/ws-mux.js';
+import { waitForEvent } from '../wait.js';
 import { PerAddressLimit } from './client-limits.js';
 import type { EdgeMetrics } from './metrics.js';
 import { PEER_NONCE_HEADER, PEER_PATH, peerAnswerHeaders, PeerHandshakes } from './peer-auth.js';
@@ -29,6 +30,10 @@ export const MAX_PEER_CONNECTIONS_PER_ADDRESS = 8;
  * this × `ws-window` (256 MiB at the default 1 MiB).
  */
 export const MAX_PEER_EXCHANGES_PER_CONNECTION = 256;
+/** How long a closing edge waits for a peer to finish the WebSocket close handshake, ms. */
+export const PEER_CLOSE_TIMEOUT_MS = 1_000;
+/** WebSocket close code "going away" (RFC 6455): the edge is done, its exchanges may be opened elsewhere. */
+export const CLOSE_GOING_AWAY = 1001;
 /** How long a peer may take to send its upgrade request, in ms. */
 export const PEER_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -74,13 +79,15 @@ async function* prepend(first: HTTPChunk, rest: AsyncIterable<HTTPChunk>): Async
  * exchanges they fed are aborted) → server closed.
  */
 export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
-  /** Set on drain: new forwarded exchanges are refused with UNAVAILABLE; open ones go on. */
+  /** Set on drain: new forwarded exchanges are refused with MISDIRECTED (the forwarder relocates); open ones go on. */
   draining = false;
   /** Forwarded exchanges in flight; `idle` is emitted each time it falls to 0. */
   openExchanges = 0;
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly sockets = new Set<WebSocket>();
+  /** The exchange layer on each peer socket (closed with "going away" when this edge is done). */
+  private readonly muxes = new Map<WebSocket, WsMux>();
   private readonly init: PeerEndpointInit;
   private readonly log: Logger;
   private readonly handshakes: PeerHandshakes;
@@ -174,11 +181,13 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
       onFault: (err) => this.log.error({ peer, err }, 'closing peer connection: handler fault'),
       onClose: (err) => {
         this.sockets.delete(ws);
+        this.muxes.delete(ws);
         this.init.metrics.peerConnections.dec({ direction: 'in' });
         if (err instanceof ProtocolError) this.log.warn({ peer, reason: err.message }, 'closing peer connection: protocol error');
         else this.log.info({ peer }, 'peer edge disconnected');
       },
     });
+    this.muxes.set(ws, mux);
     // The forwarder's window is ours too: both ends run the same build with the same ws-window.
     mux.remoteWindow = this.init.windowBytes;
   }
@@ -198,7 +207,8 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
       const forwarded = takeForwardFields(raw);
       if (!forwarded) throw new MisdirectedError('forwarded exchange without a valid tunnel key and epoch');
       fields.tunnel = forwarded.key;
-      if (this.draining) throw new EdgeUnavailableError('edge is draining', 'draining', 1);
+      // Its agents are moving to other edges: the forwarder looks for the tunnel again and waits for it there.
+      if (this.draining) throw new MisdirectedError('edge is draining: its agents move to other edges');
       const session = await this.localSession(forwarded.key, forwarded.epoch);
       fields.transport = session.transport;
       // The peer may reset (its client left) while the agent's slot is awaited.
@@ -258,10 +268,23 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
     return { connections: this.sockets.size, bufferedBytes };
   }
 
-  /** Closes every peer socket (their exchanges fail) and the listener. */
+  /**
+   * Closes every peer socket and the listener. With no forwarded exchange left in flight (a finished
+   * drain) each socket is closed with 1001 "going away" first: every exchange this edge took was
+   * answered or reset before it, and it takes none after it (the mux reads nothing more), so the
+   * forwarder may open one that found no answer again elsewhere. Otherwise (or when a peer does not
+   * finish the close handshake within PEER_CLOSE_TIMEOUT_MS) the sockets are cut: their exchanges fail.
+   */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const ws of this.sockets) ws.terminate();
+    const sockets = [...this.sockets];
+    if (this.openExchanges === 0) {
+      const gone = sockets.map((ws) => (ws.readyState === ws.CLOSED ? undefined : waitForEvent(ws, 'close', { timeoutMs: PEER_CLOSE_TIMEOUT_MS }).catch(() => undefined)));
+      const err = new EdgeUnavailableError('edge closing', 'draining');
+      for (const mux of [...this.muxes.values()]) mux.close(err, CLOSE_GOING_AWAY);
+      await Promise.all(gone);
+    }
+    for (const ws of sockets) ws.terminate();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     await closed;

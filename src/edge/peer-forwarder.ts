@@ -1,10 +1,10 @@
 import type { Lease, PeerForwarder, TunnelDirectory } from '../actors/cluster.js';
 import type { OpenExchangeOptions, TunnelSession } from '../actors/registry.js';
 import { EXCHANGE_KIND_NAMES, exchangeKindOf, type HTTPChunk } from '../codec/http-chunk.js';
-import { AgentUnavailableError, PeerUnavailableError } from '../errors.js';
+import { AgentUnavailableError, EdgeUnavailableError, PeerUnavailableError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
-import { ForwardedExchange } from './forwarded-exchange.js';
+import { ForwardedExchange, ownerDidNotTake } from './forwarded-exchange.js';
 import type { EdgeMetrics } from './metrics.js';
 import { withForwardFields } from './peer-fields.js';
 import { PeerLink } from './peer-link.js';
@@ -16,6 +16,11 @@ export interface EdgePeerForwarderInit {
   secret: string;
   /** Credit window per forwarded exchange, bytes (the edge's `ws-window`). */
   windowBytes: number;
+  /**
+   * How long an exchange the owner refused waits for the tunnel's agent to show up on another edge
+   * (the edge's `reconnect-grace`), ms: as long as a local request waits for a reconnecting agent.
+   */
+  reconnectGraceMs: number;
   /** CA for https:// peers instead of the system roots (`peer-ca`). */
   ca?: Buffer;
   metrics: EdgeMetrics;
@@ -56,17 +61,27 @@ export class EdgePeerForwarder implements PeerForwarder {
       first = await this.relocate(lease, head, options, err);
     }
     this.init.metrics.peerForwarded.inc({ kind: EXCHANGE_KIND_NAMES[exchangeKindOf(head)] });
-    return new ForwardedExchange(first, head, retryLeft ? () => this.relocate(lease, head, options) : undefined);
+    return new ForwardedExchange(first, head, retryLeft ? (cause) => this.relocate(lease, head, options, cause) : undefined);
   }
 
-  /** After `lease` failed: forget it, ask the directory again, open on the owner it names now (if another). */
+  /**
+   * After `lease` failed (its owner refused the exchange or cannot be reached): the session the
+   * directory names now, waited for within reconnect-grace while the agent moves (a drain told it to
+   * go, or its edge died), and the request opened there. On a peer that is a plain open (one retry
+   * in all); the agent may also have come back to this edge.
+   */
   private async relocate(lease: Lease, head: HTTPChunk, options: OpenExchangeOptions | undefined, cause?: Error): Promise<ExchangeDuplex> {
-    const { directory, metrics } = this.init;
-    directory.forget(lease.key);
-    const next = (await directory.locate(lease.key)).find((l) => l.edgeId !== lease.edgeId || l.epoch !== lease.epoch);
-    if (!next) throw new AgentUnavailableError('the edge holding this tunnel no longer serves it', { cause });
+    const { directory, metrics, reconnectGraceMs } = this.init;
+    const next = await directory.relocate(lease.key, lease, reconnectGraceMs, { signal: options?.signal });
+    options?.signal?.throwIfAborted();
+    if (!next || this.closing) {
+      // The owner is alive and said it does not serve it now (a drain, a takeover under way): worth another try soon.
+      if (ownerDidNotTake(cause)) throw new EdgeUnavailableError('the tunnel is moving between edges: try again shortly', 'tunnel_moving', 1);
+      throw new AgentUnavailableError('the edge holding this tunnel no longer serves it', { cause });
+    }
     metrics.peerRetries.inc();
-    return this.openOn(next, head, () => undefined, options);
+    if (next instanceof PeerSession) return this.openOn(next.lease, head, () => undefined, options);
+    return next.openExchange(head, options);
   }
 
   private async openOn(lease: Lease, head: HTTPChunk, onLink: (link: PeerLink) => void, options?: OpenExchangeOptions): Promise<ExchangeDuplex> {

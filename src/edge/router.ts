@@ -57,6 +57,12 @@ export interface RouterInit {
   reconnectGraceMs: number;
   /** Peers whose X-Forwarded-* and X-Request-Id are kept. */
   trustedProxies: readonly string[];
+  /**
+   * Several edges with forwarding: while this edge drains, its agents move to the others; a request
+   * that still reaches it (a connection accepted before its listener closed) is served by forwarding
+   * it there, once the agent is back (within reconnect-grace), instead of a 503.
+   */
+  handsOver?: boolean;
 }
 
 /**
@@ -69,7 +75,7 @@ export interface RouterInit {
  * response destroyed (cut, never completed) → counters released → log line.
  */
 export class Router extends EventEmitter<{ idle: [] }> {
-  /** Set on drain: new requests get 503 and Connection: close. */
+  /** Set on drain: new requests get 503 (unless handsOver) and Connection: close. */
   draining = false;
   /** Exchanges relayed right now (all tunnels); `idle` is emitted each time it falls to 0. */
   openExchanges = 0;
@@ -211,7 +217,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
     const h2 = req.httpVersionMajor === 2;
     if (this.draining) {
       if (res) res.shouldKeepAlive = false;
-      throw new EdgeUnavailableError('edge is draining', 'draining', 1);
+      if (!this.init.handsOver) throw new EdgeUnavailableError('edge is draining', 'draining', 1);
     }
     // HTTP/2 pseudo-headers (4) are the request line, not header lines.
     if (req.rawHeaders.length / 2 - (h2 ? H2_PSEUDO_HEADER_COUNT : 0) > this.init.limits.maxHeaderCount) {

@@ -77,7 +77,7 @@ export class WsMux implements MuxStreamHost {
     this.localWindow = init.localWindow;
     this.socket.on('message', this.guard((data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary)));
     // The peer's close reason stays out of the error: exchange errors can reach public error pages.
-    this.socket.on('close', this.guard((code: number) => this.shutdown(new TransportClosedError(`WebSocket closed (${code})`))));
+    this.socket.on('close', this.guard((code: number) => this.shutdown(new TransportClosedError(`WebSocket closed (${code})`, { closeCode: code }))));
     this.socket.on('error', this.guard((err: Error) => this.shutdown(new TransportClosedError(`WebSocket failed: ${err.message}`, { cause: err }))));
   }
 

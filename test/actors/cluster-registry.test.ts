@@ -46,6 +46,13 @@ function session(ctx: Ctx, id: string, key = 'demo'): AgentSession {
   return s;
 }
 
+/** A forwarder whose sessions are one stand-in session; `asked` lists the leases it was asked for. */
+function standInForwarder(ctx: Ctx): { asked: Lease[]; remote: AgentSession; forwarder: PeerForwarder } {
+  const asked: Lease[] = [];
+  const remote = session(ctx, 'remote-stand-in');
+  return { asked, remote, forwarder: { sessionFor: (lease) => (asked.push(lease), remote) } };
+}
+
 const codeOf = async (p: Promise<unknown>): Promise<string | undefined> => {
   try {
     await p;
@@ -157,14 +164,7 @@ run('the hot path does no Redis command: lookups of a held tunnel, and cached lo
 });
 
 run('waitFor: a tunnel held by another edge comes back through the forwarder; a hint wakes a request waiting out a grace', async (ctx) => {
-  const asked: Lease[] = [];
-  const remote = session(ctx, 'remote-stand-in');
-  const forwarder: PeerForwarder = {
-    sessionFor(lease) {
-      asked.push(lease);
-      return remote;
-    },
-  };
+  const { asked, remote, forwarder } = standInForwarder(ctx);
   const a = edge(ctx, 'edge-a', { peerUrl: 'http://127.0.0.1:7001' });
   const b = edge(ctx, 'edge-b', { forwarder });
   await reachable(a, b);
@@ -186,6 +186,36 @@ run('waitFor: a tunnel held by another edge comes back through the forwarder; a 
   await a.claim('demo', session(ctx, 'back'), { owner: 'sha256:t' });
   assert.is(await within(waiting, 5_000, 'the waiting request'), remote);
   assert.is(asked.length, 2);
+});
+
+run('relocate: never the lease that failed; waits for the agent to be claimed on another edge, or back on this one', async (ctx) => {
+  const { asked, remote, forwarder } = standInForwarder(ctx);
+  const [a, c] = [edge(ctx, 'edge-a'), edge(ctx, 'edge-c')];
+  const b = edge(ctx, 'edge-b', { forwarder });
+  await reachable(a, b, c);
+  await a.claim('demo', session(ctx, 'first'), { owner: 'sha256:t' });
+  const failed = { key: 'demo', edgeId: 'edge-a', epoch: a.heldEpoch('demo')! };
+  // Still held under the lease that failed: nothing to go to; it waits until its deadline or the client leaves.
+  const started = Date.now();
+  assert.is(await b.relocate('demo', failed, 300), undefined);
+  assert.ok(Date.now() - started >= 250, `gave up after ${Date.now() - started} ms`);
+  const gone = new AbortController();
+  const abandoned = b.relocate('demo', failed, 10_000, { signal: gone.signal });
+  gone.abort(new AbortError('client left'));
+  assert.is(await within(abandoned, 2_000, 'the abandoned relocation'), undefined);
+  assert.is(asked.length, 0);
+  // The agent moves to edge-c (takeover by its resume id): the waiting relocation goes there.
+  const moving = b.relocate('demo', failed, 5_000);
+  await c.claim('demo', session(ctx, 'moved'), { owner: 'sha256:t', resume: 'first' });
+  assert.is(await within(moving, 5_000, 'the relocation to edge-c'), remote);
+  const onC = asked.at(-1)!;
+  assert.equal(onC, { key: 'demo', edgeId: 'edge-c', epoch: c.heldEpoch('demo')! });
+  // Then it reconnects to edge-b itself: a relocation away from edge-c takes the local session.
+  const again = b.relocate('demo', onC, 5_000);
+  const local = session(ctx, 'local');
+  await b.claim('demo', local, { owner: 'sha256:t', resume: 'moved' });
+  assert.is(await within(again, 5_000, 'the relocation to this edge'), local);
+  assert.is(asked.length, 1);
 });
 
 run('a lost lease aborts the sessions of the key, but lets a draining one finish by itself', async (ctx) => {

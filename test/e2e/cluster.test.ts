@@ -185,6 +185,9 @@ it('the edge holding the tunnel killed (SIGKILL) under load: served again within
   const stats = await load.stop();
   assert.is(stats.failed, failedDuringOutage, `failures after recovery: ${load.describe()}`);
   assert.ok(backAfterMs < 15_000, `served again after ${backAfterMs} ms`);
+  // Only those in flight through the dead edge fail (with a margin for requests that met its dying
+  // connections): the others wait for the agent to be back, as on one edge within reconnect-grace.
+  assert.ok(failedDuringOutage <= 2 * CONCURRENCY, `${failedDuringOutage} failed during the outage: ${load.describe()}`);
   if (process.env.JETTY_FAULTS_VERBOSE) console.log(`SIGKILL: back after ${backAfterMs} ms, ${load.describe()}`);
 });
 

@@ -1,7 +1,7 @@
 import { pushable, type Pushable } from 'it-pushable';
 import * as assert from 'uvu/assert';
 import { ChunkKind, dataChunk, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk.js';
-import { ExchangeResetError } from '../../src/errors.js';
+import { ExchangeResetError, TransportClosedError } from '../../src/errors.js';
 import { ForwardedExchange } from '../../src/edge/forwarded-exchange.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
 import { within } from '../helpers/harness.js';
@@ -147,6 +147,30 @@ test('once body bytes went to the first owner, or its answer began, a misdirecte
   await upload;
   await fx.closed;
   assert.is((fx.error as ExchangeResetError).resetCode, ResetCode.MISDIRECTED);
+});
+
+test('a peer link closed with 1001 (a drained owner) before any answer counts as a refusal; a link cut (1006) does not', async () => {
+  for (const [code, retried] of [[1001, true], [1006, false]] as const) {
+    const first = new Owner();
+    const second = new Owner();
+    let reopened = 0;
+    let cause: Error | undefined;
+    const fx = new ForwardedExchange(first, HEAD, async (why) => ((cause = why), reopened++, second));
+    const body = request();
+    body.end();
+    await fx.sink(body);
+    const answer = answerOf(fx).catch((err: unknown) => err);
+    first.abort(new TransportClosedError(`WebSocket closed (${code})`, { closeCode: code }));
+    if (retried) second.respond(OK);
+    const got = await within(answer, 2000, 'the answer or the failure');
+    assert.is(reopened, retried ? 1 : 0, `close code ${code}`);
+    if (retried) {
+      assert.is((got as HTTPChunk[])[0].status, 200);
+      assert.is((cause as TransportClosedError).closeCode, 1001, 'the retry learns why');
+    } else {
+      assert.is((got as TransportClosedError).closeCode, 1006);
+    }
+  }
 });
 
 test('one retry at most: a second misdirected refusal is the error', async () => {

@@ -93,6 +93,14 @@ export class TestClusterRegistry implements ClusterDirectoryRegistry {
     this.cache.delete(key);
   }
 
+  /** One re-read, no wait (the store has no hints to wait for): another lease, else a local session. */
+  async relocate(key: string, failed: Lease): Promise<TunnelSession | undefined> {
+    this.forget(key);
+    const next = (await this.locate(key)).find((l) => l.edgeId !== failed.edgeId || l.epoch !== failed.epoch);
+    if (next) return (this.lastRemote = this.forwarder!.sessionFor(next));
+    return this.local.lookup(key);
+  }
+
   async peerUrl(edgeId: string): Promise<string | undefined> {
     return this.store.urls.get(edgeId);
   }

@@ -1,3 +1,4 @@
+import { appendFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { freePorts } from './free-port.js';
 import { waitFor } from './harness.js';
@@ -24,6 +25,13 @@ export interface ClusterInit {
   /** Extra flags for every edge. */
   edgeArgs?: string[];
 }
+
+/**
+ * To see why a request failed: JETTY_CLUSTER_LOG=info (the edges' log level; one line per exchange)
+ * and JETTY_CLUSTER_LOG_DIR=/some/dir (where each edge's output goes when it exits).
+ */
+const LOG_LEVEL = process.env.JETTY_CLUSTER_LOG;
+const LOG_DIR = process.env.JETTY_CLUSTER_LOG_DIR;
 
 /** Milliseconds an edge holds a vanished agent's name (short: fault tests wait for it at most once). */
 export const CLUSTER_RECONNECT_GRACE_MS = 5_000;
@@ -81,7 +89,9 @@ export class Cluster {
       '--edge-id', id,
       '--reconnect-grace', String(CLUSTER_RECONNECT_GRACE_MS),
       ...this.edgeArgs,
-    ], { JETTY_PEER_SECRET: this.peerSecret });
+    ], { JETTY_PEER_SECRET: this.peerSecret, ...(LOG_LEVEL ? { JETTY_LOG_LEVEL: LOG_LEVEL } : {}) });
+    // Each edge's output, appended when it exits (one section per test, ===== between them).
+    if (LOG_DIR) void proc.exited.then(() => appendFileSync(`${LOG_DIR}/${id}.log`, `${proc.stdout}${proc.stderr}\n=====\n`));
     await proc.line(/^Jetty edge on /);
     const edge: ClusterEdge = { id, host, proc, adminUrl: `http://${host}:${this.adminPort}` };
     this.edges[i - 1] = edge;
