@@ -13,6 +13,7 @@ import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { countData, ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { WsMux } from '../streams/ws-mux.js';
+import { waitForEvent } from '../wait.js';
 import { PerAddressLimit } from './client-limits.js';
 import type { EdgeMetrics } from './metrics.js';
 import { PEER_NONCE_HEADER, PEER_PATH, peerAnswerHeaders, PeerHandshakes } from './peer-auth.js';
@@ -31,6 +32,8 @@ export const MAX_PEER_CONNECTIONS_PER_ADDRESS = 8;
 export const MAX_PEER_EXCHANGES_PER_CONNECTION = 256;
 /** How long a peer may take to send its upgrade request, in ms. */
 export const PEER_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long close() waits for a peer to answer the WebSocket close handshake before cutting it, in ms. */
+export const PEER_CLOSE_TIMEOUT_MS = 2_000;
 
 export interface PeerEndpointInit {
   /** The shared secret of the cluster (`peer-secret`). */
@@ -52,6 +55,14 @@ function refusalCode(err: Error): ResetCode {
   if (err instanceof MisdirectedError) return ResetCode.MISDIRECTED;
   if (err instanceof AgentBusyError || err instanceof EdgeUnavailableError) return ResetCode.UNAVAILABLE;
   return err instanceof ExchangeResetError ? err.resetCode : ResetCode.INTERNAL;
+}
+
+/** Closes `ws` with a close frame after what it has to send; cuts it when the peer does not answer in time. */
+async function closeSocket(ws: WebSocket): Promise<void> {
+  if (ws.readyState === ws.CLOSED) return;
+  const answered = waitForEvent(ws, 'close', { timeoutMs: PEER_CLOSE_TIMEOUT_MS });
+  ws.close(1001, 'edge shutting down');
+  await answered.catch(() => ws.terminate());
 }
 
 /** `first`, then every chunk of `rest`. */
@@ -258,10 +269,15 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
     return { connections: this.sockets.size, bufferedBytes };
   }
 
-  /** Closes every peer socket (their exchanges fail) and the listener. */
+  /**
+   * Closes every peer socket (their exchanges fail) and the listener. Each socket gets a close frame,
+   * which leaves after the frames already sent: the last chunks of exchanges that just finished (a
+   * drain waits for them) may still sit in the socket, corked until the end of the turn (WsMux), and
+   * terminate() would drop them. A peer that does not answer within PEER_CLOSE_TIMEOUT_MS is cut.
+   */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const ws of this.sockets) ws.terminate();
+    await Promise.all([...this.sockets].map((ws) => closeSocket(ws)));
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     await closed;
