@@ -6,8 +6,9 @@ import { TransportClosedError } from '../errors.js';
 import { StreamStop } from './readable-reader.js';
 
 /**
- * Most bytes a GatheringReader holds read but not yet taken; at this much it pauses its stream. The
- * stream's own buffer (its highWaterMark) and one more read come on top.
+ * Most bytes a GatheringReader holds read but not yet taken; at this much it stops reading its stream,
+ * whose own buffer then fills and stops its source. That buffer (its highWaterMark) and one more read
+ * come on top.
  */
 export const GATHER_HIGH_WATER_BYTES = MAX_CHUNK_DATA_BYTES;
 
@@ -17,10 +18,17 @@ export const GATHER_HIGH_WATER_BYTES = MAX_CHUNK_DATA_BYTES;
  * chunks of 256 KiB instead of one per 64 KiB socket read, so each hop pays its per-message costs
  * a quarter as often. Nothing waits for more bytes: a lone small write (an SSE event) leaves as soon
  * as it was read. Several reads are gathered into one buffer that data-chunk.ts frames in place, so the
- * gather is the payload's one copy (Node's `read()` would concatenate them and the encoder copy them
- * again); a single read is handed over as it is and copied once by the encoder.
+ * gather is the payload's one copy; a single read is handed over as it is and copied once by the encoder.
  *
- * Bound: GATHER_HIGH_WATER_BYTES plus one read, plus the stream's highWaterMark once paused.
+ * The stream is read in paused mode ('readable' and `read()`, each 'readable' taking what arrived,
+ * usually one buffer), never by pausing and resuming a flowing stream: on a public HTTP request (whose
+ * socket Node's parser reads natively) that pause/resume flip-flop, under load, left the socket paused
+ * in name but still read (its bytesRead grew, `readableFlowing` false), the body piling up in the
+ * request without bound: a slow tunnel took a whole 512 MiB upload (test/edge/peering.test.ts, the
+ * forwarded upload). Stopping at the high-water mark and leaving the rest in the stream is Node's own
+ * backpressure (the request's buffer fills, its parser stops the socket).
+ *
+ * Bound: GATHER_HIGH_WATER_BYTES plus one read, plus the stream's highWaterMark.
  * `release()` removes the listeners and pauses the stream, leaving it to its owner.
  */
 export class GatheringReader {
@@ -33,10 +41,8 @@ export class GatheringReader {
     this.waiter = undefined;
     w?.();
   };
-  private readonly onData = (buf: Buffer): void => {
-    this.parts.push(buf);
-    this.bytes += buf.byteLength;
-    if (this.bytes >= GATHER_HIGH_WATER_BYTES) this.stream.pause();
+  private readonly onReadable = (): void => {
+    this.pull();
     this.wake();
   };
   private readonly stop: StreamStop;
@@ -45,7 +51,20 @@ export class GatheringReader {
     this.stop = new StreamStop(stream, this.wake);
     if (stream.readableEnded) this.stop.ended = true;
     else if (stream.destroyed) this.stop.interrupt(stream.errored ?? new TransportClosedError('stream closed before its end'));
-    stream.on('data', this.onData);
+    stream.on('readable', this.onReadable);
+  }
+
+  /**
+   * Takes what the stream holds until GATHER_HIGH_WATER_BYTES; what is left waits in the stream. Once
+   * `read()` gave null the stream emits 'readable' again when more arrives.
+   */
+  private pull(): void {
+    while (this.bytes < GATHER_HIGH_WATER_BYTES) {
+      const buf = this.stream.read() as Buffer | null;
+      if (buf === null) return;
+      this.parts.push(buf);
+      this.bytes += buf.byteLength;
+    }
   }
 
   /** Bytes read and not yet taken (at most GATHER_HIGH_WATER_BYTES plus one read). */
@@ -55,10 +74,10 @@ export class GatheringReader {
 
   /** What was read so far (at most MAX_CHUNK_DATA_BYTES) as one DATA chunk; null at a clean end. */
   async next(): Promise<HTTPChunk | null> {
+    if (this.bytes === 0) this.pull();
     while (this.bytes === 0) {
       if (this.stop.error) throw this.stop.error;
       if (this.stop.ended) return null;
-      this.stream.resume();
       await new Promise<void>((resolve) => {
         this.waiter = resolve;
       });
@@ -80,14 +99,14 @@ export class GatheringReader {
     // One read leaves as it is (the encoder copies it once, as the gather would); several are gathered.
     const chunk = parts.length === 1 ? dataChunk(parts[0]) : gatherData(parts, take);
     this.bytes -= take;
-    // Read ahead while this chunk is being sent.
-    if (this.bytes < GATHER_HIGH_WATER_BYTES && !this.stop.ended && !this.stop.error) this.stream.resume();
+    // Read ahead (what the stream holds already) while this chunk is being sent.
+    if (!this.stop.error) this.pull();
     return chunk;
   }
 
   /** Removes the listeners and pauses the stream; bytes read and not taken are dropped. */
   release(): void {
-    this.stream.off('data', this.onData);
+    this.stream.off('readable', this.onReadable);
     this.stop.release();
     this.stream.pause();
     this.parts = [];

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import * as assert from 'uvu/assert';
 import { encodeDataChunk } from '../../src/codec/data-chunk.js';
 import { ChunkKind } from '../../src/codec/http-chunk.js';
@@ -121,6 +122,49 @@ test('a stream destroyed before its end throws; a clean end gives null after the
       (err: Error) => assert.is(err.message, 'broken'),
     ),
   );
+});
+
+
+test('an HTTP request body read in bursts, then not at all: the uploading client is held back (no buffer grows in the request)', async () => {
+  // The consumer of a forwarded upload takes a credit window's worth of chunks, waits for more credit,
+  // and stops when the far side stalls. A reader that paused and resumed the flowing request for that
+  // left its socket read under load: the whole upload piled up in the request (edge/peering). Alone on
+  // the machine that race does not show here; this holds the paused-mode reader to its bound on a
+  // real request (the tests above use a raw socket).
+  const total = 256 * 1024 * 1024;
+  const server = createHttpServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  let req: IncomingMessage | undefined;
+  let reader: GatheringReader | undefined;
+  const taken = { bytes: 0 };
+  server.on('request', (incoming: IncomingMessage) => {
+    req = incoming;
+    reader = new GatheringReader(incoming);
+    void (async () => {
+      // 200 bursts of four chunks, each a timer tick after the last (a credit round trip).
+      for (let burst = 0; burst < 200; burst++) {
+        for (let i = 0; i < 4; i++) taken.bytes += (await reader!.next())?.data?.byteLength ?? 0;
+        await new Promise<void>((resolve) => setTimeout(resolve, 1));
+      }
+    })().catch(() => undefined);
+  });
+  const client = httpRequest({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, method: 'POST', path: '/', agent: false });
+  client.on('error', () => undefined);
+  try {
+    const pumped = pumpBlocks(client, Buffer.alloc(64 * 1024, 3), total);
+    await untilStable(() => pumped.bytes, 20_000, 'the client to be held back');
+    assert.ok(!pumped.finished, `the client wrote all ${pumped.bytes} bytes`);
+    // What was taken, the reader's bound, the request's buffer, socket buffers on both sides.
+    const bound = taken.bytes + GATHER_HIGH_WATER_BYTES + 16 * 1024 * 1024;
+    assert.ok(pumped.bytes < bound, `the client wrote ${pumped.bytes} bytes, ${taken.bytes} taken`);
+    assert.ok(req!.readableLength <= req!.readableHighWaterMark + 2 * SOCKET_READ_BYTES, `the request holds ${req!.readableLength} bytes`);
+  } finally {
+    reader?.release();
+    client.destroy();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 });
 
 test.run();
