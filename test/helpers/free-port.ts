@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
  * ephemeral range, which is also where every outgoing connection takes its source port: between the
  * test closing its probe and the process binding, a load client's connection can take it (CI saw
  * "the port is in use"). So these come from below that range, at random, each checked free for both
- * TCP and UDP on 127.0.0.1, and never the same port twice in one test process.
+ * TCP and UDP on every loopback address tests listen on, and never the same port twice in one test process.
  */
 
 /** Lowest port handed out; below this sit well-known and registered services. */
@@ -28,21 +28,31 @@ function ephemeralFloor(): number {
   }
 }
 
-const tcpFree = (port: number): Promise<boolean> =>
+/** Loopback addresses tests listen on: 127.0.0.1 and the cluster tests' edges (test/helpers/cluster.ts). */
+const PROBED_HOSTS = ['127.0.0.1', '127.0.0.11', '127.0.0.12', '127.0.0.13'];
+
+const tcpFreeOn = (port: number, host: string): Promise<boolean> =>
   new Promise((resolve) => {
     const srv = createServer();
     srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    srv.listen(port, host, () => srv.close(() => resolve(true)));
   });
 
-const udpFree = (port: number): Promise<boolean> =>
+const udpFreeOn = (port: number, host: string): Promise<boolean> =>
   new Promise((resolve) => {
     const sock = createSocket('udp4');
     sock.once('error', () => { sock.close(); resolve(false); });
-    sock.bind(port, '127.0.0.1', () => sock.close(() => resolve(true)));
+    sock.bind(port, host, () => sock.close(() => resolve(true)));
   });
 
-/** `n` distinct ports, free for TCP and UDP on 127.0.0.1 a moment ago and outside the ephemeral range. */
+async function free(port: number): Promise<boolean> {
+  for (const host of PROBED_HOSTS) {
+    if (!(await tcpFreeOn(port, host)) || !(await udpFreeOn(port, host))) return false;
+  }
+  return true;
+}
+
+/** `n` distinct ports, free for TCP and UDP on PROBED_HOSTS a moment ago and outside the ephemeral range. */
 export async function freePorts(n: number): Promise<number[]> {
   const ceiling = ephemeralFloor();
   const ports: number[] = [];
@@ -50,7 +60,7 @@ export async function freePorts(n: number): Promise<number[]> {
     if (attempt >= MAX_ATTEMPTS) throw new Error(`no free port in ${FLOOR}..${ceiling - 1} after ${MAX_ATTEMPTS} attempts`);
     const port = FLOOR + Math.floor(Math.random() * (ceiling - FLOOR));
     if (handedOut.has(port)) continue;
-    if (!(await tcpFree(port)) || !(await udpFree(port))) continue;
+    if (!(await free(port))) continue;
     handedOut.add(port);
     ports.push(port);
   }
