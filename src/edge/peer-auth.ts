@@ -62,7 +62,9 @@ export function verifyPeerAuth(secret: string, headers: IncomingHttpHeaders, now
   const timeMs = Number(time);
   if (Math.abs(now - timeMs) > PEER_CLOCK_WINDOW_MS) return undefined;
   const given = Buffer.from(presented, 'base64url');
-  if (given.byteLength !== MAC_BYTES) return undefined;
+  // Only the canonical spelling: the decoder skips padding, whitespace and stray characters and ignores
+  // the last character's low bits, so other spellings of one MAC would slip past the replay table.
+  if (given.byteLength !== MAC_BYTES || given.toString('base64url') !== presented) return undefined;
   return timingSafeEqual(given, mac(secret, id, timeMs, nonce)) ? id : undefined;
 }
 

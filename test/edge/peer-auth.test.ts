@@ -27,6 +27,13 @@ test('PeerHandshakes accepts each handshake once (a replay inside the window is 
   const h = peerAuthHeaders(SECRET, 'edge-a', now);
   assert.is(handshakes.verify(h, now), 'edge-a');
   assert.is(handshakes.verify(h, now + 10), undefined);
+  // Other spellings of the same MAC (padding, whitespace, a stray character, the last character's
+  // unused low bits) decode to the same bytes: they are replays too.
+  const m = h[PEER_MAC_HEADER];
+  const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const sibling = m.slice(0, -1) + last[last.indexOf(m.at(-1) as string) ^ 1];
+  assert.equal(Buffer.from(sibling, 'base64url'), Buffer.from(m, 'base64url'));
+  for (const spelling of [`${m}=`, `${m} `, `${m}!`, sibling]) assert.is(handshakes.verify({ ...h, [PEER_MAC_HEADER]: spelling }, now + 10), undefined, spelling);
   assert.is(handshakes.verify(peerAuthHeaders(SECRET, 'edge-a', now), now), 'edge-a');
   // Full of live entries: new handshakes wait; once those leave the window, they are pruned.
   for (let i = 2; i < MAX_REMEMBERED_HANDSHAKES; i++) handshakes.verify(peerAuthHeaders(SECRET, 'edge-a', now), now);

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import type { Agent } from '../../src/agent/agent.js';
 import { ChunkKind, ResetCode, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import type { Edge } from '../../src/edge/edge-server.js';
-import { PEER_PATH, peerAuthHeaders } from '../../src/edge/peer-auth.js';
+import { PEER_MAC_HEADER, PEER_PATH, peerAuthHeaders } from '../../src/edge/peer-auth.js';
 import { withForwardFields } from '../../src/edge/peer-fields.js';
 import { PeerLink } from '../../src/edge/peer-link.js';
 import { EdgeMetrics } from '../../src/edge/metrics.js';
@@ -243,13 +243,19 @@ test('a peer with the wrong secret is refused with 401 before the upgrade, logge
   const [, res3] = (await once(replay, 'unexpected-response')) as [unknown, IncomingMessage];
   assert.is(res3.statusCode, 401);
   replay.terminate();
-  assert.is(await metric(ctx.a, 'jetty_peer_auth_failures_total'), 3);
+  // Nor with its MAC spelled otherwise (base64 padding decodes to the same bytes).
+  const respelled = new WebSocket(url, ['jetty.v1.proto'], { headers: { ...headers, [PEER_MAC_HEADER]: `${headers[PEER_MAC_HEADER]}=` } });
+  respelled.on('error', () => undefined);
+  const [, res4] = (await once(respelled, 'unexpected-response')) as [unknown, IncomingMessage];
+  assert.is(res4.statusCode, 401);
+  respelled.terminate();
+  assert.is(await metric(ctx.a, 'jetty_peer_auth_failures_total'), 4);
   // An edge configured with another secret cannot forward: its client gets 502, the owner counts a failure.
   const c = await startClusterEdge(ctx.store, 'edge-c', { peerSecret: 'another-secret-0123456789' });
   ctx.extra.push(c);
   const got = await send(c, NAME, '/');
   assert.is(got.res.statusCode, 502);
-  assert.is(await metric(ctx.a, 'jetty_peer_auth_failures_total'), 4);
+  assert.is(await metric(ctx.a, 'jetty_peer_auth_failures_total'), 5);
 });
 
 test('a listener at the peer URL that cannot prove the secret (an impostor, a stale URL) never gets a request', async (ctx) => {
