@@ -59,6 +59,17 @@ function refusalCode(err: Error): ResetCode {
   return err instanceof ExchangeResetError ? err.resetCode : ResetCode.INTERNAL;
 }
 
+/**
+ * How a failure after the agent's exchange opened goes back to the forwarder. MISDIRECTED and
+ * UNAVAILABLE are edge-to-edge codes an agent has no business sending: passed on, they would make the
+ * forwarder send the request again (to another edge of the pool), so from the agent they are its
+ * protocol error.
+ */
+export function agentFailureCode(err: Error): ResetCode {
+  const code = refusalCode(err);
+  return code === ResetCode.MISDIRECTED || code === ResetCode.UNAVAILABLE ? ResetCode.PROTOCOL_ERROR : code;
+}
+
 /** `first`, then every chunk of `rest`. */
 async function* prepend(first: HTTPChunk, rest: AsyncIterable<HTTPChunk>): AsyncGenerator<HTTPChunk> {
   yield first;
@@ -218,7 +229,7 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
       await this.relay(forwarded.head, peerExchange, local, pipeline);
     } catch (err) {
       failure = toError(err);
-      peerExchange.abort(failure, refusalCode(failure));
+      peerExchange.abort(failure, local ? agentFailureCode(failure) : refusalCode(failure));
       local?.abort(failure, ResetCode.CANCEL);
     } finally {
       this.openExchanges--;
@@ -245,7 +256,7 @@ export class PeerEndpoint extends EventEmitter<{ idle: [] }> {
       if (peerExchange.error) local.abort(peerExchange.error, ResetCode.CANCEL);
     });
     void local.closed.then(() => {
-      if (local.error) peerExchange.abort(local.error, refusalCode(local.error));
+      if (local.error) peerExchange.abort(local.error, agentFailureCode(local.error));
     });
     const statusOf = async function* (source: AsyncIterable<HTTPChunk>): AsyncGenerator<HTTPChunk> {
       for await (const chunk of source) {
