@@ -24,7 +24,7 @@ export const LOCATE_CACHE_TTL_MS = 2_000;
 export const LOCATE_CACHE_MAX_ENTRIES = 10_000;
 /** A peer counts as seen (/readyz) for this long after its last hint or lease, ms. */
 export const PEER_SEEN_MS = 60_000;
-/** Peers remembered at most: edge ids change with every restart (HOSTNAME-PID). */
+/** Peers remembered at most (seen, and their cached peer URLs): edge ids change with every restart (HOSTNAME-PID). */
 export const MAX_PEERS_SEEN = 256;
 
 /** Counters of the cluster registry, by result (the edge maps them onto its Prometheus metrics). */
@@ -165,6 +165,11 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
   /** Keys in the locate cache now (bounded by LOCATE_CACHE_MAX_ENTRIES). */
   get cachedKeys(): number {
     return this.cache.size;
+  }
+
+  /** Edge ids whose peer URL is cached now (bounded by MAX_PEERS_SEEN). */
+  get cachedPeerUrls(): number {
+    return this.peerUrls.size;
   }
 
   private sawPeer(edgeId: string): void {
@@ -399,7 +404,10 @@ export class ClusterRegistry implements Registry, TunnelDirectory {
     if (hit && hit.until > Date.now()) return hit.url;
     try {
       const url = (await this.leases.peerUrl(edgeId)) || undefined;
+      this.peerUrls.delete(edgeId);
       this.peerUrls.set(edgeId, { url, until: Date.now() + LOCATE_CACHE_TTL_MS });
+      // Edge ids come from Redis (a new one per edge restart, or planted): the oldest entry goes.
+      if (this.peerUrls.size > MAX_PEERS_SEEN) this.peerUrls.delete(this.peerUrls.keys().next().value!);
       return url;
     } catch {
       return undefined;

@@ -1,7 +1,7 @@
 import * as assert from 'uvu/assert';
 import { AgentSession } from '../../src/actors/agent-session.js';
 import type { Lease, PeerForwarder } from '../../src/actors/cluster.js';
-import { ClusterRegistry, type ClusterRegistryInit } from '../../src/actors/cluster-registry.js';
+import { ClusterRegistry, MAX_PEERS_SEEN, type ClusterRegistryInit } from '../../src/actors/cluster-registry.js';
 import { RedisLeases } from '../../src/actors/redis-leases.js';
 import { AbortError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
@@ -263,6 +263,13 @@ run('the locate cache is bounded: names public clients make up do not grow it', 
   await reachable(a);
   for (let i = 0; i < 200; i++) assert.equal(await a.locate(`made-up-${i}`), []);
   assert.is(a.cachedKeys, 16);
+});
+
+run('the peer URL cache is bounded: edge ids read from Redis (or planted there) do not grow it', async (ctx) => {
+  const a = edge(ctx, 'edge-a');
+  await reachable(a);
+  for (let i = 0; i < MAX_PEERS_SEEN + 50; i++) assert.is(await a.peerUrl(`planted-${i}`), undefined);
+  assert.is(a.cachedPeerUrls, MAX_PEERS_SEEN);
 });
 
 run('close() ends within its command timeouts while Redis is frozen', async (ctx) => {
