@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { Server as NetServer, type AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { isClusterDirectoryRegistry } from '../actors/cluster.js';
 import { MemoryRegistry, type Registry } from '../actors/registry.js';
 import { ClusterRegistry } from '../actors/cluster-registry.js';
@@ -33,6 +34,12 @@ import { PeerEndpoint } from './peer-endpoint.js';
 
 export { EDGE_TRANSPORTS, type EdgeInit, type EdgeTransport } from './edge-config.js';
 
+/**
+ * In a cluster, how long a draining edge keeps its public listener open while its /readyz says 503, ms:
+ * a load balancer checking /readyz (the HAProxy recipe: every 300 ms) stops sending it new connections
+ * first. Closing the listener at once would reset the connections the kernel had already queued for it.
+ */
+export const CLUSTER_DRAIN_LISTEN_MS = 1_000;
 /** How often Node checks header timeouts (its default, 30 s, would let slow-header clients linger). */
 const CONNECTION_CHECK_INTERVAL_MS = 1_000;
 
@@ -400,11 +407,16 @@ export class Edge {
       // Peers get MISDIRECTED for new exchanges (they wait for the agent on another edge); those in flight get the grace period.
       if (peers) peers.draining = true;
       const handsOver = this.parts.forwarder !== undefined;
+      let listenerGone: Promise<void> = Promise.resolve();
       if (handsOver) {
-        // Refused connections make the balancer try another edge; one accepted just before is still
-        // answered (forwarded to wherever its tunnel's agent went): http.close() would also close
-        // those whose request has not arrived yet (Node's closeIdleConnections). Only the listener goes.
-        NetServer.prototype.close.call(http);
+        // The listener stays while the balancer's check sees /readyz 503 (CLUSTER_DRAIN_LISTEN_MS), then
+        // goes alone: a connection accepted before is still answered (forwarded to wherever its tunnel's
+        // agent went); http.close() would also close those whose request has not arrived yet.
+        listenerGone = delay(CLUSTER_DRAIN_LISTEN_MS, undefined, { signal: options.signal })
+          .catch(() => undefined)
+          .then(() => {
+            NetServer.prototype.close.call(http);
+          });
       } else {
         http.close();
         http.closeIdleConnections();
@@ -425,6 +437,8 @@ export class Edge {
       if (peers && peers.openExchanges > 0) {
         await waitForEvent(peers, 'idle', { timeoutMs: Math.max(1, until - Date.now()), signal: options.signal }).catch(() => undefined);
       }
+      await listenerGone;
+      if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: Math.max(1, until - Date.now()), signal: options.signal }).catch(() => undefined);
       const left = router.openExchanges + tcp.connections + (peers?.openExchanges ?? 0);
       if (left > 0) this.log.warn({ exchanges: left }, 'grace period over: aborting exchanges in flight');
       await this.close();

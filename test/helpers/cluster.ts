@@ -60,8 +60,8 @@ export class Cluster {
     try {
       for (let i = 1; i <= (init.edges ?? 3); i++) await cluster.startEdge(i);
       cluster.lb = await Haproxy.start([
-        { port, servers: cluster.edges.map((e) => `${e.host}:${port}`) },
-        { port: grpcPort, servers: cluster.edges.map((e) => `${e.host}:${grpcPort}`) },
+        { port, servers: cluster.edges.map((e) => `${e.host}:${port}`), readyzPort: adminPort },
+        { port: grpcPort, servers: cluster.edges.map((e) => `${e.host}:${grpcPort}`), readyzPort: adminPort },
       ]);
     } catch (err) {
       await cluster.stop();

@@ -14,6 +14,12 @@ export interface Frontend {
   port: number;
   /** `host:port` of each server, in round-robin order. */
   servers: string[];
+  /**
+   * Port (on each server's host) whose `/readyz` must answer 200 for the server to get connections
+   * (an edge's admin listener): a draining edge is taken out before it stops listening. Default: a
+   * TCP connect check of the server's own port.
+   */
+  readyzPort?: number;
 }
 
 /**
@@ -76,7 +82,9 @@ export function haproxyConfig(frontends: Frontend[]): string {
   frontends.forEach((f, i) => {
     lines.push(`frontend f${i}`, `  bind 127.0.0.1:${f.port}`, `  default_backend b${i}`);
     lines.push(`backend b${i}`, '  balance roundrobin');
-    f.servers.forEach((s, j) => lines.push(`  server s${j} ${s} check inter 300ms fall 1 rise 1`));
+    if (f.readyzPort) lines.push('  option httpchk GET /readyz', '  http-check expect status 200');
+    const port = f.readyzPort ? ` port ${f.readyzPort}` : '';
+    f.servers.forEach((s, j) => lines.push(`  server s${j} ${s} check${port} inter 300ms fall 1 rise 1`));
   });
   return `${lines.join('\n')}\n`;
 }
