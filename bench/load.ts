@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { MB, tempDir, track } from './procs.js';
+import { MB, tempDir, track, treeCpuMicros } from './procs.js';
 
 /** The block the origin repeats in /bytes (bench/origin.ts): 64 KiB of 'x'. */
 const ORIGIN_BLOCK = Buffer.alloc(64 * 1024, 120);
@@ -133,6 +133,26 @@ export async function smallGets(t: Target, seconds: number, connections = 50): P
   }
   const c = await autocannon({ url: `${t.base}/small`, connections, duration: seconds, headers: { host: t.host } });
   return { rps: c['2xx'] / c.duration, ok: c['2xx'], non2xx: c.non2xx, errors: c.errors + c.timeouts, p99ms: c.latency.p99, tool: 'autocannon' };
+}
+
+/** A target whose CPU the bench charges: server side (edge, sshd tree) and client side (agent, ssh); none for direct. */
+export interface Peer extends Target {
+  label: string;
+  cpuPids: [number, number] | null;
+}
+
+/** `work`'s result and the µs of CPU each side of `p` spent during it (null for direct). */
+export async function cpuSpent<T>(p: Peer, work: () => Promise<T>): Promise<{ result: T; micros: [number, number] | null }> {
+  const before = p.cpuPids?.map(treeCpuMicros);
+  const result = await work();
+  const after = p.cpuPids?.map(treeCpuMicros);
+  return { result, micros: before && after ? [after[0] - before[0], after[1] - before[1]] : null };
+}
+
+/** smallGets() and the µs of CPU each side of `p` spent per 2xx answer. */
+export async function smallGetsCpu(p: Peer, seconds: number, connections: number): Promise<{ small: SmallGets; cpu: [number, number] | null }> {
+  const { result: small, micros } = await cpuSpent(p, () => smallGets(p, seconds, connections));
+  return { small, cpu: micros ? [micros[0] / Math.max(1, small.ok), micros[1] / Math.max(1, small.ok)] : null };
 }
 
 /** Starts a slow reader: curl at `rate` for `seconds` on an endless body. Resolves with bytes read. */

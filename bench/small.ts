@@ -4,8 +4,8 @@
 // BENCH_BASELINE=DIR adds each Jetty transport again from another checkout (DIR/bin/jetty.js, built),
 // interleaved in the same rounds: a before/after under the same machine load. BENCH_WARMUP_SECONDS (5).
 import { join, resolve } from 'node:path';
-import { smallGets, type SmallGets, type Target } from './load.js';
-import { RUNS, median, startOrigin, startTunnel, stopTunnel, transports, treeCpuMicros, type Tunnel } from './procs.js';
+import { smallGets, smallGetsCpu, type Peer, type SmallGets } from './load.js';
+import { RUNS, median, startOrigin, startTunnel, stopTunnel, transports, type Tunnel } from './procs.js';
 import { startSshPeer, sshUnavailable, type SshPeer } from './ssh-peer.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -17,25 +17,13 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
 const CONNECTIONS = 50;
 
-interface Peer extends Target {
-  label: string;
-  /** Server side (edge, sshd tree) and client side (agent, ssh); none for direct. */
-  cpuPids: [number, number] | null;
-}
-
 interface Round {
   small: SmallGets;
   /** µs of CPU per 2xx request: server side, client side. */
   cpu: [number, number] | null;
 }
 
-async function round(p: Peer): Promise<Round> {
-  const before = p.cpuPids?.map(treeCpuMicros);
-  const small = await smallGets(p, SECONDS, CONNECTIONS);
-  const after = p.cpuPids?.map(treeCpuMicros);
-  const cpu = before && after ? ([0, 1].map((i) => (after[i] - before[i]) / Math.max(1, small.ok)) as [number, number]) : null;
-  return { small, cpu };
-}
+const round = (p: Peer): Promise<Round> => smallGetsCpu(p, SECONDS, CONNECTIONS);
 
 export async function small(): Promise<string> {
   const origin = await startOrigin();

@@ -1,8 +1,8 @@
 // Phase `throughput`: direct, ssh -R and each Jetty transport, same origin, same curl and load generator,
 // one after the other in each of RUNS rounds; medians, with ratios to ssh -R.
 // Environment: BENCH_GIB (1), BENCH_SECONDS (5, small GETs), BENCH_PARALLEL (20) × BENCH_PARALLEL_MIB (100).
-import { checkedDownload, download, originBodySha256, smallGets, upload, uploadFile, type SmallGets, type Target } from './load.js';
-import { MB, MIB, RUNS, median, startOrigin, startTunnel, stopTunnel, transports, treeCpuMicros } from './procs.js';
+import { checkedDownload, cpuSpent, download, originBodySha256, smallGetsCpu, upload, uploadFile, type Peer, type SmallGets } from './load.js';
+import { MB, MIB, RUNS, median, startOrigin, startTunnel, stopTunnel, transports } from './procs.js';
 import { startSshPeer, sshUnavailable, type SshPeer } from './ssh-peer.js';
 
 const GIB = Number(process.env.BENCH_GIB ?? 1);
@@ -10,12 +10,6 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 20);
 const PARALLEL_MIB = Number(process.env.BENCH_PARALLEL_MIB ?? 100);
 const CONNECTIONS = 50;
-
-interface Peer extends Target {
-  label: string;
-  /** Server side (edge, sshd tree) and client side (agent, ssh) pids for CPU per request; none for direct. */
-  cpuPids: [number, number] | null;
-}
 
 interface Round {
   down: number;
@@ -30,20 +24,15 @@ interface Round {
 
 /** `work`'s result and the CPU seconds the peer's two sides spent per GiB of `bytes` during it. */
 async function cpuPerGib<T>(p: Peer, bytes: number, work: () => Promise<T>): Promise<{ result: T; cpu: [number, number] | null }> {
-  const before = p.cpuPids?.map(treeCpuMicros);
-  const result = await work();
-  const after = p.cpuPids?.map(treeCpuMicros);
-  const cpu = before && after ? ([0, 1].map((i) => (after[i] - before[i]) / 1e6 / (bytes / 1024 ** 3)) as [number, number]) : null;
-  return { result, cpu };
+  const { result, micros } = await cpuSpent(p, work);
+  const perGib = (us: number): number => us / 1e6 / (bytes / 1024 ** 3);
+  return { result, cpu: micros ? [perGib(micros[0]), perGib(micros[1])] : null };
 }
 
 async function round(p: Peer, bytes: number, file: { path: string; sha256: string }, parallelBytes: number, parallelSha: string): Promise<Round> {
   const down = await cpuPerGib(p, bytes, () => download(p, bytes));
   const up = await cpuPerGib(p, bytes, () => upload(p, file, bytes));
-  const before = p.cpuPids?.map(treeCpuMicros);
-  const small = await smallGets(p, SECONDS, CONNECTIONS);
-  const after = p.cpuPids?.map(treeCpuMicros);
-  const cpu = before && after ? ([0, 1].map((i) => (after[i] - before[i]) / Math.max(1, small.ok)) as [number, number]) : null;
+  const { small, cpu } = await smallGetsCpu(p, SECONDS, CONNECTIONS);
   const t0 = performance.now();
   const par = await cpuPerGib(p, PARALLEL * parallelBytes, () => Promise.all(Array.from({ length: PARALLEL }, () => checkedDownload(p, parallelBytes, parallelSha))));
   const parallel = (PARALLEL * parallelBytes) / MB / ((performance.now() - t0) / 1000);
