@@ -431,14 +431,14 @@ export class Edge {
       // In a cluster the edge stays until its agents have moved (each leaves once its exchanges are
       // done): requests held here for them meanwhile are forwarded to their new edge, not cut.
       if (handsOver) await settledWithin(sessions.map((s) => s.closed), gracePeriodMs, options);
+      // Requests on connections accepted until the listener went are counted by the wait below.
+      await listenerGone;
       // The router's count is the one /readyz shows: the drain ends the moment the last exchange does.
       if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: Math.max(1, until - Date.now()), signal: options.signal }).catch(() => undefined);
       await tcp.idle({ timeoutMs: Math.max(0, until - Date.now()), signal: options.signal }).catch(() => undefined);
       if (peers && peers.openExchanges > 0) {
         await waitForEvent(peers, 'idle', { timeoutMs: Math.max(1, until - Date.now()), signal: options.signal }).catch(() => undefined);
       }
-      await listenerGone;
-      if (router.openExchanges > 0) await waitForEvent(router, 'idle', { timeoutMs: Math.max(1, until - Date.now()), signal: options.signal }).catch(() => undefined);
       const left = router.openExchanges + tcp.connections + (peers?.openExchanges ?? 0);
       if (left > 0) this.log.warn({ exchanges: left }, 'grace period over: aborting exchanges in flight');
       await this.close();
