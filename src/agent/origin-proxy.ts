@@ -134,7 +134,8 @@ export class OriginProxy {
     req.on('error', () => undefined);
     // A reset from the edge (or a dead session) must reach the origin even when nothing is being read.
     pipeline.onFailed((err) => req.destroy(err));
-    const response = this.responseChunks(req, pipeline);
+    const expect = req.getHeader('expect');
+    const response = this.responseChunks(req, expect !== undefined && /100-continue/i.test(String(expect)), pipeline);
     flushHeadUnlessBodyReady(req, () => exchange.buffered);
     const fail = (reason: unknown): void => {
       req.destroy();
@@ -153,20 +154,24 @@ export class OriginProxy {
     if (failed) fail(failed.reason);
   }
 
-  private async *responseChunks(req: ClientRequest, pipeline: ExchangePipeline): AsyncGenerator<HTTPChunk> {
+  private async *responseChunks(req: ClientRequest, expectsContinue: boolean, pipeline: ExchangePipeline): AsyncGenerator<HTTPChunk> {
     const response = waitForEvent<[IncomingMessage]>(req, 'response').then(
       ([res]) => res,
       (err: Error) => {
         throw new ExchangeResetError(`origin request failed: ${err.message}${certificateHint(err)}`, ResetCode.ORIGIN_ERROR, { cause: err });
       },
     );
-    // A 'continue' that never comes (the usual case) leaves this wait to the request's end.
-    const continued = waitForEvent(req, 'continue').then(
-      () => true,
-      () => false,
-    );
-    if ((await Promise.race([continued, response.then(() => false)])) === true) {
-      yield CONTINUE_HEAD;
+    // A 'continue' that never comes (the usual case) leaves this wait to the request's end. Only a
+    // request that asked (Expect: 100-continue) waits for one: an origin's unasked-for 100 is dropped
+    // (Node reads past it), and the wait cost two promises and a listener on every request.
+    if (expectsContinue) {
+      const continued = waitForEvent(req, 'continue').then(
+        () => true,
+        () => false,
+      );
+      if ((await Promise.race([continued, response.then(() => false)])) === true) {
+        yield CONTINUE_HEAD;
+      }
     }
     const res = await response;
     pipeline.status = res.statusCode ?? 0;
