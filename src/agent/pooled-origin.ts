@@ -1,4 +1,4 @@
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import { ChunkKind, dataChunk, ResetCode, type Header, type HTTPChunk } from '../codec/http-chunk.js';
 import { endToEndFields, flatFields, framedFields, pairFields, trailerFields } from '../codec/http-fields.js';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
@@ -30,12 +30,23 @@ export const POOLED_KEEP_ALIVE_MS = 4_000;
  * socket past POOLED_READ_AHEAD_BYTES), and a failure of the exchange aborts the origin request.
  */
 export class PooledOrigin {
-  private readonly pool: Pool;
+  private readonly origin: URL;
+  private pool: Pool | undefined;
+  /** undici is loaded with the first request (≈ 50–100 ms and 18 MiB): an agent that serves none, and every agent's start-up, never pay for it. */
+  private loading: Promise<Pool> | undefined;
+  private closed = false;
 
   constructor(origin: URL) {
+    this.origin = origin;
+  }
+
+  private async load(): Promise<Pool> {
+    const { Pool } = await import('undici');
     // No headers or body timeout: a long poll or an event stream is idle as long as it likes; the
     // edge's idle timeout and the public client decide when an exchange is over.
-    this.pool = new Pool(origin.origin, { pipelining: 1, keepAliveTimeout: POOLED_KEEP_ALIVE_MS, headersTimeout: 0, bodyTimeout: 0 });
+    this.pool ??= new Pool(this.origin.origin, { pipelining: 1, keepAliveTimeout: POOLED_KEEP_ALIVE_MS, headersTimeout: 0, bodyTimeout: 0 });
+    if (this.closed) void this.pool.destroy().catch(() => undefined);
+    return this.pool;
   }
 
   /** Whether a request with this head goes through the pool: no body, an origin-form target, no Expect, not CONNECT. */
@@ -50,11 +61,12 @@ export class PooledOrigin {
 
   /** Runs one exchange whose request is `head` alone, already re-targeted (path, Host) for the origin. */
   async serve(method: string, path: string, headers: readonly Header[], exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
+    const pool = this.pool ?? (await (this.loading ??= this.load()));
     const response = new PooledResponse(pipeline);
     pipeline.onFailed((err) => response.abort(err));
     try {
       const framed = framedFields(headers);
-      this.pool.dispatch({ method: method as Dispatcher.HttpMethod, path, headers: flatFields(framed.headers), body: null }, response);
+      pool.dispatch({ method: method as Dispatcher.HttpMethod, path, headers: flatFields(framed.headers), body: null }, response);
     } catch (err) {
       // Nothing reached the origin: a head undici refuses (a field that is not valid HTTP).
       pipeline.abort(new ProtocolError('request head is not valid HTTP', { cause: err }), ResetCode.PROTOCOL_ERROR);
@@ -70,7 +82,8 @@ export class PooledOrigin {
 
   /** Closes the pool's connections. */
   close(): void {
-    void this.pool.destroy().catch(() => undefined);
+    this.closed = true;
+    void this.pool?.destroy().catch(() => undefined);
   }
 }
 
