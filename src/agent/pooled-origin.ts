@@ -72,7 +72,15 @@ export class PooledOrigin {
       pipeline.abort(new ProtocolError('request head is not valid HTTP', { cause: err }), ResetCode.PROTOCOL_ERROR);
       return;
     }
-    const results = await Promise.allSettled([requestEnd(exchange), exchange.sink(response.chunks())]);
+    // Anything after a head that carried END is the peer's protocol error: both directions end at once
+    // (the response would otherwise run to its end first).
+    const request = requestEnd(exchange).catch((err: unknown) => {
+      const e = toError(err);
+      response.abort(e);
+      pipeline.abort(e, ResetCode.PROTOCOL_ERROR);
+      throw e;
+    });
+    const results = await Promise.allSettled([request, exchange.sink(response.chunks())]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (!failed) return;
     const err = toError(failed.reason);
