@@ -1,7 +1,7 @@
 import { Agent as HttpAgent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
-import { ChunkKind, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
+import { ChunkKind, ResetCode, type Header, type HTTPChunk } from '../codec/http-chunk.js';
 import { endToEndFields, flatFields, framedFields, trailerFields, upgradeProtocol } from '../codec/http-fields.js';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -13,6 +13,7 @@ import { incomingChunks } from '../streams/http-source.js';
 import { H2Origin } from './h2-origin.js';
 import { relayUpgrade } from './origin-upgrade.js';
 import { OriginTarget } from './origin-target.js';
+import { PooledOrigin } from './pooled-origin.js';
 
 /** Idle keep-alive connections kept to the origin. */
 export const ORIGIN_MAX_FREE_SOCKETS = 64;
@@ -47,6 +48,8 @@ export class OriginProxy {
   private readonly originInsecure: boolean;
   /** The HTTP/2 client of an h2c:// origin; undefined for HTTP/1.1 origins. */
   private readonly h2: H2Origin | undefined;
+  /** Requests without a body to an http:// origin (PooledOrigin); undefined for other origins. */
+  private readonly pooled: PooledOrigin | undefined;
   /** Called after every exchange (the agent's status view listens here). */
   onRequest: ((entry: RequestRecord) => void) | undefined;
 
@@ -58,6 +61,7 @@ export class OriginProxy {
     const keepAlive = { keepAlive: true, maxFreeSockets: ORIGIN_MAX_FREE_SOCKETS, noDelay: true };
     this.agent = init.origin.protocol === 'https:' ? new HttpsAgent({ ...keepAlive, rejectUnauthorized: !init.originInsecure }) : new HttpAgent(keepAlive);
     this.h2 = init.origin.protocol === 'h2c:' ? new H2Origin({ origin: init.origin }) : undefined;
+    this.pooled = init.origin.protocol === 'http:' ? new PooledOrigin(init.origin) : undefined;
   }
 
   /**
@@ -93,6 +97,9 @@ export class OriginProxy {
       const target = { ...head, target: this.target.path(head.target), headers: this.target.fields(headers) };
       return relayUpgrade(this.origin, target, protocol, exchange, pipeline, { originInsecure: this.originInsecure });
     }
+    if (this.pooled && PooledOrigin.takes(head, headers)) {
+      return this.pooled.serve(head.method ?? 'GET', this.target.path(head.target), this.target.fields(headers), exchange, pipeline);
+    }
     let origin: { req: ClientRequest; length: number | undefined } | undefined;
     try {
       origin = this.originRequest(head);
@@ -100,7 +107,7 @@ export class OriginProxy {
       // Nothing reached the origin: the head was one Node (or framedFields) refuses.
       pipeline.abort(new ProtocolError('request head is not valid HTTP', { cause: err }), ResetCode.PROTOCOL_ERROR);
     }
-    if (origin) await this.relay(origin.req, origin.length, exchange, pipeline);
+    if (origin) await this.relay(origin.req, origin.length, expectsContinue(headers), exchange, pipeline);
   }
 
   /**
@@ -128,13 +135,13 @@ export class OriginProxy {
   }
 
   /** Runs both directions of one exchange against `req`; a failure of either aborts both. */
-  private async relay(req: ClientRequest, length: number | undefined, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
+  private async relay(req: ClientRequest, length: number | undefined, expectsContinue: boolean, exchange: ExchangeDuplex, pipeline: ExchangePipeline): Promise<void> {
     // Failures surface through the response pipeline; this listener only keeps a late second
     // 'error' (after a destroy) from being unhandled.
     req.on('error', () => undefined);
     // A reset from the edge (or a dead session) must reach the origin even when nothing is being read.
     pipeline.onFailed((err) => req.destroy(err));
-    const response = this.responseChunks(req, pipeline);
+    const response = this.responseChunks(req, expectsContinue, pipeline);
     flushHeadUnlessBodyReady(req, () => exchange.buffered);
     const fail = (reason: unknown): void => {
       req.destroy();
@@ -153,20 +160,24 @@ export class OriginProxy {
     if (failed) fail(failed.reason);
   }
 
-  private async *responseChunks(req: ClientRequest, pipeline: ExchangePipeline): AsyncGenerator<HTTPChunk> {
+  private async *responseChunks(req: ClientRequest, expectsContinue: boolean, pipeline: ExchangePipeline): AsyncGenerator<HTTPChunk> {
     const response = waitForEvent<[IncomingMessage]>(req, 'response').then(
       ([res]) => res,
       (err: Error) => {
         throw new ExchangeResetError(`origin request failed: ${err.message}${certificateHint(err)}`, ResetCode.ORIGIN_ERROR, { cause: err });
       },
     );
-    // A 'continue' that never comes (the usual case) leaves this wait to the request's end.
-    const continued = waitForEvent(req, 'continue').then(
-      () => true,
-      () => false,
-    );
-    if ((await Promise.race([continued, response.then(() => false)])) === true) {
-      yield CONTINUE_HEAD;
+    // A 'continue' that never comes (the usual case) leaves this wait to the request's end. Only a
+    // request that asked (Expect: 100-continue) waits for one: an origin's unasked-for 100 is dropped
+    // (Node reads past it), and the wait cost two promises and a listener on every request.
+    if (expectsContinue) {
+      const continued = waitForEvent(req, 'continue').then(
+        () => true,
+        () => false,
+      );
+      if ((await Promise.race([continued, response.then(() => false)])) === true) {
+        yield CONTINUE_HEAD;
+      }
     }
     const res = await response;
     pipeline.status = res.statusCode ?? 0;
@@ -187,7 +198,13 @@ export class OriginProxy {
   close(): void {
     this.agent.destroy();
     this.h2?.close();
+    this.pooled?.close();
   }
+}
+
+/** Whether a request with these fields asks for a 100 Continue (its headers are passed to Node as a flat list, which getHeader() does not see). */
+function expectsContinue(headers: readonly Header[]): boolean {
+  return headers.some((h) => h.name.toLowerCase() === 'expect' && /100-continue/i.test(h.value));
 }
 
 /** Node's codes for an origin certificate that does not verify. */

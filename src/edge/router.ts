@@ -21,7 +21,7 @@ import {
 import type { Logger } from '../logger.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import { abortable } from '../streams/abortable.js';
-import { ExchangePipeline, type ExchangeRecord } from '../streams/exchange-pipeline.js';
+import { ExchangePipeline, oneChunk, type ExchangeRecord } from '../streams/exchange-pipeline.js';
 import { incomingChunks } from '../streams/http-source.js';
 import { completed, isClosed, writeResponse } from '../streams/http-sink.js';
 import { CidrSet } from './cidr-set.js';
@@ -286,10 +286,15 @@ export class Router extends EventEmitter<{ idle: [] }> {
     // hop per chunk on every request).
     // A request complete before it was opened (head.end) never waits for a byte: nothing to abort,
     // so it costs no AbortSignal and no promise per read.
-    const upload = pipe(
-      incomingChunks(req, head, pipeline.bytesIn, requestTrailers),
-      (source) => (head.end ? source : abortable(source, pipeline.failed)),
-      (source) => exchange.sink(source),
+    // Such a request is its head alone: no reader of the (empty) body, no pipe stages.
+    const upload = (
+      head.end
+        ? exchange.sink(oneChunk(head))
+        : pipe(
+            incomingChunks(req, head, pipeline.bytesIn, requestTrailers),
+            (source) => abortable(source, pipeline.failed),
+            (source) => exchange.sink(source),
+          )
     ).catch((err: unknown) => pipeline.abort(toError(err), ResetCode.CANCEL));
     try {
       pipeline.status = await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, pipeline.bytesOut);
@@ -303,7 +308,10 @@ export class Router extends EventEmitter<{ idle: [] }> {
       // A response the edge refuses (ambiguous framing, a body that does not match its length) is the
       // agent's protocol error; anything else here means the public side gave up.
       pipeline.abort(e, e instanceof ProtocolError ? ResetCode.PROTOCOL_ERROR : ResetCode.CANCEL);
-      req.destroy();
+      // An upload still arriving stops here. A request Node has wholly parsed keeps its connection:
+      // destroying a request nobody read to its end (a GET answered by an agent's RESET) destroys the
+      // socket, and the client would get a hang-up instead of its error page.
+      if (!req.complete) req.destroy();
       throw exchange.error instanceof IdleTimeoutError ? exchange.error : err;
     } finally {
       // Only our listener goes: the socket timer is Node's again. A finished response has already re-armed

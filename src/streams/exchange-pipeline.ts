@@ -1,6 +1,6 @@
 import { ChunkKind, EXCHANGE_KIND_NAMES, ExchangeKind, exchangeKindOf, ResetCode, type HTTPChunk } from '../codec/http-chunk.js';
 import { ExchangeResetError, IdleTimeoutError, toError, UnsupportedExchangeKindError } from '../errors.js';
-import { requestLineLogger, type Logger } from '../logger.js';
+import { logRequestLine, type Logger } from '../logger.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 import type { ByteCounter } from './http-source.js';
 
@@ -41,6 +41,22 @@ export function countData(counter: ByteCounter): (source: AsyncIterable<HTTPChun
       if (chunk.kind === ChunkKind.DATA) counter.bytes += chunk.data!.byteLength;
       yield chunk;
     }
+  };
+}
+
+/** `chunk` alone as a sink's source (a request that is its head alone): no generator, no pipe stage. */
+export function oneChunk(chunk: HTTPChunk): AsyncIterable<HTTPChunk> {
+  return {
+    [Symbol.asyncIterator]() {
+      let given = false;
+      return {
+        next: (): Promise<IteratorResult<HTTPChunk>> => {
+          if (given) return Promise.resolve({ value: undefined, done: true });
+          given = true;
+          return Promise.resolve({ value: chunk, done: false });
+        },
+      };
+    },
   };
 }
 
@@ -141,12 +157,11 @@ export class ExchangePipeline {
 
   /** Writes the request log line ('request', or 'request failed' with the error) and returns its entry. */
   finish(err: unknown): ExchangeRecord {
-    const { id, method, path, fields } = this.init;
-    const logger = requestLineLogger(this.init.logger);
+    const { id, method, path, fields, logger } = this.init;
     const ms = Math.round((performance.now() - this.started) * 10) / 10;
     const entry: ExchangeRecord = { id, method, path, status: this.status, bytesIn: this.bytesIn.bytes, bytesOut: this.bytesOut.bytes, ms };
     if (!err) {
-      logger.info({ ...entry, ...fields }, 'request');
+      logRequestLine(logger, 'request', entry, fields ?? NO_FIELDS);
       return entry;
     }
     // The whole story stays here, beside the request id: a public error page only says which kind of failure.
@@ -155,7 +170,9 @@ export class ExchangePipeline {
     entry.code = (e as { code?: string }).code;
     const cause = e.cause === undefined ? undefined : toError(e.cause).message;
     const peerReason = e instanceof ExchangeResetError ? e.peerReason : undefined;
-    logger.info({ ...entry, ...fields, cause, peerReason }, 'request failed');
+    logRequestLine(logger, 'request failed', entry, fields ?? NO_FIELDS, { cause, peerReason });
     return entry;
   }
 }
+
+const NO_FIELDS: Record<string, unknown> = Object.freeze({});

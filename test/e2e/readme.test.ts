@@ -74,7 +74,8 @@ const READY: Array<[RegExp, RegExp]> = [
   }
   assert.match(answer!.stdout, /^Hello from Jetty's demo origin/);
   assert.match(answer!.stdout, /^GET \/hello HTTP\/1\.1$/m);
-  assert.match(answer!.stdout, new RegExp(`^Host: demo\\.localhost:${edgePort}$`, 'm'));
+  // Field names are case-insensitive: the agent's undici client sends `host` (first), Node's client kept `Host`.
+  assert.match(answer!.stdout, new RegExp(`^host: demo\\.localhost:${edgePort}$`, 'mi'));
 });
 
 test('the quick start block is found and read: four commands and the Forwarding line', () => {
