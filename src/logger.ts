@@ -1,8 +1,8 @@
-import { setLogger as setGrpcLogger } from '@grpc/grpc-js';
 import { format } from 'node:util';
 import { levels, pino, symbols, type Logger, type LoggerOptions } from 'pino';
 import { createRequire } from 'node:module';
 import type prettyFactory from 'pino-pretty';
+import type * as GrpcJs from '@grpc/grpc-js';
 import SonicBoomModule, { type SonicBoom } from 'sonic-boom';
 
 export type { Logger };
@@ -244,8 +244,9 @@ export function silentLogger(): Logger {
  * grpc-js writes its own errors to stderr as raw text ("E No address added out of total 1 resolved"),
  * above the line Jetty prints for the same failure, and into the live status view. They go to the
  * process logger at debug instead: Jetty reports every failure that matters in its own words.
+ * Loads grpc-js: call it only in a process that uses gRPC (an agent on WebSocket never loads it).
  */
 export function routeGrpcLogs(logger: Logger): void {
   const toDebug = (...args: unknown[]): void => logger.debug({ grpc: format(...args) }, 'grpc-js');
-  setGrpcLogger({ error: toDebug, info: toDebug, debug: toDebug });
+  (require('@grpc/grpc-js') as typeof GrpcJs).setLogger({ error: toDebug, info: toDebug, debug: toDebug });
 }

@@ -33,6 +33,11 @@ export interface EdgeInit {
   grpcPublicPort?: number;
   /** Health and metrics listener; off when undefined. */
   adminListen?: string;
+  /**
+   * Keep Prometheus metrics (default true; always with an admin listener). The CLI turns them off
+   * when it has no admin listener: no one could read them, and prom-client is ≈ 3 MiB of RSS.
+   */
+  metrics?: boolean;
   /** Tunnels are `NAME.DOMAIN`; default `localhost`. */
   domain?: string;
   logger: Logger;

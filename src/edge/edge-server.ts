@@ -147,7 +147,8 @@ function assemble(config: EdgeConfig, init: EdgeInit): EdgeParts {
   const ports = { public: config.listen.port, grpc: 0, peer: 0 };
   let admission: AgentAdmission | undefined;
   let router: Router | undefined;
-  const metrics = new EdgeMetrics(() => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} }));
+  const stats = () => ({ openExchanges: router?.openExchanges ?? 0, sessionsByTransport: admission?.byTransport() ?? {} });
+  const metrics = new EdgeMetrics(stats, { enabled: init.metrics !== false || init.adminListen !== undefined });
   const ownsCluster = !init.registry && config.registryUrl !== MEMORY_REGISTRY;
   const registry: Registry = init.registry ?? (ownsCluster ? clusterRegistry(config, init, metrics) : new MemoryRegistry(config.reconnectGraceMs, config.startupGraceMs));
   const cluster = registry instanceof ClusterRegistry ? registry : undefined;

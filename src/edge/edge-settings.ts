@@ -185,6 +185,7 @@ export function edgeInitFrom(v: SettingValues): Omit<EdgeInit, 'logger'> {
     reservedNames: v['reserved-names'] as string[],
     grpcPublicPort: (v['grpc-public-port'] as number) || undefined,
     adminListen: (v['admin-listen'] as string) || undefined,
+    metrics: Boolean(v['admin-listen']),
     domain: v.domain as string,
     transports: v.transports as EdgeTransport[],
     pingIntervalMs: v['ping-interval'] as number,
