@@ -7,4 +7,13 @@
 // a slow reader, at no measurable throughput cost (bench/README.md, "Memory and start-up").
 // Flags after `node` here apply when jetty runs as a command (npm's bin link, the Docker entrypoint);
 // `node bin/jetty.js` skips them, and the bench reads them from this line (bench/procs.ts).
-import '../dist/src/main.js';
+import { setFlagsFromString } from 'node:v8';
+
+// No incremental marking: V8 then collects the old generation in one pause when it is full. With it,
+// a bulk transfer (every socket read and WebSocket message a fresh ArrayBuffer, soon dropped) sent the
+// edge or the agent, at random, into runs of 100-230 mark-compacts per GiB ("finalize incremental
+// marking via task" every 20-40 ms), which doubled that process's CPU per GiB. Measured in
+// bench/README.md ("WebSocket bulk path and V8's incremental marking"), with its cost: slow readers
+// leave more garbage between collections. Set before anything is loaded, so main.js comes after it.
+setFlagsFromString('--no-incremental-marking');
+await import('../dist/src/main.js');

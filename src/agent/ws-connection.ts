@@ -65,6 +65,8 @@ export class WsConnection implements SessionTransport {
       codec,
       role: 'agent',
       localWindow: init.windowBytes,
+      // With a zero key a masked payload is the payload itself: DATA goes out without a copy.
+      directData: init.zeroMask === false ? undefined : 'zero-mask',
       onExchange: (head, exchange) => session.serve(head, exchange),
       onFault: (err) => init.logger.error({ err }, 'closing the edge session: handler fault'),
       onControl: (frame) => ('edge' in frame ? session.receive(frame.edge) : this.mux.protocolError('agent control message from the edge')),

@@ -27,10 +27,12 @@ export const FRAME_TAILROOM_BYTES = 1 + 5;
  */
 const gathered = new WeakMap<ArrayBufferLike, number>();
 
-/** The bytes of `parts`, in order, as one DATA chunk whose payload has frame room around it. */
-export function gatherData(parts: readonly Uint8Array[], total: number): HTTPChunk {
-  // allocUnsafeSlow: a buffer of its own, never a slice of Node's shared pool.
-  const buf = Buffer.allocUnsafeSlow(FRAME_HEADROOM_BYTES + total + FRAME_TAILROOM_BYTES);
+/**
+ * The bytes of `parts`, in order, as one DATA chunk whose payload has frame room around it, in a
+ * buffer of its own from `alloc` (never a slice of Node's shared pool; default a fresh one).
+ */
+export function gatherData(parts: readonly Uint8Array[], total: number, alloc: (size: number) => Buffer = Buffer.allocUnsafeSlow): HTTPChunk {
+  const buf = alloc(FRAME_HEADROOM_BYTES + total + FRAME_TAILROOM_BYTES);
   let pos = FRAME_HEADROOM_BYTES;
   for (const p of parts) {
     buf.set(p, pos);
@@ -73,16 +75,38 @@ function layout(chunk: HTTPChunk): { head: number; tail: number; length: number 
  */
 function writeChunk(buf: Uint8Array, pos: number, chunk: HTTPChunk, payloadInPlace = false): void {
   const data = chunk.data!;
+  pos = writeChunkHead(buf, pos, data.byteLength);
+  if (!payloadInPlace) buf.set(data, pos);
+  writeChunkTail(buf, pos + data.byteLength, chunk);
+}
+
+/** The HTTPChunk bytes before a DATA payload of `size` bytes (kind, data's tag and length); the next pos. */
+function writeChunkHead(buf: Uint8Array, pos: number, size: number): number {
   buf[pos++] = 0x08;
   buf[pos++] = ChunkKind.DATA;
   buf[pos++] = 0x3a;
-  pos = writeVarint(buf, pos, data.byteLength);
-  if (!payloadInPlace) buf.set(data, pos);
-  pos += data.byteLength;
+  return writeVarint(buf, pos, size);
+}
+
+/** The HTTPChunk bytes after a DATA payload: seq, if set. */
+function writeChunkTail(buf: Uint8Array, pos: number, chunk: HTTPChunk): void {
   if (chunk.seq !== undefined && chunk.seq !== null) {
     buf[pos++] = 0x50;
     writeVarint(buf, pos, chunk.seq >>> 0);
   }
+}
+
+/** The WsFrame bytes before its HTTPChunk of `innerLength` bytes (stream, chunk's tag and length); the next pos. */
+function writeWsFrameHead(buf: Uint8Array, pos: number, stream: number, innerLength: number): number {
+  buf[pos++] = 0x08;
+  pos = writeVarint(buf, pos, stream >>> 0);
+  buf[pos++] = 0x12;
+  return writeVarint(buf, pos, innerLength);
+}
+
+/** Bytes writeWsFrameHead() writes. */
+function wsFrameHeadBytes(stream: number, innerLength: number): number {
+  return 1 + varintBytes(stream >>> 0) + 1 + varintBytes(innerLength);
 }
 
 /**
@@ -118,15 +142,41 @@ export function encodeDataChunk(chunk: HTTPChunk): Buffer {
 /** The WsFrame encoding of a plain DATA chunk on `stream`, in one allocation. */
 export function encodeWsDataFrame(stream: number, chunk: HTTPChunk): Buffer {
   const inner = layout(chunk);
-  const head = 1 + varintBytes(stream >>> 0) + 1 + varintBytes(inner.length);
+  const head = wsFrameHeadBytes(stream, inner.length);
   const inPlaceOk = hasRoom(chunk.data!);
   const buf = inPlaceOk ? inPlace(chunk.data!, head + inner.head, head + inner.length) : Buffer.allocUnsafe(head + inner.length);
-  buf[0] = 0x08;
-  let pos = writeVarint(buf, 1, stream >>> 0);
-  buf[pos++] = 0x12;
-  pos = writeVarint(buf, pos, inner.length);
-  writeChunk(buf, pos, chunk, inPlaceOk);
+  writeChunk(buf, writeWsFrameHead(buf, 0, stream, inner.length), chunk, inPlaceOk);
   return buf;
+}
+
+/** A WsFrame carrying DATA, as the bytes around its payload (wsDataFrameParts). */
+export interface WsDataFrameParts {
+  /** Free room (roomFor), then the WsFrame and HTTPChunk bytes before the payload. */
+  head: Buffer;
+  /** The bytes after the payload (seq), or undefined when there are none. */
+  tail: Buffer | undefined;
+  /** Bytes of the whole WsFrame (head without its room, payload, tail). */
+  length: number;
+}
+
+/**
+ * The WsFrame encoding of a plain DATA chunk (isPlainData) on `stream`, without its payload: for a
+ * writer that sends head, payload and tail as they are (one writev) rather than copying the payload
+ * into one buffer. `roomFor(length)` bytes are left free at the start of `head` (the header of a
+ * WebSocket frame of that many bytes).
+ */
+export function wsDataFrameParts(stream: number, chunk: HTTPChunk, roomFor: (length: number) => number): WsDataFrameParts {
+  const inner = layout(chunk);
+  const outer = wsFrameHeadBytes(stream, inner.length);
+  const room = roomFor(outer + inner.length);
+  const head = Buffer.allocUnsafe(room + outer + inner.head);
+  writeChunkHead(head, writeWsFrameHead(head, room, stream, inner.length), chunk.data!.byteLength);
+  let tail: Buffer | undefined;
+  if (inner.tail > 0) {
+    tail = Buffer.allocUnsafe(inner.tail);
+    writeChunkTail(tail, 0, chunk);
+  }
+  return { head, tail, length: outer + inner.length };
 }
 
 /** A varint of at most 5 bytes below 2^32 at `pos`, as [value, next pos]; undefined if not one. */

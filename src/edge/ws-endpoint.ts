@@ -84,6 +84,8 @@ export class WsEndpoint {
       codec,
       role: 'edge',
       localWindow: this.init.windowBytes,
+      // perMessageDeflate is off (above): DATA goes header and payload side by side, never copied.
+      directData: 'unmasked',
       onControl: (frame) => {
         if (!('agent' in frame)) return mux.protocolError('edge control message from the agent');
         if (incoming.readableLength >= MAX_WS_CONTROL_BACKLOG) return mux.protocolError('agent control messages faster than the edge reads them');

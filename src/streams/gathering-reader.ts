@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { gatherData } from '../codec/data-chunk.js';
+import { FRAME_HEADROOM_BYTES, FRAME_TAILROOM_BYTES, gatherData } from '../codec/data-chunk.js';
 import { dataChunk, type HTTPChunk } from '../codec/http-chunk.js';
 import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
 import { TransportClosedError } from '../errors.js';
@@ -11,6 +11,51 @@ import { StreamStop } from './readable-reader.js';
  * come on top.
  */
 export const GATHER_HIGH_WATER_BYTES = MAX_CHUNK_DATA_BYTES;
+
+/**
+ * Most free gather buffers kept for reuse (each MAX_CHUNK_DATA_BYTES plus frame room, ≈ 256 KiB):
+ * about what one bulk transfer has in flight (a 1 MiB credit window and 1 MiB of socket buffer).
+ */
+export const GATHER_POOL_BUFFERS = 8;
+
+/**
+ * Full-size gather buffers, lent to GatheringReader and given back by the writer that sent them
+ * (ws-direct.ts, once the socket has taken the bytes). A fresh 256 KiB buffer per chunk made the
+ * sender's V8 heap run a mark-compact every few chunks (external memory pressure: 130-190 per GiB
+ * on the agent of a download, two thirds of its CPU); reused, there are none. A buffer nobody gives
+ * back (another transport, an exchange that failed) is simply collected.
+ */
+class GatherPool {
+  private readonly free: Buffer[] = [];
+  /** Buffers lent out and not given back yet: only those are taken back, once. */
+  private readonly lent = new WeakSet<ArrayBufferLike>();
+  private readonly fullSize = FRAME_HEADROOM_BYTES + MAX_CHUNK_DATA_BYTES + FRAME_TAILROOM_BYTES;
+
+  readonly take = (size: number): Buffer => {
+    if (size !== this.fullSize) return Buffer.allocUnsafeSlow(size);
+    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(size);
+    this.lent.add(buf.buffer);
+    return buf;
+  };
+
+  /** Takes back the buffer under `payload` if it is a whole full-size gather this pool lent. */
+  giveBack(payload: Uint8Array): void {
+    if (payload.byteLength !== MAX_CHUNK_DATA_BYTES || payload.byteOffset !== FRAME_HEADROOM_BYTES || !this.lent.has(payload.buffer)) return;
+    this.lent.delete(payload.buffer);
+    if (this.free.length < GATHER_POOL_BUFFERS) this.free.push(Buffer.from(payload.buffer, 0, this.fullSize));
+  }
+
+  /** Free buffers held (for tests). */
+  get freeBuffers(): number {
+    return this.free.length;
+  }
+}
+
+/**
+ * The process's gather buffers. A writer calls `giveBack(chunk.data)` once the bytes of a DATA chunk
+ * it sent are written and nothing refers to them any more; anything else is ignored.
+ */
+export const gatherPool = new GatherPool();
 
 /**
  * Reads a byte stream (a body, a socket) ahead while its consumer is busy sending, and hands over
@@ -97,7 +142,7 @@ export class GatheringReader {
     }
     const parts = this.parts.splice(0, count);
     // One read leaves as it is (the encoder copies it once, as the gather would); several are gathered.
-    const chunk = parts.length === 1 ? dataChunk(parts[0]) : gatherData(parts, take);
+    const chunk = parts.length === 1 ? dataChunk(parts[0]) : gatherData(parts, take, gatherPool.take);
     this.bytes -= take;
     // Read ahead (what the stream holds already) while this chunk is being sent.
     if (!this.stop.error) this.pull();

@@ -2,10 +2,12 @@ import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { ChunkKind, ResetCode, resetChunk, type HTTPChunk } from '../codec/http-chunk.js';
 import { upgradeProtocol } from '../codec/http-fields.js';
+import { isPlainData } from '../codec/data-chunk.js';
 import type { WsCodec, WsFrame } from '../codec/ws-frame.js';
 import { ProtocolError, SessionFaultError, TransportClosedError, toError } from '../errors.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 import { wsCloseReason } from './ws-close-reason.js';
+import { writeDirectData } from './ws-direct.js';
 import { MuxStream, type MuxStreamHost } from './ws-mux-stream.js';
 
 /** Default per-exchange receive window on WebSocket, in bytes of chunk cost (credit returned at half). */
@@ -41,6 +43,13 @@ export interface WsMuxInit {
   /** The socket is gone or the session broke the protocol; `err` says why. Called once. */
   onClose: (err: Error) => void;
   /**
+   * DATA frames are written straight to the TCP socket, header and payload side by side, instead of
+   * through `ws.send()` (ws-direct.ts): `unmasked` from a server, `zero-mask` from a client that masks
+   * with a zero key. Only for the binary (protobuf) codec on a socket without permessage-deflate.
+   * Default: every frame through `ws.send()`.
+   */
+  directData?: 'unmasked' | 'zero-mask';
+  /**
    * A handler of this session threw (SessionFaultError, the thrown value as its cause). The session is
    * closed (1011) right after; the caller logs and counts it. Default: nothing.
    */
@@ -64,6 +73,7 @@ export class WsMux implements MuxStreamHost {
   peerReadsFolded = false;
   readonly localWindow: number;
   private readonly init: WsMuxInit;
+  private readonly directData: WsMuxInit['directData'];
   private readonly socket: WebSocket;
   private readonly streams = new Map<number, MuxStream>();
   private readonly flushWaiters = new Set<() => void>();
@@ -75,6 +85,7 @@ export class WsMux implements MuxStreamHost {
     this.init = init;
     this.socket = init.socket;
     this.localWindow = init.localWindow;
+    this.directData = init.codec.binary ? init.directData : undefined;
     this.socket.on('message', this.guard((data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary)));
     // The peer's close reason stays out of the error: exchange errors can reach public error pages.
     this.socket.on('close', this.guard((code: number) => this.shutdown(new TransportClosedError(`WebSocket closed (${code})`, { closeCode: code }))));
@@ -118,6 +129,11 @@ export class WsMux implements MuxStreamHost {
     }
     if (this.closeError) throw this.closeError;
     this.corkForTurn();
+    const raw = this.corked;
+    if (this.directData && raw && !raw.destroyed && 'chunk' in frame && isPlainData(frame.chunk) && this.socket.readyState === this.socket.OPEN) {
+      writeDirectData(raw, frame.stream, frame.chunk, this.directData === 'zero-mask', this.onFlushed);
+      return;
+    }
     this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
   }
 

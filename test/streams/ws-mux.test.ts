@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -9,7 +10,9 @@ import { ProtocolError, SessionFaultError } from '../../src/errors.js';
 import type { ExchangeDuplex } from '../../src/streams/exchange-duplex.js';
 import { MAX_QUEUED_CHUNKS } from '../../src/streams/ws-credit.js';
 import { WS_SEND_BUFFER_LIMIT_BYTES, WsMux, type WsMuxInit } from '../../src/streams/ws-mux.js';
-import { waitFor, within } from '../helpers/harness.js';
+import { gatherPool } from '../../src/streams/gathering-reader.js';
+import { readableData } from '../../src/streams/http-source.js';
+import { patternBytes, waitFor, within } from '../helpers/harness.js';
 
 const test = suite('streams/ws-mux');
 const WINDOW = 256 * 1024;
@@ -20,7 +23,7 @@ const MiB = 1024 * 1024;
  * mux's handlers; `edgeClosed` settles with the error that ended it. Tests that play a hostile agent
  * write raw frames on `client` (the agent mux there only reads).
  */
-async function pair(edgeInit: Partial<WsMuxInit> = {}) {
+async function pair(edgeInit: Partial<WsMuxInit> = {}, agentInit: Partial<WsMuxInit> = {}) {
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
   await once(wss, 'listening');
   const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`);
@@ -42,6 +45,7 @@ async function pair(edgeInit: Partial<WsMuxInit> = {}) {
     onExchange: (head, exchange) => {
       inbound.push({ head, exchange });
     },
+    ...agentInit,
   });
   edge.remoteWindow = WINDOW;
   agent.remoteWindow = WINDOW;
@@ -234,6 +238,69 @@ test('frames sent in one turn of the event loop leave in one socket write, and a
     assert.is(writes, 1);
     assert.equal(inbound.map((x) => x.head.exchangeId), Array.from({ length: 10 }, (_, i) => `t${i}`));
   } finally {
+    await close();
+  }
+});
+
+/** `total` patterned bytes written fast to one end of a loopback TCP connection; the other end, and the bytes' SHA-256. */
+async function tcpSource(total: number): Promise<{ socket: Socket; sha256: string; close: () => void }> {
+  const server = createServer((far) => {
+    far.on('error', () => undefined);
+    void (async () => {
+      for (let sent = 0; sent < total; sent += BLOCK) if (!far.write(pattern.subarray(0, Math.min(BLOCK, total - sent)))) await once(far, 'drain');
+      far.end();
+    })();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  const h = createHash('sha256');
+  for (let sent = 0; sent < total; sent += BLOCK) h.update(pattern.subarray(0, Math.min(BLOCK, total - sent)));
+  return { socket, sha256: h.digest('hex'), close: () => (socket.destroy(), server.close()) };
+}
+const BLOCK = 64 * 1024;
+const pattern = patternBytes(BLOCK, 9);
+
+/** Hashes an exchange's DATA, pausing now and then so its sender's reads pile up and are gathered. */
+async function hashOf(exchange: ExchangeDuplex): Promise<string> {
+  const h = createHash('sha256');
+  let n = 0;
+  for await (const c of exchange.source) {
+    if (c.kind !== ChunkKind.DATA) continue;
+    h.update(c.data!);
+    if (++n % 8 === 0) await new Promise((r) => setTimeout(r, 2));
+  }
+  return h.digest('hex');
+}
+
+// DATA written straight to the socket, from gather buffers that go back to a pool once written: a
+// buffer given back too early would be overwritten by a later chunk before it left.
+test('gathered DATA written straight to the socket, its buffers reused, arrives intact both ways', async () => {
+  // The default window, so a full 256 KiB chunk goes whole (the smallest window splits it).
+  const { edge, agent, inbound, close } = await pair({ directData: 'unmasked', localWindow: MiB }, { directData: 'zero-mask', localWindow: MiB });
+  edge.remoteWindow = agent.remoteWindow = MiB;
+  const down = await tcpSource(24 * MiB);
+  const up = await tcpSource(24 * MiB);
+  try {
+    const e = edge.open(head('bulk'));
+    const sending = e.sink((async function* () {
+      yield head('bulk');
+      yield* readableData(down.socket);
+    })());
+    await waitFor(() => inbound.length === 1);
+    const a = inbound[0].exchange;
+    const answering = a.sink((async function* () {
+      yield { kind: ChunkKind.HEADERS, status: 200, headers: [] } as HTTPChunk;
+      yield* readableData(up.socket);
+    })());
+    const [atAgent, atEdge] = await within(Promise.all([hashOf(a), hashOf(e)]), 30_000, 'both transfers');
+    await Promise.all([sending, answering]);
+    assert.is(atAgent, down.sha256);
+    assert.is(atEdge, up.sha256);
+    assert.ok(gatherPool.freeBuffers > 0, 'gather buffers came back to the pool');
+  } finally {
+    down.close();
+    up.close();
     await close();
   }
 });
