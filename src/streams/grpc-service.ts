@@ -18,7 +18,7 @@ export const SESSION_METADATA_KEY = 'jetty-session';
 export const EXCHANGE_METADATA_KEY = 'jetty-exchange';
 
 /** HTTP/2 stream window on both ends; the memory bound of one stalled exchange. */
-export const GRPC_STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
+export const GRPC_STREAM_WINDOW_BYTES = 1024 * 1024;
 /** HTTP/2 connection window on both ends (shared by all streams of one agent). */
 export const GRPC_CONNECTION_WINDOW_BYTES = 32 * 1024 * 1024;
 /**
