@@ -27,5 +27,5 @@ USER node
 EXPOSE 8080 8091 9090
 # Docker sends SIGTERM on stop: the edge drains for grace-period (30 s); give it that with
 # `docker stop -t 40`.
-ENTRYPOINT ["bin/jetty.js"]
+ENTRYPOINT ["node", "bin/jetty.js"]
 CMD ["edge", "--config", "/etc/jetty/edge.yaml"]

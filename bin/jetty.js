@@ -1,12 +1,5 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env node
 // The CLI entry: the TypeScript build runs in `npm ci` (prepare), so dist/ is always there after install.
-//
-// --max-semi-space-size=1 (MiB; V8's default grows the young generation to 16 MiB per semi-space): Jetty's
-// heap allocation is small and short-lived next to its byte buffers, so a larger young generation only
-// adds resident memory; measured on fresh processes it is ≈ 4 MiB less RSS at idle and less growth under
-// a slow reader, at no measurable throughput cost (bench/README.md, "Memory and start-up").
-// Flags after `node` here apply when jetty runs as a command (npm's bin link, the Docker entrypoint);
-// `node bin/jetty.js` skips them, and the bench reads them from this line (bench/procs.ts).
 import { setFlagsFromString } from 'node:v8';
 
 // No incremental marking: V8 then collects the old generation in one pause when it is full. With it,
