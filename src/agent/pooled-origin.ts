@@ -1,12 +1,11 @@
 import type { Dispatcher, Pool } from 'undici';
-import { ChunkKind, dataChunk, ResetCode, type Header, type HTTPChunk } from '../codec/http-chunk.js';
+import { ChunkKind, ResetCode, type Header, type HTTPChunk } from '../codec/http-chunk.js';
 import { endToEndFields, flatFields, framedFields, pairFields, trailerFields } from '../codec/http-fields.js';
 import { ExchangeResetError, ProtocolError, toError } from '../errors.js';
 import type { ExchangeDuplex } from '../streams/exchange-duplex.js';
 import type { ExchangePipeline } from '../streams/exchange-pipeline.js';
 import { FOLD_MAX_DATA_BYTES } from '../streams/http-source.js';
-import { GATHER_HIGH_WATER_BYTES } from '../streams/gathering-reader.js';
-import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
+import { GATHER_HIGH_WATER_BYTES, takeDataChunk } from '../streams/gathering-reader.js';
 
 /**
  * Response body bytes read from the origin ahead of the exchange: past it the origin's socket is paused
@@ -193,24 +192,17 @@ export class PooledResponse implements Dispatcher.DispatchHandlers {
     });
   }
 
-  /** The body bytes read so far (up to MAX_CHUNK_DATA_BYTES) as one buffer, counted; resumes a paused socket. */
-  private takeBody(): Buffer {
-    let data: Buffer;
-    if (this.body.length === 1 && this.buffered <= MAX_CHUNK_DATA_BYTES) {
-      data = this.body[0];
-      this.body = [];
-    } else {
-      const all = Buffer.concat(this.body);
-      data = all.subarray(0, MAX_CHUNK_DATA_BYTES);
-      this.body = all.byteLength > data.byteLength ? [all.subarray(data.byteLength)] : [];
-    }
-    this.buffered -= data.byteLength;
-    this.pipeline.bytesOut.bytes += data.byteLength;
+  /** The body bytes read so far (up to MAX_CHUNK_DATA_BYTES) as one DATA chunk, counted; resumes a paused socket. */
+  private takeBody(): HTTPChunk {
+    const chunk = takeDataChunk(this.body, this.buffered);
+    const size = chunk.data!.byteLength;
+    this.buffered -= size;
+    this.pipeline.bytesOut.bytes += size;
     if (this.paused && this.buffered < POOLED_READ_AHEAD_BYTES) {
       this.paused = false;
       this.resumeSocket?.();
     }
-    return data;
+    return chunk;
   }
 
   private trailerChunk(end: boolean): HTTPChunk | undefined {
@@ -227,7 +219,7 @@ export class PooledResponse implements Dispatcher.DispatchHandlers {
     // A small response is here whole already: one folded chunk (the sink unfolds it for an edge that does not read them).
     if (this.complete && !this.error && this.buffered <= FOLD_MAX_DATA_BYTES) {
       const folded: HTTPChunk = { ...this.head };
-      if (this.buffered > 0) folded.data = this.takeBody();
+      if (this.buffered > 0) folded.data = this.takeBody().data;
       const trailers = this.trailerChunk(true);
       if (!trailers) {
         folded.end = true;
@@ -243,7 +235,7 @@ export class PooledResponse implements Dispatcher.DispatchHandlers {
       await this.until(() => this.buffered > 0 || this.complete);
       if (this.error) throw new ExchangeResetError('origin response broke off', ResetCode.ORIGIN_ERROR, { cause: this.error });
       if (this.buffered > 0) {
-        yield dataChunk(this.takeBody());
+        yield this.takeBody();
         continue;
       }
       if (this.complete) break;

@@ -58,6 +58,29 @@ class GatherPool {
 export const gatherPool = new GatherPool();
 
 /**
+ * Takes the first MAX_CHUNK_DATA_BYTES (or all `bytes`, if fewer) of `parts`, which hold `bytes` in all,
+ * out of `parts` as one DATA chunk: a part that straddles the limit is split, its tail left in `parts`.
+ * One part leaves as it is (the encoder copies it once, as the gather would); several are gathered
+ * into one pooled buffer that data-chunk.ts frames in place.
+ */
+export function takeDataChunk(parts: Buffer[], bytes: number): HTTPChunk {
+  const take = Math.min(bytes, MAX_CHUNK_DATA_BYTES);
+  let n = 0;
+  let count = 0;
+  while (n < take) {
+    const part = parts[count];
+    if (n + part.byteLength > take) {
+      parts[count] = part.subarray(take - n);
+      parts.splice(count, 0, part.subarray(0, take - n));
+    }
+    n += parts[count].byteLength;
+    count++;
+  }
+  const taken = parts.splice(0, count);
+  return taken.length === 1 ? dataChunk(taken[0]) : gatherData(taken, take, gatherPool.take);
+}
+
+/**
  * Reads a byte stream (a body, a socket) ahead while its consumer is busy sending, and hands over
  * everything read so far as one DATA chunk of up to MAX_CHUNK_DATA_BYTES: a transfer crosses in
  * chunks of 256 KiB instead of one per 64 KiB socket read, so each hop pays its per-message costs
@@ -127,23 +150,8 @@ export class GatheringReader {
         this.waiter = resolve;
       });
     }
-    const take = Math.min(this.bytes, MAX_CHUNK_DATA_BYTES);
-    let n = 0;
-    let count = 0;
-    while (n < take) {
-      const part = this.parts[count];
-      if (n + part.byteLength > take) {
-        // Split the last part: its tail stays for the next chunk.
-        this.parts[count] = part.subarray(take - n);
-        this.parts.splice(count, 0, part.subarray(0, take - n));
-      }
-      n += this.parts[count].byteLength;
-      count++;
-    }
-    const parts = this.parts.splice(0, count);
-    // One read leaves as it is (the encoder copies it once, as the gather would); several are gathered.
-    const chunk = parts.length === 1 ? dataChunk(parts[0]) : gatherData(parts, take, gatherPool.take);
-    this.bytes -= take;
+    const chunk = takeDataChunk(this.parts, this.bytes);
+    this.bytes -= chunk.data!.byteLength;
     // Read ahead (what the stream holds already) while this chunk is being sent.
     if (!this.stop.error) this.pull();
     return chunk;
