@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { MB, tempDir, track, treeCpuMicros } from './procs.js';
+import { MB, median, tempDir, track, treeCpuMicros } from './procs.js';
 
 /** The block the origin repeats in /bytes (bench/origin.ts): 64 KiB of 'x'. */
 const ORIGIN_BLOCK = Buffer.alloc(64 * 1024, 120);
@@ -166,3 +166,17 @@ export async function originStats(originPort: number): Promise<{ written: number
   const r = await runTool('curl', ['-sS', `http://127.0.0.1:${originPort}/stats`]);
   return JSON.parse(r.stdout);
 }
+
+/**
+ * Medians over the rounds of each peer (`med(label, f)`), and a figure's ratio to ssh -R's in the same
+ * rounds (`ratio(label, f)`: " (×N)", empty for ssh -R itself or when it did not run).
+ */
+export function roundFigures<R>(peers: readonly Peer[], rounds: Map<string, R[]>) {
+  const med = (label: string, f: (r: R) => number): number => median(rounds.get(label)!.map(f));
+  const ref = peers.find((p) => p.label === 'ssh -R');
+  const ratio = (label: string, f: (r: R) => number): string => (ref && label !== ref.label ? ` (×${(med(label, f) / med(ref.label, f)).toFixed(2)})` : '');
+  return { med, ratio };
+}
+
+/** A count for a table: rounded, with thousands separators. */
+export const count = (v: number): string => Math.round(v).toLocaleString('en-US');

@@ -143,16 +143,6 @@ export async function startOrigin(): Promise<{ proc: Proc; port: number }> {
 /** Extra node flags for jetty processes (the profiler sets --cpu-prof here). */
 export const jettyNodeFlags: string[] = [];
 
-/**
- * The node flags `bin`'s shebang passes (`#!/usr/bin/env -S node FLAGS`): the bench spawns
- * `node bin/jetty.js`, which skips the shebang, and measures jetty as a user's command runs it.
- */
-export function binNodeFlags(bin: string): string[] {
-  const first = readFileSync(bin, 'utf8').split('\n', 1)[0];
-  const m = /^#!\/usr\/bin\/env -S node(?: (.*))?$/.exec(first);
-  return m?.[1] ? m[1].trim().split(/\s+/) : [];
-}
-
 export interface Tunnel {
   edge: Proc;
   agent: Proc;
@@ -185,7 +175,7 @@ const jettyEnv = { ...process.env, JETTY_LOG_LEVEL: 'info', JETTY_LOG_FORMAT: 'j
 export async function startEdge(edgeFlags: string[] = [], bin = JETTY_BIN): Promise<{ edge: Proc; port: number; grpcPort: number; startMs: number }> {
   const { proc, ready } = startProc(
     process.execPath,
-    [...binNodeFlags(bin), ...jettyNodeFlags, bin, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', ...edgeFlags],
+    [...jettyNodeFlags, bin, 'edge', '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--admin-listen', '', ...edgeFlags],
     /on http:\/\/localhost:(\d+) \(agents: (?:grpc on port (\d+))?/,
     { env: jettyEnv },
   );
@@ -197,7 +187,7 @@ export async function startEdge(edgeFlags: string[] = [], bin = JETTY_BIN): Prom
 export async function startAgent(edgePort: number, originPort: number, transport: string, name = 'bench', bin = JETTY_BIN): Promise<{ agent: Proc; startMs: number }> {
   const { proc, ready } = startProc(
     process.execPath,
-    [...binNodeFlags(bin), ...jettyNodeFlags, bin, 'http', `127.0.0.1:${originPort}`, '--edge', `http://127.0.0.1:${edgePort}`, '--name', name, ...AGENT_FLAGS[transport]],
+    [...jettyNodeFlags, bin, 'http', `127.0.0.1:${originPort}`, '--edge', `http://127.0.0.1:${edgePort}`, '--name', name, ...AGENT_FLAGS[transport]],
     /^Forwarding /m,
     { env: jettyEnv },
   );

@@ -4,8 +4,8 @@
 // BENCH_BASELINE=DIR adds each Jetty transport again from another checkout (DIR/bin/jetty.js, built),
 // interleaved in the same rounds: a before/after under the same machine load. BENCH_WARMUP_SECONDS (5).
 import { join, resolve } from 'node:path';
-import { smallGets, smallGetsCpu, type Peer, type SmallGets } from './load.js';
-import { RUNS, median, startOrigin, startTunnel, stopTunnel, transports, type Tunnel } from './procs.js';
+import { smallGets, smallGetsCpu, count as n, roundFigures, type Peer, type SmallGets } from './load.js';
+import { RUNS, startOrigin, startTunnel, stopTunnel, transports, type Tunnel } from './procs.js';
 import { startSshPeer, sshUnavailable, type SshPeer } from './ssh-peer.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -70,10 +70,7 @@ export async function small(): Promise<string> {
 }
 
 function table(peers: Peer[], rounds: Map<string, Round[]>, notes: string[]): string {
-  const med = (label: string, f: (r: Round) => number): number => median(rounds.get(label)!.map(f));
-  const ref = peers.find((p) => p.label === 'ssh -R');
-  const ratio = (label: string, f: (r: Round) => number): string => (ref && label !== ref.label ? ` (×${(med(label, f) / med(ref.label, f)).toFixed(2)})` : '');
-  const n = (v: number): string => Math.round(v).toLocaleString('en-US');
+  const { med, ratio } = roundFigures(peers, rounds);
   const lines = [
     `${SECONDS} s of 13-byte GETs at ${CONNECTIONS} connections (${rounds.get(peers[0].label)![0].small.tool}; req/s counts 2xx only), after ${WARMUP_SECONDS} s of unmeasured load per tunnel; CPU µs per request from /proc/PID/stat (server side = edge or sshd, client side = agent or ssh); medians of ${RUNS}; (×N) = ratio to ssh -R.`,
     '',

@@ -1,8 +1,8 @@
 // Phase `throughput`: direct, ssh -R and each Jetty transport, same origin, same curl and load generator,
 // one after the other in each of RUNS rounds; medians, with ratios to ssh -R.
 // Environment: BENCH_GIB (1), BENCH_SECONDS (5, small GETs), BENCH_PARALLEL (20) × BENCH_PARALLEL_MIB (100).
-import { checkedDownload, cpuSpent, download, originBodySha256, smallGetsCpu, upload, uploadFile, type Peer, type SmallGets } from './load.js';
-import { MB, MIB, RUNS, median, startOrigin, startTunnel, stopTunnel, transports } from './procs.js';
+import { checkedDownload, cpuSpent, download, originBodySha256, smallGetsCpu, upload, uploadFile, count as n, roundFigures, type Peer, type SmallGets } from './load.js';
+import { MB, MIB, RUNS, startOrigin, startTunnel, stopTunnel, transports } from './procs.js';
 import { startSshPeer, sshUnavailable, type SshPeer } from './ssh-peer.js';
 
 const GIB = Number(process.env.BENCH_GIB ?? 1);
@@ -77,10 +77,7 @@ export async function throughput(): Promise<string> {
 }
 
 function table(peers: Peer[], rounds: Map<string, Round[]>, notes: string[]): string {
-  const med = (label: string, f: (r: Round) => number): number => median(rounds.get(label)!.map(f));
-  const ref = peers.find((p) => p.label === 'ssh -R');
-  const ratio = (label: string, f: (r: Round) => number): string => (ref && label !== ref.label ? ` (×${(med(label, f) / med(ref.label, f)).toFixed(2)})` : '');
-  const n = (v: number): string => Math.round(v).toLocaleString('en-US');
+  const { med, ratio } = roundFigures(peers, rounds);
   const tool = rounds.get(peers[0].label)![0].small.tool;
   const lines = [
     `${GIB} GiB down/up with curl (uploads checked at the origin: status, bytes, SHA-256); ${SECONDS} s of 13-byte GETs at ${CONNECTIONS} connections (${tool}; req/s counts 2xx only); ${PARALLEL} × ${PARALLEL_MIB} MiB concurrent curl downloads, each body SHA-256-checked (aggregate MB/s); CPU µs per small request and CPU s per GiB transferred from /proc/PID/stat (server side = edge or sshd, client side = agent or ssh); medians of ${RUNS}; (×N) = ratio to ssh -R.`,
