@@ -13,7 +13,8 @@ import protobuf from 'protobufjs';
  */
 export class StrictReader extends protobuf.Reader {
   constructor(bytes: Uint8Array) {
-    super(bytes);
+    // A Buffer view of the same memory (no copy): strings are then sliced straight from it.
+    super(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   }
 
   /** The length prefix of a length-delimited field, checked against the bytes left. */
@@ -35,13 +36,20 @@ export class StrictReader extends protobuf.Reader {
 
   override bytes(): Uint8Array {
     const n = this.length();
-    const start = this.buf.byteOffset + this.pos;
+    const start = this.pos;
     this.pos += n;
-    return Buffer.from(this.buf.buffer, start, n);
+    return (this.buf as Buffer).subarray(start, start + n);
   }
 
+  /**
+   * Decoded from the frame in place: no Buffer object per string (a request head has a dozen), which
+   * made the strict reader 2–3 times slower than protobufjs's own.
+   */
   override string(): string {
-    return (this.bytes() as Buffer).toString('utf8');
+    const n = this.length();
+    const start = this.pos;
+    this.pos += n;
+    return (this.buf as Buffer).toString('utf8', start, start + n);
   }
 
   override skipType(wireType: number): this {
