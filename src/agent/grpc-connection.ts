@@ -64,10 +64,6 @@ export class GrpcConnection implements SessionTransport {
     this.client = new TunnelAgentClient(init.address, credentials, {
       ...GRPC_COMMON_OPTIONS,
       'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES,
-      // No retries: a ForwardHTTP message is then handed straight to its stream instead of being
-      // kept in grpc-js's retry buffer (per-message bookkeeping) until the call commits. An exchange
-      // is never replayed anyway: a stream that fails fails its exchange.
-      'grpc.enable_retries': 0,
     });
     const md = new grpc.Metadata();
     if (init.token) md.set('authorization', `Bearer ${init.token}`);
