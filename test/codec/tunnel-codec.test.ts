@@ -239,6 +239,21 @@ test('strings decode as Node decodes UTF-8 (never a lone surrogate), bytes as vi
   assert.is(decodeChunk(frame).data!.buffer, frame.buffer);
 });
 
+// The strict reader slices strings and bytes from the frame itself: a frame that is a plain Uint8Array
+// at an offset inside a larger buffer (not a Buffer) must decode the same as a Buffer of its own.
+test('a frame inside a larger buffer decodes its strings and bytes from its own bytes', () => {
+  const encoded = encodeChunk({ kind: ChunkKind.HEADERS, status: 200, end: true, data: Uint8Array.from([104, 105]), headers: [{ name: 'x-e', value: 'caf\u00e9 \u00fc' }] });
+  const outer = new Uint8Array(encoded.byteLength + 16).fill(0xff);
+  outer.set(encoded, 7);
+  for (const frame of [outer.subarray(7, 7 + encoded.byteLength), Buffer.from(encoded)]) {
+    const got = decodeChunk(frame);
+    assert.equal(got.headers!.map((h) => [h.name, h.value]), [['x-e', 'caf\u00e9 \u00fc']]);
+    assert.is(got.status, 200);
+    assert.equal([...got.data!], [104, 105]);
+    assert.is(got.data!.buffer, frame.buffer);
+  }
+});
+
 // A request target with a space or a control character decoded, and the agent's http.request threw
 // on it: the WebSocket session closed (1011) and, over gRPC, the throw escaped the agent's stream
 // loop. An exchange id with a newline made the gRPC agent's Metadata.set throw the same way.
