@@ -11,7 +11,8 @@ import { runInNewContext } from 'node:vm';
  * 5 MB/s slow reader, almost all of it in the malloc heap, while the bytes held were ≈ 2.5 MiB.
  *
  * The budget watches V8's external memory (the ArrayBuffers and what Node reports for its native
- * buffers: 1-2 µs to read) every GC_BUDGET_CHECK_MS and asks for a scavenge when it grew by
+ * buffers: 1-2 µs to read), every GC_BUDGET_CHECK_MS during a burst and GC_BUDGET_QUIET_CHECK_MS
+ * otherwise, and asks for a scavenge (never within GC_BUDGET_MINOR_INTERVAL_MS of a collection) when it grew by
  * GC_BUDGET_YOUNG_BYTES since its lowest point: buffers that died young are freed before they pile up.
  * A scavenge cannot free what was promoted (a slow reader's chunks wait long enough in its windows), so
  * when the level external memory falls back to (its floor over GC_BUDGET_FLOOR_WINDOW_MS) rose by
@@ -23,8 +24,8 @@ import { runInNewContext } from 'node:vm';
 const MIB = 1024 * 1024;
 
 /**
- * How often external memory is read while it moves and V8 does not collect by itself (ms). A burst at
- * the start of a transfer moves ≈ 2.5 MiB per 5 ms.
+ * How often external memory is read during a burst (GC_BUDGET_BURST_BYTES) while V8 does not collect by
+ * itself (ms). The burst at the start of a transfer moves ≈ 2.5 MiB per 5 ms.
  */
 export const GC_BUDGET_CHECK_MS = 5;
 /**
@@ -35,8 +36,12 @@ export const GC_BUDGET_CHECK_MS = 5;
  */
 export const GC_BUDGET_QUIET_CHECK_MS = 50;
 export const GC_BUDGET_QUIET_AFTER_MS = 500;
-/** A change of external memory smaller than this between two checks is stillness (keepalives, log lines). */
-export const GC_BUDGET_STILL_BYTES = 64 * 1024;
+/**
+ * Growth of external memory between two checks that counts as a burst and brings the fast checks: ≥ 10 MB/s
+ * at the quiet interval. Small requests move less than that between V8's own collections, a slow reader
+ * in its steady state too (its garbage grows to the young bound in ≈ 1 s: the quiet checks see it in time).
+ */
+export const GC_BUDGET_BURST_BYTES = 512 * 1024;
 /** Growth of external memory over its lowest value since the last request that asks for a scavenge. */
 export const GC_BUDGET_YOUNG_BYTES = 4 * MIB;
 /**
@@ -95,7 +100,7 @@ export class GcBudget {
       this.low = Infinity;
     }
     this.lastHeapUsed = heapUsed;
-    if (Math.abs(ext - this.last) >= GC_BUDGET_STILL_BYTES) this.movedAt = now;
+    if (ext - this.last >= GC_BUDGET_BURST_BYTES) this.movedAt = now;
     this.last = ext;
     // While V8 collects by itself between two checks (bulk transfers, small requests), the fast timer
     // has nothing to add and is not paid: 200 wake-ups a second cost a bulk transfer a few % of CPU.
