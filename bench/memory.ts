@@ -4,6 +4,9 @@
 //   one slow reader (curl --limit-rate 5M, 10 s, then it hangs up) on an endless body;
 //   32 concurrent slow readers (1 MB/s each, 10 s), checking every origin response is paused on drain;
 //   a 1 GiB download and a 1 GiB upload.
+// BENCH_BASELINE=DIR adds each transport again from another checkout (DIR/bin/jetty.js, built), in the
+// same rounds, as the small phase does.
+import { join, resolve } from 'node:path';
 import { download, originStats, slowReader, upload, uploadFile } from './load.js';
 import { MIB, RUNS, median, pollUntil, rssBytes, startOrigin, startTunnel, stopTunnel, transports, withRss, type Tunnel } from './procs.js';
 
@@ -34,8 +37,8 @@ interface Run {
 
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function fresh<T>(originPort: number, transport: string, work: (t: Tunnel) => Promise<T>): Promise<T> {
-  const t = await startTunnel(originPort, transport);
+async function fresh<T>(originPort: number, transport: string, bin: string | undefined, work: (t: Tunnel) => Promise<T>): Promise<T> {
+  const t = await startTunnel(originPort, transport, [], bin);
   try {
     return await work(t);
   } finally {
@@ -43,9 +46,9 @@ async function fresh<T>(originPort: number, transport: string, work: (t: Tunnel)
   }
 }
 
-async function oneRun(originPort: number, transport: string, bytes: number, file: { path: string; sha256: string }): Promise<Run> {
+async function oneRun(originPort: number, transport: string, bin: string | undefined, bytes: number, file: { path: string; sha256: string }): Promise<Run> {
   const r = {} as Run;
-  await fresh(originPort, transport, async (t) => {
+  await fresh(originPort, transport, bin, async (t) => {
     r.edgeStartMs = t.edgeStartMs;
     r.agentStartMs = t.agentStartMs;
     await delay(IDLE_MS);
@@ -57,7 +60,7 @@ async function oneRun(originPort: number, transport: string, bytes: number, file
     r.slow = slow.growth;
     r.slowNote = `${after.pauses > before.pauses ? 'paused' : 'NOT paused'}, ${after.aborted > before.aborted ? 'abort seen' : 'NO abort'}, origin ${((after.written - before.written) / MIB).toFixed(0)} MiB written for ${(slow.result / MIB).toFixed(0)} MiB read`;
   });
-  await fresh(originPort, transport, async (t) => {
+  await fresh(originPort, transport, bin, async (t) => {
     let waiting = 0;
     const sampler = delay(MANY_SAMPLE_AT_MS).then(async () => (waiting = (await originStats(originPort)).waiting));
     const many = await withRss([t.edge.pid, t.agent.pid], () => Promise.all(Array.from({ length: MANY_READERS }, () => slowReader(t, MANY_RATE, SLOW_SECONDS))));
@@ -65,8 +68,8 @@ async function oneRun(originPort: number, transport: string, bytes: number, file
     r.many = many.growth;
     r.manyWaiting = waiting;
   });
-  r.down = await fresh(originPort, transport, async (t) => (await withRss([t.edge.pid, t.agent.pid], () => download(t, bytes))).growth);
-  r.up = await fresh(originPort, transport, async (t) => (await withRss([t.edge.pid, t.agent.pid], () => upload(t, file, bytes))).growth);
+  r.down = await fresh(originPort, transport, bin, async (t) => (await withRss([t.edge.pid, t.agent.pid], () => download(t, bytes))).growth);
+  r.up = await fresh(originPort, transport, bin, async (t) => (await withRss([t.edge.pid, t.agent.pid], () => upload(t, file, bytes))).growth);
   return r;
 }
 
@@ -75,11 +78,15 @@ export async function memory(): Promise<string> {
   const file = uploadFile(bytes);
   const origin = await startOrigin();
   const results = new Map<string, Run[]>();
+  const baseline = process.env.BENCH_BASELINE ? join(resolve(process.env.BENCH_BASELINE), 'bin/jetty.js') : undefined;
+  const builds: [string, string | undefined][] = [['', undefined], ...(baseline ? [[' (baseline)', baseline] as [string, string]] : [])];
   try {
     for (let i = 0; i < RUNS; i++) {
       for (const t of transports()) {
-        process.stderr.write(`memory round ${i + 1}/${RUNS}: ${t}\n`);
-        results.set(t, [...(results.get(t) ?? []), await oneRun(origin.port, t, bytes, file)]);
+        for (const [suffix, bin] of builds) {
+          process.stderr.write(`memory round ${i + 1}/${RUNS}: ${t}${suffix}\n`);
+          results.set(t + suffix, [...(results.get(t + suffix) ?? []), await oneRun(origin.port, t, bin, bytes, file)]);
+        }
       }
     }
   } finally {
@@ -99,5 +106,6 @@ export async function memory(): Promise<string> {
       `| ${t} | ${m((r) => r.edgeStartMs).toFixed(0)} / ${m((r) => r.agentStartMs).toFixed(0)} | ${pair((r) => r.idle)} | ${pair((r) => r.slow)} | ${pair((r) => r.many)} (${Math.min(...rs.map((r) => r.manyWaiting))}/${MANY_READERS}) | ${pair((r) => r.down)} | ${pair((r) => r.up)} | ${rs.at(-1)!.slowNote} |`,
     );
   }
+  if (baseline) lines.push('', `(baseline) = the build in ${resolve(process.env.BENCH_BASELINE!)}, measured in the same rounds.`);
   return lines.join('\n');
 }

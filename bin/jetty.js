@@ -7,6 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 // edge or the agent, at random, into runs of 100-230 mark-compacts per GiB ("finalize incremental
 // marking via task" every 20-40 ms), which doubled that process's CPU per GiB. Measured in
 // bench/README.md ("WebSocket bulk path and V8's incremental marking"), with its cost: slow readers
-// leave more garbage between collections. Set before anything is loaded, so main.js comes after it.
+// leave more garbage between collections, which src/gc-budget.ts (started by `jetty edge` and
+// `jetty http|tcp|udp`) collects. Set before anything is loaded, so main.js comes after it.
 setFlagsFromString('--no-incremental-marking');
 await import('../dist/src/main.js');

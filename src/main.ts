@@ -13,6 +13,7 @@ import { parsePortRanges, portsOf } from './edge/port-ranges.js';
 import { createToken, isValidNamePattern, NAME_PATTERN_RULE } from './edge/tokens.js';
 import { AdminServer } from './admin-server.js';
 import { AbortError, UsageError, toError } from './errors.js';
+import { startGcBudget } from './gc-budget.js';
 import { listenFor } from './listen-failure.js';
 import { createLogger, routeGrpcLogs, whenWritten, type LogFormat, type Logger } from './logger.js';
 import { argsError, suggestion } from './did-you-mean.js';
@@ -296,6 +297,7 @@ async function runEdge(argv: string[]): Promise<number> {
   }
   const logger = createLogger(values['log-level'] as string, 'edge', values['log-format'] as LogFormat);
   processLogger = logger;
+  startGcBudget();
   if ((values.transports as string[]).includes('grpc')) routeGrpcLogs(logger);
   const edge = await Edge.start({ ...edgeInitFrom(values), logger }, { signal: root.signal });
   closeOnAbort(edge);
@@ -373,6 +375,7 @@ async function runAgent({ Agent }: AgentModules, values: SettingValues, origin: 
   const logFile = (values['log-file'] as string) || (viewLive && process.stderr.isTTY === true ? join(tmpdir(), `jetty-agent-${process.pid}.log`) : '');
   const logger = createLogger(values['log-level'] as string, 'agent', values['log-format'] as LogFormat, logFile || undefined);
   processLogger = logger;
+  startGcBudget();
   // An agent on WebSocket never loads grpc-js, so has none of its lines to route.
   if (values.transport !== 'websocket') routeGrpcLogs(logger);
   const agent = await Agent.start({

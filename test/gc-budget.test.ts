@@ -1,0 +1,126 @@
+import * as assert from 'uvu/assert';
+import {
+  GC_BUDGET_CHECK_MS,
+  GC_BUDGET_FLOOR_WINDOW_MS,
+  GC_BUDGET_MAJOR_INTERVAL_MS,
+  GC_BUDGET_MINOR_INTERVAL_MS,
+  GC_BUDGET_OLD_BYTES,
+  GC_BUDGET_QUIET_AFTER_MS,
+  GC_BUDGET_QUIET_CHECK_MS,
+  GC_BUDGET_YOUNG_BYTES,
+  GcBudget,
+  type GcKind,
+} from '../src/gc-budget.js';
+import { suite } from './helpers/suite.js';
+
+const MIB = 1024 * 1024;
+const test = suite('gc-budget');
+
+/**
+ * The policy on a simulated process: `external` is what V8 would report, `collect` applies what the
+ * simulated collector frees (young garbage on a scavenge, all garbage on a full collection).
+ */
+function simulated() {
+  const s = { now: 0, live: 2 * MIB, young: 0, old: 0, heap: 10 * MIB };
+  const collect = (kind: GcKind): void => {
+    if (kind === 'major') s.old = 0;
+    s.young = 0;
+    s.heap = 10 * MIB;
+  };
+  const budget = new GcBudget({
+    read: () => ({ external: s.live + s.young + s.old, heapUsed: (s.heap += 1024) }),
+    now: () => s.now,
+    collect,
+  });
+  const tick = (): number => {
+    const next = budget.check();
+    s.now += next;
+    return next;
+  };
+  return { s, budget, tick, collect };
+}
+
+test('garbage that dies young is collected by scavenges once it grew by the young bound, never a full collection', () => {
+  const { s, budget, tick } = simulated();
+  let peak = 0;
+  // Slow readers: 0.2 MiB of fresh buffers per 5 ms check (40 MB/s) for 20 s, all dead at once.
+  for (let i = 0; i < 4_000; i++) {
+    s.young += 0.2 * MIB;
+    peak = Math.max(peak, s.young);
+    tick();
+  }
+  // The bound, plus what arrives in the check that finds it and the one that takes the new low.
+  assert.ok(peak <= GC_BUDGET_YOUNG_BYTES + 2 * 0.2 * MIB, `garbage peaked at ${peak / MIB} MiB`);
+  assert.is(budget.requested.major, 0);
+  // One scavenge per young bound's worth of garbage, not one per check.
+  assert.ok(budget.requested.minor <= (4_000 * 0.2 * MIB) / GC_BUDGET_YOUNG_BYTES, `${budget.requested.minor} scavenges`);
+  assert.ok(budget.requested.minor >= 150);
+});
+
+test('a bulk transfer that V8 scavenges by itself every 10 MiB gets no scavenge of ours, and ours are spaced when it does not', () => {
+  const { s, budget, tick, collect } = simulated();
+  // 2.5 MiB per check (500 MB/s); V8 collects every 4th check.
+  for (let i = 0; i < 2_000; i++) {
+    s.young += 2.5 * MIB;
+    if (i % 4 === 3) collect('minor');
+    tick();
+  }
+  // One at the start, before V8's first collection of its own.
+  assert.equal(budget.requested, { minor: 1, major: 0 });
+  // The same transfer with V8 idle: at most one request per interval.
+  for (let t = 0; t < 10_000; ) {
+    s.young += 2.5 * MIB;
+    t += tick();
+  }
+  assert.ok(budget.requested.minor <= 10_000 / GC_BUDGET_MINOR_INTERVAL_MS + 1, `${budget.requested.minor} scavenges in 10 s`);
+  assert.ok(budget.requested.minor >= 10_000 / GC_BUDGET_MINOR_INTERVAL_MS / 2);
+});
+
+test('buffers that stay alive cost one scavenge per young bound while they grow, and nothing once they stop', () => {
+  const { s, budget, tick } = simulated();
+  // 32 slow readers filling their windows: live external memory rises to 150 MiB, then holds.
+  let elapsed = 0;
+  while (s.live < 150 * MIB) {
+    s.live += 0.25 * MIB;
+    elapsed += tick();
+  }
+  const { minor, major } = budget.requested;
+  assert.ok(minor <= 150 / (GC_BUDGET_YOUNG_BYTES / MIB), `${minor} scavenges while 150 MiB became live`);
+  assert.ok(major <= Math.ceil(elapsed / GC_BUDGET_MAJOR_INTERVAL_MS), `${major} full collections in ${elapsed} ms`);
+  for (let t = 0; t < 10_000; ) t += tick();
+  assert.equal(budget.requested, { minor, major });
+});
+
+test('promoted garbage a scavenge cannot free brings a full collection, at most one per interval', () => {
+  const { s, budget, tick } = simulated();
+  let elapsed = 0;
+  let peakOld = 0;
+  // A slow reader: its chunks are promoted before they die; 1 MiB of such garbage per 20 ms.
+  while (elapsed < 10_000) {
+    s.old += (MIB * GC_BUDGET_CHECK_MS) / 20;
+    peakOld = Math.max(peakOld, s.old);
+    elapsed += tick();
+  }
+  assert.ok(budget.requested.major >= 1, 'a full collection was requested');
+  assert.ok(budget.requested.major <= Math.ceil(10_000 / GC_BUDGET_MAJOR_INTERVAL_MS), `${budget.requested.major} full collections in 10 s`);
+  // What it cost: the old garbage never grew past the old bound plus what accumulates in the windows around it.
+  assert.ok(peakOld <= GC_BUDGET_OLD_BYTES + 2 * (GC_BUDGET_FLOOR_WINDOW_MS / 20) * MIB, `old garbage peaked at ${peakOld / MIB} MiB`);
+});
+
+test('checks slow down once external memory is still or V8 collects by itself, and speed up when it moves', () => {
+  const { s, tick, collect } = simulated();
+  assert.is(tick(), GC_BUDGET_CHECK_MS);
+  let next = 0;
+  for (let waited = 0; waited <= GC_BUDGET_QUIET_AFTER_MS; waited += next) next = tick();
+  assert.is(tick(), GC_BUDGET_QUIET_CHECK_MS);
+  s.young += MIB;
+  assert.is(tick(), GC_BUDGET_CHECK_MS);
+  // V8 collected by itself since the last check: no fast check while it does.
+  collect('minor');
+  s.young += MIB;
+  assert.is(tick(), GC_BUDGET_QUIET_CHECK_MS);
+  s.young += MIB;
+  assert.is(tick(), GC_BUDGET_CHECK_MS);
+});
+
+test.run();
