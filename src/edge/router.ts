@@ -247,6 +247,9 @@ export class Router extends EventEmitter<{ idle: [] }> {
    * response or the socket) closes first: the client may leave while the exchange waits for a slot.
    */
   async openExchange(session: TunnelSession, head: HTTPChunk, client: EventEmitter, pipeline: ExchangePipeline): Promise<ExchangeDuplex> {
+    // A session that can start it now needs no way to give up waiting: no AbortController per request.
+    const now = session.openNow?.(head);
+    if (now) return pipeline.attach(now);
     const gone = new AbortController();
     const onGone = (): void => gone.abort(new AbortError('public client went away'));
     client.once('close', onGone);
