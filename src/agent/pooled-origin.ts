@@ -96,9 +96,15 @@ export class PooledOrigin {
 
 /** Reads the exchange's request to its END: a request sent as its head alone has nothing after it. */
 async function requestEnd(exchange: ExchangeDuplex): Promise<void> {
-  for await (const chunk of exchange.source) {
-    throw new ProtocolError(`unexpected ${ChunkKind[chunk.kind]} chunk after a request head that carried END`);
-  }
+  // The END that rode on the head is already here: taken at once, no pass through the source generator.
+  const rest = exchange.takeRest?.() ?? (await firstChunk(exchange.source));
+  if (rest.length > 0) throw new ProtocolError(`unexpected ${ChunkKind[rest[0].kind]} chunk after a request head that carried END`);
+}
+
+/** The first chunk of `source`, if any, as a list (a request whose head carried END has none). */
+async function firstChunk(source: AsyncIterable<HTTPChunk>): Promise<HTTPChunk[]> {
+  for await (const chunk of source) return [chunk];
+  return [];
 }
 
 /** Node's flat rawHeaders ([name, value, …]) from undici's raw Buffers, decoded as Node decodes them (latin1). */

@@ -300,7 +300,9 @@ export class Router extends EventEmitter<{ idle: [] }> {
           )
     ).catch((err: unknown) => pipeline.abort(toError(err), ResetCode.CANCEL));
     try {
-      pipeline.status = await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, pipeline.bytesOut);
+      pipeline.status = await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, pipeline.bytesOut, () =>
+        exchange.takeRest?.(),
+      );
       // The request body may still be flowing to an origin that answered early: the exchange (and its
       // count) lasts until it is done.
       await upload;

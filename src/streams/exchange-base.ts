@@ -77,6 +77,22 @@ export abstract class ExchangeBase implements ExchangeDuplex {
     return this.settled;
   }
 
+  /**
+   * See ExchangeDuplex.takeRest: the parts of a folded chunk still unread, when it carried the peer's
+   * END. The reader's generator is then left where it is (nobody resumes it): the read side ends here
+   * as it would at END.
+   */
+  takeRest(): HTTPChunk[] | undefined {
+    const parts = this.unfolded;
+    if (this.settled || parts.length === 0 || parts[parts.length - 1].kind !== ChunkKind.END) return undefined;
+    this.unfolded = [];
+    parts.pop();
+    this.readDone = true;
+    this.maybeDone();
+    if (!this.settled) this.readEnded();
+    return parts;
+  }
+
   private async *read(): AsyncGenerator<HTTPChunk> {
     try {
       for (;;) {
