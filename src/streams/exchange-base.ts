@@ -38,6 +38,9 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   /** The opening request HEADERS this side sent another way carried END folded in (sink() sends no END). */
   protected headEndSent = false;
 
+  /** sink() was called: its loop owns the write side. */
+  private sinking = false;
+
   /** Parts of a folded chunk from the peer not yet read (they need no wait). */
   private unfolded: HTTPChunk[] = [];
 
@@ -59,6 +62,13 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   protected abstract next(): Promise<HTTPChunk | null>;
   /** Sends one chunk, waiting for flow control (window or credit). */
   protected abstract send(chunk: HTTPChunk): Promise<void>;
+  /**
+   * Sends `chunk` now if flow control lets it go without waiting; false (nothing sent) otherwise. A
+   * transport without such a path keeps this default: sendWhole() then always leaves it to sink().
+   */
+  protected trySendNow(_chunk: HTTPChunk): boolean {
+    return false;
+  }
   /** Sends RESET now, without waiting. */
   protected abstract sendNow(chunk: HTTPChunk): void;
   /**
@@ -134,7 +144,17 @@ export abstract class ExchangeBase implements ExchangeDuplex {
     return err;
   }
 
+  /** See ExchangeDuplex.sendWhole: a HEADERS chunk with this side's whole half folded in, to a peer that reads folded chunks. */
+  sendWhole(chunk: HTTPChunk): boolean {
+    if (this.settled || this.sinking || this.writeDone || this.headSent || chunk.kind !== ChunkKind.HEADERS || chunk.end !== true) return false;
+    if (!this.peerReadsFolded || !this.trySendNow(chunk)) return false;
+    this.writeDone = true;
+    this.maybeDone();
+    return true;
+  }
+
   async sink(source: AsyncIterable<HTTPChunk>): Promise<void> {
+    this.sinking = true;
     try {
       let first = this.headSent;
       /** The producer's last chunk went by (its `end`). */

@@ -26,6 +26,13 @@ export interface ExchangeDuplex {
    * the promise per chunk of the async source.
    */
   takeRest?(): HTTPChunk[] | undefined;
+  /**
+   * Sends `chunk`, this side's whole half folded into one chunk marked `end` (a small complete
+   * response), at once when flow control lets it go without waiting, and finishes the write side as
+   * sink() would. False when it cannot (nothing sent): the caller hands it to sink() as usual. Only
+   * before sink() is called.
+   */
+  sendWhole?(chunk: HTTPChunk): boolean;
   /** Settles once both directions are finished; `error` is set if the exchange did not complete. */
   readonly closed: Promise<void>;
   readonly error: Error | undefined;

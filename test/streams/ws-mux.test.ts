@@ -363,4 +363,45 @@ test('takeRest hands over a response folded whole at once and settles the exchan
   }
 });
 
+test('sendWhole sends a folded response in the same turn and finishes the write side; short of credit or once sink() runs it sends nothing', async () => {
+  const { edge, agent, inbound, close } = await pair();
+  edge.peerReadsFolded = true;
+  agent.peerReadsFolded = true;
+  const response = (): HTTPChunk => ({ kind: ChunkKind.HEADERS, status: 200, headers: [], data: Buffer.from('hi'), end: true });
+  try {
+    const request: HTTPChunk = { ...head('s'), method: 'GET', end: true };
+    const exchange = edge.open(request);
+    void exchange.sink(
+      (async function* () {
+        yield request;
+      })(),
+    );
+    await waitFor(() => inbound.length === 1);
+    const served = inbound[0].exchange;
+    assert.equal(served.takeRest?.(), []);
+    assert.is(served.sendWhole?.(response()), true);
+    await within(served.closed, 5000, 'the agent side to settle');
+    const got: string[] = [];
+    for await (const c of exchange.source) got.push(`${c.status}:${Buffer.from(c.data ?? []).toString()}`);
+    assert.equal(got, ['200:', 'undefined:hi']);
+    assert.is(exchange.error, undefined);
+    // Credit too short for the folded chunk: nothing goes, sink() is the way.
+    agent.remoteWindow = 8;
+    const tight: HTTPChunk = { ...head('t'), method: 'GET', end: true };
+    const second = edge.open(tight);
+    await waitFor(() => inbound.length === 2);
+    assert.is(inbound[1].exchange.sendWhole?.(response()), false);
+    // Once sink() owns the write side, sendWhole never writes beside it.
+    agent.remoteWindow = WINDOW;
+    const third = edge.open({ ...head('u'), method: 'GET', end: true });
+    await waitFor(() => inbound.length === 3);
+    void inbound[2].exchange.sink((async function* () {})()).catch(() => undefined);
+    assert.is(inbound[2].exchange.sendWhole?.(response()), false);
+    second.abort(new Error('test over'));
+    third.abort(new Error('test over'));
+  } finally {
+    await close();
+  }
+});
+
 test.run();
