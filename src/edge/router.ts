@@ -43,6 +43,9 @@ function closeAfterResponse(req: IncomingMessage, res: ServerResponse): void {
   else res.once('finish', () => socket.end());
 }
 
+/** The upload of a request whose head was all of it, already sent. */
+const SENT: Promise<void> = Promise.resolve();
+
 /** Answers requests addressed to the edge's own host (discovery, the landing page). */
 export type OwnHostHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -289,10 +292,13 @@ export class Router extends EventEmitter<{ idle: [] }> {
     // hop per chunk on every request).
     // A request complete before it was opened (head.end) never waits for a byte: nothing to abort,
     // so it costs no AbortSignal and no promise per read.
-    // Such a request is its head alone: no reader of the (empty) body, no pipe stages.
+    // Such a request is its head alone: no reader of the (empty) body, no pipe stages, and when the head
+    // went out with its END (an agent that reads folded chunks) no sink at all.
     const upload = (
       head.end
-        ? exchange.sink(oneChunk(head))
+        ? exchange.sendWhole?.(head)
+          ? SENT
+          : exchange.sink(oneChunk(head))
         : pipe(
             incomingChunks(req, head, pipeline.bytesIn, requestTrailers),
             (source) => abortable(source, pipeline.failed),

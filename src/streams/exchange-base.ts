@@ -144,10 +144,14 @@ export abstract class ExchangeBase implements ExchangeDuplex {
     return err;
   }
 
-  /** See ExchangeDuplex.sendWhole: a HEADERS chunk with this side's whole half folded in, to a peer that reads folded chunks. */
+  /**
+   * See ExchangeDuplex.sendWhole: a HEADERS chunk with this side's whole half folded in, to a peer that
+   * reads folded chunks. When that head already went out another way with its END (headEndSent: the
+   * edge's GET), nothing is left to send, as in sink().
+   */
   sendWhole(chunk: HTTPChunk): boolean {
-    if (this.settled || this.sinking || this.writeDone || this.headSent || chunk.kind !== ChunkKind.HEADERS || chunk.end !== true) return false;
-    if (!this.peerReadsFolded || !this.trySendNow(chunk)) return false;
+    if (this.settled || this.sinking || this.writeDone || chunk.kind !== ChunkKind.HEADERS || chunk.end !== true) return false;
+    if (this.headSent ? !this.headEndSent : !this.peerReadsFolded || !this.trySendNow(chunk)) return false;
     this.writeDone = true;
     this.maybeDone();
     return true;

@@ -371,11 +371,8 @@ test('sendWhole sends a folded response in the same turn and finishes the write 
   try {
     const request: HTTPChunk = { ...head('s'), method: 'GET', end: true };
     const exchange = edge.open(request);
-    void exchange.sink(
-      (async function* () {
-        yield request;
-      })(),
-    );
+    // The edge's GET: its head went out with END folded in, so the request side is done already.
+    assert.is(exchange.sendWhole?.(request), true);
     await waitFor(() => inbound.length === 1);
     const served = inbound[0].exchange;
     assert.equal(served.takeRest?.(), []);
@@ -399,6 +396,12 @@ test('sendWhole sends a folded response in the same turn and finishes the write 
     assert.is(inbound[2].exchange.sendWhole?.(response()), false);
     second.abort(new Error('test over'));
     third.abort(new Error('test over'));
+    // A head that went out without its END (a peer that does not read folded chunks): END is still owed.
+    edge.peerReadsFolded = false;
+    const unfolded: HTTPChunk = { ...head('v'), method: 'GET', end: true };
+    const fourth = edge.open(unfolded);
+    assert.is(fourth.sendWhole?.(unfolded), false);
+    fourth.abort(new Error('test over'));
   } finally {
     await close();
   }
