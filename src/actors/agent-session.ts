@@ -96,7 +96,7 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
       },
       openTimedOut: (exchangeId) => this.sendSafe({ type: 'OpenTimeout', exchangeId }),
       queueTimedOut: (entry) => this.sendSafe({ type: 'QueueTimeout', entry }),
-      exchangeClosed: (exchange) => this.sendSafe({ type: 'ExchangeClosed', exchange }),
+      exchangeClosed: (exchange) => this.handleNowOrSend({ type: 'ExchangeClosed', exchange }),
     });
   }
 
@@ -278,6 +278,20 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
       this.abort(new AgentUnavailableError('agent closed its control stream'));
     } catch (err) {
       this.abort(err instanceof ProtocolError ? err : new AgentUnavailableError('agent control stream failed', { cause: err }));
+    }
+  }
+
+  /**
+   * Handles `msg` now when the loop is idle (the step it would take next, as openNow does: one
+   * exchange's end was a mailbox message, a promise and a turn of the loop on every request), else
+   * posts it. A handler that throws aborts the session, as in the loop.
+   */
+  private handleNowOrSend(msg: SessionMessage): void {
+    if (this.stopped || !this.mailbox.idle) return this.sendSafe(msg);
+    try {
+      this.handle(msg);
+    } catch (err) {
+      this.abort(toError(err));
     }
   }
 
