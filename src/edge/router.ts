@@ -282,7 +282,9 @@ export class Router extends EventEmitter<{ idle: [] }> {
     const onSocketClose = (): void => {
       if (!req.complete) pipeline.abort(new AbortError('public client went away mid-upload'), ResetCode.CANCEL);
     };
-    socket.once('close', onSocketClose);
+    // A request already wholly read (every GET) has no upload to stop: no listener on its socket.
+    const uploading = !req.complete;
+    if (uploading) socket.once('close', onSocketClose);
     // Through res (not the socket) so Node sees a listener and leaves the socket to us.
     res.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
     if (isClosed(res)) onClose();
@@ -329,7 +331,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
       // it with the keep-alive timeout (disarming it here left idle connections open for ever); a failed one
       // is destroyed by the caller.
       res.off('close', onClose);
-      socket.off('close', onSocketClose);
+      if (uploading) socket.off('close', onSocketClose);
       res.off('timeout', onIdle);
     }
   }
