@@ -96,7 +96,7 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
       },
       openTimedOut: (exchangeId) => this.sendSafe({ type: 'OpenTimeout', exchangeId }),
       queueTimedOut: (entry) => this.sendSafe({ type: 'QueueTimeout', entry }),
-      exchangeClosed: (exchange) => this.sendSafe({ type: 'ExchangeClosed', exchange }),
+      exchangeClosed: (exchange) => this.handleNowOrSend({ type: 'ExchangeClosed', exchange }),
     });
   }
 
@@ -159,6 +159,20 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
         fail(err instanceof MailboxFullError ? new AgentBusyError('agent session overloaded', { cause: err }) : toError(err));
       }
     });
+  }
+
+  /**
+   * Starts the exchange now, without a trip through the mailbox, when the actor's loop could do
+   * nothing else first: the session is registered, its loop is idle (no Drain, Start or earlier Open
+   * posted and not yet handled, so nothing is overtaken), the transport opens streams itself and a slot is free
+   * with nobody queued. Undefined otherwise: openExchange then waits in line as before. Running the
+   * handler's own step here is the same state change the loop would make next, done in one turn with
+   * no promise, mailbox entry or AbortSignal listener per request (≈ 9 % of the edge's CPU on small
+   * requests went to that round trip).
+   */
+  openNow(head: HTTPChunk): ExchangeDuplex | undefined {
+    if (this.stopped || this.statusNow !== 'registered' || !this.mailbox.idle) return undefined;
+    return this.slots.openNow(head);
   }
 
   /** A stream is free to carry the next exchange. */
@@ -264,6 +278,20 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
       this.abort(new AgentUnavailableError('agent closed its control stream'));
     } catch (err) {
       this.abort(err instanceof ProtocolError ? err : new AgentUnavailableError('agent control stream failed', { cause: err }));
+    }
+  }
+
+  /**
+   * Handles `msg` now when the loop is idle (the step it would take next, as openNow does: one
+   * exchange's end was a mailbox message, a promise and a turn of the loop on every request), else
+   * posts it. A handler that throws aborts the session, as in the loop.
+   */
+  private handleNowOrSend(msg: SessionMessage): void {
+    if (this.stopped || !this.mailbox.idle) return this.sendSafe(msg);
+    try {
+      this.handle(msg);
+    } catch (err) {
+      this.abort(toError(err));
     }
   }
 

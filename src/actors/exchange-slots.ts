@@ -99,6 +99,19 @@ export class ExchangeSlots {
     this.queued.push(entry);
   }
 
+  /**
+   * Starts `head` at once on a multiplexing transport when a slot is free and nobody waits for one;
+   * undefined when it would have to wait or the transport refuses (open() then reports why).
+   */
+  openNow(head: HTTPChunk): ExchangeDuplex | undefined {
+    if (!this.init.openDirect || !this.hasSlot || this.queued.length > 0) return undefined;
+    try {
+      return this.track(this.init.openDirect(head));
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Starts waiting exchanges while there are free slots; ones whose client left are dropped. */
   startQueued(): void {
     while (this.queued.length > 0 && this.hasSlot) {

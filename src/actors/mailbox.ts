@@ -21,6 +21,14 @@ export class Mailbox<M> {
     return this.queue.length - this.head;
   }
 
+  /**
+   * The actor is waiting for its next message: every message posted so far has been handled (a message
+   * handed straight to a waiting receive() is not counted by `size`, yet is still unhandled).
+   */
+  get idle(): boolean {
+    return this.waiter !== undefined;
+  }
+
   /** Enqueues a message; throws MailboxFullError when full and ActorStoppedError after stop(). */
   post(msg: M): void {
     if (this.stopped) throw new ActorStoppedError('actor stopped');

@@ -27,6 +27,11 @@ export interface TunnelSession {
   readonly closed: Promise<void>;
   /** Starts an exchange whose request begins with `head` (see AgentSession.openExchange). */
   openExchange(head: HTTPChunk, options?: OpenExchangeOptions): Promise<ExchangeDuplex>;
+  /**
+   * Starts the exchange at once when nothing would make it wait (see AgentSession.openNow); undefined
+   * otherwise, and the caller takes openExchange's way. Optional: a session may always wait.
+   */
+  openNow?(head: HTTPChunk): ExchangeDuplex | undefined;
   /** Ends the session now. Idempotent. */
   abort(err: Error): void;
 }

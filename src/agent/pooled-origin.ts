@@ -79,7 +79,7 @@ export class PooledOrigin {
       pipeline.abort(e, ResetCode.PROTOCOL_ERROR);
       throw e;
     });
-    const results = await Promise.allSettled([request, exchange.sink(response.chunks())]);
+    const results = await Promise.allSettled([request, respond(exchange, response)]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (!failed) return;
     const err = toError(failed.reason);
@@ -94,11 +94,27 @@ export class PooledOrigin {
   }
 }
 
+/**
+ * Sends the origin's response on the exchange: a small complete one as one folded chunk in the turn
+ * it is taken (sendWhole: no sink loop, generator or credit wait), anything else through sink().
+ */
+async function respond(exchange: ExchangeDuplex, response: PooledResponse): Promise<void> {
+  const whole = await response.whole();
+  if (whole && exchange.sendWhole?.(whole)) return;
+  await exchange.sink(response.chunks(whole));
+}
+
 /** Reads the exchange's request to its END: a request sent as its head alone has nothing after it. */
 async function requestEnd(exchange: ExchangeDuplex): Promise<void> {
-  for await (const chunk of exchange.source) {
-    throw new ProtocolError(`unexpected ${ChunkKind[chunk.kind]} chunk after a request head that carried END`);
-  }
+  // The END that rode on the head is already here: taken at once, no pass through the source generator.
+  const rest = exchange.takeRest?.() ?? (await firstChunk(exchange.source));
+  if (rest.length > 0) throw new ProtocolError(`unexpected ${ChunkKind[rest[0].kind]} chunk after a request head that carried END`);
+}
+
+/** The first chunk of `source`, if any, as a list (a request whose head carried END has none). */
+async function firstChunk(source: AsyncIterable<HTTPChunk>): Promise<HTTPChunk[]> {
+  for await (const chunk of source) return [chunk];
+  return [];
 }
 
 /** Node's flat rawHeaders ([name, value, …]) from undici's raw Buffers, decoded as Node decodes them (latin1). */
@@ -210,7 +226,24 @@ export class PooledResponse implements Dispatcher.DispatchHandlers {
     return fields.length > 0 ? { kind: ChunkKind.TRAILERS, headers: fields, ...(end ? { end: true } : {}) } : undefined;
   }
 
-  async *chunks(): AsyncGenerator<HTTPChunk> {
+  /**
+   * Once the head is here: the whole response as one folded chunk marked `end` when it is complete,
+   * small (FOLD_MAX_DATA_BYTES) and has no trailers (its body is then taken); undefined otherwise.
+   */
+  async whole(): Promise<HTTPChunk | undefined> {
+    await this.until(() => this.head !== undefined);
+    if (!this.head || !this.complete || this.error || this.buffered > FOLD_MAX_DATA_BYTES || this.trailerChunk(true)) return undefined;
+    const folded: HTTPChunk = { ...this.head, end: true };
+    if (this.buffered > 0) folded.data = this.takeBody().data;
+    return folded;
+  }
+
+  /** The response as chunks; `whole`, when given, is what whole() took: it is all there is. */
+  async *chunks(whole?: HTTPChunk): AsyncGenerator<HTTPChunk> {
+    if (whole) {
+      yield whole;
+      return;
+    }
     await this.until(() => this.head !== undefined);
     if (!this.head) {
       const err = this.error!;

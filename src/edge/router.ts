@@ -43,6 +43,9 @@ function closeAfterResponse(req: IncomingMessage, res: ServerResponse): void {
   else res.once('finish', () => socket.end());
 }
 
+/** The upload of a request whose head was all of it, already sent. */
+const SENT: Promise<void> = Promise.resolve();
+
 /** Answers requests addressed to the edge's own host (discovery, the landing page). */
 export type OwnHostHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -247,6 +250,9 @@ export class Router extends EventEmitter<{ idle: [] }> {
    * response or the socket) closes first: the client may leave while the exchange waits for a slot.
    */
   async openExchange(session: TunnelSession, head: HTTPChunk, client: EventEmitter, pipeline: ExchangePipeline): Promise<ExchangeDuplex> {
+    // A session that can start it now needs no way to give up waiting: no AbortController per request.
+    const now = session.openNow?.(head);
+    if (now) return pipeline.attach(now);
     const gone = new AbortController();
     const onGone = (): void => gone.abort(new AbortError('public client went away'));
     client.once('close', onGone);
@@ -276,7 +282,9 @@ export class Router extends EventEmitter<{ idle: [] }> {
     const onSocketClose = (): void => {
       if (!req.complete) pipeline.abort(new AbortError('public client went away mid-upload'), ResetCode.CANCEL);
     };
-    socket.once('close', onSocketClose);
+    // A request already wholly read (every GET) has no upload to stop: no listener on its socket.
+    const uploading = !req.complete;
+    if (uploading) socket.once('close', onSocketClose);
     // Through res (not the socket) so Node sees a listener and leaves the socket to us.
     res.setTimeout(this.init.limits.idleTimeoutMs, onIdle);
     if (isClosed(res)) onClose();
@@ -286,10 +294,13 @@ export class Router extends EventEmitter<{ idle: [] }> {
     // hop per chunk on every request).
     // A request complete before it was opened (head.end) never waits for a byte: nothing to abort,
     // so it costs no AbortSignal and no promise per read.
-    // Such a request is its head alone: no reader of the (empty) body, no pipe stages.
+    // Such a request is its head alone: no reader of the (empty) body, no pipe stages, and when the head
+    // went out with its END (an agent that reads folded chunks) no sink at all.
     const upload = (
       head.end
-        ? exchange.sink(oneChunk(head))
+        ? exchange.sendWhole?.(head)
+          ? SENT
+          : exchange.sink(oneChunk(head))
         : pipe(
             incomingChunks(req, head, pipeline.bytesIn, requestTrailers),
             (source) => abortable(source, pipeline.failed),
@@ -297,7 +308,9 @@ export class Router extends EventEmitter<{ idle: [] }> {
           )
     ).catch((err: unknown) => pipeline.abort(toError(err), ResetCode.CANCEL));
     try {
-      pipeline.status = await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, pipeline.bytesOut);
+      pipeline.status = await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, pipeline.bytesOut, () =>
+        exchange.takeRest?.(),
+      );
       // The request body may still be flowing to an origin that answered early: the exchange (and its
       // count) lasts until it is done.
       await upload;
@@ -318,7 +331,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
       // it with the keep-alive timeout (disarming it here left idle connections open for ever); a failed one
       // is destroyed by the caller.
       res.off('close', onClose);
-      socket.off('close', onSocketClose);
+      if (uploading) socket.off('close', onSocketClose);
       res.off('timeout', onIdle);
     }
   }

@@ -38,6 +38,9 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   /** The opening request HEADERS this side sent another way carried END folded in (sink() sends no END). */
   protected headEndSent = false;
 
+  /** sink() was called: its loop owns the write side. */
+  private sinking = false;
+
   /** Parts of a folded chunk from the peer not yet read (they need no wait). */
   private unfolded: HTTPChunk[] = [];
 
@@ -59,6 +62,13 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   protected abstract next(): Promise<HTTPChunk | null>;
   /** Sends one chunk, waiting for flow control (window or credit). */
   protected abstract send(chunk: HTTPChunk): Promise<void>;
+  /**
+   * Sends `chunk` now if flow control lets it go without waiting; false (nothing sent) otherwise. A
+   * transport without such a path keeps this default: sendWhole() then always leaves it to sink().
+   */
+  protected trySendNow(_chunk: HTTPChunk): boolean {
+    return false;
+  }
   /** Sends RESET now, without waiting. */
   protected abstract sendNow(chunk: HTTPChunk): void;
   /**
@@ -75,6 +85,22 @@ export abstract class ExchangeBase implements ExchangeDuplex {
 
   get isSettled(): boolean {
     return this.settled;
+  }
+
+  /**
+   * See ExchangeDuplex.takeRest: the parts of a folded chunk still unread, when it carried the peer's
+   * END. The reader's generator is then left where it is (nobody resumes it): the read side ends here
+   * as it would at END.
+   */
+  takeRest(): HTTPChunk[] | undefined {
+    const parts = this.unfolded;
+    if (this.settled || parts.length === 0 || parts[parts.length - 1].kind !== ChunkKind.END) return undefined;
+    this.unfolded = [];
+    parts.pop();
+    this.readDone = true;
+    this.maybeDone();
+    if (!this.settled) this.readEnded();
+    return parts;
   }
 
   private async *read(): AsyncGenerator<HTTPChunk> {
@@ -118,7 +144,21 @@ export abstract class ExchangeBase implements ExchangeDuplex {
     return err;
   }
 
+  /**
+   * See ExchangeDuplex.sendWhole: a HEADERS chunk with this side's whole half folded in, to a peer that
+   * reads folded chunks. When that head already went out another way with its END (headEndSent: the
+   * edge's GET), nothing is left to send, as in sink().
+   */
+  sendWhole(chunk: HTTPChunk): boolean {
+    if (this.settled || this.sinking || this.writeDone || chunk.kind !== ChunkKind.HEADERS || chunk.end !== true) return false;
+    if (this.headSent ? !this.headEndSent : !this.peerReadsFolded || !this.trySendNow(chunk)) return false;
+    this.writeDone = true;
+    this.maybeDone();
+    return true;
+  }
+
   async sink(source: AsyncIterable<HTTPChunk>): Promise<void> {
+    this.sinking = true;
     try {
       let first = this.headSent;
       /** The producer's last chunk went by (its `end`). */

@@ -19,6 +19,20 @@ export interface ExchangeDuplex {
   abort(err: Error, code?: ResetCode): void;
   /** True when the peer's next chunk is already here, so reading it will not wait. */
   readonly buffered: boolean;
+  /**
+   * Everything the peer has left to send, through its END, when all of it is already here: taken at
+   * once (without END), and `source` is finished as if read to its END. Undefined when any of it is
+   * still to come; `source` then goes on untouched. Lets a reader of a small complete message skip
+   * the promise per chunk of the async source.
+   */
+  takeRest?(): HTTPChunk[] | undefined;
+  /**
+   * Sends `chunk`, this side's whole half folded into one chunk marked `end` (a small complete
+   * response), at once when flow control lets it go without waiting, and finishes the write side as
+   * sink() would. False when it cannot (nothing sent): the caller hands it to sink() as usual. Only
+   * before sink() is called.
+   */
+  sendWhole?(chunk: HTTPChunk): boolean;
   /** Settles once both directions are finished; `error` is set if the exchange did not complete. */
   readonly closed: Promise<void>;
   readonly error: Error | undefined;

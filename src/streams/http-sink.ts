@@ -129,7 +129,7 @@ export async function writeBody(out: OutgoingMessage, chunks: AsyncIterator<HTTP
  * Ends an outgoing message and resolves once it is finished. `end(callback)` alone never calls back
  * when the message fails first (an origin that refuses the connection), so 'close' settles it too.
  */
-function endMessage(out: OutgoingMessage): Promise<void> {
+function endMessage(out: OutgoingMessage, last?: Uint8Array): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (isClosed(out)) {
       reject(new TransportClosedError('peer closed before the end of the body'));
@@ -147,7 +147,8 @@ function endMessage(out: OutgoingMessage): Promise<void> {
     };
     out.once('finish', onFinish);
     out.once('close', onClose);
-    out.end();
+    if (last) out.end(last);
+    else out.end();
   });
 }
 
@@ -169,6 +170,28 @@ function flushHeadIfUnsent(out: OutgoingMessage): void {
   const sent = (out as { _headerSent?: boolean })._headerSent ?? out.headersSent;
   if (!sent && !out.writableEnded && !isClosed(out)) out.flushHeaders();
 }
+
+/** `chunks` as an async iterator (the rest of a message already taken whole). */
+function iterate(chunks: readonly HTTPChunk[]): AsyncIterator<HTTPChunk> {
+  let i = 0;
+  return {
+    next: () => Promise.resolve(i < chunks.length ? { value: chunks[i++], done: false } : { value: undefined, done: true }),
+  };
+}
+
+/**
+ * The body of a message whose rest is `rest`, when it is at most one DATA (no trailers) whose size
+ * matches `length` (or no length was declared): what can go out as one `end(body)`. Undefined for
+ * anything else, which takes the checked chunk-by-chunk way.
+ */
+function wholeBody(rest: readonly HTTPChunk[], length: number | undefined): Uint8Array | undefined {
+  if (rest.length > 1) return undefined;
+  const data = rest.length === 0 ? EMPTY : rest[0].kind === ChunkKind.DATA ? rest[0].data! : undefined;
+  if (!data || (length !== undefined && data.byteLength !== length)) return undefined;
+  return data;
+}
+
+const EMPTY = new Uint8Array(0);
 
 /** Responses that never have a body, whatever their head says (RFC 9110 §6.4.1). */
 function bodyless(res: ServerResponse, status: number): boolean {
@@ -199,6 +222,7 @@ export async function writeResponse(
   chunks: AsyncIterator<HTTPChunk>,
   bodyReady: () => boolean,
   counter?: ByteCounter,
+  takeRest?: () => HTTPChunk[] | undefined,
 ): Promise<number> {
   for (;;) {
     const head = await responseHead(chunks);
@@ -207,15 +231,28 @@ export async function writeResponse(
       if (status === 100) res.writeContinue();
       continue;
     }
-    const { headers, length } = framedFields(head.headers ?? []);
+    const { headers, length: framed } = framedFields(head.headers ?? []);
+    const length = bodyless(res, status) ? 0 : framed;
+    // The whole response is already here (a small answer folded into one message): the head and the
+    // body leave in one end(), with no promise per chunk. Anything else it holds (trailers, a length
+    // that does not match) goes the checked way. The origin's framing stays: a response it sent
+    // without Content-Length is still chunked, as it would be had its parts arrived apart.
+    const rest = takeRest?.();
+    const whole = rest && wholeBody(rest, length);
     try {
       res.writeHead(status, flatFields(headers));
     } catch (err) {
       throw new ProtocolError('response head field is not valid HTTP', { cause: err });
     }
-    flushHeadUnlessBodyReady(res, bodyReady);
+    if (whole) {
+      if (counter) counter.bytes += whole.byteLength;
+      await endMessage(res, whole.byteLength > 0 ? whole : undefined);
+      return status;
+    }
+    if (rest) chunks = iterate(rest);
+    else flushHeadUnlessBodyReady(res, bodyReady);
     try {
-      await writeBody(res, chunks, { counter, length: bodyless(res, status) ? 0 : length });
+      await writeBody(res, chunks, { counter, length });
     } catch (err) {
       // A head still waiting for the end of its turn goes now: the caller then sees a started response
       // and cuts it (RST_STREAM on HTTP/2), as when the head had gone out at once, rather than taking

@@ -13,6 +13,8 @@ export interface MuxStreamHost {
   readonly remoteWindow: number;
   /** Writes a frame, waiting while the socket's buffer is full. */
   write(frame: WsFrame): Promise<void>;
+  /** Writes a frame now unless the socket's buffer is full; false (nothing written) if it is. */
+  writeNow(frame: WsFrame): boolean;
   /** Writes a small frame now (credit, RESET). */
   sendNow(frame: WsFrame): void;
   /** The stream is over: forget its id. */
@@ -158,6 +160,14 @@ export class MuxStream extends ExchangeBase {
       if (last) return;
       data = data.subarray(room);
     }
+  }
+
+  protected override trySendNow(chunk: HTTPChunk): boolean {
+    if (chunk.kind === ChunkKind.DATA) return false;
+    const cost = chunkCost(chunk, this.sendOverhead);
+    if (cost > this.sendCredit || !this.mux.writeNow({ stream: this.streamId, chunk })) return false;
+    this.sendCredit -= cost;
+    return true;
   }
 
   private async waitCredit(n: number): Promise<void> {

@@ -137,6 +137,14 @@ export class WsMux implements MuxStreamHost {
     this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
   }
 
+  /** @internal writes a frame now when the socket's buffer is below its high-water mark (as write() would); false, with nothing written, otherwise. */
+  writeNow(frame: WsFrame): boolean {
+    if (this.closeError || this.socket.bufferedAmount >= WS_SOCKET_HIGH_WATER_BYTES) return false;
+    this.corkForTurn();
+    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
+    return true;
+  }
+
   /**
    * @internal writes without waiting (HEADERS, credit, RESET, control: small and bounded in count).
    * A peer that lets the buffer pass WS_SEND_BUFFER_LIMIT_BYTES is not reading: its session is closed.

@@ -199,4 +199,40 @@ test('an exchange that waited for a slot longer than the open timeout gets 503',
   s.abort(new AbortError('done'));
 });
 
+/** A control channel of a multiplexing transport: exchanges open on it directly, on a FakeStream each. */
+class DirectControlChannel extends FakeControlChannel {
+  readonly streams: FakeStream[] = [];
+  openDirect(h: HTTPChunk): ExchangeDuplex {
+    const stream = new FakeStream();
+    this.streams.push(stream);
+    return stream.begin(h.exchangeId ?? '');
+  }
+}
+
+test('openNow starts an exchange in the same turn, but never before Registered, past a queued message, at the cap or while draining', async () => {
+  const control = new DirectControlChannel();
+  const s = session(control, { maxExchanges: 1 });
+  // Still admitting: Registered has not gone out, so an exchange must not overtake it.
+  assert.is(s.openNow(head('early')), undefined);
+  await waitFor(() => s.status === 'registered');
+  const first = s.openNow(head('a'));
+  assert.is(first?.id, 'a');
+  assert.is(s.stats().openExchanges, 1);
+  // At the cap: the caller waits in line through openExchange instead.
+  assert.is(s.openNow(head('b')), undefined);
+  const waiting = s.openExchange(head('b'));
+  control.streams[0].finish[0]();
+  assert.is((await waiting).id, 'b');
+  control.streams[1].finish[0]();
+  await waitFor(() => s.stats().openExchanges === 0);
+  // A Drain in the mailbox comes first: nothing opens past it, and nothing once it is handled.
+  s.drain();
+  assert.is(s.openNow(head('c')), undefined);
+  await waitFor(() => s.draining);
+  assert.is(s.openNow(head('d')), undefined);
+  assert.is(control.streams.length, 2);
+  s.abort(new AbortError('done'));
+  await s.closed;
+});
+
 test.run();

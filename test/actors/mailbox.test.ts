@@ -40,4 +40,18 @@ test('a long run of post/receive keeps the queue compact', async () => {
   assert.is(box.size, 0);
 });
 
+test('idle only while a receiver waits: a message handed straight to it makes the mailbox busy though size stays 0', async () => {
+  const mb = new Mailbox<number>();
+  assert.is(mb.idle, false);
+  const next = mb.receive();
+  assert.is(mb.idle, true);
+  mb.post(1);
+  assert.is(mb.size, 0);
+  assert.is(mb.idle, false);
+  assert.is(await next, 1);
+  mb.post(2);
+  assert.is(mb.idle, false);
+  assert.is(await mb.receive(), 2);
+});
+
 test.run();

@@ -112,4 +112,88 @@ test('a response whose body fails before its head went out still sends the head,
   assert.ok(cut, 'the client saw a complete body');
 });
 
+/** An async iterator over `list`, and a takeRest that hands over what `list` has left after its head when `whole`. */
+function message(list: HTTPChunk[], whole: boolean) {
+  let i = 0;
+  const chunks: AsyncIterator<HTTPChunk> = {
+    next: async () => (i < list.length ? { value: list[i++], done: false } : { value: undefined, done: true }),
+  };
+  const takeRest = (): HTTPChunk[] | undefined => {
+    if (!whole) return undefined;
+    const rest = list.slice(i);
+    i = list.length;
+    return rest;
+  };
+  return { chunks, takeRest };
+}
+
+test('a response already here whole leaves in one write, its body counted, with the origin\'s framing', async (ctx) => {
+  const response = request(ctx);
+  await within(ctx.arrived!, 5000, 'the request');
+  const res = ctx.responses[0];
+  const writes = countWrites(res.socket!);
+  const counter = { bytes: 0 };
+  const { chunks, takeRest } = message(
+    [
+      { kind: ChunkKind.HEADERS, status: 201, headers: [{ name: 'Content-Length', value: '5' }] },
+      { kind: ChunkKind.DATA, data: Buffer.from('hello') },
+    ],
+    true,
+  );
+  assert.is(await writeResponse(res, chunks, () => true, counter, takeRest), 201);
+  const msg = await within(response, 5000, 'the response');
+  assert.is(msg.statusCode, 201);
+  assert.is(msg.headers['content-length'], '5');
+  assert.is((await readBody(msg)).toString(), 'hello');
+  assert.is(writes(), 1);
+  assert.is(counter.bytes, 5);
+});
+
+test('a whole response whose body does not match its Content-Length is refused (ERR_PROTOCOL), never sent complete', async (ctx) => {
+  const response = request(ctx);
+  await within(ctx.arrived!, 5000, 'the request');
+  const res = ctx.responses[0];
+  const { chunks, takeRest } = message(
+    [
+      { kind: ChunkKind.HEADERS, status: 200, headers: [{ name: 'Content-Length', value: '10' }] },
+      { kind: ChunkKind.DATA, data: Buffer.from('short') },
+    ],
+    true,
+  );
+  const code = await writeResponse(res, chunks, () => true, undefined, takeRest).then(
+    () => undefined,
+    (err: { code?: string }) => (res.destroy(), err.code),
+  );
+  assert.is(code, 'ERR_PROTOCOL');
+  // Cut before or after its head: either way never a response that looks complete.
+  const cut = await within(
+    response.then(readBody).then(
+      () => false,
+      () => true,
+    ),
+    5000,
+    'the response to end',
+  );
+  assert.ok(cut, 'the client saw a complete body');
+});
+
+test('a whole response with trailers goes the chunked way and keeps them', async (ctx) => {
+  const response = request(ctx);
+  await within(ctx.arrived!, 5000, 'the request');
+  const res = ctx.responses[0];
+  const { chunks, takeRest } = message(
+    [
+      { kind: ChunkKind.HEADERS, status: 200, headers: [{ name: 'Trailer', value: 'x-sum' }] },
+      { kind: ChunkKind.DATA, data: Buffer.from('abc') },
+      { kind: ChunkKind.TRAILERS, headers: [{ name: 'x-sum', value: '6' }] },
+    ],
+    true,
+  );
+  await writeResponse(res, chunks, () => true, undefined, takeRest);
+  const msg = await within(response, 5000, 'the response');
+  assert.is(msg.headers['transfer-encoding'], 'chunked');
+  assert.is((await readBody(msg)).toString(), 'abc');
+  assert.is(msg.trailers['x-sum'], '6');
+});
+
 test.run();

@@ -305,4 +305,106 @@ test('gathered DATA written straight to the socket, its buffers reused, arrives 
   }
 });
 
+test('takeRest hands over a response folded whole at once and settles the exchange; a response still coming is left to the source', async () => {
+  const { edge, agent, inbound, close } = await pair();
+  edge.peerReadsFolded = true;
+  agent.peerReadsFolded = true;
+  try {
+    const getHead = (id: string): HTTPChunk => ({ ...head(id), method: 'GET', end: true });
+    // As the router does: the head that opened the exchange is its whole request (END folded in).
+    const requestOf = (h: HTTPChunk) =>
+      (async function* () {
+        yield h;
+      })();
+    const wholeHead = getHead('w');
+    const whole = edge.open(wholeHead);
+    await waitFor(() => inbound.length === 1);
+    // The request's END rode on its head: the agent takes it with nothing before it.
+    assert.equal(inbound[0].exchange.takeRest?.(), []);
+    void inbound[0].exchange.sink(
+      (async function* () {
+        yield { kind: ChunkKind.HEADERS, status: 200, headers: [], data: Buffer.from('hi'), end: true } as HTTPChunk;
+      })(),
+    );
+    const sending = whole.sink(requestOf(wholeHead));
+    const reader = whole.source[Symbol.asyncIterator]();
+    const first = await within(reader.next(), 5000, 'the response head');
+    assert.is(first.value?.status, 200);
+    const rest = whole.takeRest?.();
+    assert.is(rest?.length, 1);
+    assert.is(Buffer.from(rest![0].data!).toString(), 'hi');
+    await within(whole.closed, 5000, 'the exchange to settle');
+    assert.is(whole.error, undefined);
+    await sending;
+    // A response whose body is still to come: nothing is taken, the source reads on.
+    const partialHead = getHead('p');
+    const partial = edge.open(partialHead);
+    await waitFor(() => inbound.length === 2);
+    const agentSide = inbound[1].exchange;
+    let release!: () => void;
+    const later = new Promise<void>((resolve) => (release = resolve));
+    void agentSide.sink(
+      (async function* () {
+        yield { kind: ChunkKind.HEADERS, status: 200, headers: [] } as HTTPChunk;
+        await later;
+        yield dataChunk(Buffer.from('late'));
+      })(),
+    );
+    void partial.sink(requestOf(partialHead));
+    const r2 = partial.source[Symbol.asyncIterator]();
+    assert.is((await within(r2.next(), 5000, 'the head')).value?.status, 200);
+    assert.is(partial.takeRest?.(), undefined);
+    release();
+    const data = await within(r2.next(), 5000, 'the body');
+    assert.is(Buffer.from(data.value!.data!).toString(), 'late');
+    assert.ok((await within(r2.next(), 5000, 'the end')).done);
+  } finally {
+    await close();
+  }
+});
+
+test('sendWhole sends a folded response in the same turn and finishes the write side; short of credit or once sink() runs it sends nothing', async () => {
+  const { edge, agent, inbound, close } = await pair();
+  edge.peerReadsFolded = true;
+  agent.peerReadsFolded = true;
+  const response = (): HTTPChunk => ({ kind: ChunkKind.HEADERS, status: 200, headers: [], data: Buffer.from('hi'), end: true });
+  try {
+    const request: HTTPChunk = { ...head('s'), method: 'GET', end: true };
+    const exchange = edge.open(request);
+    // The edge's GET: its head went out with END folded in, so the request side is done already.
+    assert.is(exchange.sendWhole?.(request), true);
+    await waitFor(() => inbound.length === 1);
+    const served = inbound[0].exchange;
+    assert.equal(served.takeRest?.(), []);
+    assert.is(served.sendWhole?.(response()), true);
+    await within(served.closed, 5000, 'the agent side to settle');
+    const got: string[] = [];
+    for await (const c of exchange.source) got.push(`${c.status}:${Buffer.from(c.data ?? []).toString()}`);
+    assert.equal(got, ['200:', 'undefined:hi']);
+    assert.is(exchange.error, undefined);
+    // Credit too short for the folded chunk: nothing goes, sink() is the way.
+    agent.remoteWindow = 8;
+    const tight: HTTPChunk = { ...head('t'), method: 'GET', end: true };
+    const second = edge.open(tight);
+    await waitFor(() => inbound.length === 2);
+    assert.is(inbound[1].exchange.sendWhole?.(response()), false);
+    // Once sink() owns the write side, sendWhole never writes beside it.
+    agent.remoteWindow = WINDOW;
+    const third = edge.open({ ...head('u'), method: 'GET', end: true });
+    await waitFor(() => inbound.length === 3);
+    void inbound[2].exchange.sink((async function* () {})()).catch(() => undefined);
+    assert.is(inbound[2].exchange.sendWhole?.(response()), false);
+    second.abort(new Error('test over'));
+    third.abort(new Error('test over'));
+    // A head that went out without its END (a peer that does not read folded chunks): END is still owed.
+    edge.peerReadsFolded = false;
+    const unfolded: HTTPChunk = { ...head('v'), method: 'GET', end: true };
+    const fourth = edge.open(unfolded);
+    assert.is(fourth.sendWhole?.(unfolded), false);
+    fourth.abort(new Error('test over'));
+  } finally {
+    await close();
+  }
+});
+
 test.run();
