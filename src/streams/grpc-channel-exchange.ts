@@ -34,6 +34,11 @@ export class ChannelExchange extends ExchangeBase {
     return this.channel.write({ ...chunk, seq: this.seq });
   }
 
+  /** A small complete response in the turn it is taken (ExchangeBase.sendWhole): HTTP/2 windows it as any other message. */
+  protected override trySendNow(chunk: HTTPChunk): boolean {
+    return this.channel.tryWrite({ ...chunk, seq: this.seq });
+  }
+
   protected sendNow(chunk: HTTPChunk): void {
     this.channel.writeNow({ ...chunk, seq: this.seq });
   }

@@ -227,6 +227,16 @@ export class GrpcExchangeChannel {
     await new Promise<void>((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
   }
 
+  /**
+   * @internal writes `chunk` now unless the call's buffer is already over its high-water mark (a
+   * writer there waits for 'drain'); false, with nothing written, if it is.
+   */
+  tryWrite(chunk: HTTPChunk): boolean {
+    if (this.status === 'closed' || !this.call.writable || this.call.writableNeedDrain) return false;
+    this.call.write(chunk);
+    return true;
+  }
+
   /** @internal best-effort write that never waits (RESET before teardown). */
   writeNow(chunk: HTTPChunk): void {
     if (this.status !== 'closed' && this.call.writable) this.call.write(chunk);

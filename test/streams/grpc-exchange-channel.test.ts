@@ -23,13 +23,13 @@ test.before(async (ctx) => {
 test.after((ctx) => ctx.close());
 
 /** A connected pair: `sender` wraps the server call, `receiver` the client call. */
-async function pair(ctx: Ctx) {
+async function pair(ctx: Ctx, peerReadsFolded = false) {
   const before = ctx.serverCalls.length;
   const clientCall = ctx.client.forwardHTTP(new grpc.Metadata());
   await waitFor(() => ctx.serverCalls.length > before, 2000, 'server call');
   const serverCall = ctx.serverCalls[before];
-  const sender = new GrpcExchangeChannel({ call: serverCall, terminate: (c) => c.end() });
-  const receiver = new GrpcExchangeChannel({ call: clientCall as unknown as Duplex, terminate: () => clientCall.cancel() });
+  const sender = new GrpcExchangeChannel({ call: serverCall, terminate: (c) => c.end(), peerReadsFolded });
+  const receiver = new GrpcExchangeChannel({ call: clientCall as unknown as Duplex, terminate: () => clientCall.cancel(), peerReadsFolded });
   return { sender, receiver, clientCall, serverCall };
 }
 
@@ -175,6 +175,45 @@ test('a clean exchange leaves both ends idle and the stream carries the next one
     assert.is(sender.status, 'idle');
     assert.is(receiver.status, 'idle');
   }
+  sender.close(undefined);
+  receiver.close(undefined);
+});
+
+test('sendWhole sends a small complete response as one message in the same turn; with the call over its high-water mark it sends nothing', async (ctx) => {
+  const { sender, receiver, clientCall } = await pair(ctx, true);
+  const out = sender.begin('w');
+  const request = out.sink(
+    (async function* () {
+      yield { kind: ChunkKind.HEADERS, exchangeId: 'w', method: 'GET', target: '/', headers: [], end: true } as HTTPChunk;
+    })(),
+  );
+  const head = await receiver.next();
+  assert.is(head?.exchangeId, 'w');
+  const inbound = receiver.begin('w', { headEnded: true });
+  assert.equal(inbound.takeRest?.(), []);
+  const whole: HTTPChunk = { kind: ChunkKind.HEADERS, status: 200, headers: [], data: Buffer.from('whole'), end: true };
+  assert.is(inbound.sendWhole?.(whole), true);
+  await inbound.closed;
+  await request;
+  const got: string[] = [];
+  for await (const c of out.source) got.push(`${c.kind}:${Buffer.from(c.data ?? []).toString()}`);
+  assert.equal(got, [`${ChunkKind.HEADERS}:`, `${ChunkKind.DATA}:whole`]);
+  assert.is(out.error, undefined);
+  assert.is(receiver.status, 'idle');
+  // Over the high-water mark (a writer would wait for 'drain'): nothing is written, sink() is the way.
+  const next = sender.begin('x');
+  void next.sink((async function* () {
+    yield { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/', headers: [], end: true } as HTTPChunk;
+  })());
+  await receiver.next();
+  const second = receiver.begin('x', { headEnded: true });
+  const writes = clientCall.writableLength;
+  Object.defineProperty(clientCall, 'writableNeedDrain', { value: true, configurable: true });
+  assert.is(second.sendWhole?.(whole), false);
+  assert.is(clientCall.writableLength, writes, 'nothing written');
+  Object.defineProperty(clientCall, 'writableNeedDrain', { value: false, configurable: true });
+  second.abort(new Error('test over'));
+  next.abort(new Error('test over'));
   sender.close(undefined);
   receiver.close(undefined);
 });
