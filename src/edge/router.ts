@@ -46,6 +46,18 @@ function closeAfterResponse(req: IncomingMessage, res: ServerResponse): void {
 /** The upload of a request whose head was all of it, already sent. */
 const SENT: Promise<void> = Promise.resolve();
 
+/**
+ * Whether `exchange` took the request `head` (with its END) whole, now. A throw counts as not taken: the
+ * sink then sends it and reports any failure through the exchange, inside the router's teardown.
+ */
+function sentWhole(exchange: ExchangeDuplex, head: HTTPChunk): boolean {
+  try {
+    return exchange.sendWhole?.(head) === true;
+  } catch {
+    return false;
+  }
+}
+
 /** Answers requests addressed to the edge's own host (discovery, the landing page). */
 export type OwnHostHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -298,7 +310,7 @@ export class Router extends EventEmitter<{ idle: [] }> {
     // went out with its END (an agent that reads folded chunks) no sink at all.
     const upload = (
       head.end
-        ? exchange.sendWhole?.(head)
+        ? sentWhole(exchange, head)
           ? SENT
           : exchange.sink(oneChunk(head))
         : pipe(
@@ -308,8 +320,8 @@ export class Router extends EventEmitter<{ idle: [] }> {
           )
     ).catch((err: unknown) => pipeline.abort(toError(err), ResetCode.CANCEL));
     try {
-      pipeline.status = await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, pipeline.bytesOut, () =>
-        exchange.takeRest?.(),
+      pipeline.status = await writeResponse(res, exchange.source[Symbol.asyncIterator](), () => exchange.buffered, pipeline.bytesOut, (accept) =>
+        exchange.takeRest?.(accept),
       );
       // The request body may still be flowing to an origin that answered early: the exchange (and its
       // count) lasts until it is done.

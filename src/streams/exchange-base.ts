@@ -92,9 +92,10 @@ export abstract class ExchangeBase implements ExchangeDuplex {
    * END. The reader's generator is then left where it is (nobody resumes it): the read side ends here
    * as it would at END.
    */
-  takeRest(): HTTPChunk[] | undefined {
+  takeRest(accept?: (rest: readonly HTTPChunk[]) => boolean): HTTPChunk[] | undefined {
     const parts = this.unfolded;
     if (this.settled || parts.length === 0 || parts[parts.length - 1].kind !== ChunkKind.END) return undefined;
+    if (accept && !accept(parts.slice(0, -1))) return undefined;
     this.unfolded = [];
     parts.pop();
     this.readDone = true;

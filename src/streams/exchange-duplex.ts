@@ -23,9 +23,10 @@ export interface ExchangeDuplex {
    * Everything the peer has left to send, through its END, when all of it is already here: taken at
    * once (without END), and `source` is finished as if read to its END. Undefined when any of it is
    * still to come; `source` then goes on untouched. Lets a reader of a small complete message skip
-   * the promise per chunk of the async source.
+   * the promise per chunk of the async source. With `accept`, taken only when it says yes to them
+   * (what it refuses is left to `source`, whose reader then fails the exchange the usual way).
    */
-  takeRest?(): HTTPChunk[] | undefined;
+  takeRest?(accept?: (rest: readonly HTTPChunk[]) => boolean): HTTPChunk[] | undefined;
   /**
    * Sends `chunk`, this side's whole half folded into one chunk marked `end` (a small complete
    * response), at once when flow control lets it go without waiting, and finishes the write side as

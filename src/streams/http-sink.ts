@@ -171,14 +171,6 @@ function flushHeadIfUnsent(out: OutgoingMessage): void {
   if (!sent && !out.writableEnded && !isClosed(out)) out.flushHeaders();
 }
 
-/** `chunks` as an async iterator (the rest of a message already taken whole). */
-function iterate(chunks: readonly HTTPChunk[]): AsyncIterator<HTTPChunk> {
-  let i = 0;
-  return {
-    next: () => Promise.resolve(i < chunks.length ? { value: chunks[i++], done: false } : { value: undefined, done: true }),
-  };
-}
-
 /**
  * The body of a message whose rest is `rest`, when it is at most one DATA (no trailers) whose size
  * matches `length` (or no length was declared): what can go out as one `end(body)`. Undefined for
@@ -222,7 +214,7 @@ export async function writeResponse(
   chunks: AsyncIterator<HTTPChunk>,
   bodyReady: () => boolean,
   counter?: ByteCounter,
-  takeRest?: () => HTTPChunk[] | undefined,
+  takeRest?: (accept: (rest: readonly HTTPChunk[]) => boolean) => HTTPChunk[] | undefined,
 ): Promise<number> {
   for (;;) {
     const head = await responseHead(chunks);
@@ -237,20 +229,21 @@ export async function writeResponse(
     // body leave in one end(), with no promise per chunk. Anything else it holds (trailers, a length
     // that does not match) goes the checked way. The origin's framing stays: a response it sent
     // without Content-Length is still chunked, as it would be had its parts arrived apart.
-    const rest = takeRest?.();
-    const whole = rest && wholeBody(rest, length);
+    // Taken only once the head is valid and only when it will be written as it is: a response the edge
+    // refuses is read through the source as before, so the exchange fails and the agent gets its RESET.
     try {
       res.writeHead(status, flatFields(headers));
     } catch (err) {
       throw new ProtocolError('response head field is not valid HTTP', { cause: err });
     }
+    const rest = takeRest?.((parts) => wholeBody(parts, length) !== undefined);
+    const whole = rest && wholeBody(rest, length);
     if (whole) {
       if (counter) counter.bytes += whole.byteLength;
       await endMessage(res, whole.byteLength > 0 ? whole : undefined);
       return status;
     }
-    if (rest) chunks = iterate(rest);
-    else flushHeadUnlessBodyReady(res, bodyReady);
+    flushHeadUnlessBodyReady(res, bodyReady);
     try {
       await writeBody(res, chunks, { counter, length });
     } catch (err) {

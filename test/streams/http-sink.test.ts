@@ -118,13 +118,16 @@ function message(list: HTTPChunk[], whole: boolean) {
   const chunks: AsyncIterator<HTTPChunk> = {
     next: async () => (i < list.length ? { value: list[i++], done: false } : { value: undefined, done: true }),
   };
-  const takeRest = (): HTTPChunk[] | undefined => {
+  const state = { taken: false };
+  const takeRest = (accept?: (rest: readonly HTTPChunk[]) => boolean): HTTPChunk[] | undefined => {
     if (!whole) return undefined;
     const rest = list.slice(i);
+    if (accept && !accept(rest)) return undefined;
     i = list.length;
+    state.taken = true;
     return rest;
   };
-  return { chunks, takeRest };
+  return { chunks, takeRest, state };
 }
 
 test('a response already here whole leaves in one write, its body counted, with the origin\'s framing', async (ctx) => {
@@ -153,7 +156,7 @@ test('a whole response whose body does not match its Content-Length is refused (
   const response = request(ctx);
   await within(ctx.arrived!, 5000, 'the request');
   const res = ctx.responses[0];
-  const { chunks, takeRest } = message(
+  const { chunks, takeRest, state } = message(
     [
       { kind: ChunkKind.HEADERS, status: 200, headers: [{ name: 'Content-Length', value: '10' }] },
       { kind: ChunkKind.DATA, data: Buffer.from('short') },
@@ -165,6 +168,8 @@ test('a whole response whose body does not match its Content-Length is refused (
     (err: { code?: string }) => (res.destroy(), err.code),
   );
   assert.is(code, 'ERR_PROTOCOL');
+  // Left to the source, not taken: an exchange's reader then fails it, and the agent gets its RESET.
+  assert.is(state.taken, false, 'a refused rest was taken');
   // Cut before or after its head: either way never a response that looks complete.
   const cut = await within(
     response.then(readBody).then(
