@@ -27,7 +27,8 @@ if (onlyIn.length > 0) {
   process.exit(1);
 }
 
-const child = spawn(process.execPath, [uvu, DIST_TEST, pattern, '--no-color'], {
+const lingerReport = new URL('./linger-report.js', import.meta.url).href;
+const child = spawn(process.execPath, ['--import', lingerReport, uvu, DIST_TEST, pattern, '--no-color'], {
   stdio: ['ignore', 'pipe', 'inherit'],
   env: { ...process.env, FORCE_COLOR: '0' },
 });
@@ -41,7 +42,9 @@ child.stdout.on('data', (d) => {
     exitTimer = setTimeout(() => {
       lingering = true;
       process.stdout.write(`\nthe test process did not exit ${EXIT_GRACE_MS / 1000} s after its summary: a test left a handle open\n`);
-      child.kill('SIGKILL');
+      // test/linger-report.js prints what is still open, then the process is killed.
+      child.kill('SIGUSR2');
+      setTimeout(() => child.kill('SIGKILL'), 1000).unref();
     }, EXIT_GRACE_MS);
   }
 });
