@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import { GrpcExchangeChannel } from '../streams/grpc-exchange-channel.js';
 import {
   EXCHANGE_METADATA_KEY,
-  GRPC_COMMON_OPTIONS,
+  GRPC_CHANNEL_OPTIONS,
   GRPC_STREAM_WINDOW_BYTES,
   SESSION_METADATA_KEY,
   TUNNEL_AGENT_SERVICE,
@@ -62,7 +62,7 @@ export class GrpcConnection implements SessionTransport {
     this.log = init.logger;
     const credentials = init.tls ? grpc.credentials.createSsl(init.tls.ca ?? null) : grpc.credentials.createInsecure();
     this.client = new TunnelAgentClient(init.address, credentials, {
-      ...GRPC_COMMON_OPTIONS,
+      ...GRPC_CHANNEL_OPTIONS,
       'grpc-node.flow_control_window': GRPC_STREAM_WINDOW_BYTES,
     });
     const md = new grpc.Metadata();

@@ -61,16 +61,23 @@ export const TUNNEL_AGENT_SERVICE = {
   },
 } satisfies ServiceDefinition;
 
-/**
- * grpc-js channel/server options shared by both ends. Channelz off: grpc-js then keeps no per-call
- * and per-message statistics (counters and a timestamp on every message sent and received, a call
- * tracker per stream), which nothing here reads.
- */
+/** grpc-js channel/server options shared by both ends. */
 export const GRPC_COMMON_OPTIONS = {
-  'grpc.enable_channelz': 0,
   'grpc.max_receive_message_length': MAX_FRAME_BYTES,
   'grpc.max_send_message_length': MAX_FRAME_BYTES,
   'grpc.keepalive_time_ms': GRPC_KEEPALIVE_MS,
   'grpc.keepalive_timeout_ms': GRPC_KEEPALIVE_TIMEOUT_MS,
   'grpc.keepalive_permit_without_calls': 1,
+} as const;
+
+/**
+ * The agent's channel runs with channelz off: grpc-js then keeps no per-call and per-message statistics
+ * (counters and a timestamp on every message sent and received, a call tracker per stream), which
+ * nothing here reads. Not the edge's server: with channelz off, grpc-js 1.14's `forceShutdown()` no
+ * longer sees the connections it has to destroy (it tracks them only for channelz), so an edge closing
+ * with agents connected kept their sockets open (test/streams/grpc-service.test.ts).
+ */
+export const GRPC_CHANNEL_OPTIONS = {
+  ...GRPC_COMMON_OPTIONS,
+  'grpc.enable_channelz': 0,
 } as const;

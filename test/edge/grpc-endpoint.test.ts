@@ -12,7 +12,7 @@ import { encodeAgentMessage, type AgentMessage, type EdgeMessage } from '../../s
 import { CONNECTION_STAMP_KEY } from '../../src/edge/grpc-connections.js';
 import { createToken } from '../../src/edge/tokens.js';
 import { loggerOptions } from '../../src/logger.js';
-import { GRPC_COMMON_OPTIONS, GRPC_MAX_FRAME_BYTES, GRPC_STREAM_WINDOW_BYTES, SESSION_METADATA_KEY, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
+import { GRPC_CHANNEL_OPTIONS, GRPC_COMMON_OPTIONS, GRPC_MAX_FRAME_BYTES, GRPC_STREAM_WINDOW_BYTES, SESSION_METADATA_KEY, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
 import { send, startAgent, startEdge, startOrigin, waitFor, within, type Origin } from '../helpers/harness.js';
 import { RawGrpcAgent } from '../helpers/raw-grpc-agent.js';
 
@@ -203,6 +203,33 @@ test('an invalid Hello name is refused with INVALID_ARGUMENT at once, without qu
       assert.is(code, grpc.status.INVALID_ARGUMENT);
       assert.not.match(details, /<b>|é/);
     }
+  } finally {
+    client.close();
+    await edge.close();
+  }
+});
+
+// With channelz off on its server, grpc-js 1.14's forceShutdown() missed every connection (it tracks them
+// only for channelz): an edge closing with an agent connected kept that agent's socket and call open.
+test("closing the edge ends a connected agent's calls and connection, even one that never ends its own", async () => {
+  const edge = await startEdge();
+  const Client = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
+  // The agent's own channel options (channelz off there is fine: it is the server that must not).
+  const client = new Client(`127.0.0.1:${edge.grpcPort}`, grpc.credentials.createInsecure(), GRPC_CHANNEL_OPTIONS) as unknown as grpc.Client & {
+    register(md?: grpc.Metadata): grpc.ClientDuplexStream<AgentMessage, EdgeMessage>;
+  };
+  try {
+    // A Register call still owing its Hello: the edge's graceful shutdown cannot finish by itself.
+    const call = client.register(new grpc.Metadata());
+    call.on('error', () => undefined);
+    call.on('data', () => undefined);
+    let open = true;
+    const ended = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve)).finally(() => (open = false));
+    await waitFor(() => client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY, 5000, 'the connection');
+    assert.ok(open, 'the call ended before the edge closed');
+    await edge.close();
+    const status = await within(ended, 5000, 'the call to end with the edge');
+    assert.is.not(status.code, grpc.status.OK);
   } finally {
     client.close();
     await edge.close();

@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { HTTPChunk } from '../../src/codec/http-chunk.js';
-import { GRPC_COMMON_OPTIONS, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
+import { GRPC_CHANNEL_OPTIONS, GRPC_COMMON_OPTIONS, TUNNEL_AGENT_SERVICE } from '../../src/streams/grpc-service.js';
 
 /** A TunnelAgent server and a client of it on loopback, for tests of ForwardHTTP calls. */
 export interface GrpcLoopback {
@@ -12,7 +12,7 @@ export interface GrpcLoopback {
   close(): void;
 }
 
-/** Starts the pair; `clientOptions` are added to GRPC_COMMON_OPTIONS for the client channel. */
+/** Starts the pair; `clientOptions` are added to the agent's GRPC_CHANNEL_OPTIONS for the client channel. */
 export async function grpcLoopback(clientOptions: grpc.ChannelOptions = {}): Promise<GrpcLoopback> {
   const serverCalls: Duplex[] = [];
   const server = new grpc.Server(GRPC_COMMON_OPTIONS);
@@ -24,7 +24,7 @@ export async function grpcLoopback(clientOptions: grpc.ChannelOptions = {}): Pro
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   const Client = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
-  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { ...GRPC_COMMON_OPTIONS, ...clientOptions }) as unknown as GrpcLoopback['client'];
+  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { ...GRPC_CHANNEL_OPTIONS, ...clientOptions }) as unknown as GrpcLoopback['client'];
   return {
     server,
     client,
