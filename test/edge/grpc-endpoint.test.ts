@@ -185,14 +185,19 @@ test('session ids and resume secrets are not logged at info', async (ctx) => {
   for (const s of secrets) assert.not.ok(out.includes(s), 'a session id or secret in the log');
 });
 
+/** A stock grpc-js client of the edge's TunnelAgent service, for Register calls by hand. */
+function registerClient(edge: Edge, options: grpc.ChannelOptions) {
+  const Client = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
+  return new Client(`127.0.0.1:${edge.grpcPort}`, grpc.credentials.createInsecure(), options) as unknown as grpc.Client & {
+    register(md?: grpc.Metadata): grpc.ClientDuplexStream<AgentMessage, EdgeMessage>;
+  };
+}
+
 // An invalid Hello name was quoted into the status details: peer text sent back as a header, and a
 // name of 100 KB made that header too large to send, so the call never ended.
 test('an invalid Hello name is refused with INVALID_ARGUMENT at once, without quoting it', async () => {
   const edge = await startEdge();
-  const Client = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
-  const client = new Client(`127.0.0.1:${edge.grpcPort}`, grpc.credentials.createInsecure(), GRPC_COMMON_OPTIONS) as unknown as grpc.Client & {
-    register(md?: grpc.Metadata): grpc.ClientDuplexStream<AgentMessage, EdgeMessage>;
-  };
+  const client = registerClient(edge, GRPC_COMMON_OPTIONS);
   try {
     for (const name of ['<b>x</b>', 'é'.repeat(50_000)]) {
       const call = client.register(new grpc.Metadata());
@@ -213,11 +218,8 @@ test('an invalid Hello name is refused with INVALID_ARGUMENT at once, without qu
 // only for channelz): an edge closing with an agent connected kept that agent's socket and call open.
 test("closing the edge ends a connected agent's calls and connection, even one that never ends its own", async () => {
   const edge = await startEdge();
-  const Client = grpc.makeGenericClientConstructor(TUNNEL_AGENT_SERVICE, 'TunnelAgent');
   // The agent's own channel options (channelz off there is fine: it is the server that must not).
-  const client = new Client(`127.0.0.1:${edge.grpcPort}`, grpc.credentials.createInsecure(), GRPC_CHANNEL_OPTIONS) as unknown as grpc.Client & {
-    register(md?: grpc.Metadata): grpc.ClientDuplexStream<AgentMessage, EdgeMessage>;
-  };
+  const client = registerClient(edge, GRPC_CHANNEL_OPTIONS);
   try {
     // A Register call still owing its Hello: the edge's graceful shutdown cannot finish by itself.
     const call = client.register(new grpc.Metadata());
