@@ -164,8 +164,8 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
   /**
    * Starts the exchange now, without a trip through the mailbox, when the actor's loop could do
    * nothing else first: the session is registered, its loop is idle (no Drain, Start or earlier Open
-   * posted and not yet handled, so nothing is overtaken), the transport opens streams itself and a slot is free
-   * with nobody queued. Undefined otherwise: openExchange then waits in line as before. Running the
+   * posted and not yet handled, so nothing is overtaken), a slot is free with nobody queued, and the
+   * transport opens streams itself or has an idle one (gRPC's pool). Undefined otherwise: openExchange then waits in line as before. Running the
    * handler's own step here is the same state change the loop would make next, done in one turn with
    * no promise, mailbox entry or AbortSignal listener per request (≈ 9 % of the edge's CPU on small
    * requests went to that round trip).

@@ -100,16 +100,24 @@ export class ExchangeSlots {
   }
 
   /**
-   * Starts `head` at once on a multiplexing transport when a slot is free and nobody waits for one;
-   * undefined when it would have to wait or the transport refuses (open() then reports why).
+   * Starts `head` at once when a slot is free and nobody waits for one: on a multiplexing transport,
+   * or on an idle stream (gRPC's pool) as start() would take it. Undefined when it would have to wait,
+   * for a slot or for the agent to open a stream, or the transport refuses (open() then reports why).
    */
   openNow(head: HTTPChunk): ExchangeDuplex | undefined {
-    if (!this.init.openDirect || !this.hasSlot || this.queued.length > 0) return undefined;
-    try {
-      return this.track(this.init.openDirect(head));
-    } catch {
-      return undefined;
+    if (!this.hasSlot || this.queued.length > 0) return undefined;
+    if (this.init.openDirect) {
+      try {
+        return this.track(this.init.openDirect(head));
+      } catch {
+        return undefined;
+      }
     }
+    let stream: ExchangeStream | undefined;
+    while ((stream = this.idle.pop()) !== undefined) {
+      if (stream.status === 'idle') return this.track(stream.begin(head.exchangeId ?? ''));
+    }
+    return undefined;
   }
 
   /** Starts waiting exchanges while there are free slots; ones whose client left are dropped. */

@@ -235,4 +235,27 @@ test('openNow starts an exchange in the same turn, but never before Registered, 
   await s.closed;
 });
 
+test("openNow takes an idle stream of the pool in the same turn; with none idle it sends nothing and the caller's Open waits in line", async () => {
+  const control = new FakeControlChannel();
+  const s = session(control);
+  await waitFor(() => s.status === 'registered');
+  // No idle stream: an Open to the agent is a round trip, which only openExchange may start.
+  assert.is(s.openNow(head('a')), undefined);
+  assert.is(control.opens.length, 0);
+  const stream = new FakeStream();
+  s.offerStream(stream);
+  await waitFor(() => s.stats().idleStreams === 1);
+  const first = s.openNow(head('b'));
+  assert.is(first?.id, 'b');
+  assert.is(stream.status, 'busy');
+  assert.equal(s.stats(), { ...s.stats(), openExchanges: 1, idleStreams: 0 });
+  // The pool is empty again: the next one goes the Open way.
+  assert.is(s.openNow(head('c')), undefined);
+  stream.finish[0]();
+  await waitFor(() => s.stats().openExchanges === 0);
+  assert.is(control.opens.length, 0);
+  s.abort(new AbortError('done'));
+  await s.closed;
+});
+
 test.run();
