@@ -125,6 +125,37 @@ test('a body shorter or longer than its Content-Length is cut, never ended clean
   }
 });
 
+// A response folded whole (HEADERS{data, end}) may leave in one end(): one that breaks its framing must
+// not, and the agent must still hear that the edge refused it.
+test('a response folded whole that breaks its framing is refused as when it came in parts: cut, and RESET PROTOCOL_ERROR to the agent', async (ctx) => {
+  ctx.raw = await RawWsAgent.connect(ctx.edge, 'folded');
+  const cases: Array<[string, string, string]> = [
+    ['GET', '0', 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged'],
+    ['GET', '10', 'short'],
+    ['HEAD', '5', 'hello'],
+  ];
+  for (const [method, length, data] of cases) {
+    const c = await client(ctx);
+    c.write(rawGet('folded.localhost').replace(/^GET /, `${method} `));
+    const { stream } = await ctx.raw.nextExchange();
+    ctx.raw.send({ stream, chunk: { kind: ChunkKind.HEADERS, status: 200, headers: [{ name: 'Content-Length', value: length }], data: Buffer.from(data), end: true } });
+    // A body past its length (or any on HEAD) is refused before the END it carries is read: the agent
+    // hears why. A short one shows only at that END, when the exchange is over (cut, as in parts).
+    if (method === 'HEAD' || data.length > Number(length)) {
+      const reset = await ctx.raw.next((f) => f.stream === stream && 'chunk' in f && f.chunk.kind === ChunkKind.RESET);
+      assert.is('chunk' in reset && reset.chunk.code, ResetCode.PROTOCOL_ERROR, `${method} with ${data.length} bytes against ${length}`);
+    }
+    await c.closedByPeer(`the edge to cut ${method} with ${data.length} bytes against ${length}`);
+    assert.not.match(c.received, 'forged');
+    assert.ok(c.received.split('HTTP/1.1 ').length <= 2, c.received);
+  }
+  // A folded response that keeps its framing is answered whole.
+  const ok = send(ctx.edge, 'folded', '/');
+  const { stream } = await ctx.raw.nextExchange();
+  ctx.raw.send({ stream, chunk: { kind: ChunkKind.HEADERS, status: 200, headers: [{ name: 'Content-Length', value: '2' }], data: Buffer.from('ok'), end: true } });
+  assert.is((await ok).body.toString(), 'ok');
+});
+
 test('hop-by-hop fields and those named in Connection are stripped from the agent head and trailers', async (ctx) => {
   // Guards against an agent setting the client connection's own fields, or framing fields in trailers.
   ctx.raw = await RawWsAgent.connect(ctx.edge, 'hops');
