@@ -106,13 +106,19 @@ export class ExchangeSlots {
    */
   openNow(head: HTTPChunk): ExchangeDuplex | undefined {
     if (!this.hasSlot || this.queued.length > 0) return undefined;
-    if (this.init.openDirect) {
-      try {
-        return this.track(this.init.openDirect(head));
-      } catch {
-        return undefined;
-      }
+    try {
+      return this.startNow(head);
+    } catch {
+      return undefined;
     }
+  }
+
+  /**
+   * `head`'s exchange started now, on the multiplexing transport or an idle stream; undefined when it
+   * needs an Open to the agent. Throws what the transport's openDirect throws (its connection closed).
+   */
+  private startNow(head: HTTPChunk): ExchangeDuplex | undefined {
+    if (this.init.openDirect) return this.track(this.init.openDirect(head));
     let stream: ExchangeStream | undefined;
     while ((stream = this.idle.pop()) !== undefined) {
       if (stream.status === 'idle') return this.track(stream.begin(head.exchangeId ?? ''));
@@ -132,18 +138,14 @@ export class ExchangeSlots {
 
   private start(req: OpenRequest): void {
     const id = req.head.exchangeId ?? '';
-    if (this.init.openDirect) {
-      try {
-        req.resolve(this.track(this.init.openDirect(req.head)));
-      } catch (err) {
-        req.reject(new AgentUnavailableError('agent connection closed', { cause: err }));
-      }
+    let exchange: ExchangeDuplex | undefined;
+    try {
+      exchange = this.startNow(req.head);
+    } catch (err) {
+      req.reject(new AgentUnavailableError('agent connection closed', { cause: err }));
       return;
     }
-    let stream: ExchangeStream | undefined;
-    while ((stream = this.idle.pop()) !== undefined) {
-      if (stream.status === 'idle') return req.resolve(this.track(stream.begin(id)));
-    }
+    if (exchange) return req.resolve(exchange);
     const timer = setTimeout(() => this.init.openTimedOut(id), this.openTimeoutMs);
     this.pending.set(id, { resolve: req.resolve, reject: req.reject, timer });
     this.init.sendOpen(req.head);

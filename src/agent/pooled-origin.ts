@@ -232,8 +232,19 @@ export class PooledResponse implements Dispatcher.DispatchHandlers {
    */
   async whole(): Promise<HTTPChunk | undefined> {
     await this.until(() => this.head !== undefined);
-    if (!this.head || !this.complete || this.error || this.buffered > FOLD_MAX_DATA_BYTES || this.trailerChunk(true)) return undefined;
-    const folded: HTTPChunk = { ...this.head, end: true };
+    if (this.trailerChunk(true)) return undefined;
+    const folded = this.fold();
+    if (folded) folded.end = true;
+    return folded;
+  }
+
+  /**
+   * The head with the whole body folded in (taken), when the response is complete, unbroken and small
+   * (FOLD_MAX_DATA_BYTES); undefined otherwise. Not marked `end`: trailers may follow.
+   */
+  private fold(): HTTPChunk | undefined {
+    if (!this.head || !this.complete || this.error || this.buffered > FOLD_MAX_DATA_BYTES) return undefined;
+    const folded: HTTPChunk = { ...this.head };
     if (this.buffered > 0) folded.data = this.takeBody().data;
     return folded;
   }
@@ -250,17 +261,12 @@ export class PooledResponse implements Dispatcher.DispatchHandlers {
       throw new ExchangeResetError(`origin request failed: ${err.message}`, ResetCode.ORIGIN_ERROR, { cause: err });
     }
     // A small response is here whole already: one folded chunk (the sink unfolds it for an edge that does not read them).
-    if (this.complete && !this.error && this.buffered <= FOLD_MAX_DATA_BYTES) {
-      const folded: HTTPChunk = { ...this.head };
-      if (this.buffered > 0) folded.data = this.takeBody().data;
+    const folded = this.fold();
+    if (folded) {
       const trailers = this.trailerChunk(true);
-      if (!trailers) {
-        folded.end = true;
-        yield folded;
-      } else {
-        yield folded;
-        yield trailers;
-      }
+      if (!trailers) folded.end = true;
+      yield folded;
+      if (trailers) yield trailers;
       return;
     }
     yield this.head;

@@ -95,9 +95,12 @@ export abstract class ExchangeBase implements ExchangeDuplex {
   takeRest(accept?: (rest: readonly HTTPChunk[]) => boolean): HTTPChunk[] | undefined {
     const parts = this.unfolded;
     if (this.settled || parts.length === 0 || parts[parts.length - 1].kind !== ChunkKind.END) return undefined;
-    if (accept && !accept(parts.slice(0, -1))) return undefined;
+    const end = parts.pop()!;
+    if (accept && !accept(parts)) {
+      parts.push(end);
+      return undefined;
+    }
     this.unfolded = [];
-    parts.pop();
     this.readDone = true;
     this.maybeDone();
     if (!this.settled) this.readEnded();

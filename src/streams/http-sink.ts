@@ -225,20 +225,18 @@ export async function writeResponse(
     }
     const { headers, length: framed } = framedFields(head.headers ?? []);
     const length = bodyless(res, status) ? 0 : framed;
-    // The whole response is already here (a small answer folded into one message): the head and the
-    // body leave in one end(), with no promise per chunk. Anything else it holds (trailers, a length
-    // that does not match) goes the checked way. The origin's framing stays: a response it sent
-    // without Content-Length is still chunked, as it would be had its parts arrived apart.
-    // Taken only once the head is valid and only when it will be written as it is: a response the edge
-    // refuses is read through the source as before, so the exchange fails and the agent gets its RESET.
     try {
       res.writeHead(status, flatFields(headers));
     } catch (err) {
       throw new ProtocolError('response head field is not valid HTTP', { cause: err });
     }
-    const rest = takeRest?.((parts) => wholeBody(parts, length) !== undefined);
-    const whole = rest && wholeBody(rest, length);
-    if (whole) {
+    // The whole response is already here (a small answer folded into one message): the head and the
+    // body leave in one end(), with no promise per chunk. It is taken only once the head is valid and
+    // only when it will be written as it is: anything else (trailers, a length that does not match) is
+    // read through the source the checked way, so a refused one fails the exchange and the agent gets
+    // its RESET. The origin's framing stays: a response sent without Content-Length is still chunked.
+    let whole: Uint8Array | undefined;
+    if (takeRest?.((parts) => (whole = wholeBody(parts, length)) !== undefined) && whole) {
       if (counter) counter.bytes += whole.byteLength;
       await endMessage(res, whole.byteLength > 0 ? whole : undefined);
       return status;

@@ -123,25 +123,20 @@ export class WsMux implements MuxStreamHost {
 
   /** @internal writes a frame once the socket's buffer is below its high-water mark. */
   async write(frame: WsFrame): Promise<void> {
-    while (this.socket.bufferedAmount >= WS_SOCKET_HIGH_WATER_BYTES) {
+    while (!this.writeNow(frame)) {
       if (this.closeError) throw this.closeError;
       await new Promise<void>((resolve) => this.flushWaiters.add(resolve));
     }
-    if (this.closeError) throw this.closeError;
+  }
+
+  /** @internal writes a frame now when the socket's buffer is below its high-water mark; false, with nothing written, otherwise. */
+  writeNow(frame: WsFrame): boolean {
+    if (this.closeError || this.socket.bufferedAmount >= WS_SOCKET_HIGH_WATER_BYTES) return false;
     this.corkForTurn();
     const raw = this.corked;
     if (this.directData && raw && !raw.destroyed && 'chunk' in frame && isPlainData(frame.chunk) && this.socket.readyState === this.socket.OPEN) {
       writeDirectData(raw, frame.stream, frame.chunk, this.directData === 'zero-mask', this.onFlushed);
-      return;
-    }
-    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
-  }
-
-  /** @internal writes a frame now when the socket's buffer is below its high-water mark (as write() would); false, with nothing written, otherwise. */
-  writeNow(frame: WsFrame): boolean {
-    if (this.closeError || this.socket.bufferedAmount >= WS_SOCKET_HIGH_WATER_BYTES) return false;
-    this.corkForTurn();
-    this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
+    } else this.socket.send(this.init.codec.encode(frame), { binary: this.init.codec.binary }, this.onFlushed);
     return true;
   }
 
