@@ -7,13 +7,32 @@ import { GRPC_STREAM_WINDOW_BYTES } from './grpc-service.js';
 import { ReadableReader } from './readable-reader.js';
 import { MAX_CHUNK_DATA_BYTES } from '../codec/tunnel-codec.js';
 
-/** objectMode high-water mark of a grpc-js call, in messages, on each side. */
-const CALL_HIGH_WATER_MARK_CHUNKS = 16;
+/**
+ * objectMode high-water mark of a grpc-js call, in messages, on each side (limitCallQueues). grpc-js
+ * builds its calls with Node's default of 16: a paused public reader then held 16 received messages in
+ * the edge's call on top of the stream window (a heap snapshot of 32 paused gRPC readers: 38 MiB in the
+ * calls' read buffers, 32 MiB in the HTTP/2 streams'), and a download's agent queued 16 messages per
+ * call, long enough for most of them to outlive two scavenges and wait for a full collection. Two keeps
+ * one message queued behind the one being sent, so the stream never waits for the writer.
+ */
+export const CALL_HIGH_WATER_MARK_CHUNKS = 2;
 /**
  * Most body bytes one exchange can have sent but not yet consumed: the receiver's stream window
  * plus a call's objectMode buffer of full chunks on each side (DESIGN.md §3 budget).
  */
 export const EXCHANGE_BUFFER_BOUND_BYTES = GRPC_STREAM_WINDOW_BYTES + 2 * CALL_HIGH_WATER_MARK_CHUNKS * MAX_CHUNK_DATA_BYTES;
+
+/**
+ * Sets both high-water marks of a grpc-js `call` to `messages`. grpc-js passes no highWaterMark when it
+ * builds a call and Node has no setter for a built stream, so this sets the field of each side's state
+ * that Node reads on every push() and write(); the public readableHighWaterMark and
+ * writableHighWaterMark read it back (test/streams/grpc-exchange-channel checks them on real calls).
+ */
+export function limitCallQueues(call: Duplex, messages: number): void {
+  const states = call as unknown as { _readableState?: { highWaterMark: number }; _writableState?: { highWaterMark: number } };
+  if (states._readableState) states._readableState.highWaterMark = messages;
+  if (states._writableState) states._writableState.highWaterMark = messages;
+}
 
 export interface GrpcExchangeChannelInit {
   /** A grpc-js duplex call of HTTPChunk, client or server side (objectMode). */
@@ -103,6 +122,7 @@ export class GrpcExchangeChannel {
   constructor(init: GrpcExchangeChannelInit) {
     this.init = init;
     this.call = init.call;
+    limitCallQueues(this.call, CALL_HIGH_WATER_MARK_CHUNKS);
     this.reader = new ReadableReader<HTTPChunk>(this.call);
     this.call.on('drain', this.onDrain);
     this.call.on('error', this.onCallError);
@@ -223,17 +243,26 @@ export class GrpcExchangeChannel {
   /** @internal */
   async write(chunk: HTTPChunk): Promise<void> {
     if (this.status === 'closed') throw this.closeError ?? new TransportClosedError('channel closed');
-    if (this.call.write(chunk)) return;
+    if (this.call.write(chunk, this.onWritten)) return;
     await new Promise<void>((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
   }
 
   /**
-   * @internal writes `chunk` now unless the call's buffer is already over its high-water mark (a
-   * writer there waits for 'drain'); false, with nothing written, if it is.
+   * A message went out: a writer waiting at the high-water mark goes on as soon as the call is below it
+   * again, not at 'drain' (only once the whole queue is out: the stream would idle while the writer
+   * fetched its next chunk, once per CALL_HIGH_WATER_MARK_CHUNKS messages).
+   */
+  private readonly onWritten = (): void => {
+    if (this.drainWaiters.length > 0 && this.call.writableLength < CALL_HIGH_WATER_MARK_CHUNKS) this.onDrain();
+  };
+
+  /**
+   * @internal writes `chunk` now unless the call's buffer is already at its high-water mark (a writer
+   * there waits); false, with nothing written, if it is.
    */
   tryWrite(chunk: HTTPChunk): boolean {
-    if (this.status === 'closed' || !this.call.writable || this.call.writableNeedDrain) return false;
-    this.call.write(chunk);
+    if (this.status === 'closed' || !this.call.writable || this.call.writableLength >= CALL_HIGH_WATER_MARK_CHUNKS) return false;
+    this.call.write(chunk, this.onWritten);
     return true;
   }
 

@@ -6,7 +6,7 @@ import { suite } from '../helpers/suite.js';
 import * as assert from 'uvu/assert';
 import { ChunkKind, dataChunk, type HTTPChunk } from '../../src/codec/http-chunk.js';
 import { AbortError, ProtocolError } from '../../src/errors.js';
-import { EXCHANGE_BUFFER_BOUND_BYTES, GrpcExchangeChannel } from '../../src/streams/grpc-exchange-channel.js';
+import { CALL_HIGH_WATER_MARK_CHUNKS, EXCHANGE_BUFFER_BOUND_BYTES, GrpcExchangeChannel } from '../../src/streams/grpc-exchange-channel.js';
 import { GRPC_STREAM_WINDOW_BYTES } from '../../src/streams/grpc-service.js';
 import { waitFor } from '../helpers/harness.js';
 import { grpcLoopback, type GrpcLoopback } from '../helpers/grpc-loopback.js';
@@ -86,6 +86,20 @@ test('bytes in = bytes out under random pause schedules, and unconsumed bytes st
     ),
     { seed: SEED, numRuns: 8 },
   );
+});
+
+test('both calls queue at most CALL_HIGH_WATER_MARK_CHUNKS messages each way (grpc-js builds them with 16)', async (ctx) => {
+  const { sender, receiver, clientCall, serverCall } = await pair(ctx);
+  for (const call of [clientCall as unknown as Duplex, serverCall]) {
+    assert.is(call.readableHighWaterMark, CALL_HIGH_WATER_MARK_CHUNKS);
+    assert.is(call.writableHighWaterMark, CALL_HIGH_WATER_MARK_CHUNKS);
+  }
+  // The bound is live, not just reported: the third message written while none completes asks to wait.
+  const out = serverCall as Duplex;
+  const results = [out.write({ kind: ChunkKind.DATA, data: Buffer.alloc(1), seq: 1 }), out.write({ kind: ChunkKind.DATA, data: Buffer.alloc(1), seq: 1 })];
+  assert.equal(results, [true, false]);
+  sender.close(undefined);
+  receiver.close(undefined);
 });
 
 test('a stalled reader holds the sender to the bound', async (ctx) => {
@@ -200,18 +214,23 @@ test('sendWhole sends a small complete response as one message in the same turn;
   assert.equal(got, [`${ChunkKind.HEADERS}:`, `${ChunkKind.DATA}:whole`]);
   assert.is(out.error, undefined);
   assert.is(receiver.status, 'idle');
-  // Over the high-water mark (a writer would wait for 'drain'): nothing is written, sink() is the way.
+  // At the high-water mark (a writer would wait): nothing is written, sink() is the way.
   const next = sender.begin('x');
   void next.sink((async function* () {
     yield { kind: ChunkKind.HEADERS, exchangeId: 'x', method: 'GET', target: '/', headers: [], end: true } as HTTPChunk;
   })());
   await receiver.next();
   const second = receiver.begin('x', { headEnded: true });
-  const writes = clientCall.writableLength;
-  Object.defineProperty(clientCall, 'writableNeedDrain', { value: true, configurable: true });
+  let writes = 0;
+  const write = clientCall.write;
+  Object.defineProperty(clientCall, 'write', { value: (...args: Parameters<typeof write>) => (writes++, write.apply(clientCall, args)), configurable: true });
+  Object.defineProperty(clientCall, 'writableLength', { value: CALL_HIGH_WATER_MARK_CHUNKS, configurable: true });
   assert.is(second.sendWhole?.(whole), false);
-  assert.is(clientCall.writableLength, writes, 'nothing written');
-  Object.defineProperty(clientCall, 'writableNeedDrain', { value: false, configurable: true });
+  assert.is(writes, 0, 'nothing written');
+  Reflect.deleteProperty(clientCall, 'writableLength');
+  assert.is(second.sendWhole?.({ ...whole }), true, 'below the mark again: sent');
+  assert.is(writes, 1);
+  Reflect.deleteProperty(clientCall, 'write');
   second.abort(new Error('test over'));
   next.abort(new Error('test over'));
   sender.close(undefined);
