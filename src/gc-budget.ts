@@ -12,8 +12,10 @@ import { runInNewContext } from 'node:vm';
  *
  * The budget watches V8's external memory (the ArrayBuffers and what Node reports for its native
  * buffers: 1-2 µs to read), every GC_BUDGET_CHECK_MS during a burst and GC_BUDGET_QUIET_CHECK_MS
- * otherwise, and asks for a scavenge (never within GC_BUDGET_MINOR_INTERVAL_MS of a collection) when it grew by
- * GC_BUDGET_YOUNG_BYTES since its lowest point: buffers that died young are freed before they pile up.
+ * otherwise, and every GC_BUDGET_NOTE_BYTES of body an exchange moves (noteDataBytes), and asks for a
+ * scavenge when it grew by GC_BUDGET_YOUNG_BYTES since its lowest point: buffers that died young are
+ * freed before they pile up. Past the first GC_BUDGET_BURST_MINORS of a burst, never within
+ * GC_BUDGET_MINOR_INTERVAL_MS of a collection.
  * A scavenge cannot free what was promoted (a slow reader's chunks wait long enough in its windows), so
  * when the level external memory falls back to (its floor over GC_BUDGET_FLOOR_WINDOW_MS) rose by
  * GC_BUDGET_OLD_BYTES over what the last full collection left, the next request is a full one, at most
@@ -44,6 +46,20 @@ export const GC_BUDGET_QUIET_AFTER_MS = 500;
 export const GC_BUDGET_BURST_BYTES = 512 * 1024;
 /** Growth of external memory over its lowest value since the last request that asks for a scavenge. */
 export const GC_BUDGET_YOUNG_BYTES = 4 * MIB;
+/**
+ * Body bytes an exchange moves (noteDataBytes(), either way) between two looks at external memory from
+ * the data path itself, besides the timer's. A quiet process looks every GC_BUDGET_QUIET_CHECK_MS, and
+ * the burst that opens a transfer moved 10-25 MiB before the timer saw it; one look per MiB costs
+ * 1-2 µs, nothing beside the bytes.
+ */
+export const GC_BUDGET_NOTE_BYTES = MIB;
+/**
+ * Scavenges a burst may ask for without GC_BUDGET_MINOR_INTERVAL_MS between them: the opening burst
+ * of a slow reader fills the windows and kernel buffers in ≈ 130 ms, so with the spacing alone its
+ * garbage grew to 20-22 MiB on the edge and 36-39 on the agent. A few scavenges per burst cost a few
+ * ms; a bulk transfer is one long burst, so it is still spaced after these.
+ */
+export const GC_BUDGET_BURST_MINORS = 4;
 /**
  * No scavenge is requested within this many ms of the last collection, V8's own or ours. A bulk transfer
  * makes V8 scavenge every 16 MiB or so by itself; a request per 4 MiB on top of those cost ≈ 3× the
@@ -84,9 +100,24 @@ export class GcBudget {
   private movedAt = -Infinity;
   private lastHeapUsed = 0;
   private lastGc = -Infinity;
+  /** Scavenges requested since external memory last stood still (GC_BUDGET_BURST_MINORS). */
+  private burstMinors = 0;
+  /** Bytes noted since the last look from the data path. */
+  private noted = 0;
+  /** Looks taken from the data path (note()), beside the timer's. */
+  dataLooks = 0;
 
   constructor(private readonly init: GcBudgetInit) {
     this.windowStart = init.now();
+  }
+
+  /** `bytes` of a body went by: every GC_BUDGET_NOTE_BYTES, one look now (see noteDataBytes()). */
+  note(bytes: number): void {
+    this.noted += bytes;
+    if (this.noted < GC_BUDGET_NOTE_BYTES) return;
+    this.noted = 0;
+    this.dataLooks++;
+    this.check();
   }
 
   /** One look at external memory; answers the delay (ms) before the next. */
@@ -101,6 +132,7 @@ export class GcBudget {
     }
     this.lastHeapUsed = heapUsed;
     if (ext - this.last >= GC_BUDGET_BURST_BYTES) this.movedAt = now;
+    else if (now - this.movedAt >= GC_BUDGET_QUIET_AFTER_MS) this.burstMinors = 0;
     this.last = ext;
     // While V8 collects by itself between two checks (bulk transfers, small requests), the fast timer
     // has nothing to add and is not paid: 200 wake-ups a second cost a bulk transfer a few % of CPU.
@@ -112,7 +144,8 @@ export class GcBudget {
       this.windowMin = Infinity;
       this.windowStart = now;
     }
-    if (ext - this.low <= GC_BUDGET_YOUNG_BYTES || now - this.lastGc < GC_BUDGET_MINOR_INTERVAL_MS) {
+    const spaced = now - this.lastGc >= GC_BUDGET_MINOR_INTERVAL_MS || this.burstMinors < GC_BUDGET_BURST_MINORS;
+    if (ext - this.low <= GC_BUDGET_YOUNG_BYTES || !spaced) {
       this.low = Math.min(this.low, ext);
       return next;
     }
@@ -130,6 +163,7 @@ export class GcBudget {
       return next;
     }
     this.requested.minor++;
+    this.burstMinors++;
     this.init.collect('minor');
     this.lastHeapUsed = this.init.read().heapUsed;
     return next;
@@ -146,6 +180,22 @@ function exposedGc(): (options: { type: GcKind }) => void {
  * Starts the budget for this process: unref'd timers, so it never keeps the process alive. gc() is
  * fetched on the first request (a fresh context costs memory an idle process does not need to pay).
  */
+/** The budget startGcBudget() started in this process, if any. */
+let active: GcBudget | undefined;
+
+/**
+ * Called by every exchange for each body chunk it sends or receives: the budget looks at external
+ * memory every GC_BUDGET_NOTE_BYTES of them (a process without a budget: nothing).
+ */
+export function noteDataBytes(bytes: number): void {
+  active?.note(bytes);
+}
+
+/** @internal makes `budget` the one noteDataBytes() feeds (startGcBudget() does; tests pass their own). */
+export function useGcBudget(budget: GcBudget | undefined): void {
+  active = budget;
+}
+
 export function startGcBudget(): GcBudget {
   let gc: ((options: { type: GcKind }) => void) | undefined;
   const budget = new GcBudget({
@@ -156,6 +206,7 @@ export function startGcBudget(): GcBudget {
     },
     now: () => performance.now(),
   });
+  useGcBudget(budget);
   const tick = (): void => void setTimeout(tick, budget.check()).unref();
   tick();
   return budget;

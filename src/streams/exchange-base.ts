@@ -1,5 +1,6 @@
 import { ChunkKind, END_CHUNK, isFolded, ResetCode, resetChunk, unfold, type HTTPChunk } from '../codec/http-chunk.js';
 import { AbortError, ExchangeResetError, ProtocolError, toError } from '../errors.js';
+import { noteDataBytes } from '../gc-budget.js';
 import type { ExchangeDuplex } from './exchange-duplex.js';
 
 /** Most characters of a peer's RESET reason kept for the log. */
@@ -127,6 +128,7 @@ export abstract class ExchangeBase implements ExchangeDuplex {
           // The peer reset: no RESET goes back.
           throw this.resetBy(chunk);
         }
+        if (chunk.data) noteDataBytes(chunk.data.byteLength);
         yield chunk;
       }
     } catch (err) {
@@ -178,6 +180,7 @@ export abstract class ExchangeBase implements ExchangeDuplex {
         if (skipHead && last && this.headEndSent) {
           endSent = true;
         } else if (!isFolded(chunk)) {
+          if (chunk.data) noteDataBytes(chunk.data.byteLength);
           if (!skipHead) await this.send(chunk);
         } else if (this.peerReadsFolded && !skipHead) {
           await this.send(chunk);
