@@ -176,10 +176,6 @@ function exposedGc(): (options: { type: GcKind }) => void {
   return runInNewContext('gc') as (options: { type: GcKind }) => void;
 }
 
-/**
- * Starts the budget for this process: unref'd timers, so it never keeps the process alive. gc() is
- * fetched on the first request (a fresh context costs memory an idle process does not need to pay).
- */
 /** The budget startGcBudget() started in this process, if any. */
 let active: GcBudget | undefined;
 
@@ -196,6 +192,10 @@ export function useGcBudget(budget: GcBudget | undefined): void {
   active = budget;
 }
 
+/**
+ * Starts the budget for this process: unref'd timers, so it never keeps the process alive. gc() is
+ * fetched on the first request (a fresh context costs memory an idle process does not need to pay).
+ */
 export function startGcBudget(): GcBudget {
   let gc: ((options: { type: GcKind }) => void) | undefined;
   const budget = new GcBudget({

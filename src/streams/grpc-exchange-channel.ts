@@ -28,7 +28,7 @@ export const EXCHANGE_BUFFER_BOUND_BYTES = GRPC_STREAM_WINDOW_BYTES + 2 * CALL_H
  * that Node reads on every push() and write(); the public readableHighWaterMark and
  * writableHighWaterMark read it back (test/streams/grpc-exchange-channel checks them on real calls).
  */
-export function limitCallQueues(call: Duplex, messages: number): void {
+function limitCallQueues(call: Duplex, messages: number): void {
   const states = call as unknown as { _readableState?: { highWaterMark: number }; _writableState?: { highWaterMark: number } };
   if (states._readableState) states._readableState.highWaterMark = messages;
   if (states._writableState) states._writableState.highWaterMark = messages;
