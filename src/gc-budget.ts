@@ -15,7 +15,7 @@ import { runInNewContext } from 'node:vm';
  * otherwise, and every GC_BUDGET_NOTE_BYTES of body an exchange moves (noteDataBytes), and asks for a
  * scavenge when it grew by GC_BUDGET_YOUNG_BYTES since its lowest point: buffers that died young are
  * freed before they pile up. Past the first GC_BUDGET_BURST_MINORS of a burst, never within
- * GC_BUDGET_MINOR_INTERVAL_MS of a collection.
+ * GC_BUDGET_MINOR_INTERVAL_MS of a collection, unless it grew by GC_BUDGET_BULK_BYTES (a bulk transfer).
  * A scavenge cannot free what was promoted (a slow reader's chunks wait long enough in its windows), so
  * when the level external memory falls back to (its floor over GC_BUDGET_FLOOR_WINDOW_MS) rose by
  * GC_BUDGET_OLD_BYTES over what the last full collection left, the next request is a full one, at most
@@ -66,6 +66,15 @@ export const GC_BUDGET_BURST_MINORS = 4;
  * scavenges and ≈ 20 % more CPU per GiB. A slow reader's garbage (5-32 MB/s) never meets this limit.
  */
 export const GC_BUDGET_MINOR_INTERVAL_MS = 100;
+/**
+ * Growth of external memory over its lowest value that asks for a scavenge even within
+ * GC_BUDGET_MINOR_INTERVAL_MS of the last collection. V8 scavenges by itself only once the young
+ * generation's ArrayBuffers reach 32 MiB (twice its largest semi-space, a constant of the build, no
+ * flag), so a 1 GiB transfer kept 32-36 MiB of dead socket reads resident on each side. One scavenge
+ * per GC_BUDGET_BULK_BYTES brought the edge to 22-28 MiB; the price is ≈ 1 ms of scavenge per 16 MiB
+ * of buffers, ≈ 50 ms of CPU per GiB moved (bench/README, "Scavenges per 16 MiB in bulk").
+ */
+export const GC_BUDGET_BULK_BYTES = 16 * MIB;
 /** Rise of the external floor over what the last full collection left that makes the next request a full one. */
 export const GC_BUDGET_OLD_BYTES = 16 * MIB;
 /** The window the external floor is taken over (ms). */
@@ -144,7 +153,8 @@ export class GcBudget {
       this.windowMin = Infinity;
       this.windowStart = now;
     }
-    const spaced = now - this.lastGc >= GC_BUDGET_MINOR_INTERVAL_MS || this.burstMinors < GC_BUDGET_BURST_MINORS;
+    const spaced =
+      now - this.lastGc >= GC_BUDGET_MINOR_INTERVAL_MS || this.burstMinors < GC_BUDGET_BURST_MINORS || ext - this.low >= GC_BUDGET_BULK_BYTES;
     if (ext - this.low <= GC_BUDGET_YOUNG_BYTES || !spaced) {
       this.low = Math.min(this.low, ext);
       return next;
