@@ -135,6 +135,29 @@ test('promoted garbage a scavenge cannot free brings a full collection, at most 
   assert.ok(peakOld <= GC_BUDGET_OLD_BYTES + 2 * (GC_BUDGET_FLOOR_WINDOW_MS / 20) * MIB, `old garbage peaked at ${peakOld / MIB} MiB`);
 });
 
+test('promoted garbage brings a full collection even while V8 scavenges by itself and no scavenge of ours is due', () => {
+  const { s, budget, tick, collect } = simulated();
+  // 32 slow readers: V8 scavenges by itself every 100 ms (young garbage never reaches the young bound),
+  // while their opening burst's promoted buffers, 75 MiB, wait for a full collection.
+  for (let t = 0; t < 1_000; ) t += tick();
+  s.old = 75 * MIB;
+  let elapsed = 0;
+  let sinceV8 = 0;
+  while (elapsed < 4_000 && budget.requested.major === 0) {
+    s.young += 0.15 * MIB;
+    const step = tick();
+    elapsed += step;
+    sinceV8 += step;
+    if (sinceV8 >= 100) (collect('minor'), (sinceV8 = 0));
+  }
+  assert.is(budget.requested.major, 1, 'a full collection was requested');
+  // The jump itself was due a scavenge (75 MiB over the low); none after it.
+  assert.ok(budget.requested.minor <= 1, `${budget.requested.minor} scavenges`);
+  // Within two floor windows: the one that sees the garbage and the one after.
+  assert.ok(elapsed <= 2 * GC_BUDGET_FLOOR_WINDOW_MS + GC_BUDGET_QUIET_CHECK_MS, `after ${elapsed} ms`);
+  assert.is(s.old, 0);
+});
+
 test('the burst that opens a transfer gets its first scavenges unspaced, again after the process stood still', () => {
   const { s, budget, tick } = simulated();
   const burst = (): number => {
