@@ -4,7 +4,7 @@
 // in the event) to its arrival at each client (this process's wall clock, same machine). Every client
 // must receive every event.
 import { request, type ClientRequest } from 'node:http';
-import { MIB, pollUntil, startAgent, startEdge, startOrigin, transports, withRss, type Proc } from './procs.js';
+import { MIB, pollUntil, startAgent, startEdge, startOrigin, transports, treeCpuMicros, withRss, type Proc } from './procs.js';
 
 const AGENTS = Number(process.env.BENCH_SSE_AGENTS ?? 20);
 const PER_AGENT = Number(process.env.BENCH_SSE_PER_AGENT ?? 100);
@@ -80,24 +80,35 @@ async function oneTransport(transport: string): Promise<string> {
       agents.push(...started.map((s) => s.agent));
     }
     await delay(SETTLE_MS);
+    // CPU µs of the edge, of every agent together, of the origin and of this process (the clients).
+    const cpuNow = (): number[] => [
+      edge ? treeCpuMicros(edge.pid) : NaN,
+      agents.length ? agents.reduce((sum, a) => sum + treeCpuMicros(a.pid), 0) : NaN,
+      treeCpuMicros(origin.proc.pid),
+      process.cpuUsage().user + process.cpuUsage().system,
+    ];
+    let cpu: number[] = [];
     const t0 = performance.now();
     const { growth, base } = await withRss(edge ? [edge.pid] : [], async () => {
       for (let a = 0; a < AGENTS; a++) for (let i = 0; i < PER_AGENT; i++) clients.push(openClient(port, direct ? `127.0.0.1:${port}` : `sse-${a}.localhost:${port}`));
       await pollUntil(() => clients.every((c) => c.open || c.failed), 'not every SSE stream opened', OPEN_TIMEOUT_MS);
       const failed = clients.filter((c) => c.failed);
       if (failed.length) throw new Error(`${failed.length} of ${clients.length} SSE streams failed, first: ${failed[0].failed}`);
+      const before = cpuNow();
       for (let e = 0; e < EVENTS; e++) {
         const n = await broadcast(origin.port);
         if (n !== clients.length) throw new Error(`origin holds ${n} streams, expected ${clients.length}`);
         await delay(EVENT_EVERY_MS);
       }
       await pollUntil(() => clients.every((c) => c.latencies.length >= EVENTS), 'not every event reached every client', DELIVERY_TIMEOUT_MS);
+      const after = cpuNow();
+      cpu = after.map((us, i) => (us - before[i]) / (EVENTS * clients.length));
     });
     const openS = (performance.now() - t0) / 1000;
     const lat = clients.flatMap((c) => c.latencies).sort((a, b) => a - b);
     const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
     const mib = (b: number | undefined): string => (b === undefined ? '—' : (b / MIB).toFixed(1));
-    return `| ${direct ? 'direct to origin' : transport} | ${clients.length} | ${mib(base[0])} | ${mib(growth[0])} | ${lat.length} | ${q(0.5).toFixed(1)} | ${q(0.99).toFixed(1)} | ${lat.at(-1)!.toFixed(1)} | ${openS.toFixed(1)} |`;
+    return `| ${direct ? 'direct to origin' : transport} | ${clients.length} | ${mib(base[0])} | ${mib(growth[0])} | ${lat.length} | ${q(0.5).toFixed(1)} | ${q(0.99).toFixed(1)} | ${lat.at(-1)!.toFixed(1)} | ${cpu.map((us) => (Number.isNaN(us) ? '—' : us.toFixed(0))).join(' / ')} | ${openS.toFixed(1)} |`;
   } finally {
     for (const c of clients) c.req.destroy();
     await Promise.all([...agents.map((a) => a.stop()), edge?.stop(), origin.proc.stop()]);
@@ -106,10 +117,10 @@ async function oneTransport(transport: string): Promise<string> {
 
 export async function sse(): Promise<string> {
   const lines = [
-    `A fresh edge, ${AGENTS} agents (processes), ${AGENTS * PER_AGENT} SSE clients (${PER_AGENT} per agent, one connection each, in the bench process); ${EVENTS} events ${EVENT_EVERY_MS} ms apart written by the origin to every stream. Growth = edge peak RSS over its value with every agent up and no client. Latency = arrival at the client − origin write time (same clock). One run per transport.`,
+    `A fresh edge, ${AGENTS} agents (processes), ${AGENTS * PER_AGENT} SSE clients (${PER_AGENT} per agent, one connection each, in the bench process); ${EVENTS} events ${EVENT_EVERY_MS} ms apart written by the origin to every stream. Growth = edge peak RSS over its value with every agent up and no client. Latency = arrival at the client − origin write time (same clock). CPU per event: µs of CPU each side spent from the first broadcast to the last arrival, over the events delivered (edge / all agents together / origin / the clients, this process). One run per transport.`,
     '',
-    '| transport | streams | edge RSS before MiB | edge growth MiB | events received | latency p50 ms | p99 ms | max ms | scenario s |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| transport | streams | edge RSS before MiB | edge growth MiB | events received | latency p50 ms | p99 ms | max ms | CPU µs per event edge / agents / origin / clients | scenario s |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const t of ['direct', ...transports()]) {
     process.stderr.write(`sse: ${AGENTS * PER_AGENT} streams over ${t}\n`);
