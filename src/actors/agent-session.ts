@@ -71,6 +71,11 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
   private readonly log: Logger;
   private readonly slots: ExchangeSlots;
   private readonly outbox: Outbox;
+  /**
+   * The agent's Hello said it reads folded chunks (set by its endpoint on admission): an Open's head
+   * may carry the request's END.
+   */
+  peerReadsFolded = false;
   private heartbeat: Heartbeat | undefined;
   /** The last ping round trip, ms (0 before the first): told to the agent in the next Ping. */
   private lastRttMs = 0;
@@ -88,8 +93,13 @@ export class AgentSession extends Actor<SessionMessage> implements TunnelSession
     this.slots = new ExchangeSlots({
       ...init,
       openDirect: direct,
-      // An Open's head is never folded (its END, if any, follows on the stream the agent opens).
-      sendOpen: (head) => this.outbox.post({ open: { headers: head.end ? { ...head, end: undefined } : head } }),
+      // An Open's head carries the request's END (a GET) to an agent that reads folded chunks, which
+      // then serves it at once as a request without a body; to any other, END follows on the stream.
+      sendOpen: (head) => {
+        const folded = head.end === true && this.peerReadsFolded;
+        this.outbox.post({ open: { headers: head.end && !folded ? { ...head, end: undefined } : head } });
+        return folded;
+      },
       // A multiplexed exchange's RESET travels on its own stream: no Cancel is needed.
       sendCancel: (exchangeId, code) => {
         if (!direct) this.outbox.post({ cancel: { exchangeId, code } });

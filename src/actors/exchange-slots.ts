@@ -33,6 +33,8 @@ interface Pending {
   resolve: OpenRequest['resolve'];
   reject: OpenRequest['reject'];
   timer: NodeJS.Timeout;
+  /** The Open's head carried the request's END: the stream the agent opens gets none. */
+  endSent: boolean;
 }
 
 /** What the slots need from their session; every callback runs inside the session's handler. */
@@ -43,8 +45,8 @@ export interface ExchangeSlotsInit {
   maxQueuedExchanges?: number;
   /** Multiplexing transports start an exchange themselves (ControlChannel.openDirect). */
   openDirect?: (head: HTTPChunk) => ExchangeDuplex;
-  /** Ask the agent to open a stream for this exchange (Open). */
-  sendOpen: (head: HTTPChunk) => void;
+  /** Ask the agent to open a stream for this exchange (Open); true when the Open's head carried its END. */
+  sendOpen: (head: HTTPChunk) => boolean;
   /** The public side of this exchange went away (Cancel). */
   sendCancel: (exchangeId: string, code: ResetCode) => void;
   /** Timers and closed exchanges come back through the session's mailbox. */
@@ -147,8 +149,9 @@ export class ExchangeSlots {
     }
     if (exchange) return req.resolve(exchange);
     const timer = setTimeout(() => this.init.openTimedOut(id), this.openTimeoutMs);
-    this.pending.set(id, { resolve: req.resolve, reject: req.reject, timer });
-    this.init.sendOpen(req.head);
+    const entry: Pending = { resolve: req.resolve, reject: req.reject, timer, endSent: false };
+    this.pending.set(id, entry);
+    entry.endSent = this.init.sendOpen(req.head);
   }
 
   openTimeout(exchangeId: string): void {
@@ -194,7 +197,7 @@ export class ExchangeSlots {
     }
     this.pending.delete(exchangeId);
     clearTimeout(p.timer);
-    p.resolve(this.track(stream.begin(exchangeId, { headSent: true })));
+    p.resolve(this.track(stream.begin(exchangeId, { headSent: true, headEndSent: p.endSent })));
   }
 
   private track(exchange: ExchangeDuplex): ExchangeDuplex {

@@ -163,6 +163,7 @@ export class GrpcEndpoint {
         // The token is checked: only now does this connection get large windows.
         this.connections.raiseWindows(connection);
         this.holders.set(session, { connection, owner: admitted.owner, readsFolded });
+        session.peerReadsFolded = readsFolded;
         this.sessions.set(session.id, session);
         void session.closed.then(() => this.sessions.delete(session.id));
       },

@@ -47,4 +47,6 @@ export interface BeginOptions {
   headSent?: boolean;
   /** The peer's request HEADERS that opened the exchange carried END (`end`): its request has no body. */
   headEnded?: boolean;
+  /** The request HEADERS sent another way (headSent) carried END: sink() sends no END of its own. */
+  headEndSent?: boolean;
 }

@@ -14,8 +14,10 @@ export class ChannelExchange extends ExchangeBase {
     readonly seq: number,
     headSent: boolean,
     headEnded = false,
+    headEndSent = false,
   ) {
     super(id, headSent, headEnded);
+    this.headEndSent = headSent && headEndSent;
   }
 
   protected get transportBuffered(): boolean {
