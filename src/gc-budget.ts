@@ -157,11 +157,8 @@ export class GcBudget {
     // 100 ms (32 slow readers moving 32 MB/s), no scavenge of ours ever is, and the opening burst's
     // promoted buffers (75 MiB of them on a gRPC edge) stayed until V8's own full collection, 4 s later.
     if (this.floor - this.majorFloor > GC_BUDGET_OLD_BYTES && now - this.lastMajor >= GC_BUDGET_MAJOR_INTERVAL_MS) {
-      this.low = Infinity;
-      this.lastGc = this.lastMajor = now;
-      this.requested.major++;
-      this.init.collect('major');
-      this.lastHeapUsed = this.init.read().heapUsed;
+      this.lastMajor = now;
+      this.collect('major', now);
       // What this collection leaves is measured over a fresh window.
       this.floor = this.majorFloor = this.windowMin = Infinity;
       this.windowStart = now;
@@ -173,14 +170,18 @@ export class GcBudget {
       this.low = Math.min(this.low, ext);
       return next;
     }
+    this.burstMinors++;
+    this.collect('minor', now);
+    return next;
+  }
+
+  private collect(kind: GcKind, now: number): void {
     // The freed bytes show only once V8's sweeper has run: the next checks find the new low.
     this.low = Infinity;
     this.lastGc = now;
-    this.requested.minor++;
-    this.burstMinors++;
-    this.init.collect('minor');
+    this.requested[kind]++;
+    this.init.collect(kind);
     this.lastHeapUsed = this.init.read().heapUsed;
-    return next;
   }
 }
 

@@ -101,7 +101,7 @@ export class GrpcEndpoint {
   private readonly log: Logger;
   private readonly sessions = new Map<string, AgentSession>();
   /** The connection holding each session's Register call, and the owner it speaks for. */
-  private readonly holders = new WeakMap<AgentSession, { connection: string; owner: string; readsFolded: boolean }>();
+  private readonly holders = new WeakMap<AgentSession, { connection: string; owner: string }>();
   private readonly connections = new GrpcConnections();
 
   constructor(init: GrpcEndpointInit) {
@@ -162,7 +162,7 @@ export class GrpcEndpoint {
       onAdmitted: (session, admitted) => {
         // The token is checked: only now does this connection get large windows.
         this.connections.raiseWindows(connection);
-        this.holders.set(session, { connection, owner: admitted.owner, readsFolded });
+        this.holders.set(session, { connection, owner: admitted.owner });
         session.peerReadsFolded = readsFolded;
         this.sessions.set(session.id, session);
         void session.closed.then(() => this.sessions.delete(session.id));
@@ -187,7 +187,7 @@ export class GrpcEndpoint {
       onIdle: (ch) => session.offerStream(ch),
       readWhileIdle: true,
       // The agent's Hello said it reads folded chunks: a request without a body goes as HEADERS{end}.
-      peerReadsFolded: this.holders.get(session)?.readsFolded === true,
+      peerReadsFolded: session.peerReadsFolded,
     });
     const exchangeId = call.metadata.get(EXCHANGE_METADATA_KEY)[0];
     if (exchangeId !== undefined) session.attachStream(String(exchangeId), channel);

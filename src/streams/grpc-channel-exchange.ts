@@ -1,6 +1,7 @@
 import type { HTTPChunk } from '../codec/http-chunk.js';
 import { TransportClosedError } from '../errors.js';
 import { ExchangeBase } from './exchange-base.js';
+import type { BeginOptions } from './exchange-duplex.js';
 import type { GrpcExchangeChannel } from './grpc-exchange-channel.js';
 
 /**
@@ -12,12 +13,10 @@ export class ChannelExchange extends ExchangeBase {
     private readonly channel: GrpcExchangeChannel,
     id: string,
     readonly seq: number,
-    headSent: boolean,
-    headEnded = false,
-    headEndSent = false,
+    options: BeginOptions = {},
   ) {
-    super(id, headSent, headEnded);
-    this.headEndSent = headSent && headEndSent;
+    super(id, options.headSent === true, options.headEnded === true);
+    this.headEndSent = options.headSent === true && options.headEndSent === true;
   }
 
   protected get transportBuffered(): boolean {

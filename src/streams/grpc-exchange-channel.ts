@@ -148,7 +148,7 @@ export class GrpcExchangeChannel {
   begin(id: string, options?: BeginOptions): ExchangeDuplex {
     if (this.status !== 'idle') throw new TransportClosedError(`channel is ${this.status}`);
     this.status = 'busy';
-    this.current = new ChannelExchange(this, id, ++this.seq, options?.headSent === true, options?.headEnded === true, options?.headEndSent === true);
+    this.current = new ChannelExchange(this, id, ++this.seq, options);
     return this.current;
   }
 

@@ -39,17 +39,23 @@ function forwardFor(raw: RawGrpcAgent, sessionId: string, head: HTTPChunk): RawC
   return { ...fwd, received };
 }
 
+/** A fresh edge, an Open-only agent for `name`, and one GET to it whose Open has arrived. */
+async function openedGet(ctx: { cleanup: Array<() => unknown> }, name: string, foldedChunks: boolean, path: string) {
+  const edge = await startEdge();
+  ctx.cleanup.push(() => edge.close());
+  const agent = await openOnlyAgent(ctx, edge, name, foldedChunks);
+  const response = send(edge, name, path);
+  await waitFor(() => agent.opens.length === 1, 5000, 'the Open');
+  return { edge, ...agent, response };
+}
+
 /** Answers exchange `seq` of `fwd` with a complete 200 "ok", folded into one message. */
 function answerOk(fwd: RawCall<HTTPChunk>, seq: number): void {
   fwd.call.write({ kind: ChunkKind.HEADERS, status: 200, headers: [{ name: 'content-length', value: '2' }], data: Buffer.from('ok'), end: true, seq });
 }
 
 test("to an agent that reads folded chunks, a GET's Open carries its END, and no END follows on the stream", async (ctx) => {
-  const edge = await startEdge();
-  ctx.cleanup.push(() => edge.close());
-  const { raw, sessionId, opens } = await openOnlyAgent(ctx, edge, 'opener', true);
-  const first = send(edge, 'opener', '/first');
-  await waitFor(() => opens.length === 1, 5000, 'the Open');
+  const { edge, raw, sessionId, opens, response: first } = await openedGet(ctx, 'opener', true, '/first');
   // One message: the agent can serve it at once as a request without a body (undici's pool in jetty's agent).
   assert.is(opens[0].end, true);
   const fwd = forwardFor(raw, sessionId, opens[0]);
@@ -68,11 +74,7 @@ test("to an agent that reads folded chunks, a GET's Open carries its END, and no
 });
 
 test('to an agent that does not read folded chunks, an Open carries no END and it follows on the stream', async (ctx) => {
-  const edge = await startEdge();
-  ctx.cleanup.push(() => edge.close());
-  const { raw, sessionId, opens } = await openOnlyAgent(ctx, edge, 'plain', false);
-  const response = send(edge, 'plain', '/');
-  await waitFor(() => opens.length === 1, 5000, 'the Open');
+  const { raw, sessionId, opens, response } = await openedGet(ctx, 'plain', false, '/');
   assert.is.not(opens[0].end, true);
   const fwd = forwardFor(raw, sessionId, opens[0]);
   await waitFor(() => fwd.received.length === 1, 5000, 'the END on the stream');
