@@ -3,9 +3,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { MB, median, tempDir, track, treeCpuMicros } from './procs.js';
+import { MB, loadGeneratorCpuMicros, median, tempDir, track, treeCpuMicros } from './procs.js';
 
 /** The block the origin repeats in /bytes (bench/origin.ts): 64 KiB of 'x'. */
 const ORIGIN_BLOCK = Buffer.alloc(64 * 1024, 120);
@@ -135,24 +136,38 @@ export async function smallGets(t: Target, seconds: number, connections = 50): P
   return { rps: c['2xx'] / c.duration, ok: c['2xx'], non2xx: c.non2xx, errors: c.errors + c.timeouts, p99ms: c.latency.p99, tool: 'autocannon' };
 }
 
-/** A target whose CPU the bench charges: server side (edge, sshd tree) and client side (agent, ssh); none for direct. */
+/**
+ * A target whose CPU the bench charges: server side (edge, sshd tree) and client side (agent, ssh); none
+ * for direct. Every target also has the origin behind it, whose CPU is charged with the load generators'.
+ */
 export interface Peer extends Target {
   label: string;
   cpuPids: [number, number] | null;
+  originPid: number;
 }
 
-/** `work`'s result and the µs of CPU each side of `p` spent during it (null for direct). */
-export async function cpuSpent<T>(p: Peer, work: () => Promise<T>): Promise<{ result: T; micros: [number, number] | null }> {
+/** µs of CPU during one measure: the peer's two sides (null for direct), and what the apparatus spent. */
+export interface CpuSpent {
+  micros: [number, number] | null;
+  /** The origin, and the load generators with the bench process itself. */
+  apparatus: [number, number];
+}
+
+/** `work`'s result and the µs of CPU each side of `p`, the origin and the load generators spent during it. */
+export async function cpuSpent<T>(p: Peer, work: () => Promise<T>): Promise<{ result: T } & CpuSpent> {
   const before = p.cpuPids?.map(treeCpuMicros);
+  const apparatusBefore = [treeCpuMicros(p.originPid), loadGeneratorCpuMicros()];
   const result = await work();
   const after = p.cpuPids?.map(treeCpuMicros);
-  return { result, micros: before && after ? [after[0] - before[0], after[1] - before[1]] : null };
+  const apparatus: [number, number] = [treeCpuMicros(p.originPid) - apparatusBefore[0], loadGeneratorCpuMicros() - apparatusBefore[1]];
+  return { result, micros: before && after ? [after[0] - before[0], after[1] - before[1]] : null, apparatus };
 }
 
-/** smallGets() and the µs of CPU each side of `p` spent per 2xx answer. */
-export async function smallGetsCpu(p: Peer, seconds: number, connections: number): Promise<{ small: SmallGets; cpu: [number, number] | null }> {
-  const { result: small, micros } = await cpuSpent(p, () => smallGets(p, seconds, connections));
-  return { small, cpu: micros ? [micros[0] / Math.max(1, small.ok), micros[1] / Math.max(1, small.ok)] : null };
+/** smallGets() and the µs of CPU each side of `p`, and the apparatus, spent per 2xx answer. */
+export async function smallGetsCpu(p: Peer, seconds: number, connections: number): Promise<{ small: SmallGets; cpu: [number, number] | null; apparatus: [number, number] }> {
+  const { result: small, micros, apparatus } = await cpuSpent(p, () => smallGets(p, seconds, connections));
+  const per = (us: number): number => us / Math.max(1, small.ok);
+  return { small, cpu: micros ? [per(micros[0]), per(micros[1])] : null, apparatus: [per(apparatus[0]), per(apparatus[1])] };
 }
 
 /** Starts a slow reader: curl at `rate` for `seconds` on an endless body. Resolves with bytes read. */
@@ -177,6 +192,15 @@ export function roundFigures<R>(peers: readonly Peer[], rounds: Map<string, R[]>
   const ratio = (label: string, f: (r: R) => number): string => (ref && label !== ref.label ? ` (×${(med(label, f) / med(ref.label, f)).toFixed(2)})` : '');
   return { med, ratio };
 }
+
+/** The cores every process of a measure shares (the origin, the load generators, the tunnel). */
+export const CORES = availableParallelism();
+
+/**
+ * The most units per second this machine's cores could do when one unit costs `perUnitMicros` of CPU
+ * over every process involved: what no tunnel can pass, however fast, when its own share is added.
+ */
+export const cpuCeiling = (perUnitMicros: number): number => (CORES * 1e6) / perUnitMicros;
 
 /** A count for a table: rounded, with thousands separators. */
 export const count = (v: number): string => Math.round(v).toLocaleString('en-US');

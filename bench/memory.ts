@@ -4,11 +4,13 @@
 //   one slow reader (curl --limit-rate 5M, 10 s, then it hangs up) on an endless body;
 //   32 concurrent slow readers (1 MB/s each, 10 s), checking every origin response is paused on drain;
 //   a 1 GiB download and a 1 GiB upload.
+// The floor: a bare `node` and `node` having loaded only the packages each Jetty process loads (nothing
+// of Jetty's own), idle RSS read the same way: what no Jetty process on this Node can go below.
 // BENCH_BASELINE=DIR adds each transport again from another checkout (DIR/bin/jetty.js, built), in the
 // same rounds, as the small phase does.
 import { join, resolve } from 'node:path';
 import { download, originStats, slowReader, upload, uploadFile } from './load.js';
-import { MIB, RUNS, median, pollUntil, rssBytes, startOrigin, startTunnel, stopTunnel, transports, withRss, type Tunnel } from './procs.js';
+import { MIB, ROOT, RUNS, median, pollUntil, rssBytes, startOrigin, startProc, startTunnel, stopTunnel, transports, withRss, type Tunnel } from './procs.js';
 
 const GIB = Number(process.env.BENCH_GIB ?? 1);
 /** The issue's slow reader: 5 MB/s for 10 s. */
@@ -36,6 +38,28 @@ interface Run {
 }
 
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The packages each process loads by the time it is idle (read off `require.cache` of a running edge and agent). */
+const FLOORS: [string, string[]][] = [
+  ['node alone', []],
+  ['node + @grpc/grpc-js', ['@grpc/grpc-js']],
+  ['node + the packages a gRPC agent loads (@grpc/grpc-js, protobufjs, pino)', ['@grpc/grpc-js', 'protobufjs', 'pino']],
+  ['node + the packages a WebSocket agent loads (ws, protobufjs, pino)', ['ws', 'protobufjs', 'pino']],
+  ['node + the packages an edge loads (@grpc/grpc-js, ws, protobufjs, pino)', ['@grpc/grpc-js', 'ws', 'protobufjs', 'pino']],
+];
+
+/** Idle RSS of `node` that has loaded `packages` (from the project's node_modules) and nothing else, read IDLE_MS later. */
+async function floorRss(packages: string[]): Promise<number> {
+  const code = `${packages.map((p) => `require(${JSON.stringify(p)});`).join('')}console.log('loaded');setInterval(() => {}, 1e6);`;
+  const { proc, ready } = startProc(process.execPath, ['-e', code], /loaded/, { cwd: ROOT });
+  try {
+    await ready;
+    await delay(IDLE_MS);
+    return rssBytes(proc.pid);
+  } finally {
+    await proc.stop();
+  }
+}
 
 async function fresh<T>(originPort: number, transport: string, bin: string | undefined, work: (t: Tunnel) => Promise<T>): Promise<T> {
   const t = await startTunnel(originPort, transport, [], bin);
@@ -78,10 +102,13 @@ export async function memory(): Promise<string> {
   const file = uploadFile(bytes);
   const origin = await startOrigin();
   const results = new Map<string, Run[]>();
+  const floors = new Map<string, number[]>(FLOORS.map(([label]) => [label, []]));
   const baseline = process.env.BENCH_BASELINE ? join(resolve(process.env.BENCH_BASELINE), 'bin/jetty.js') : undefined;
   const builds: [string, string | undefined][] = [['', undefined], ...(baseline ? [[' (baseline)', baseline] as [string, string]] : [])];
   try {
     for (let i = 0; i < RUNS; i++) {
+      process.stderr.write(`memory round ${i + 1}/${RUNS}: the floor\n`);
+      for (const [label, packages] of FLOORS) floors.get(label)!.push(await floorRss(packages));
       for (const t of transports()) {
         for (const [suffix, bin] of builds) {
           process.stderr.write(`memory round ${i + 1}/${RUNS}: ${t}${suffix}\n`);
@@ -107,5 +134,7 @@ export async function memory(): Promise<string> {
     );
   }
   if (baseline) lines.push('', `(baseline) = the build in ${resolve(process.env.BENCH_BASELINE!)}, measured in the same rounds.`);
+  lines.push('', `The floor: idle RSS ${IDLE_MS / 1000} s after \`node\` loaded only these packages (none of Jetty's code), MiB, medians of ${RUNS}:`, '', '| process | idle RSS MiB |', '|---|---|');
+  for (const [label, rss] of floors) lines.push(`| ${label} | ${mib(median(rss))} |`);
   return lines.join('\n');
 }

@@ -228,6 +228,17 @@ function cpuMicros(pid: number): { ppid: number; us: number } | undefined {
 }
 
 /**
+ * CPU time (µs) of this process and of the children it has waited for (cutime + cstime): the load
+ * generators (curl, sh with sha256sum, wrk), which are gone by the time a measure ends.
+ */
+export function loadGeneratorCpuMicros(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  // utime(14) stime(15) cutime(16) cstime(17), counted from after the command name as in cpuMicros.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1e6) / CLOCK_TICKS_PER_S;
+}
+
+/**
  * CPU time (µs) of `pid` and every descendant alive now: sshd forks a process per connection, so the
  * ssh peer's server side is a tree. Jetty processes have no children, so this is their own time.
  */

@@ -23,8 +23,8 @@ interface Phase {
 
 /** Every phase, in running order. Scripts without `run` are dist/bench/NAME.js of other modules. */
 export const PHASES: readonly Phase[] = [
-  { name: 'throughput', what: 'direct, ssh -R, Jetty per transport: 1 GiB down/up, small GETs, 20 × 100 MiB, CPU per request', takes: '6–9 min', run: throughput },
-  { name: 'small', what: 'direct, ssh -R, Jetty per transport: 13-byte GETs only, req/s, p99, CPU µs per request (BENCH_BASELINE=DIR: and that build)', takes: '≈ 1.5 min', large: true, run: small },
+  { name: 'throughput', what: 'direct, ssh -R, two bare Node TCP relays, Jetty per transport: 1 GiB down/up, small GETs, 20 × 100 MiB, CPU per request and what the cores allow', takes: '6–9 min', run: throughput },
+  { name: 'small', what: 'direct, ssh -R, two bare Node TCP relays, Jetty per transport: 13-byte GETs only, req/s, p99, CPU µs per request (BENCH_BASELINE=DIR: and that build)', takes: '≈ 1.5 min', large: true, run: small },
   { name: 'memory', what: 'fresh edge+agent per scenario: idle RSS, start-up, slow readers, 1 GiB growth (BENCH_BASELINE=DIR: and that build)', takes: '4–5.5 min', run: memory },
   { name: 'sessions', what: 'edge RSS per idle agent session, 1,000 sessions per transport', takes: '≈ 15 s', large: true, run: sessions },
   { name: 'sse', what: '2,000 open SSE exchanges across 20 agents: edge growth, event latency p99', takes: '35–60 s', large: true, run: sse },

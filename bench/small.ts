@@ -1,11 +1,12 @@
 // Phase `small`: only the small-GET part of `throughput` (13-byte GETs at 50 connections), which is what
 // the per-request CPU work is judged on: req/s, p99, errors and edge / agent CPU µs per request for
-// direct, ssh -R and each Jetty transport, one after the other in each of RUNS rounds, medians.
+// direct, ssh -R, two bare Node TCP relays and each Jetty transport, one after the other in each of RUNS rounds, medians.
 // BENCH_BASELINE=DIR adds each Jetty transport again from another checkout (DIR/bin/jetty.js, built),
 // interleaved in the same rounds: a before/after under the same machine load. BENCH_WARMUP_SECONDS (5).
 import { join, resolve } from 'node:path';
-import { smallGets, smallGetsCpu, count as n, roundFigures, type Peer, type SmallGets } from './load.js';
+import { cpuCeiling, smallGets, smallGetsCpu, count as n, roundFigures, type Peer, type SmallGets } from './load.js';
 import { RUNS, startOrigin, startTunnel, stopTunnel, transports, type Tunnel } from './procs.js';
+import { RELAY_LABEL, startRelayPeer, type RelayPeer } from './relay-peer.js';
 import { startSshPeer, sshUnavailable, type SshPeer } from './ssh-peer.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -21,15 +22,18 @@ interface Round {
   small: SmallGets;
   /** µs of CPU per 2xx request: server side, client side. */
   cpu: [number, number] | null;
+  /** µs of CPU per 2xx request: the origin, the load generator. */
+  apparatus: [number, number];
 }
 
 const round = (p: Peer): Promise<Round> => smallGetsCpu(p, SECONDS, CONNECTIONS);
 
 export async function small(): Promise<string> {
   const origin = await startOrigin();
-  const peers: Peer[] = [{ label: 'direct to origin', base: `http://127.0.0.1:${origin.port}`, host: `127.0.0.1:${origin.port}`, cpuPids: null }];
+  const peers: Peer[] = [{ label: 'direct to origin', base: `http://127.0.0.1:${origin.port}`, host: `127.0.0.1:${origin.port}`, cpuPids: null, originPid: origin.proc.pid }];
   const notes: string[] = [];
   let ssh: SshPeer | undefined;
+  let relay: RelayPeer | undefined;
   const tunnels: Tunnel[] = [];
   const baseline = process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined;
   try {
@@ -37,8 +41,10 @@ export async function small(): Promise<string> {
     if (noSsh) notes.push(`ssh -R skipped: ${noSsh}`);
     else {
       ssh = await startSshPeer(origin.port);
-      peers.push({ label: 'ssh -R', base: `http://127.0.0.1:${ssh.port}`, host: `127.0.0.1:${ssh.port}`, cpuPids: [ssh.sshd.pid, ssh.ssh.pid] });
+      peers.push({ label: 'ssh -R', base: `http://127.0.0.1:${ssh.port}`, host: `127.0.0.1:${ssh.port}`, cpuPids: [ssh.sshd.pid, ssh.ssh.pid], originPid: origin.proc.pid });
     }
+    relay = await startRelayPeer(origin.port);
+    peers.push({ label: RELAY_LABEL, base: `http://127.0.0.1:${relay.port}`, host: `127.0.0.1:${relay.port}`, cpuPids: [relay.front.pid, relay.back.pid], originPid: origin.proc.pid });
     const builds: [string, string | undefined][] = [['', undefined]];
     if (baseline) {
       builds.push([' (baseline)', join(baseline, 'bin/jetty.js')]);
@@ -48,7 +54,7 @@ export async function small(): Promise<string> {
       for (const [suffix, bin] of builds) {
         const tun = await startTunnel(origin.port, t, [], bin);
         tunnels.push(tun);
-        peers.push({ label: `Jetty ${t}${suffix}`, base: tun.base, host: tun.host, cpuPids: [tun.edge.pid, tun.agent.pid] });
+        peers.push({ label: `Jetty ${t}${suffix}`, base: tun.base, host: tun.host, cpuPids: [tun.edge.pid, tun.agent.pid], originPid: origin.proc.pid });
       }
     }
     for (const p of peers) {
@@ -65,23 +71,25 @@ export async function small(): Promise<string> {
     }
     return table(peers, rounds, notes);
   } finally {
-    await Promise.all([...tunnels.map(stopTunnel), ssh?.stop(), origin.proc.stop()]);
+    await Promise.all([...tunnels.map(stopTunnel), ssh?.stop(), relay?.stop(), origin.proc.stop()]);
   }
 }
 
 function table(peers: Peer[], rounds: Map<string, Round[]>, notes: string[]): string {
   const { med, ratio } = roundFigures(peers, rounds);
   const lines = [
-    `${SECONDS} s of 13-byte GETs at ${CONNECTIONS} connections (${rounds.get(peers[0].label)![0].small.tool}; req/s counts 2xx only), after ${WARMUP_SECONDS} s of unmeasured load per tunnel; CPU µs per request from /proc/PID/stat (server side = edge or sshd, client side = agent or ssh); medians of ${RUNS}; (×N) = ratio to ssh -R.`,
+    `${SECONDS} s of 13-byte GETs at ${CONNECTIONS} connections (${rounds.get(peers[0].label)![0].small.tool}; req/s counts 2xx only), after ${WARMUP_SECONDS} s of unmeasured load per tunnel; CPU µs per request from /proc/PID/stat (server side = edge, sshd or the front relay; client side = agent, ssh or the back relay; the load generator's from its reaped times, with the bench process's own); CPU ceiling = the rate at which all of it together fills every core; medians of ${RUNS}; (×N) = ratio to ssh -R.`,
     '',
-    '| | small GETs/s | p99 ms | non-2xx / errors (all runs) | CPU µs/req server / client |',
-    '|---|---|---|---|---|',
+    '| | small GETs/s | p99 ms | non-2xx / errors (all runs) | CPU µs/req server / client | CPU µs/req origin / load generator | CPU ceiling req/s |',
+    '|---|---|---|---|---|---|---|',
   ];
   for (const p of peers) {
     const rs = rounds.get(p.label)!;
     const bad = `${rs.reduce((a, r) => a + r.small.non2xx, 0)} / ${rs.reduce((a, r) => a + r.small.errors, 0)}`;
     const cpu = p.cpuPids ? `${n(med(p.label, (r) => r.cpu![0]))} / ${n(med(p.label, (r) => r.cpu![1]))}` : '—';
-    lines.push(`| ${p.label} | ${n(med(p.label, (r) => r.small.rps))}${ratio(p.label, (r) => r.small.rps)} | ${med(p.label, (r) => r.small.p99ms).toFixed(1)} | ${bad} | ${cpu} |`);
+    const [originUs, toolUs] = [0, 1].map((i) => med(p.label, (r) => r.apparatus[i]));
+    const all = originUs + toolUs + (p.cpuPids ? med(p.label, (r) => r.cpu![0] + r.cpu![1]) : 0);
+    lines.push(`| ${p.label} | ${n(med(p.label, (r) => r.small.rps))}${ratio(p.label, (r) => r.small.rps)} | ${med(p.label, (r) => r.small.p99ms).toFixed(1)} | ${bad} | ${cpu} | ${n(originUs)} / ${n(toolUs)} | ${n(cpuCeiling(all))} |`);
   }
   if (notes.length) lines.push('', ...notes);
   return lines.join('\n');
