@@ -5,6 +5,7 @@
 // must receive every event.
 import { request, type ClientRequest } from 'node:http';
 import { MIB, pollUntil, startAgent, startEdge, startOrigin, transports, treeCpuMicros, withRss, type Proc } from './procs.js';
+import { RELAY_LABEL, startRelayPeer } from './relay-peer.js';
 
 const AGENTS = Number(process.env.BENCH_SSE_AGENTS ?? 20);
 const PER_AGENT = Number(process.env.BENCH_SSE_PER_AGENT ?? 100);
@@ -74,28 +75,31 @@ async function broadcast(originPort: number): Promise<number> {
 
 async function oneTransport(transport: string): Promise<string> {
   const origin = await startOrigin();
-  // `direct`: the same clients straight to the origin, the floor for the latency figures.
-  const direct = transport === 'direct';
-  const { edge, port } = direct ? { edge: undefined, port: origin.port } : await startEdge(['--max-connections-per-ip', String(AGENTS * PER_AGENT * 2), '--log-level', 'warn']);
+  // `direct`: the same clients straight to the origin, the floor of the apparatus. `relay`: through two
+  // bare Node TCP relays (bench/relay-peer.ts), the floor of a tunnel of two Node processes.
+  const relay = transport === 'relay' ? await startRelayPeer(origin.port) : undefined;
+  const tunnel = transport !== 'direct' && !relay;
+  const { edge, port } = tunnel ? await startEdge(['--max-connections-per-ip', String(AGENTS * PER_AGENT * 2), '--log-level', 'warn']) : { edge: undefined, port: relay?.port ?? origin.port };
   const agents: Proc[] = [];
   const clients: Client[] = [];
   try {
-    if (!direct) {
+    if (tunnel) {
       const started = await Promise.all(Array.from({ length: AGENTS }, (_, i) => startAgent(port, origin.port, transport, `sse-${i}`)));
       agents.push(...started.map((s) => s.agent));
     }
     await delay(SETTLE_MS);
-    // CPU µs of the edge, of every agent together, of the origin and of this process (the clients).
+    // CPU µs of the edge (or front relay), of every agent together (or the back relay), of the origin and
+    // of this process (the clients).
     const cpuNow = (): number[] => [
-      edge ? treeCpuMicros(edge.pid) : NaN,
-      agents.length ? agents.reduce((sum, a) => sum + treeCpuMicros(a.pid), 0) : NaN,
+      edge ? treeCpuMicros(edge.pid) : relay ? treeCpuMicros(relay.front.pid) : NaN,
+      agents.length ? agents.reduce((sum, a) => sum + treeCpuMicros(a.pid), 0) : relay ? treeCpuMicros(relay.back.pid) : NaN,
       treeCpuMicros(origin.proc.pid),
       ownCpuMicros(),
     ];
     let cpu: number[] = [];
     const t0 = performance.now();
     const { growth, base } = await withRss(edge ? [edge.pid] : [], async () => {
-      for (let a = 0; a < AGENTS; a++) for (let i = 0; i < PER_AGENT; i++) clients.push(openClient(port, direct ? `127.0.0.1:${port}` : `sse-${a}.localhost:${port}`));
+      for (let a = 0; a < AGENTS; a++) for (let i = 0; i < PER_AGENT; i++) clients.push(openClient(port, tunnel ? `sse-${a}.localhost:${port}` : `127.0.0.1:${port}`));
       await pollUntil(() => clients.every((c) => c.open || c.failed), 'not every SSE stream opened', OPEN_TIMEOUT_MS);
       const failed = clients.filter((c) => c.failed);
       if (failed.length) throw new Error(`${failed.length} of ${clients.length} SSE streams failed, first: ${failed[0].failed}`);
@@ -113,21 +117,21 @@ async function oneTransport(transport: string): Promise<string> {
     const lat = clients.flatMap((c) => c.latencies).sort((a, b) => a - b);
     const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
     const mib = (b: number | undefined): string => (b === undefined ? '—' : (b / MIB).toFixed(1));
-    return `| ${direct ? 'direct to origin' : transport} | ${clients.length} | ${mib(base[0])} | ${mib(growth[0])} | ${lat.length} | ${q(0.5).toFixed(1)} | ${q(0.99).toFixed(1)} | ${lat.at(-1)!.toFixed(1)} | ${cpu.map((us) => (Number.isNaN(us) ? '—' : us.toFixed(0))).join(' / ')} | ${openS.toFixed(1)} |`;
+    return `| ${tunnel ? transport : relay ? RELAY_LABEL : 'direct to origin'} | ${clients.length} | ${mib(base[0])} | ${mib(growth[0])} | ${lat.length} | ${q(0.5).toFixed(1)} | ${q(0.99).toFixed(1)} | ${lat.at(-1)!.toFixed(1)} | ${cpu.map((us) => (Number.isNaN(us) ? '—' : us.toFixed(0))).join(' / ')} | ${openS.toFixed(1)} |`;
   } finally {
     for (const c of clients) c.req.destroy();
-    await Promise.all([...agents.map((a) => a.stop()), edge?.stop(), origin.proc.stop()]);
+    await Promise.all([...agents.map((a) => a.stop()), edge?.stop(), relay?.stop(), origin.proc.stop()]);
   }
 }
 
 export async function sse(): Promise<string> {
   const lines = [
-    `A fresh edge, ${AGENTS} agents (processes), ${AGENTS * PER_AGENT} SSE clients (${PER_AGENT} per agent, one connection each, in the bench process); ${EVENTS} events ${EVENT_EVERY_MS} ms apart written by the origin to every stream. Growth = edge peak RSS over its value with every agent up and no client. Latency = arrival at the client − origin write time (same clock). CPU per event: µs of CPU each side spent from the first broadcast to the last arrival, over the events delivered (edge / all agents together / origin / the clients, this process). One run per transport.`,
+    `A fresh edge, ${AGENTS} agents (processes), ${AGENTS * PER_AGENT} SSE clients (${PER_AGENT} per agent, one connection each, in the bench process); ${EVENTS} events ${EVENT_EVERY_MS} ms apart written by the origin to every stream. Growth = edge peak RSS over its value with every agent up and no client. Latency = arrival at the client − origin write time (same clock). CPU per event: µs of CPU each side spent from the first broadcast to the last arrival, over the events delivered (edge or front relay / all agents together or the back relay / origin / the clients, this process). Direct to the origin is the floor of this apparatus; ${RELAY_LABEL} (no parsing, no framing) the floor of a tunnel of two Node processes. One run per transport.`,
     '',
     '| transport | streams | edge RSS before MiB | edge growth MiB | events received | latency p50 ms | p99 ms | max ms | CPU µs per event edge / agents / origin / clients | scenario s |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
-  for (const t of ['direct', ...transports()]) {
+  for (const t of ['direct', 'relay', ...transports()]) {
     process.stderr.write(`sse: ${AGENTS * PER_AGENT} streams over ${t}\n`);
     lines.push(await oneTransport(t));
   }
