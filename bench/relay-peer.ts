@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { ROOT, freePort, startProc, type Proc } from './procs.js';
 
 const RELAY_JS = join(ROOT, 'dist/bench/tcp-relay.js');
+/** The row's name in the tables. */
+export const RELAY_LABEL = '2 × Node TCP relay';
 
 export interface RelayPeer {
   /** The relay the load generator connects to (the edge's place), and the one in front of the origin (the agent's). */
@@ -27,5 +29,3 @@ export async function startRelayPeer(originPort: number): Promise<RelayPeer> {
   const front = await relay(port, backPort);
   return { front, back, port, stop: async () => void (await Promise.all([front.stop(), back.stop()])) };
 }
-
-export const RELAY_LABEL = '2 × Node TCP relay';

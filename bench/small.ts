@@ -6,8 +6,7 @@
 import { join, resolve } from 'node:path';
 import { cpuCeiling, smallGets, smallGetsCpu, count as n, roundFigures, type Peer, type SmallGets } from './load.js';
 import { RUNS, startOrigin, startTunnel, stopTunnel, transports, type Tunnel } from './procs.js';
-import { RELAY_LABEL, startRelayPeer, type RelayPeer } from './relay-peer.js';
-import { startSshPeer, sshUnavailable, type SshPeer } from './ssh-peer.js';
+import { startReferencePeers, tunnelPeer, type ReferencePeers } from './reference-peers.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 /**
@@ -30,21 +29,12 @@ const round = (p: Peer): Promise<Round> => smallGetsCpu(p, SECONDS, CONNECTIONS)
 
 export async function small(): Promise<string> {
   const origin = await startOrigin();
-  const peers: Peer[] = [{ label: 'direct to origin', base: `http://127.0.0.1:${origin.port}`, host: `127.0.0.1:${origin.port}`, cpuPids: null, originPid: origin.proc.pid }];
-  const notes: string[] = [];
-  let ssh: SshPeer | undefined;
-  let relay: RelayPeer | undefined;
+  let refs: ReferencePeers | undefined;
   const tunnels: Tunnel[] = [];
   const baseline = process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined;
   try {
-    const noSsh = sshUnavailable();
-    if (noSsh) notes.push(`ssh -R skipped: ${noSsh}`);
-    else {
-      ssh = await startSshPeer(origin.port);
-      peers.push({ label: 'ssh -R', base: `http://127.0.0.1:${ssh.port}`, host: `127.0.0.1:${ssh.port}`, cpuPids: [ssh.sshd.pid, ssh.ssh.pid], originPid: origin.proc.pid });
-    }
-    relay = await startRelayPeer(origin.port);
-    peers.push({ label: RELAY_LABEL, base: `http://127.0.0.1:${relay.port}`, host: `127.0.0.1:${relay.port}`, cpuPids: [relay.front.pid, relay.back.pid], originPid: origin.proc.pid });
+    refs = await startReferencePeers(origin);
+    const { peers, notes } = refs;
     const builds: [string, string | undefined][] = [['', undefined]];
     if (baseline) {
       builds.push([' (baseline)', join(baseline, 'bin/jetty.js')]);
@@ -54,7 +44,7 @@ export async function small(): Promise<string> {
       for (const [suffix, bin] of builds) {
         const tun = await startTunnel(origin.port, t, [], bin);
         tunnels.push(tun);
-        peers.push({ label: `Jetty ${t}${suffix}`, base: tun.base, host: tun.host, cpuPids: [tun.edge.pid, tun.agent.pid], originPid: origin.proc.pid });
+        peers.push(tunnelPeer(`Jetty ${t}${suffix}`, tun, origin.proc.pid));
       }
     }
     for (const p of peers) {
@@ -71,7 +61,7 @@ export async function small(): Promise<string> {
     }
     return table(peers, rounds, notes);
   } finally {
-    await Promise.all([...tunnels.map(stopTunnel), ssh?.stop(), relay?.stop(), origin.proc.stop()]);
+    await Promise.all([...tunnels.map(stopTunnel), refs?.stop(), origin.proc.stop()]);
   }
 }
 

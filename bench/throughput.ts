@@ -3,9 +3,8 @@
 // rounds; medians, with ratios to ssh -R, and what the machine's cores allow each of them.
 // Environment: BENCH_GIB (1), BENCH_SECONDS (5, small GETs), BENCH_PARALLEL (20) × BENCH_PARALLEL_MIB (100).
 import { CORES, checkedDownload, cpuCeiling, cpuSpent, download, originBodySha256, smallGetsCpu, upload, uploadFile, count as n, roundFigures, type Peer, type SmallGets } from './load.js';
-import { MB, MIB, RUNS, startOrigin, startTunnel, stopTunnel, transports } from './procs.js';
-import { RELAY_LABEL, startRelayPeer, type RelayPeer } from './relay-peer.js';
-import { startSshPeer, sshUnavailable, type SshPeer } from './ssh-peer.js';
+import { MB, MIB, RUNS, startOrigin, startTunnel, stopTunnel, transports, type Tunnel } from './procs.js';
+import { startReferencePeers, tunnelPeer, type ReferencePeers } from './reference-peers.js';
 
 const GIB = Number(process.env.BENCH_GIB ?? 1);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -51,24 +50,15 @@ export async function throughput(): Promise<string> {
   const file = uploadFile(bytes);
   const parallelSha = originBodySha256(parallelBytes);
   const origin = await startOrigin();
-  const peers: Peer[] = [{ label: 'direct to origin', base: `http://127.0.0.1:${origin.port}`, host: `127.0.0.1:${origin.port}`, cpuPids: null, originPid: origin.proc.pid }];
-  const notes: string[] = [];
-  let ssh: SshPeer | undefined;
-  let relay: RelayPeer | undefined;
-  const noSsh = sshUnavailable();
-  if (noSsh) notes.push(`ssh -R skipped: ${noSsh}`);
-  else {
-    ssh = await startSshPeer(origin.port);
-    peers.push({ label: 'ssh -R', base: `http://127.0.0.1:${ssh.port}`, host: `127.0.0.1:${ssh.port}`, cpuPids: [ssh.sshd.pid, ssh.ssh.pid], originPid: origin.proc.pid });
-  }
-  const tunnels = [];
+  let refs: ReferencePeers | undefined;
+  const tunnels: Tunnel[] = [];
   try {
-    relay = await startRelayPeer(origin.port);
-    peers.push({ label: RELAY_LABEL, base: `http://127.0.0.1:${relay.port}`, host: `127.0.0.1:${relay.port}`, cpuPids: [relay.front.pid, relay.back.pid], originPid: origin.proc.pid });
+    refs = await startReferencePeers(origin);
+    const { peers, notes } = refs;
     for (const t of transports()) {
       const tun = await startTunnel(origin.port, t);
       tunnels.push(tun);
-      peers.push({ label: `Jetty ${t}`, base: tun.base, host: tun.host, cpuPids: [tun.edge.pid, tun.agent.pid], originPid: origin.proc.pid });
+      peers.push(tunnelPeer(`Jetty ${t}`, tun, origin.proc.pid));
     }
     const rounds = new Map<string, Round[]>(peers.map((p) => [p.label, []]));
     for (let i = 0; i < RUNS; i++) {
@@ -79,7 +69,7 @@ export async function throughput(): Promise<string> {
     }
     return table(peers, rounds, notes);
   } finally {
-    await Promise.all([...tunnels.map(stopTunnel), ssh?.stop(), relay?.stop(), origin.proc.stop()]);
+    await Promise.all([...tunnels.map(stopTunnel), refs?.stop(), origin.proc.stop()]);
   }
 }
 
